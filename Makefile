@@ -1,0 +1,58 @@
+# Metricis server: the commands a newcomer needs. Everything runs from the repository's own files.
+SHELL := /bin/bash
+PYTHON ?= python3
+UV_VERSION := 0.13.9
+TOOLS := .tools
+UV := $(CURDIR)/$(TOOLS)/bin/uv
+SERVER := server
+VENV_BIN := $(CURDIR)/$(SERVER)/.venv/bin
+
+.PHONY: help setup run test test-postgres test-sqlite lint typecheck fmt migrate bench clean
+
+help:
+	@echo "make run        set up, migrate, create the demo admin and serve on http://127.0.0.1:8000"
+	@echo "make test       set up and run the whole test suite"
+	@echo "make lint | typecheck | fmt | migrate | bench"
+
+$(UV):
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+# The virtual environment follows the lock file exactly; re-run whenever uv.lock changes.
+$(SERVER)/.venv/.synced: $(UV) $(SERVER)/uv.lock $(SERVER)/pyproject.toml
+	cd $(SERVER) && UV_PYTHON_DOWNLOADS=never $(UV) sync --frozen --python 3.11
+	touch $@
+
+setup: $(SERVER)/.venv/.synced
+
+run: setup
+	cd $(SERVER) && $(VENV_BIN)/metricis db upgrade
+	cd $(SERVER) && $(VENV_BIN)/metricis serve
+
+migrate: setup
+	cd $(SERVER) && $(VENV_BIN)/metricis db upgrade
+
+# PostgreSQL when it is reachable, SQLite otherwise (see server/tests/conftest.py).
+test: setup
+	cd $(SERVER) && $(VENV_BIN)/pytest $(PYTEST_ARGS)
+
+test-postgres: setup
+	cd $(SERVER) && METRICIS_TEST_DATABASE=postgres $(VENV_BIN)/pytest $(PYTEST_ARGS)
+
+test-sqlite: setup
+	cd $(SERVER) && METRICIS_TEST_DATABASE=sqlite $(VENV_BIN)/pytest $(PYTEST_ARGS)
+
+lint: setup
+	cd $(SERVER) && $(VENV_BIN)/ruff check . && $(VENV_BIN)/ruff format --check .
+
+typecheck: setup
+	cd $(SERVER) && $(VENV_BIN)/mypy
+
+fmt: setup
+	cd $(SERVER) && $(VENV_BIN)/ruff format . && $(VENV_BIN)/ruff check --fix .
+
+bench: setup
+	cd $(SERVER) && $(VENV_BIN)/python -m bench $(BENCH_ARGS)
+
+clean:
+	rm -rf $(TOOLS) $(SERVER)/.venv

@@ -1,0 +1,162 @@
+"""Settings from the environment and `.env`, with the names of the original design."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+# Development secrets. They let `make run` work with nothing configured; production refuses them.
+DEFAULT_JWT_SECRET = "dev-only-jwt-secret-change-me-0123456789abcdef"  # noqa: S105
+DEFAULT_SESSION_SECRET = "dev-only-session-secret-change-me-0123456789"  # noqa: S105
+# A valid Fernet key for development only; production must set ENCRYPTION_KEYS.
+DEFAULT_ENCRYPTION_KEY = "ZGV2LW9ubHktZmVybmV0LWtleS1jaGFuZ2UtbWUtMDA="
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./metricis.db"
+
+
+class Environment(StrEnum):
+    DEVELOPMENT = "development"
+    TEST = "test"
+    PRODUCTION = "production"
+
+
+class SessionStorageBackend(StrEnum):
+    MEMORY = "memory"
+    REDIS = "redis"
+
+
+def _split_csv(value: Any) -> Any:
+    """Accept `a,b` as well as a JSON list for list settings given in the environment."""
+    if isinstance(value, str):
+        stripped = value.strip()
+        if stripped.startswith("["):
+            import json
+
+            return json.loads(stripped)
+        return [item.strip() for item in stripped.split(",") if item.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", case_sensitive=False, extra="ignore"
+    )
+
+    ENVIRONMENT: Environment = Environment.DEVELOPMENT
+    DEBUG: bool = False
+    LOG_LEVEL: str = "info"
+    LOG_FORMAT: Literal["auto", "json", "console"] = "auto"
+
+    HOST: str = "127.0.0.1"
+    PORT: int = Field(default=8000, ge=1, le=65535)
+    WORKERS: int = Field(default=1, ge=1, le=64)
+
+    DATABASE_URL: str = DEFAULT_DATABASE_URL
+    DATABASE_POOL_SIZE: int = Field(default=10, ge=1)
+    DATABASE_MAX_OVERFLOW: int = Field(default=10, ge=0)
+    DATABASE_CONNECT_TIMEOUT_SECONDS: float = Field(default=5.0, gt=0)
+    DATABASE_STATEMENT_TIMEOUT_SECONDS: float = Field(default=30.0, gt=0)
+
+    REDIS_URL: str = "redis://localhost:6379/0"
+    REDIS_TIMEOUT_SECONDS: float = Field(default=1.0, gt=0)
+    SESSION_STORAGE_BACKEND: SessionStorageBackend = SessionStorageBackend.MEMORY
+
+    JWT_SECRET_KEY: SecretStr = SecretStr(DEFAULT_JWT_SECRET)
+    SESSION_SECRET_KEY: SecretStr = SecretStr(DEFAULT_SESSION_SECRET)
+    JWT_ALGORITHM: Literal["HS256"] = "HS256"
+    ACCESS_TOKEN_EXPIRE_MINUTES: int = Field(default=30, ge=1)
+    REFRESH_TOKEN_EXPIRE_DAYS: int = Field(default=14, ge=1)
+    SESSION_IDLE_TIMEOUT_MINUTES: int = Field(default=30, ge=1)
+    # Fernet keys, newest first; older keys still decrypt so they can be rotated out.
+    ENCRYPTION_KEYS: Annotated[list[SecretStr], NoDecode] = [SecretStr(DEFAULT_ENCRYPTION_KEY)]
+
+    ALLOWED_ORIGINS: Annotated[list[str], NoDecode] = [
+        "http://localhost:5173",
+        "http://localhost:3000",
+        "http://localhost:3001",
+    ]
+
+    RATE_LIMIT_ENABLED: bool = True
+    RATE_LIMIT_PER_MINUTE: int = Field(default=60, ge=1)
+    AUTH_RATE_LIMIT_PER_MINUTE: int = Field(default=10, ge=1)
+    # Trust X-Forwarded-For only from these proxies, so clients cannot pick their rate-limit key.
+    TRUSTED_PROXIES: Annotated[list[str], NoDecode] = []
+
+    MAX_REQUEST_BODY_BYTES: int = Field(default=10 * 1024 * 1024, ge=1024)
+
+    STORAGE_DIR: Path = Path("./data")
+
+    SMTP_HOST: str = "localhost"
+    SMTP_PORT: int = Field(default=25, ge=1, le=65535)
+    SMTP_USERNAME: str | None = None
+    SMTP_PASSWORD: SecretStr | None = None
+    SMTP_USE_TLS: bool = False
+    SMTP_START_TLS: bool = False
+    SMTP_TIMEOUT_SECONDS: float = Field(default=10.0, gt=0)
+    EMAIL_FROM: str = "Metricis <no-reply@localhost>"
+    PUBLIC_BASE_URL: str = "http://127.0.0.1:8000"
+
+    @field_validator("ALLOWED_ORIGINS", "TRUSTED_PROXIES", mode="before")
+    @classmethod
+    def _split_lists(cls, value: Any) -> Any:
+        return _split_csv(value)
+
+    @field_validator("ENCRYPTION_KEYS", mode="before")
+    @classmethod
+    def _split_keys(cls, value: Any) -> Any:
+        return _split_csv(value)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.DATABASE_URL.startswith("sqlite")
+
+    @property
+    def is_production(self) -> bool:
+        return self.ENVIRONMENT is Environment.PRODUCTION
+
+    @property
+    def uses_redis(self) -> bool:
+        return self.SESSION_STORAGE_BACKEND is SessionStorageBackend.REDIS
+
+    def production_problems(self) -> list[str]:
+        """What makes these settings unsafe for production; empty when they are fine."""
+        problems: list[str] = []
+        if self.JWT_SECRET_KEY.get_secret_value() == DEFAULT_JWT_SECRET:
+            problems.append("JWT_SECRET_KEY is the development default")
+        elif len(self.JWT_SECRET_KEY.get_secret_value()) < 32:
+            problems.append("JWT_SECRET_KEY is shorter than 32 characters")
+        if self.SESSION_SECRET_KEY.get_secret_value() == DEFAULT_SESSION_SECRET:
+            problems.append("SESSION_SECRET_KEY is the development default")
+        elif len(self.SESSION_SECRET_KEY.get_secret_value()) < 32:
+            problems.append("SESSION_SECRET_KEY is shorter than 32 characters")
+        if any(key.get_secret_value() == DEFAULT_ENCRYPTION_KEY for key in self.ENCRYPTION_KEYS):
+            problems.append("ENCRYPTION_KEYS contains the development default key")
+        if self.is_sqlite:
+            problems.append("DATABASE_URL points at SQLite; production needs PostgreSQL")
+        if "*" in self.ALLOWED_ORIGINS:
+            problems.append("ALLOWED_ORIGINS contains the wildcard '*'")
+        return problems
+
+
+class UnsafeProductionSettingsError(RuntimeError):
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__(
+            "Refusing to start with ENVIRONMENT=production: " + "; ".join(problems) + "."
+        )
+
+
+def check_production_settings(settings: Settings) -> None:
+    if settings.is_production:
+        problems = settings.production_problems()
+        if problems:
+            raise UnsafeProductionSettingsError(problems)
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

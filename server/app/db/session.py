@@ -1,0 +1,87 @@
+"""Engine, session factory and the request-scoped session dependency."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine.interfaces import DBAPIConnection
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+from sqlalchemy.pool import ConnectionPoolEntry
+from starlette.requests import Request
+
+from app.config import Settings
+
+
+def _configure_sqlite(engine: AsyncEngine) -> None:
+    """Foreign keys, WAL and real transactions on SQLite.
+
+    The sqlite3 driver opens transactions lazily and never for DDL or SAVEPOINT, which breaks
+    nested transactions (and the test suite's rollback per test). Taking over BEGIN ourselves is
+    the documented fix.
+    """
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=5000")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN")
+
+
+def create_engine(settings: Settings) -> AsyncEngine:
+    if settings.is_sqlite:
+        engine = create_async_engine(settings.DATABASE_URL, echo=False)
+        _configure_sqlite(engine)
+        return engine
+    connect_args: dict[str, Any] = {}
+    if settings.DATABASE_URL.startswith("postgresql+asyncpg"):
+        connect_args = {
+            "timeout": settings.DATABASE_CONNECT_TIMEOUT_SECONDS,
+            "command_timeout": settings.DATABASE_STATEMENT_TIMEOUT_SECONDS,
+            "server_settings": {"timezone": "UTC", "application_name": "metricis"},
+        }
+    return create_async_engine(
+        settings.DATABASE_URL,
+        echo=False,
+        pool_size=settings.DATABASE_POOL_SIZE,
+        max_overflow=settings.DATABASE_MAX_OVERFLOW,
+        pool_pre_ping=True,
+        pool_timeout=settings.DATABASE_CONNECT_TIMEOUT_SECONDS,
+        connect_args=connect_args,
+    )
+
+
+def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+
+
+async def get_db(request: Request) -> AsyncIterator[AsyncSession]:
+    """One transaction per request: committed before the response is sent, rolled back on error.
+
+    Used through `SessionDep`, which asks FastAPI for `scope="function"`: the code after `yield`
+    then runs before the response is sent, so a failed commit becomes an error response instead
+    of a 2xx for a write that never happened.
+    """
+    sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
+    async with sessionmaker() as session:
+        try:
+            yield session
+        except BaseException:
+            await session.rollback()
+            raise
+        else:
+            await session.commit()

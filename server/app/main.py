@@ -1,0 +1,169 @@
+"""create_app(): routers, middleware, exception handlers and lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from sqlalchemy import exc as sa_exc
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import JSONResponse
+
+from app import __version__
+from app.config import Settings, check_production_settings, get_settings
+from app.db.session import create_engine, create_sessionmaker
+from app.routers import health
+from app.schemas.common import ErrorEnvelope
+from app.services.errors import DomainError
+from app.services.session_store import create_session_store
+from app.utils.body_limit import BodySizeLimitMiddleware
+from app.utils.http_errors import code_for_status, error_response
+from app.utils.logging import configure_logging, get_logger
+from app.utils.rate_limit import RateLimiter, RateLimitMiddleware
+from app.utils.request_context import RequestContextMiddleware
+
+logger = get_logger(__name__)
+
+DATABASE_RETRY_AFTER_SECONDS = 5
+
+
+def _lifespan(settings: Settings) -> Any:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = create_engine(settings)
+        app.state.engine = engine
+        app.state.sessionmaker = create_sessionmaker(engine)
+        logger.info(
+            "application_startup",
+            environment=settings.ENVIRONMENT.value,
+            database=engine.dialect.name,
+            session_store=app.state.session_store.backend,
+            version=__version__,
+        )
+        try:
+            yield
+        finally:
+            await app.state.session_store.close()
+            await engine.dispose()
+            logger.info("application_shutdown")
+
+    return lifespan
+
+
+def _validation_details(exc: RequestValidationError) -> dict[str, Any]:
+    # Never echo the submitted values back: they may hold passwords or contact details.
+    errors = [
+        {
+            "field": ".".join(str(part) for part in error.get("loc", ())),
+            "message": error.get("msg", "invalid"),
+            "type": error.get("type", "value_error"),
+        }
+        for error in exc.errors()
+    ]
+    return {"errors": errors}
+
+
+def _is_database_unavailable(exc: sa_exc.SQLAlchemyError) -> bool:
+    if isinstance(exc, sa_exc.TimeoutError):  # pool exhausted or connect timed out
+        return True
+    if isinstance(exc, sa_exc.DBAPIError):
+        return exc.connection_invalidated or isinstance(
+            exc, sa_exc.OperationalError | sa_exc.InterfaceError
+        )
+    return False
+
+
+def _install_exception_handlers(app: FastAPI) -> None:
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        message = exc.detail if isinstance(exc.detail, str) else code_for_status(exc.status_code)
+        return error_response(
+            exc.status_code,
+            code_for_status(exc.status_code),
+            message,
+            headers=dict(exc.headers) if exc.headers else None,
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return error_response(
+            422, "VALIDATION_ERROR", "The request is not valid", _validation_details(exc)
+        )
+
+    @app.exception_handler(DomainError)
+    async def domain_error(_: Request, exc: DomainError) -> JSONResponse:
+        return error_response(exc.status_code, exc.code, exc.message, exc.details, exc.headers)
+
+    @app.exception_handler(sa_exc.SQLAlchemyError)
+    async def database_error(_: Request, exc: sa_exc.SQLAlchemyError) -> JSONResponse:
+        if _is_database_unavailable(exc):
+            logger.warning("database_unavailable", error=type(exc).__name__)
+            return error_response(
+                503,
+                "SERVICE_UNAVAILABLE",
+                "The database is unavailable; retry later",
+                {"retry_after_seconds": DATABASE_RETRY_AFTER_SECONDS},
+                headers={"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)},
+            )
+        logger.exception("database_error")
+        return error_response(500, "INTERNAL_ERROR", "An unexpected error occurred")
+
+    @app.exception_handler(Exception)
+    async def unexpected_error(_: Request, exc: Exception) -> JSONResponse:
+        logger.error("unhandled_exception", exc_info=exc)
+        return error_response(500, "INTERNAL_ERROR", "An unexpected error occurred")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    check_production_settings(settings)
+    configure_logging(settings)
+
+    app = FastAPI(
+        title="Metricis API",
+        description="Mobile-first cognitive assessment for clinical research.",
+        version=__version__,
+        lifespan=_lifespan(settings),
+        responses={
+            422: {"model": ErrorEnvelope, "description": "Validation error"},
+            429: {"model": ErrorEnvelope, "description": "Rate limited"},
+        },
+    )
+    app.state.settings = settings
+    # Created here rather than in the lifespan because the rate-limit middleware needs them;
+    # Redis clients connect lazily, so nothing touches the network before startup.
+    app.state.session_store = create_session_store(settings)
+    app.state.rate_limiter = RateLimiter.from_settings(settings, app.state.session_store)
+    _install_exception_handlers(app)
+
+    # Middleware runs outermost-last-added: request id first, so every later line carries it.
+    app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.MAX_REQUEST_BODY_BYTES)
+    if settings.RATE_LIMIT_ENABLED:
+        app.add_middleware(
+            RateLimitMiddleware,
+            limiter=app.state.rate_limiter,
+            trusted_proxies=settings.TRUSTED_PROXIES,
+        )
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.ALLOWED_ORIGINS,
+        allow_credentials=True,
+        allow_methods=["*"],
+        allow_headers=["*"],
+        expose_headers=[
+            "X-Request-ID",
+            "X-RateLimit-Limit",
+            "X-RateLimit-Remaining",
+            "X-RateLimit-Reset",
+            "Retry-After",
+            "ETag",
+        ],
+    )
+    app.add_middleware(RequestContextMiddleware)
+
+    app.include_router(health.router, prefix="/api")
+    return app

@@ -1,0 +1,23 @@
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel
+
+
+class HealthRead(BaseModel):
+    status: Literal["ok"]
+    version: str
+
+
+class DependencyHealth(BaseModel):
+    status: Literal["ok", "down"]
+    latency_ms: float
+    required: bool
+    error: str | None = None
+
+
+class DetailedHealthRead(BaseModel):
+    status: Literal["ok", "degraded", "down"]
+    version: str
+    dependencies: dict[str, DependencyHealth]

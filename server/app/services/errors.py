@@ -1,0 +1,58 @@
+"""Domain errors: what services raise. The application maps them to HTTP in one place."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class DomainError(Exception):
+    """A refusal the caller can act on. Subclasses fix the HTTP status and the error code."""
+
+    status_code: int = 400
+    code: str = "BAD_REQUEST"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        details: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details or {}
+        self.headers = headers or {}
+
+
+class NotFoundError(DomainError):
+    status_code = 404
+    code = "NOT_FOUND"
+
+
+class ConflictError(DomainError):
+    status_code = 409
+    code = "CONFLICT"
+
+
+class ValidationFailedError(DomainError):
+    status_code = 422
+    code = "VALIDATION_ERROR"
+
+
+class UnauthorizedError(DomainError):
+    status_code = 401
+    code = "UNAUTHORIZED"
+
+    def __init__(self, message: str = "Authentication required", **kwargs: Any) -> None:
+        kwargs.setdefault("headers", {"WWW-Authenticate": "Bearer"})
+        super().__init__(message, **kwargs)
+
+
+class ForbiddenError(DomainError):
+    status_code = 403
+    code = "FORBIDDEN"
+
+
+class ServiceUnavailableError(DomainError):
+    status_code = 503
+    code = "SERVICE_UNAVAILABLE"

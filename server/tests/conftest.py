@@ -1,0 +1,238 @@
+"""Test fixtures: a real database (PostgreSQL when reachable, else SQLite), one transaction per
+test rolled back at the end, the real Redis on its own database number, and an ASGI client with
+the lifespan run.
+
+Environment:
+- METRICIS_TEST_DATABASE=postgres|sqlite picks the backend (default: PostgreSQL when reachable).
+- METRICIS_REQUIRE_SERVICES=1 turns a missing PostgreSQL or Redis into a failure, not a skip.
+- METRICIS_TEST_POSTGRES_URL / METRICIS_TEST_REDIS_URL override where they are.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+import redis.asyncio as aioredis
+from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+
+from app.config import Environment, Settings
+from app.db import migrations
+from app.db.session import create_engine, get_db
+from app.main import create_app
+
+POSTGRES_URL = os.environ.get(
+    "METRICIS_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/metricis_test"
+)
+REDIS_URL = os.environ.get("METRICIS_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+REQUIRE_SERVICES = os.environ.get("METRICIS_REQUIRE_SERVICES") == "1"
+
+
+def _asyncpg_dsn(url: str, database: str | None = None) -> str:
+    dsn = url.replace("postgresql+asyncpg://", "postgresql://")
+    if database is not None:
+        dsn = dsn.rsplit("/", 1)[0] + "/" + database
+    return dsn
+
+
+async def ensure_postgres_database(url: str) -> bool:
+    """Create the test database if needed; False when PostgreSQL is not reachable."""
+    name = url.rsplit("/", 1)[1]
+    try:
+        admin = await asyncpg.connect(_asyncpg_dsn(url, "postgres"), timeout=3)
+    except (OSError, asyncpg.PostgresError, TimeoutError):
+        return False
+    try:
+        exists = await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
+        if not exists:
+            await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    return True
+
+
+async def reset_postgres_schema(url: str) -> None:
+    connection = await asyncpg.connect(_asyncpg_dsn(url))
+    try:
+        await connection.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public;")
+    finally:
+        await connection.close()
+
+
+async def redis_available(url: str) -> bool:
+    client = aioredis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
+    try:
+        await client.ping()
+    except Exception:
+        return False
+    finally:
+        await client.aclose()
+    return True
+
+
+@pytest.fixture(scope="session")
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="session")
+async def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    wanted = os.environ.get("METRICIS_TEST_DATABASE", "auto")
+    if wanted in ("postgres", "auto"):
+        if await ensure_postgres_database(POSTGRES_URL):
+            return POSTGRES_URL
+        if wanted == "postgres" or REQUIRE_SERVICES:
+            pytest.fail(f"PostgreSQL is required but not reachable at {POSTGRES_URL}")
+    path = tmp_path_factory.mktemp("db") / "metricis-test.db"
+    return f"sqlite+aiosqlite:///{path}"
+
+
+@pytest.fixture(scope="session")
+def is_postgres(database_url: str) -> bool:
+    return database_url.startswith("postgresql")
+
+
+@pytest.fixture(scope="session")
+def storage_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("storage")
+
+
+def make_settings(database_url: str, storage_dir: Path, **overrides: object) -> Settings:
+    values: dict[str, object] = {
+        "ENVIRONMENT": Environment.TEST,
+        "DATABASE_URL": database_url,
+        "STORAGE_DIR": storage_dir,
+        "RATE_LIMIT_PER_MINUTE": 100_000,
+        "AUTH_RATE_LIMIT_PER_MINUTE": 100_000,
+        "LOG_LEVEL": "warning",
+        "REDIS_URL": REDIS_URL,
+    }
+    values.update(overrides)
+    return Settings.model_validate(values)
+
+
+@pytest.fixture(scope="session")
+async def migrated_engine(database_url: str, storage_dir: Path) -> AsyncIterator[AsyncEngine]:
+    """The test database at the latest migration: built by Alembic, never by create_all."""
+    if database_url.startswith("postgresql"):
+        await reset_postgres_schema(database_url)
+    engine = create_engine(make_settings(database_url, storage_dir))
+    async with engine.begin() as connection:
+        await connection.run_sync(lambda sync_connection: _upgrade_with_connection(sync_connection))
+    yield engine
+    await engine.dispose()
+
+
+def _upgrade_with_connection(connection: object) -> None:
+    from alembic import command
+
+    command.upgrade(migrations.alembic_config(connection=connection), "head")  # type: ignore[arg-type]
+
+
+@pytest.fixture
+async def db_connection(migrated_engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A connection inside an outer transaction that is rolled back after the test."""
+    async with migrated_engine.connect() as connection:
+        transaction = await connection.begin()
+        try:
+            yield connection
+        finally:
+            if transaction.is_active:
+                await transaction.rollback()
+
+
+@pytest.fixture
+async def db_session(db_connection: AsyncConnection) -> AsyncIterator[AsyncSession]:
+    """The session the application uses during the test: its commits become savepoints."""
+    session = AsyncSession(
+        bind=db_connection,
+        join_transaction_mode="create_savepoint",
+        expire_on_commit=False,
+        autoflush=False,
+    )
+    try:
+        yield session
+    finally:
+        await session.close()
+
+
+@pytest.fixture
+def settings(database_url: str, storage_dir: Path) -> Settings:
+    return make_settings(database_url, storage_dir)
+
+
+@pytest.fixture
+def app(settings: Settings, db_session: AsyncSession) -> FastAPI:
+    application = create_app(settings)
+
+    async def test_db() -> AsyncIterator[AsyncSession]:
+        try:
+            yield db_session
+        except BaseException:
+            await db_session.rollback()
+            raise
+        else:
+            await db_session.commit()
+
+    application.dependency_overrides[get_db] = test_db
+    return application
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    async with lifespan_client(app) as http_client:
+        yield http_client
+
+
+class lifespan_client:  # noqa: N801 - used like a function
+    """An httpx client on the ASGI app with its lifespan started and stopped."""
+
+    def __init__(self, app: FastAPI, **client_options: object) -> None:
+        self.app = app
+        self.client_options = client_options
+        self._lifespan = app.router.lifespan_context(app)
+        self._client: httpx.AsyncClient | None = None
+
+    async def __aenter__(self) -> httpx.AsyncClient:
+        await self._lifespan.__aenter__()
+        transport = httpx.ASGITransport(app=self.app, raise_app_exceptions=False)
+        self._client = httpx.AsyncClient(
+            transport=transport,
+            base_url="http://testserver",
+            **self.client_options,  # type: ignore[arg-type]
+        )
+        return self._client
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        assert self._client is not None
+        await self._client.aclose()
+        await self._lifespan.__aexit__(None, None, None)
+
+
+@pytest.fixture
+async def redis_url() -> AsyncIterator[str]:
+    """The real Redis, on its own database number, emptied before and after."""
+    if not await redis_available(REDIS_URL):
+        if REQUIRE_SERVICES:
+            pytest.fail(f"Redis is required but not reachable at {REDIS_URL}")
+        pytest.skip(f"Redis not reachable at {REDIS_URL}")
+    client = aioredis.Redis.from_url(REDIS_URL)
+    await client.flushdb()
+    try:
+        yield REDIS_URL
+    finally:
+        await client.flushdb()
+        await client.aclose()
+
+
+@pytest.fixture
+def restore_env() -> Iterator[None]:
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
