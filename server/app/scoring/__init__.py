@@ -1,0 +1,32 @@
+"""Server-side scoring: pure functions from a task's trials to metrics and validity flags.
+
+No I/O, no framework: the submission service calls `score_task`, `task_flags` and
+`session_flags` and stores what they return. Definitions follow SCORING.md; the rules for
+untrusted input are in `app.scoring.common`, the flag thresholds in `app.scoring.flags`.
+"""
+
+from app.scoring.base import Scorer, TaskScore
+from app.scoring.flags import Flag, FlagCode, session_flags, task_flags
+from app.scoring.registry import (
+    SCORER_VERSIONS,
+    TASK_ALIASES,
+    canonical_task_id,
+    registered_task_ids,
+    score_task,
+    scorer_for,
+)
+
+__all__ = [
+    "SCORER_VERSIONS",
+    "TASK_ALIASES",
+    "Flag",
+    "FlagCode",
+    "Scorer",
+    "TaskScore",
+    "canonical_task_id",
+    "registered_task_ids",
+    "score_task",
+    "scorer_for",
+    "session_flags",
+    "task_flags",
+]
