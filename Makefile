@@ -27,6 +27,7 @@ setup: $(SERVER)/.venv/.synced
 
 run: setup
 	cd $(SERVER) && $(VENV_BIN)/metricis db upgrade
+	cd $(SERVER) && $(VENV_BIN)/metricis demo
 	cd $(SERVER) && $(VENV_BIN)/metricis serve
 
 migrate: setup

@@ -2,14 +2,31 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
-from typing import Annotated
+from collections.abc import Awaitable, Callable
+from typing import Annotated, TypeVar
 
 import typer
 import uvicorn
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import UnsafeProductionSettingsError, check_production_settings, get_settings
 from app.db import migrations
+from app.db.session import create_engine, create_sessionmaker
+from app.models.audit import ActorType
+from app.models.user import User, UserRole
+from app.services.audit import AuditContext
+from app.services.errors import DomainError
+from app.services.users import create_user
+from app.utils.security import configure_password_hashing
+
+ResultT = TypeVar("ResultT")
+
+DEMO_ADMIN_EMAIL = "admin@metricis.local"
+# Development only: `metricis demo` refuses to run with ENVIRONMENT=production.
+DEMO_ADMIN_PASSWORD = "Metricis-demo-2026!"  # noqa: S105
 
 cli = typer.Typer(help="Metricis server administration.", no_args_is_help=True)
 db_cli = typer.Typer(help="Database schema migrations.", no_args_is_help=True)
@@ -60,6 +77,86 @@ def db_downgrade(revision: Annotated[str, typer.Argument()]) -> None:
     """Revert migrations down to REVISION (`-1` for one step, `base` for all)."""
     migrations.downgrade(get_settings().DATABASE_URL, revision)
     typer.echo(f"Database downgraded to {revision}.")
+
+
+def _in_transaction(work: Callable[[AsyncSession], Awaitable[ResultT]]) -> ResultT:
+    configure_password_hashing(get_settings())
+
+    async def run() -> ResultT:
+        engine = create_engine(get_settings())
+        try:
+            async with create_sessionmaker(engine)() as session, session.begin():
+                return await work(session)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())
+
+
+def _cli_context() -> AuditContext:
+    return AuditContext(actor_type=ActorType.SYSTEM, actor_id="cli", user_agent="metricis-cli")
+
+
+@cli.command("create-admin")
+def create_admin(
+    email: Annotated[str, typer.Option(prompt=True, help="The administrator's email")],
+    name: Annotated[str, typer.Option(prompt=True, help="Full name")] = "Administrator",
+    password: Annotated[
+        str,
+        typer.Option(
+            prompt=True, hide_input=True, confirmation_prompt=True, help="At least 12 characters"
+        ),
+    ] = "",
+) -> None:
+    """Create an administrator (prompts for what is not given as an option)."""
+
+    async def work(session: AsyncSession) -> User:
+        created = await create_user(
+            session,
+            _cli_context(),
+            email=email,
+            name=name,
+            role=UserRole.ADMIN,
+            password=password,
+            must_change_password=False,
+        )
+        return created.user
+
+    try:
+        user = _in_transaction(work)
+    except DomainError as exc:
+        details = exc.details.get("errors") or exc.details
+        _fail(f"{exc.message}: {details}")
+    typer.echo(f"Administrator {user.email} created.")
+
+
+@cli.command()
+def demo() -> None:
+    """Create the demo administrator (development only) and print how to sign in."""
+    settings = get_settings()
+    if settings.is_production:
+        _fail("The demo data is for development; it is refused with ENVIRONMENT=production.")
+
+    async def work(session: AsyncSession) -> bool:
+        if await session.scalar(select(User.id).where(User.email == DEMO_ADMIN_EMAIL)):
+            return False
+        await create_user(
+            session,
+            _cli_context(),
+            email=DEMO_ADMIN_EMAIL,
+            name="Demo Administrator",
+            role=UserRole.ADMIN,
+            password=DEMO_ADMIN_PASSWORD,
+            must_change_password=False,
+        )
+        return True
+
+    created = _in_transaction(work)
+    base = f"http://{settings.HOST}:{settings.PORT}"
+    typer.echo("Demo administrator " + ("created." if created else "already exists."))
+    typer.echo(f"  Sign in at {base}/docs (Authorize) or POST {base}/api/auth/login")
+    typer.echo(f"  email:    {DEMO_ADMIN_EMAIL}")
+    typer.echo(f"  password: {DEMO_ADMIN_PASSWORD}")
 
 
 def main() -> None:

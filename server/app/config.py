@@ -71,6 +71,13 @@ class Settings(BaseSettings):
     ACCESS_TOKEN_EXPIRE_MINUTES: int = Field(default=30, ge=1)
     REFRESH_TOKEN_EXPIRE_DAYS: int = Field(default=14, ge=1)
     SESSION_IDLE_TIMEOUT_MINUTES: int = Field(default=30, ge=1)
+    # Participants sign in again (access code or a new link) when their token expires.
+    PARTICIPANT_TOKEN_EXPIRE_HOURS: int = Field(default=24, ge=1)
+    MAGIC_LINK_EXPIRE_MINUTES: int = Field(default=15, ge=1, le=1440)
+    # Argon2id cost. Production refuses less than OWASP's minimum (19 MiB, 2 passes).
+    PASSWORD_HASH_TIME_COST: int = Field(default=3, ge=1, le=20)
+    PASSWORD_HASH_MEMORY_KIB: int = Field(default=65536, ge=8, le=4_194_304)
+    PASSWORD_HASH_PARALLELISM: int = Field(default=4, ge=1, le=16)
     # Fernet keys, newest first; older keys still decrypt so they can be rotated out.
     ENCRYPTION_KEYS: Annotated[list[SecretStr], NoDecode] = [SecretStr(DEFAULT_ENCRYPTION_KEY)]
 
@@ -137,6 +144,8 @@ class Settings(BaseSettings):
             problems.append("ENCRYPTION_KEYS contains the development default key")
         if self.is_sqlite:
             problems.append("DATABASE_URL points at SQLite; production needs PostgreSQL")
+        if self.PASSWORD_HASH_MEMORY_KIB < 19456 or self.PASSWORD_HASH_TIME_COST < 2:
+            problems.append("PASSWORD_HASH_* is below 19456 KiB of memory or 2 passes")
         if "*" in self.ALLOWED_ORIGINS:
             problems.append("ALLOWED_ORIGINS contains the wildcard '*'")
         return problems

@@ -16,7 +16,15 @@ from starlette.responses import JSONResponse
 from app import __version__
 from app.config import Settings, check_production_settings, get_settings
 from app.db.session import create_engine, create_sessionmaker
-from app.routers import health
+from app.routers import (
+    audit,
+    auth,
+    health,
+    participants,
+    studies,
+    user_sessions,
+    users,
+)
 from app.schemas.common import ErrorEnvelope
 from app.services.errors import DomainError
 from app.services.session_store import create_session_store
@@ -25,6 +33,7 @@ from app.utils.http_errors import code_for_status, error_response
 from app.utils.logging import configure_logging, get_logger
 from app.utils.rate_limit import RateLimiter, RateLimitMiddleware
 from app.utils.request_context import RequestContextMiddleware
+from app.utils.security import configure_password_hashing
 
 logger = get_logger(__name__)
 
@@ -122,6 +131,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     check_production_settings(settings)
     configure_logging(settings)
+    configure_password_hashing(settings)
 
     app = FastAPI(
         title="Metricis API",
@@ -165,5 +175,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.add_middleware(RequestContextMiddleware)
 
-    app.include_router(health.router, prefix="/api")
+    routers = (
+        health.router,
+        auth.router,
+        users.router,
+        user_sessions.router,
+        audit.router,
+        studies.router,
+        participants.router,
+    )
+    for router in routers:
+        app.include_router(router, prefix="/api")
     return app

@@ -23,13 +23,18 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from app.config import Environment, Settings
 from app.db import migrations
-from app.db.session import create_engine, get_db
+from app.db.session import create_engine, get_db, transaction_scope
 from app.main import create_app
 
+# One database per test run, dropped at the end, so runs side by side never share a schema.
 POSTGRES_URL = os.environ.get(
-    "METRICIS_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/metricis_test"
+    "METRICIS_TEST_POSTGRES_URL",
+    f"postgresql+asyncpg://postgres@127.0.0.1:5432/metricis_test_{os.getpid()}",
 )
-REDIS_URL = os.environ.get("METRICIS_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+# A Redis database number of its own (8-15), emptied around each test that uses Redis.
+REDIS_URL = os.environ.get(
+    "METRICIS_TEST_REDIS_URL", f"redis://127.0.0.1:6379/{8 + os.getpid() % 8}"
+)
 REQUIRE_SERVICES = os.environ.get("METRICIS_REQUIRE_SERVICES") == "1"
 
 
@@ -54,6 +59,15 @@ async def ensure_postgres_database(url: str) -> bool:
     finally:
         await admin.close()
     return True
+
+
+async def drop_postgres_database(url: str) -> None:
+    name = url.rsplit("/", 1)[1]
+    admin = await asyncpg.connect(_asyncpg_dsn(url, "postgres"), timeout=3)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
 
 
 async def reset_postgres_schema(url: str) -> None:
@@ -81,15 +95,17 @@ def anyio_backend() -> str:
 
 
 @pytest.fixture(scope="session")
-async def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+async def database_url(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
     wanted = os.environ.get("METRICIS_TEST_DATABASE", "auto")
     if wanted in ("postgres", "auto"):
         if await ensure_postgres_database(POSTGRES_URL):
-            return POSTGRES_URL
+            yield POSTGRES_URL
+            await drop_postgres_database(POSTGRES_URL)
+            return
         if wanted == "postgres" or REQUIRE_SERVICES:
             pytest.fail(f"PostgreSQL is required but not reachable at {POSTGRES_URL}")
     path = tmp_path_factory.mktemp("db") / "metricis-test.db"
-    return f"sqlite+aiosqlite:///{path}"
+    yield f"sqlite+aiosqlite:///{path}"
 
 
 @pytest.fixture(scope="session")
@@ -111,6 +127,10 @@ def make_settings(database_url: str, storage_dir: Path, **overrides: object) -> 
         "AUTH_RATE_LIMIT_PER_MINUTE": 100_000,
         "LOG_LEVEL": "warning",
         "REDIS_URL": REDIS_URL,
+        # Cheap hashing keeps the suite fast; production refuses such parameters.
+        "PASSWORD_HASH_TIME_COST": 1,
+        "PASSWORD_HASH_MEMORY_KIB": 1024,
+        "PASSWORD_HASH_PARALLELISM": 1,
     }
     values.update(overrides)
     return Settings.model_validate(values)
@@ -171,13 +191,8 @@ def app(settings: Settings, db_session: AsyncSession) -> FastAPI:
     application = create_app(settings)
 
     async def test_db() -> AsyncIterator[AsyncSession]:
-        try:
-            yield db_session
-        except BaseException:
-            await db_session.rollback()
-            raise
-        else:
-            await db_session.commit()
+        async with transaction_scope(db_session) as session:
+            yield session
 
     application.dependency_overrides[get_db] = test_db
     return application

@@ -63,6 +63,8 @@ class Base(DeclarativeBase):
         datetime: UTCDateTime(),
         uuid.UUID: Uuid(),
         dict[str, Any]: JSONType,
+        list[str]: JSONType,
+        list[dict[str, Any]]: JSONType,
     }
 
 

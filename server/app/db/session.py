@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from sqlalchemy import event
@@ -17,6 +18,7 @@ from sqlalchemy.pool import ConnectionPoolEntry
 from starlette.requests import Request
 
 from app.config import Settings
+from app.services.errors import DomainError
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:
@@ -24,7 +26,9 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
 
     The sqlite3 driver opens transactions lazily and never for DDL or SAVEPOINT, which breaks
     nested transactions (and the test suite's rollback per test). Taking over BEGIN ourselves is
-    the documented fix.
+    the documented fix. Transactions begin IMMEDIATE, taking the write lock up front: a deferred
+    transaction that read before writing fails with SQLITE_BUSY when another wrote meanwhile,
+    which no retry can fix. Checks that only read pass `execution_options(sqlite_deferred=True)`.
     """
 
     @event.listens_for(engine.sync_engine, "connect")
@@ -39,7 +43,8 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN")
+        deferred = connection.get_execution_options().get("sqlite_deferred", False)
+        connection.exec_driver_sql("BEGIN" if deferred else "BEGIN IMMEDIATE")
 
 
 def create_engine(settings: Settings) -> AsyncEngine:
@@ -77,11 +82,27 @@ async def get_db(request: Request) -> AsyncIterator[AsyncSession]:
     of a 2xx for a write that never happened.
     """
     sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
-    async with sessionmaker() as session:
-        try:
-            yield session
-        except BaseException:
-            await session.rollback()
-            raise
-        else:
+    async with sessionmaker() as session, transaction_scope(session):
+        yield session
+
+
+@asynccontextmanager
+async def transaction_scope(session: AsyncSession) -> AsyncIterator[AsyncSession]:
+    """Commit on success, roll back on error, except refusals marked `keep_changes`.
+
+    A context manager, not a generator to iterate: an exception raised in the request must reach
+    this code, and `async for` over a generator would not deliver it.
+    """
+    try:
+        yield session
+    except DomainError as exc:
+        if exc.keep_changes:
             await session.commit()
+        else:
+            await session.rollback()
+        raise
+    except BaseException:
+        await session.rollback()
+        raise
+    else:
+        await session.commit()

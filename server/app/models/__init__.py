@@ -1,5 +1,43 @@
 """Every ORM model, imported here so that Alembic and the mappers see the whole schema."""
 
 from app.db.base import Base
+from app.models.audit import ActorType, AuditCategory, AuditChainHead, AuditEvent
+from app.models.consent import ConsentForm, ConsentFormStatus, ConsentRecord, SignerRole
+from app.models.participant import (
+    MagicLinkToken,
+    Participant,
+    ParticipantActor,
+    ParticipantLogin,
+    ParticipantStatus,
+    WithdrawalScope,
+)
+from app.models.study import ConsentMode, MemberRole, Site, Study, StudyMember, StudyStatus
+from app.models.user import User, UserRole, UserSession, UserStatus
 
-__all__ = ["Base"]
+__all__ = [
+    "ActorType",
+    "AuditCategory",
+    "AuditChainHead",
+    "AuditEvent",
+    "Base",
+    "ConsentForm",
+    "ConsentFormStatus",
+    "ConsentMode",
+    "ConsentRecord",
+    "MagicLinkToken",
+    "MemberRole",
+    "Participant",
+    "ParticipantActor",
+    "ParticipantLogin",
+    "ParticipantStatus",
+    "SignerRole",
+    "Site",
+    "Study",
+    "StudyMember",
+    "StudyStatus",
+    "User",
+    "UserRole",
+    "UserSession",
+    "UserStatus",
+    "WithdrawalScope",
+]

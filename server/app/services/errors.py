@@ -17,11 +17,15 @@ class DomainError(Exception):
         *,
         details: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
+        keep_changes: bool = False,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.details = details or {}
         self.headers = headers or {}
+        # A refusal that must leave a record (a failed login, a revoked token family, a
+        # conflicting resubmission): the request's transaction commits instead of rolling back.
+        self.keep_changes = keep_changes
 
 
 class NotFoundError(DomainError):
@@ -51,6 +55,16 @@ class UnauthorizedError(DomainError):
 class ForbiddenError(DomainError):
     status_code = 403
     code = "FORBIDDEN"
+
+
+class LockedError(DomainError):
+    status_code = 423
+    code = "ACCOUNT_LOCKED"
+
+
+class TooManyRequestsError(DomainError):
+    status_code = 429
+    code = "RATE_LIMITED"
 
 
 class ServiceUnavailableError(DomainError):

@@ -44,6 +44,8 @@ def _elapsed_ms(started: float) -> float:
 
 async def check_database(engine: AsyncEngine) -> None:
     async with engine.connect() as connection:
+        # Read-only: on SQLite it must not queue behind writers for the write lock.
+        await connection.execution_options(sqlite_deferred=True)
         await connection.execute(text("SELECT 1"))
 
 

@@ -7,6 +7,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
 from sqlalchemy.sql.elements import ColumnElement
 
 from app.schemas.common import PageParams, Pagination
@@ -20,9 +21,9 @@ async def paginate(
     statement: Select[RowT],
     params: PageParams,
     *,
-    sortable: Mapping[str, ColumnElement[Any]],
+    sortable: Mapping[str, ColumnElement[Any] | InstrumentedAttribute[Any]],
     default_sort: str,
-    tie_breaker: ColumnElement[Any],
+    tie_breaker: ColumnElement[Any] | InstrumentedAttribute[Any],
 ) -> tuple[Sequence[RowT], Pagination]:
     sort_key = params.sort or default_sort
     if sort_key not in sortable:

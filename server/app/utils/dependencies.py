@@ -2,15 +2,30 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated
 
+import jwt
 from fastapi import Depends, Query, Request
+from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
 from app.db.session import get_db
+from app.models.audit import ActorType
+from app.models.user import UserRole
 from app.schemas.common import PageParams, SortOrder
+from app.services.audit import AuditContext
+from app.services.auth import StaffPrincipal, authenticate_access_token
+from app.services.errors import ForbiddenError, UnauthorizedError
+from app.services.participant_auth import (
+    ParticipantPrincipal,
+    authenticate_participant_claims,
+    decode_participant_token,
+)
 from app.services.session_store import SessionStore
+from app.utils.client_ip import client_ip
+from app.utils.security import FieldEncryptor, TokenType
 
 
 def get_app_settings(request: Request) -> Settings:
@@ -45,3 +60,129 @@ def request_id(request: Request) -> str:
 
 
 RequestIdDep = Annotated[str, Depends(request_id)]
+
+
+def get_audit_context(request: Request) -> AuditContext:
+    settings: Settings = request.app.state.settings
+    return AuditContext(
+        actor_type=ActorType.ANONYMOUS,
+        ip=client_ip(request.scope, settings.TRUSTED_PROXIES),
+        user_agent=request.headers.get("user-agent"),
+        request_id=request.scope.get("state", {}).get("request_id"),
+    )
+
+
+def get_encryptor(request: Request) -> FieldEncryptor:
+    encryptor: FieldEncryptor | None = getattr(request.app.state, "encryptor", None)
+    if encryptor is None:
+        encryptor = FieldEncryptor.from_settings(request.app.state.settings)
+        request.app.state.encryptor = encryptor
+    return encryptor
+
+
+RequestAuditContextDep = Annotated[AuditContext, Depends(get_audit_context)]
+EncryptorDep = Annotated[FieldEncryptor, Depends(get_encryptor)]
+
+# Swagger's Authorize button posts the OAuth2 form to the login route.
+oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/auth/login", auto_error=False)
+
+
+async def get_principal_allowing_password_change(
+    session: SessionDep,
+    store: SessionStoreDep,
+    settings: SettingsDep,
+    context: RequestAuditContextDep,
+    token: Annotated[str | None, Depends(oauth2_scheme)],
+) -> StaffPrincipal:
+    if not token:
+        raise UnauthorizedError("Authentication required")
+    return await authenticate_access_token(session, store, settings, context, token)
+
+
+PrincipalAllowingPasswordChange = Annotated[
+    StaffPrincipal, Depends(get_principal_allowing_password_change)
+]
+
+
+async def get_current_principal(principal: PrincipalAllowingPasswordChange) -> StaffPrincipal:
+    if principal.must_change_password:
+        raise ForbiddenError(
+            "Change the temporary password first (POST /api/auth/change-password)",
+            details={"reason": "PASSWORD_CHANGE_REQUIRED"},
+        )
+    return principal
+
+
+CurrentUser = Annotated[StaffPrincipal, Depends(get_current_principal)]
+
+
+def get_actor_context(principal: CurrentUser, context: RequestAuditContextDep) -> AuditContext:
+    return context.as_actor(ActorType.USER, str(principal.user_id))
+
+
+ActorContextDep = Annotated[AuditContext, Depends(get_actor_context)]
+
+
+def require_role(*roles: UserRole) -> Callable[[StaffPrincipal], StaffPrincipal]:
+    allowed = frozenset(roles)
+
+    def check(principal: CurrentUser) -> StaffPrincipal:
+        if principal.role not in allowed:
+            raise ForbiddenError(
+                "Your role does not allow this",
+                details={"required_roles": sorted(role.value for role in allowed)},
+            )
+        return principal
+
+    return check
+
+
+AdminUser = Annotated[StaffPrincipal, Depends(require_role(UserRole.ADMIN))]
+
+
+def _token_type(token: str) -> str | None:
+    """The unverified `typ` claim, only to pick which verified path checks the token."""
+    try:
+        claims = jwt.decode(token, options={"verify_signature": False})
+    except jwt.PyJWTError:
+        return None
+    value = claims.get("typ")
+    return value if isinstance(value, str) else None
+
+
+async def get_any_principal(
+    session: SessionDep,
+    store: SessionStoreDep,
+    settings: SettingsDep,
+    context: RequestAuditContextDep,
+    token: Annotated[str | None, Depends(oauth2_scheme)],
+) -> StaffPrincipal | ParticipantPrincipal:
+    """Staff or participant: for the routes both may call (sessions, consent, sync)."""
+    if not token:
+        raise UnauthorizedError("Authentication required")
+    if _token_type(token) == TokenType.PARTICIPANT_ACCESS.value:
+        claims = decode_participant_token(settings, token)
+        return await authenticate_participant_claims(session, claims)
+    principal = await authenticate_access_token(session, store, settings, context, token)
+    return await get_current_principal(principal)
+
+
+async def get_current_participant(
+    principal: Annotated[StaffPrincipal | ParticipantPrincipal, Depends(get_any_principal)],
+) -> ParticipantPrincipal:
+    if not isinstance(principal, ParticipantPrincipal):
+        raise ForbiddenError("This route is for participants")
+    return principal
+
+
+AnyPrincipal = Annotated[StaffPrincipal | ParticipantPrincipal, Depends(get_any_principal)]
+CurrentParticipant = Annotated[ParticipantPrincipal, Depends(get_current_participant)]
+
+
+def get_any_actor_context(principal: AnyPrincipal, context: RequestAuditContextDep) -> AuditContext:
+    if isinstance(principal, ParticipantPrincipal):
+        return context.as_actor(ActorType.PARTICIPANT, str(principal.participant_id))
+    return context.as_actor(ActorType.USER, str(principal.user_id))
+
+
+AnyActorContextDep = Annotated[AuditContext, Depends(get_any_actor_context)]

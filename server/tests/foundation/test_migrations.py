@@ -19,6 +19,7 @@ from app.db.session import create_engine
 from app.models import Base
 from tests.conftest import (
     POSTGRES_URL,
+    drop_postgres_database,
     ensure_postgres_database,
     make_settings,
     reset_postgres_schema,
@@ -31,7 +32,7 @@ async def scratch_engine(
 ) -> AsyncIterator[AsyncEngine]:
     """An empty database of the suite's kind, apart from the one the other tests use."""
     if is_postgres:
-        url = POSTGRES_URL.rsplit("/", 1)[0] + "/metricis_test_migrations"
+        url = POSTGRES_URL + "_migrations"
         assert await ensure_postgres_database(url)
         await reset_postgres_schema(url)
     else:
@@ -39,6 +40,8 @@ async def scratch_engine(
     engine = create_engine(make_settings(url, storage_dir))
     yield engine
     await engine.dispose()
+    if is_postgres:
+        await drop_postgres_database(url)
 
 
 def _run(connection: Connection, action: str, revision: str) -> None:

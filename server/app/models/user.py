@@ -1,0 +1,76 @@
+"""Staff accounts and their login sessions."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text, func
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from app.db.base import Base, TimestampMixin, UUIDPrimaryKeyMixin, utcnow
+
+
+class UserRole(StrEnum):
+    ADMIN = "admin"
+    RESEARCHER = "researcher"
+    COORDINATOR = "coordinator"
+    READ_ONLY = "read_only"
+
+
+class UserStatus(StrEnum):
+    ACTIVE = "active"
+    DISABLED = "disabled"
+
+
+class User(UUIDPrimaryKeyMixin, TimestampMixin, Base):
+    __tablename__ = "users"
+    __table_args__ = (
+        # Emails are compared case-insensitively: stored lower-cased, unique as stored.
+        Index("uq_users_email", "email", unique=True),
+    )
+
+    email: Mapped[str] = mapped_column(String(320))
+    name: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(20), default=UserRole.READ_ONLY.value)
+    status: Mapped[str] = mapped_column(String(20), default=UserStatus.ACTIVE.value)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    # Bumped on every password change: invitation and reset links carry it and die with it.
+    password_version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    must_change_password: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    terms_accepted_at: Mapped[datetime | None]
+    totp_secret_encrypted: Mapped[str | None] = mapped_column(Text)
+    totp_enabled: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    failed_login_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    last_failed_login_at: Mapped[datetime | None]
+    locked_until: Mapped[datetime | None]
+    last_login_at: Mapped[datetime | None]
+
+    sessions: Mapped[list[UserSession]] = relationship(
+        back_populates="user", lazy="raise", passive_deletes=True
+    )
+
+
+class UserSession(UUIDPrimaryKeyMixin, Base):
+    """One login: the family of its access and refresh tokens (`sid` in the JWT)."""
+
+    __tablename__ = "user_sessions"
+    __table_args__ = (Index("ix_user_sessions_user_id_created_at", "user_id", "created_at"),)
+
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    device: Mapped[str | None] = mapped_column(String(255))
+    ip: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(
+        default=utcnow, server_default=func.current_timestamp()
+    )
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    # Refresh rotation: the one valid refresh token, and the one it replaced (grace window).
+    refresh_jti: Mapped[str] = mapped_column(String(64))
+    previous_refresh_jti: Mapped[str | None] = mapped_column(String(64))
+    rotated_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+    revoked_reason: Mapped[str | None] = mapped_column(String(64))
+
+    user: Mapped[User] = relationship(back_populates="sessions", lazy="raise")

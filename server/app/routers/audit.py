@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from app.models.audit import AuditCategory
+from app.schemas.audit import AuditEventRead, AuditVerificationRead
+from app.schemas.common import Page
+from app.services import audit as audit_service
+from app.utils.dependencies import AdminUser, PageParamsDep, SessionDep
+
+router = APIRouter(prefix="/audit", tags=["audit"])
+
+
+@router.get("")
+async def list_audit_events(
+    _: AdminUser,
+    session: SessionDep,
+    page: PageParamsDep,
+    study_id: uuid.UUID | None = None,
+    participant_id: uuid.UUID | None = None,
+    category: AuditCategory | None = None,
+    actor_id: Annotated[str | None, Query(max_length=64)] = None,
+    action: Annotated[str | None, Query(max_length=64)] = None,
+    from_: Annotated[datetime | None, Query(alias="from")] = None,
+    to: datetime | None = None,
+) -> Page[AuditEventRead]:
+    """The audit trail, oldest first by default. Administrators only until studies exist."""
+    events, pagination = await audit_service.list_events(
+        session,
+        page,
+        study_id=study_id,
+        participant_id=participant_id,
+        category=category,
+        actor_id=actor_id,
+        action=action,
+        occurred_from=from_,
+        occurred_to=to,
+    )
+    return Page[AuditEventRead](
+        data=[AuditEventRead.model_validate(event) for event in events], pagination=pagination
+    )
+
+
+@router.get("/verify")
+async def verify_audit_chain(_: AdminUser, session: SessionDep) -> AuditVerificationRead:
+    """Walk the hash chain and report the first event that does not hold."""
+    result = await audit_service.verify_chain(session)
+    return AuditVerificationRead(
+        valid=result.valid,
+        events_checked=result.events_checked,
+        first_broken_sequence=result.first_broken_sequence,
+        first_broken_event_id=result.first_broken_event_id,
+        problem=result.problem,
+        last_hash=result.last_hash,
+        verified_at=result.verified_at,
+    )

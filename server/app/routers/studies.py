@@ -1,0 +1,224 @@
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Query, status
+
+from app.models.study import MemberRole, Site, Study, StudyMember, StudyStatus
+from app.models.user import User
+from app.schemas.common import Page
+from app.schemas.studies import (
+    MemberCreate,
+    MemberRead,
+    MemberUpdate,
+    SiteCreate,
+    SiteRead,
+    SiteUpdate,
+    StudyCreate,
+    StudyRead,
+    StudyStatsRead,
+    StudyStatusChange,
+    StudyUpdate,
+)
+from app.services import studies as service
+from app.services.policy import member_study_access
+from app.utils.dependencies import ActorContextDep, CurrentUser, PageParamsDep, SessionDep
+
+router = APIRouter(prefix="/studies", tags=["studies"])
+
+
+def _study_read(study: Study, role: str | None, stats: service.StudyStats | None) -> StudyRead:
+    read = StudyRead.model_validate(study)
+    read.my_role = role
+    if stats is not None:
+        read.stats = StudyStatsRead(
+            participants_by_status=stats.participants_by_status,
+            participants_total=stats.participants_total,
+            sessions_total=stats.sessions_total,
+            sessions_completed=stats.sessions_completed,
+            completion_rate=stats.completion_rate,
+        )
+    return read
+
+
+def _member_read(member: StudyMember, user: User) -> MemberRead:
+    return MemberRead(
+        id=member.id,
+        study_id=member.study_id,
+        user_id=member.user_id,
+        email=user.email,
+        name=user.name,
+        role=MemberRole(member.role),
+        site_id=member.site_id,
+    )
+
+
+@router.get("")
+async def list_studies(
+    principal: CurrentUser,
+    session: SessionDep,
+    page: PageParamsDep,
+    status: StudyStatus | None = None,
+    q: Annotated[str | None, Query(max_length=100)] = None,
+) -> Page[StudyRead]:
+    """The studies the caller can see, each with participants by status and completion."""
+    studies, pagination = await service.list_studies(session, principal, page, status=status, q=q)
+    access = await member_study_access(session, principal)
+    stats = await service.study_stats(session, [s.id for s in studies], access)
+    return Page[StudyRead](
+        data=[
+            _study_read(s, access[s.id].role if access else "admin", stats[s.id]) for s in studies
+        ],
+        pagination=pagination,
+    )
+
+
+@router.post("", status_code=status.HTTP_201_CREATED)
+async def create_study(
+    body: StudyCreate, principal: CurrentUser, session: SessionDep, context: ActorContextDep
+) -> StudyRead:
+    fields = service.StudyFields(**body.model_dump())
+    study = await service.create_study(session, context, principal, fields)
+    return _study_read(study, "researcher" if not principal.is_admin else "admin", None)
+
+
+@router.get("/{study_id}")
+async def get_study(study_id: uuid.UUID, principal: CurrentUser, session: SessionDep) -> StudyRead:
+    study, access = await service.get_study(session, principal, study_id)
+    stats = await service.study_stats(session, [study.id], {study.id: access})
+    return _study_read(study, access.role, stats[study.id])
+
+
+@router.patch("/{study_id}")
+async def update_study(
+    study_id: uuid.UUID,
+    body: StudyUpdate,
+    principal: CurrentUser,
+    session: SessionDep,
+    context: ActorContextDep,
+) -> StudyRead:
+    provided = body.model_fields_set - {"reason"}
+    fields = service.StudyFields(**body.model_dump(exclude={"reason"}), provided=provided)
+    study = await service.update_study(session, context, principal, study_id, fields, body.reason)
+    return _study_read(study, None, None)
+
+
+@router.post("/{study_id}/status")
+async def change_status(
+    study_id: uuid.UUID,
+    body: StudyStatusChange,
+    principal: CurrentUser,
+    session: SessionDep,
+    context: ActorContextDep,
+) -> StudyRead:
+    """Move the study through draft → active ⇄ paused → completed, or archive it; else 409."""
+    study = await service.change_study_status(
+        session, context, principal, study_id, body.status, body.reason
+    )
+    return _study_read(study, None, None)
+
+
+@router.get("/{study_id}/sites")
+async def list_sites(
+    study_id: uuid.UUID, principal: CurrentUser, session: SessionDep
+) -> list[SiteRead]:
+    return [
+        SiteRead.model_validate(site)
+        for site in await service.list_sites(session, principal, study_id)
+    ]
+
+
+@router.post("/{study_id}/sites", status_code=status.HTTP_201_CREATED)
+async def create_site(
+    study_id: uuid.UUID,
+    body: SiteCreate,
+    principal: CurrentUser,
+    session: SessionDep,
+    context: ActorContextDep,
+) -> SiteRead:
+    site: Site = await service.create_site(
+        session,
+        context,
+        principal,
+        study_id,
+        code=body.code,
+        name=body.name,
+        timezone=body.timezone,
+    )
+    return SiteRead.model_validate(site)
+
+
+@router.patch("/{study_id}/sites/{site_id}")
+async def update_site(
+    study_id: uuid.UUID,
+    site_id: uuid.UUID,
+    body: SiteUpdate,
+    principal: CurrentUser,
+    session: SessionDep,
+    context: ActorContextDep,
+) -> SiteRead:
+    site = await service.update_site(
+        session, context, principal, study_id, site_id, name=body.name, timezone=body.timezone
+    )
+    return SiteRead.model_validate(site)
+
+
+@router.get("/{study_id}/members")
+async def list_members(
+    study_id: uuid.UUID, principal: CurrentUser, session: SessionDep
+) -> list[MemberRead]:
+    return [_member_read(m, u) for m, u in await service.list_members(session, principal, study_id)]
+
+
+@router.post("/{study_id}/members", status_code=status.HTTP_201_CREATED)
+async def add_member(
+    study_id: uuid.UUID,
+    body: MemberCreate,
+    principal: CurrentUser,
+    session: SessionDep,
+    context: ActorContextDep,
+) -> MemberRead:
+    member, user = await service.add_member(
+        session,
+        context,
+        principal,
+        study_id,
+        user_id=body.user_id,
+        role=body.role,
+        site_id=body.site_id,
+    )
+    return _member_read(member, user)
+
+
+@router.patch("/{study_id}/members/{member_id}")
+async def update_member(
+    study_id: uuid.UUID,
+    member_id: uuid.UUID,
+    body: MemberUpdate,
+    principal: CurrentUser,
+    session: SessionDep,
+    context: ActorContextDep,
+) -> MemberRead:
+    member, user = await service.update_member(
+        session,
+        context,
+        principal,
+        study_id,
+        member_id,
+        role=body.role,
+        site_id=body.site_id,
+        site_provided="site_id" in body.model_fields_set,
+    )
+    return _member_read(member, user)
+
+
+@router.delete("/{study_id}/members/{member_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def remove_member(
+    study_id: uuid.UUID,
+    member_id: uuid.UUID,
+    principal: CurrentUser,
+    session: SessionDep,
+    context: ActorContextDep,
+) -> None:
+    await service.remove_member(session, context, principal, study_id, member_id)

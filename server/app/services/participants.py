@@ -1,0 +1,462 @@
+"""Participants: enrollment, contact details encrypted at rest, withdrawal and access codes."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+from functools import lru_cache
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+
+from sqlalchemy import delete, or_, select, true
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.config import Settings
+from app.db.base import utcnow
+from app.models.audit import AuditCategory
+from app.models.participant import (
+    MagicLinkToken,
+    Participant,
+    ParticipantActor,
+    ParticipantStatus,
+    WithdrawalScope,
+)
+from app.models.study import Site, Study
+from app.schemas.common import PageParams, Pagination
+from app.services.audit import AuditContext, record_event
+from app.services.auth import StaffPrincipal
+from app.services.errors import ConflictError, NotFoundError, ValidationFailedError
+from app.services.pagination import paginate
+from app.services.participant_auth import (
+    generate_access_code,
+    hash_access_code,
+    revoke_participant_logins,
+)
+from app.services.policy import Capability, StudyAccess, member_study_access, study_access
+from app.utils.security import FieldEncryptor, hash_secret
+
+
+def email_index(settings: Settings, email: str) -> str:
+    """Blind index: finds a participant by email without storing it in clear."""
+    return hash_secret(settings, "participant-email:" + email.strip().lower())
+
+
+def valid_timezone(name: str) -> bool:
+    if name not in _timezones():
+        return False
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
+
+
+@lru_cache(maxsize=1)
+def _timezones() -> frozenset[str]:
+    return frozenset(available_timezones())
+
+
+def mask_email(email: str) -> str:
+    local, _, domain = email.partition("@")
+    return f"{local[:1]}***@{domain}" if domain else "***"
+
+
+def mask_phone(phone: str) -> str:
+    digits = [ch for ch in phone if ch.isdigit()]
+    return "***" + "".join(digits[-2:])
+
+
+@dataclass(frozen=True, slots=True)
+class ContactDetails:
+    email: str | None
+    phone: str | None
+
+
+def contact_details(
+    participant: Participant, encryptor: FieldEncryptor, access: StudyAccess | None
+) -> ContactDetails:
+    """Decrypted for roles that may see them, masked for the others (read_only)."""
+    email = encryptor.decrypt(participant.email_encrypted) if participant.email_encrypted else None
+    phone = encryptor.decrypt(participant.phone_encrypted) if participant.phone_encrypted else None
+    if access is not None and not access.can(Capability.SEE_CONTACT_DETAILS):
+        email = mask_email(email) if email else None
+        phone = mask_phone(phone) if phone else None
+    return ContactDetails(email=email, phone=phone)
+
+
+def participant_snapshot(participant: Participant) -> dict[str, Any]:
+    """What audit events record: never contact details in clear."""
+    return {
+        "participant_id": participant.participant_code,
+        "site_id": str(participant.site_id) if participant.site_id else None,
+        "status": participant.status,
+        "actor": participant.actor,
+        "language": participant.language,
+        "timezone": participant.timezone,
+        "enrollment_date": participant.enrollment_date.isoformat()
+        if participant.enrollment_date
+        else None,
+        "has_email": participant.email_encrypted is not None,
+        "has_phone": participant.phone_encrypted is not None,
+    }
+
+
+def _field_error(field: str, message: str) -> ValidationFailedError:
+    return ValidationFailedError(
+        message, details={"errors": [{"field": field, "message": message}]}
+    )
+
+
+async def _site_in_study(session: AsyncSession, study_id: uuid.UUID, site_id: uuid.UUID) -> Site:
+    site = await session.get(Site, site_id)
+    if site is None or site.study_id != study_id:
+        raise _field_error("site_id", "The site does not belong to this study")
+    return site
+
+
+@dataclass(slots=True)
+class ParticipantFields:
+    participant_code: str | None = None
+    site_id: uuid.UUID | None = None
+    email: str | None = None
+    phone: str | None = None
+    enrollment_date: date | None = None
+    status: ParticipantStatus | None = None
+    actor: ParticipantActor | None = None
+    language: str | None = None
+    timezone: str | None = None
+
+
+async def create_participant(
+    session: AsyncSession,
+    settings: Settings,
+    encryptor: FieldEncryptor,
+    context: AuditContext,
+    principal: StaffPrincipal,
+    study_id: uuid.UUID,
+    fields: ParticipantFields,
+) -> tuple[Participant, StudyAccess]:
+    access = await study_access(session, principal, study_id)
+    access.require(Capability.EDIT_PARTICIPANTS)
+    study = await session.get(Study, study_id)
+    assert study is not None
+    if not fields.participant_code:
+        raise _field_error("participant_id", "The participant code is required")
+    site_id = fields.site_id if fields.site_id is not None else access.site_id
+    if access.site_id is not None and site_id != access.site_id:
+        raise _field_error("site_id", "You can only enroll participants at your own site")
+    site = await _site_in_study(session, study_id, site_id) if site_id else None
+    language = fields.language or (study.supported_languages or ["en"])[0]
+    if language not in (study.supported_languages or []):
+        raise _field_error("language", f"'{language}' is not one of the study's languages")
+    timezone = fields.timezone or (site.timezone if site else "UTC")
+    if not valid_timezone(timezone):
+        raise _field_error("timezone", f"'{timezone}' is not an IANA time zone")
+    status = fields.status or ParticipantStatus.ENROLLED
+    if status is ParticipantStatus.WITHDRAWN:
+        raise _field_error("status", "Use the withdrawal endpoint to withdraw a participant")
+    participant = Participant(
+        id=uuid.uuid4(),
+        study_id=study_id,
+        participant_code=fields.participant_code,
+        site_id=site_id,
+        status=status.value,
+        actor=(fields.actor or ParticipantActor.PATIENT).value,
+        language=language,
+        timezone=timezone,
+        enrollment_date=fields.enrollment_date
+        or (utcnow().date() if status is ParticipantStatus.ENROLLED else None),
+    )
+    _set_contact(settings, encryptor, participant, fields.email, fields.phone, clear=False)
+    if await session.scalar(
+        select(Participant.id).where(
+            Participant.study_id == study_id,
+            Participant.participant_code == fields.participant_code,
+        )
+    ):
+        raise ConflictError(
+            "A participant with this code already exists in the study",
+            details={"field": "participant_id"},
+        )
+    session.add(participant)
+    try:
+        await session.flush()
+    except IntegrityError as exc:
+        raise ConflictError(
+            "A participant with this code already exists in the study",
+            details={"field": "participant_id"},
+        ) from exc
+    await record_event(
+        session,
+        context,
+        action="participant.create",
+        category=AuditCategory.DATA,
+        entity_type="participant",
+        entity_id=participant.id,
+        study_id=study_id,
+        participant_id=participant.id,
+        after=participant_snapshot(participant),
+    )
+    return participant, access
+
+
+def _set_contact(
+    settings: Settings,
+    encryptor: FieldEncryptor,
+    participant: Participant,
+    email: str | None,
+    phone: str | None,
+    *,
+    clear: bool,
+) -> None:
+    if email is not None or clear:
+        participant.email_encrypted = encryptor.encrypt(email) if email else None
+        participant.email_index = email_index(settings, email) if email else None
+    if phone is not None or clear:
+        participant.phone_encrypted = encryptor.encrypt(phone) if phone else None
+
+
+async def get_participant(
+    session: AsyncSession,
+    principal: StaffPrincipal,
+    participant_id: uuid.UUID,
+    capability: Capability = Capability.READ,
+) -> tuple[Participant, StudyAccess]:
+    """The participant if the caller's study role and site let them see it; 404 otherwise."""
+    participant = await session.get(Participant, participant_id)
+    if participant is None:
+        raise NotFoundError("Participant not found")
+    try:
+        access = await study_access(session, principal, participant.study_id)
+    except NotFoundError:
+        raise NotFoundError("Participant not found") from None
+    if not access.sees_site(participant.site_id):
+        raise NotFoundError("Participant not found")
+    access.require(capability)
+    return participant, access
+
+
+async def list_participants(
+    session: AsyncSession,
+    principal: StaffPrincipal,
+    params: PageParams,
+    *,
+    study_id: uuid.UUID | None,
+    status: ParticipantStatus | None,
+    site_id: uuid.UUID | None,
+    q: str | None,
+) -> tuple[Sequence[Participant], Pagination, dict[uuid.UUID, StudyAccess] | None]:
+    statement = select(Participant)
+    memberships = await member_study_access(session, principal)
+    if study_id is not None:
+        access = await study_access(session, principal, study_id)
+        statement = statement.where(Participant.study_id == study_id)
+        if access.site_id is not None:
+            statement = statement.where(Participant.site_id == access.site_id)
+    elif memberships is not None:
+        visible = [
+            (Participant.study_id == sid)
+            & ((Participant.site_id == a.site_id) if a.site_id is not None else true())
+            for sid, a in memberships.items()
+        ]
+        if not visible:
+            return [], Pagination.build(page=params.page, per_page=params.per_page, total=0), {}
+        statement = statement.where(or_(*visible))
+    if status is not None:
+        statement = statement.where(Participant.status == status.value)
+    if site_id is not None:
+        statement = statement.where(Participant.site_id == site_id)
+    if q:
+        statement = statement.where(Participant.participant_code.ilike(f"%{q.strip()}%"))
+    rows, pagination = await paginate(
+        session,
+        statement,
+        params,
+        sortable={
+            "participant_id": Participant.participant_code,
+            "created_at": Participant.created_at,
+            "enrollment_date": Participant.enrollment_date,
+            "status": Participant.status,
+        },
+        default_sort="participant_id",
+        tie_breaker=Participant.id,
+    )
+    return rows, pagination, memberships
+
+
+async def update_participant(
+    session: AsyncSession,
+    settings: Settings,
+    encryptor: FieldEncryptor,
+    context: AuditContext,
+    principal: StaffPrincipal,
+    participant_id: uuid.UUID,
+    fields: ParticipantFields,
+    provided: set[str],
+    reason: str | None,
+) -> tuple[Participant, StudyAccess]:
+    participant, access = await get_participant(
+        session, principal, participant_id, Capability.EDIT_PARTICIPANTS
+    )
+    if participant.status == ParticipantStatus.WITHDRAWN.value:
+        raise ConflictError("A withdrawn participant cannot be edited")
+    study = await session.get(Study, participant.study_id)
+    assert study is not None
+    before = participant_snapshot(participant)
+    if "participant_id" in provided and fields.participant_code:
+        if fields.participant_code != participant.participant_code and await session.scalar(
+            select(Participant.id).where(
+                Participant.study_id == participant.study_id,
+                Participant.participant_code == fields.participant_code,
+            )
+        ):
+            raise ConflictError(
+                "A participant with this code already exists in the study",
+                details={"field": "participant_id"},
+            )
+        participant.participant_code = fields.participant_code
+    if "site_id" in provided:
+        if access.site_id is not None and fields.site_id != access.site_id:
+            raise _field_error("site_id", "You can only assign participants to your own site")
+        if fields.site_id is not None:
+            await _site_in_study(session, participant.study_id, fields.site_id)
+        participant.site_id = fields.site_id
+    if "language" in provided and fields.language is not None:
+        if fields.language not in (study.supported_languages or []):
+            raise _field_error(
+                "language", f"'{fields.language}' is not one of the study's languages"
+            )
+        participant.language = fields.language
+    if "timezone" in provided and fields.timezone is not None:
+        if not valid_timezone(fields.timezone):
+            raise _field_error("timezone", f"'{fields.timezone}' is not an IANA time zone")
+        participant.timezone = fields.timezone
+    if "status" in provided and fields.status is not None:
+        if fields.status is ParticipantStatus.WITHDRAWN:
+            raise _field_error("status", "Use the withdrawal endpoint to withdraw a participant")
+        participant.status = fields.status.value
+    if "actor" in provided and fields.actor is not None:
+        participant.actor = fields.actor.value
+    if "enrollment_date" in provided:
+        participant.enrollment_date = fields.enrollment_date
+    contact_changed = "email" in provided or "phone" in provided
+    if "email" in provided:
+        _set_contact(settings, encryptor, participant, fields.email or "", None, clear=False)
+        if not fields.email:
+            participant.email_encrypted = None
+            participant.email_index = None
+    if "phone" in provided:
+        participant.phone_encrypted = encryptor.encrypt(fields.phone) if fields.phone else None
+    after = participant_snapshot(participant)
+    if after != before or contact_changed:
+        await record_event(
+            session,
+            context,
+            action="participant.update",
+            category=AuditCategory.DATA,
+            entity_type="participant",
+            entity_id=participant.id,
+            study_id=participant.study_id,
+            participant_id=participant.id,
+            before=before,
+            after={**after, "contact_details_changed": contact_changed},
+            reason=reason,
+        )
+    return participant, access
+
+
+async def withdraw_participant(
+    session: AsyncSession,
+    context: AuditContext,
+    principal: StaffPrincipal,
+    participant_id: uuid.UUID,
+    *,
+    scope: WithdrawalScope,
+    reason: str,
+) -> tuple[Participant, StudyAccess]:
+    participant, access = await get_participant(
+        session, principal, participant_id, Capability.EDIT_PARTICIPANTS
+    )
+    if participant.withdrawal_scope == WithdrawalScope.DELETE_DATA.value or (
+        participant.status == ParticipantStatus.WITHDRAWN.value
+        and scope is WithdrawalScope.STOP_COLLECTION
+    ):
+        raise ConflictError(
+            "The participant is already withdrawn",
+            details={"withdrawal_scope": participant.withdrawal_scope},
+        )
+    before = participant_snapshot(participant)
+    participant.status = ParticipantStatus.WITHDRAWN.value
+    participant.withdrawn_at = utcnow()
+    participant.withdrawal_scope = scope.value
+    participant.withdrawal_reason = reason
+    erased: dict[str, Any] = {}
+    if scope is WithdrawalScope.DELETE_DATA:
+        erased = await erase_participant_data(session, participant)
+    await record_event(
+        session,
+        context,
+        action="participant.withdrawn",
+        category=AuditCategory.DATA,
+        entity_type="participant",
+        entity_id=participant.id,
+        study_id=participant.study_id,
+        participant_id=participant.id,
+        before=before,
+        after={**participant_snapshot(participant), "scope": scope.value, "erased": erased},
+        reason=reason,
+    )
+    return participant, access
+
+
+async def erase_participant_data(session: AsyncSession, participant: Participant) -> dict[str, Any]:
+    """Erase contact details, credentials and research data; the audit trail keeps the record."""
+    erased = {
+        "email": participant.email_encrypted is not None,
+        "phone": participant.phone_encrypted is not None,
+    }
+    participant.email_encrypted = None
+    participant.email_index = None
+    participant.phone_encrypted = None
+    participant.access_code_hash = None
+    participant.access_code_created_at = None
+    await session.execute(
+        delete(MagicLinkToken).where(MagicLinkToken.participant_id == participant.id)
+    )
+    await revoke_participant_logins(session, participant.id)
+    return erased
+
+
+async def issue_access_code(
+    session: AsyncSession,
+    settings: Settings,
+    context: AuditContext,
+    principal: StaffPrincipal,
+    participant_id: uuid.UUID,
+) -> tuple[Participant, str]:
+    participant, _ = await get_participant(
+        session, principal, participant_id, Capability.EDIT_PARTICIPANTS
+    )
+    if participant.status == ParticipantStatus.WITHDRAWN.value:
+        raise ConflictError("A withdrawn participant cannot receive an access code")
+    code = generate_access_code()
+    replaced = participant.access_code_hash is not None
+    participant.access_code_hash = hash_access_code(settings, code)
+    participant.access_code_created_at = utcnow()
+    # A new code ends sign-ins made with the old one.
+    await revoke_participant_logins(session, participant.id)
+    await record_event(
+        session,
+        context,
+        action="participant.access_code_issued",
+        category=AuditCategory.AUTH,
+        entity_type="participant",
+        entity_id=participant.id,
+        study_id=participant.study_id,
+        participant_id=participant.id,
+        after={"replaced_previous_code": replaced},
+    )
+    return participant, code

@@ -1,0 +1,113 @@
+"""Who may do what within a study: DESIGN.md §4, enforced here and nowhere else.
+
+Routers ask this module for a `StudyAccess` and check capabilities on it. A study the caller
+cannot see is "not found" (404), never "forbidden", so its existence does not leak; a visible
+study where the caller's role lacks the capability is 403.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from enum import StrEnum
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.models.study import MemberRole, Study, StudyMember
+from app.models.user import UserRole
+from app.services.auth import StaffPrincipal
+from app.services.errors import ForbiddenError, NotFoundError
+
+
+class Capability(StrEnum):
+    READ = "read"
+    SEE_CONTACT_DETAILS = "see_contact_details"
+    EDIT_PARTICIPANTS = "edit_participants"
+    CONFIGURE_STUDY = "configure_study"
+    EXPORT = "export"
+
+
+_CAPABILITIES: dict[str, frozenset[Capability]] = {
+    UserRole.ADMIN.value: frozenset(Capability),
+    MemberRole.RESEARCHER.value: frozenset(Capability),
+    MemberRole.COORDINATOR.value: frozenset(
+        {Capability.READ, Capability.SEE_CONTACT_DETAILS, Capability.EDIT_PARTICIPANTS}
+    ),
+    MemberRole.READ_ONLY.value: frozenset({Capability.READ}),
+}
+
+# Global roles allowed to create studies (the creator becomes the study's researcher).
+STUDY_CREATORS = frozenset({UserRole.ADMIN, UserRole.RESEARCHER})
+
+
+@dataclass(frozen=True, slots=True)
+class StudyAccess:
+    study_id: uuid.UUID
+    role: str  # "admin" or the member role
+    site_id: uuid.UUID | None  # set for site-scoped members
+
+    def can(self, capability: Capability) -> bool:
+        return capability in _CAPABILITIES.get(self.role, frozenset())
+
+    def require(self, capability: Capability) -> None:
+        if not self.can(capability):
+            raise ForbiddenError(
+                "Your role in this study does not allow this",
+                details={"required": capability.value, "study_role": self.role},
+            )
+
+    def sees_site(self, site_id: uuid.UUID | None) -> bool:
+        return self.site_id is None or self.site_id == site_id
+
+
+async def study_access(
+    session: AsyncSession, principal: StaffPrincipal, study_id: uuid.UUID
+) -> StudyAccess:
+    """The caller's access to a study; NotFoundError when the study is invisible to them."""
+    if principal.is_admin:
+        if await session.get(Study, study_id) is None:
+            raise NotFoundError("Study not found")
+        return StudyAccess(study_id=study_id, role=UserRole.ADMIN.value, site_id=None)
+    member = await session.scalar(
+        select(StudyMember).where(
+            StudyMember.study_id == study_id, StudyMember.user_id == principal.user_id
+        )
+    )
+    if member is None:
+        raise NotFoundError("Study not found")
+    return StudyAccess(study_id=study_id, role=member.role, site_id=member.site_id)
+
+
+async def require_study_capability(
+    session: AsyncSession,
+    principal: StaffPrincipal,
+    study_id: uuid.UUID,
+    capability: Capability,
+) -> StudyAccess:
+    access = await study_access(session, principal, study_id)
+    access.require(capability)
+    return access
+
+
+async def member_study_access(
+    session: AsyncSession, principal: StaffPrincipal
+) -> dict[uuid.UUID, StudyAccess] | None:
+    """Every study the caller is a member of, or None for administrators (all studies)."""
+    if principal.is_admin:
+        return None
+    members = (
+        await session.scalars(select(StudyMember).where(StudyMember.user_id == principal.user_id))
+    ).all()
+    return {
+        m.study_id: StudyAccess(study_id=m.study_id, role=m.role, site_id=m.site_id)
+        for m in members
+    }
+
+
+def require_study_creator(principal: StaffPrincipal) -> None:
+    if principal.role not in STUDY_CREATORS:
+        raise ForbiddenError(
+            "Only researchers and administrators create studies",
+            details={"required_roles": sorted(r.value for r in STUDY_CREATORS)},
+        )

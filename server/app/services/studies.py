@@ -1,0 +1,573 @@
+"""Studies, their sites and members."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.models.audit import AuditCategory
+from app.models.participant import Participant, ParticipantStatus
+from app.models.study import ConsentMode, MemberRole, Site, Study, StudyMember, StudyStatus
+from app.models.user import User, UserStatus
+from app.schemas.common import PageParams, Pagination
+from app.services.audit import AuditContext, record_event
+from app.services.auth import StaffPrincipal
+from app.services.errors import ConflictError, NotFoundError, ValidationFailedError
+from app.services.pagination import paginate
+from app.services.participants import valid_timezone
+from app.services.policy import (
+    Capability,
+    StudyAccess,
+    member_study_access,
+    require_study_capability,
+    require_study_creator,
+    study_access,
+)
+
+STUDY_CODE_PATTERN = re.compile(r"^[A-Z][A-Z0-9]{1,19}(-[A-Z0-9]{1,20}){0,4}$")
+SITE_CODE_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,49}$")
+LANGUAGE_PATTERN = re.compile(r"^[a-z]{2,3}(-[A-Z]{2})?$")
+
+# draft → active ⇄ paused → completed; archived from any state.
+ALLOWED_TRANSITIONS: dict[StudyStatus, frozenset[StudyStatus]] = {
+    StudyStatus.DRAFT: frozenset({StudyStatus.ACTIVE, StudyStatus.ARCHIVED}),
+    StudyStatus.ACTIVE: frozenset(
+        {StudyStatus.PAUSED, StudyStatus.COMPLETED, StudyStatus.ARCHIVED}
+    ),
+    StudyStatus.PAUSED: frozenset(
+        {StudyStatus.ACTIVE, StudyStatus.COMPLETED, StudyStatus.ARCHIVED}
+    ),
+    StudyStatus.COMPLETED: frozenset({StudyStatus.ARCHIVED}),
+    StudyStatus.ARCHIVED: frozenset(),
+}
+
+
+def _invalid(field_name: str, message: str) -> ValidationFailedError:
+    return ValidationFailedError(
+        message, details={"errors": [{"field": field_name, "message": message}]}
+    )
+
+
+def study_snapshot(study: Study) -> dict[str, Any]:
+    return {
+        "code": study.code,
+        "name": study.name,
+        "description": study.description,
+        "pi_name": study.pi_name,
+        "pi_email": study.pi_email,
+        "start_date": study.start_date.isoformat() if study.start_date else None,
+        "end_date": study.end_date.isoformat() if study.end_date else None,
+        "status": study.status,
+        "config": study.config,
+        "supported_languages": study.supported_languages,
+        "consent_mode": study.consent_mode,
+        "redcap_enabled": study.redcap_enabled,
+    }
+
+
+@dataclass(slots=True)
+class StudyFields:
+    code: str | None = None
+    name: str | None = None
+    description: str | None = None
+    pi_name: str | None = None
+    pi_email: str | None = None
+    start_date: date | None = None
+    end_date: date | None = None
+    config: dict[str, Any] | None = None
+    supported_languages: list[str] | None = None
+    consent_mode: ConsentMode | None = None
+    redcap_enabled: bool | None = None
+    provided: set[str] = field(default_factory=set)
+
+
+def _check_study_fields(study: Study) -> None:
+    if not STUDY_CODE_PATTERN.match(study.code):
+        raise _invalid(
+            "code",
+            "Use upper-case letters, digits and hyphens, e.g. NEURO-2024-001",
+        )
+    if study.start_date and study.end_date and study.end_date < study.start_date:
+        raise _invalid("end_date", "The end date is before the start date")
+    languages = study.supported_languages or []
+    if not languages:
+        raise _invalid("supported_languages", "At least one language is required")
+    bad = [lang for lang in languages if not LANGUAGE_PATTERN.match(lang)]
+    if bad:
+        raise _invalid("supported_languages", f"Not language codes: {', '.join(bad)}")
+    if len(set(languages)) != len(languages):
+        raise _invalid("supported_languages", "Languages are listed twice")
+
+
+async def create_study(
+    session: AsyncSession, context: AuditContext, principal: StaffPrincipal, fields: StudyFields
+) -> Study:
+    require_study_creator(principal)
+    assert fields.code is not None and fields.name is not None
+    study = Study(
+        id=uuid.uuid4(),
+        code=fields.code.strip().upper(),
+        name=fields.name.strip(),
+        description=fields.description,
+        pi_name=fields.pi_name,
+        pi_email=fields.pi_email,
+        start_date=fields.start_date,
+        end_date=fields.end_date,
+        status=StudyStatus.DRAFT.value,
+        config=fields.config or {},
+        supported_languages=fields.supported_languages or ["en"],
+        consent_mode=(fields.consent_mode or ConsentMode.BUILTIN).value,
+        redcap_enabled=bool(fields.redcap_enabled),
+        created_by=principal.user_id,
+    )
+    _check_study_fields(study)
+    if await session.scalar(select(Study.id).where(Study.code == study.code)):
+        raise ConflictError("A study with this code already exists", details={"field": "code"})
+    session.add(study)
+    try:
+        await session.flush()
+    except IntegrityError as exc:
+        raise ConflictError(
+            "A study with this code already exists", details={"field": "code"}
+        ) from exc
+    # The creator becomes the study's researcher, so they can configure what they created.
+    session.add(
+        StudyMember(
+            id=uuid.uuid4(),
+            study_id=study.id,
+            user_id=principal.user_id,
+            role=MemberRole.RESEARCHER.value,
+        )
+    )
+    await record_event(
+        session,
+        context,
+        action="study.create",
+        category=AuditCategory.CONFIG,
+        entity_type="study",
+        entity_id=study.id,
+        study_id=study.id,
+        after=study_snapshot(study),
+    )
+    return study
+
+
+async def get_study(
+    session: AsyncSession, principal: StaffPrincipal, study_id: uuid.UUID
+) -> tuple[Study, StudyAccess]:
+    access = await study_access(session, principal, study_id)
+    study = await session.get(Study, study_id)
+    assert study is not None
+    return study, access
+
+
+async def list_studies(
+    session: AsyncSession,
+    principal: StaffPrincipal,
+    params: PageParams,
+    *,
+    status: StudyStatus | None,
+    q: str | None,
+) -> tuple[Sequence[Study], Pagination]:
+    statement = select(Study)
+    memberships = await member_study_access(session, principal)
+    if memberships is not None:
+        if not memberships:
+            return [], Pagination.build(page=params.page, per_page=params.per_page, total=0)
+        statement = statement.where(Study.id.in_(list(memberships)))
+    if status is not None:
+        statement = statement.where(Study.status == status.value)
+    if q:
+        pattern = f"%{q.strip()}%"
+        statement = statement.where(Study.code.ilike(pattern) | Study.name.ilike(pattern))
+    return await paginate(
+        session,
+        statement,
+        params,
+        sortable={
+            "code": Study.code,
+            "name": Study.name,
+            "created_at": Study.created_at,
+            "status": Study.status,
+            "start_date": Study.start_date,
+        },
+        default_sort="code",
+        tie_breaker=Study.id,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class StudyStats:
+    participants_by_status: dict[str, int]
+    participants_total: int
+    sessions_total: int
+    sessions_completed: int
+    completion_rate: float
+
+
+async def study_stats(
+    session: AsyncSession,
+    study_ids: Sequence[uuid.UUID],
+    access: dict[uuid.UUID, StudyAccess] | None,
+) -> dict[uuid.UUID, StudyStats]:
+    """Participants by status per study (site-scoped members count their site only).
+
+    Sessions are counted from zero until assessments exist.
+    """
+    counts: dict[uuid.UUID, dict[str, int]] = {sid: {} for sid in study_ids}
+    if study_ids:
+        rows = await session.execute(
+            select(Participant.study_id, Participant.site_id, Participant.status, func.count())
+            .where(Participant.study_id.in_(list(study_ids)))
+            .group_by(Participant.study_id, Participant.site_id, Participant.status)
+        )
+        for study_id, site_id, status, count in rows:
+            scope = access.get(study_id) if access is not None else None
+            if scope is not None and not scope.sees_site(site_id):
+                continue
+            by_status = counts[study_id]
+            by_status[status] = by_status.get(status, 0) + int(count)
+    result: dict[uuid.UUID, StudyStats] = {}
+    for study_id, by_status in counts.items():
+        full = {status.value: by_status.get(status.value, 0) for status in ParticipantStatus}
+        result[study_id] = StudyStats(
+            participants_by_status=full,
+            participants_total=sum(full.values()),
+            sessions_total=0,
+            sessions_completed=0,
+            completion_rate=0.0,
+        )
+    return result
+
+
+async def update_study(
+    session: AsyncSession,
+    context: AuditContext,
+    principal: StaffPrincipal,
+    study_id: uuid.UUID,
+    fields: StudyFields,
+    reason: str | None,
+) -> Study:
+    await require_study_capability(session, principal, study_id, Capability.CONFIGURE_STUDY)
+    study = await session.get(Study, study_id)
+    assert study is not None
+    if study.status == StudyStatus.ARCHIVED.value:
+        raise ConflictError("An archived study cannot be changed")
+    before = study_snapshot(study)
+    for name in fields.provided:
+        value = getattr(fields, name)
+        if name == "code" and value is not None:
+            value = value.strip().upper()
+            if value != study.code and await session.scalar(
+                select(Study.id).where(Study.code == value)
+            ):
+                raise ConflictError(
+                    "A study with this code already exists", details={"field": "code"}
+                )
+        if name == "consent_mode" and value is not None:
+            value = value.value
+        if (
+            name in ("code", "name", "supported_languages", "config", "consent_mode")
+            and value is None
+        ):
+            raise _invalid(name, "This field cannot be empty")
+        setattr(study, name, value)
+    _check_study_fields(study)
+    after = study_snapshot(study)
+    if after != before:
+        await record_event(
+            session,
+            context,
+            action="study.update",
+            category=AuditCategory.CONFIG,
+            entity_type="study",
+            entity_id=study.id,
+            study_id=study.id,
+            before=before,
+            after=after,
+            reason=reason,
+        )
+    return study
+
+
+async def change_study_status(
+    session: AsyncSession,
+    context: AuditContext,
+    principal: StaffPrincipal,
+    study_id: uuid.UUID,
+    new_status: StudyStatus,
+    reason: str | None,
+) -> Study:
+    await require_study_capability(session, principal, study_id, Capability.CONFIGURE_STUDY)
+    study = await session.get(Study, study_id)
+    assert study is not None
+    current = StudyStatus(study.status)
+    if new_status is current:
+        return study
+    allowed = ALLOWED_TRANSITIONS[current]
+    if new_status not in allowed:
+        raise ConflictError(
+            f"A {current.value} study cannot become {new_status.value}",
+            details={
+                "current_status": current.value,
+                "requested_status": new_status.value,
+                "allowed": sorted(status.value for status in allowed),
+            },
+        )
+    study.status = new_status.value
+    await record_event(
+        session,
+        context,
+        action="study.status_changed",
+        category=AuditCategory.CONFIG,
+        entity_type="study",
+        entity_id=study.id,
+        study_id=study.id,
+        before={"status": current.value},
+        after={"status": new_status.value},
+        reason=reason,
+    )
+    return study
+
+
+def site_snapshot(site: Site) -> dict[str, Any]:
+    return {"code": site.code, "name": site.name, "timezone": site.timezone}
+
+
+async def list_sites(
+    session: AsyncSession, principal: StaffPrincipal, study_id: uuid.UUID
+) -> Sequence[Site]:
+    await study_access(session, principal, study_id)
+    return (
+        await session.scalars(select(Site).where(Site.study_id == study_id).order_by(Site.code))
+    ).all()
+
+
+async def create_site(
+    session: AsyncSession,
+    context: AuditContext,
+    principal: StaffPrincipal,
+    study_id: uuid.UUID,
+    *,
+    code: str,
+    name: str,
+    timezone: str,
+) -> Site:
+    await require_study_capability(session, principal, study_id, Capability.CONFIGURE_STUDY)
+    if not SITE_CODE_PATTERN.match(code):
+        raise _invalid("code", "Use letters, digits, '-' and '_' (at most 50)")
+    if not valid_timezone(timezone):
+        raise _invalid("timezone", f"'{timezone}' is not an IANA time zone")
+    if await session.scalar(select(Site.id).where(Site.study_id == study_id, Site.code == code)):
+        raise ConflictError(
+            "This study already has a site with this code", details={"field": "code"}
+        )
+    site = Site(id=uuid.uuid4(), study_id=study_id, code=code, name=name.strip(), timezone=timezone)
+    session.add(site)
+    await session.flush()
+    await record_event(
+        session,
+        context,
+        action="site.create",
+        category=AuditCategory.CONFIG,
+        entity_type="site",
+        entity_id=site.id,
+        study_id=study_id,
+        after=site_snapshot(site),
+    )
+    return site
+
+
+async def update_site(
+    session: AsyncSession,
+    context: AuditContext,
+    principal: StaffPrincipal,
+    study_id: uuid.UUID,
+    site_id: uuid.UUID,
+    *,
+    name: str | None,
+    timezone: str | None,
+) -> Site:
+    await require_study_capability(session, principal, study_id, Capability.CONFIGURE_STUDY)
+    site = await session.get(Site, site_id)
+    if site is None or site.study_id != study_id:
+        raise NotFoundError("Site not found")
+    before = site_snapshot(site)
+    if name is not None:
+        site.name = name.strip()
+    if timezone is not None:
+        if not valid_timezone(timezone):
+            raise _invalid("timezone", f"'{timezone}' is not an IANA time zone")
+        site.timezone = timezone
+    if site_snapshot(site) != before:
+        await record_event(
+            session,
+            context,
+            action="site.update",
+            category=AuditCategory.CONFIG,
+            entity_type="site",
+            entity_id=site.id,
+            study_id=study_id,
+            before=before,
+            after=site_snapshot(site),
+        )
+    return site
+
+
+def member_snapshot(member: StudyMember) -> dict[str, Any]:
+    return {
+        "user_id": str(member.user_id),
+        "role": member.role,
+        "site_id": str(member.site_id) if member.site_id else None,
+    }
+
+
+async def list_members(
+    session: AsyncSession, principal: StaffPrincipal, study_id: uuid.UUID
+) -> Sequence[tuple[StudyMember, User]]:
+    await study_access(session, principal, study_id)
+    rows = await session.execute(
+        select(StudyMember, User)
+        .join(User, User.id == StudyMember.user_id)
+        .where(StudyMember.study_id == study_id)
+        .order_by(User.email)
+    )
+    return [(member, user) for member, user in rows]
+
+
+async def add_member(
+    session: AsyncSession,
+    context: AuditContext,
+    principal: StaffPrincipal,
+    study_id: uuid.UUID,
+    *,
+    user_id: uuid.UUID,
+    role: MemberRole,
+    site_id: uuid.UUID | None,
+) -> tuple[StudyMember, User]:
+    await require_study_capability(session, principal, study_id, Capability.CONFIGURE_STUDY)
+    user = await session.get(User, user_id)
+    if user is None or user.status != UserStatus.ACTIVE.value:
+        raise _invalid("user_id", "No active user with this id")
+    if site_id is not None:
+        site = await session.get(Site, site_id)
+        if site is None or site.study_id != study_id:
+            raise _invalid("site_id", "The site does not belong to this study")
+    if await session.scalar(
+        select(StudyMember.id).where(
+            StudyMember.study_id == study_id, StudyMember.user_id == user_id
+        )
+    ):
+        raise ConflictError(
+            "This user is already a member of the study", details={"field": "user_id"}
+        )
+    member = StudyMember(
+        id=uuid.uuid4(), study_id=study_id, user_id=user_id, role=role.value, site_id=site_id
+    )
+    session.add(member)
+    await session.flush()
+    await record_event(
+        session,
+        context,
+        action="member.add",
+        category=AuditCategory.CONFIG,
+        entity_type="study_member",
+        entity_id=member.id,
+        study_id=study_id,
+        after=member_snapshot(member),
+    )
+    return member, user
+
+
+async def _member(session: AsyncSession, study_id: uuid.UUID, member_id: uuid.UUID) -> StudyMember:
+    member = await session.get(StudyMember, member_id)
+    if member is None or member.study_id != study_id:
+        raise NotFoundError("Member not found")
+    return member
+
+
+async def update_member(
+    session: AsyncSession,
+    context: AuditContext,
+    principal: StaffPrincipal,
+    study_id: uuid.UUID,
+    member_id: uuid.UUID,
+    *,
+    role: MemberRole | None,
+    site_id: uuid.UUID | None,
+    site_provided: bool,
+) -> tuple[StudyMember, User]:
+    await require_study_capability(session, principal, study_id, Capability.CONFIGURE_STUDY)
+    member = await _member(session, study_id, member_id)
+    before = member_snapshot(member)
+    if role is not None:
+        await _keep_one_researcher(session, study_id, member, role)
+        member.role = role.value
+    if site_provided:
+        if site_id is not None:
+            site = await session.get(Site, site_id)
+            if site is None or site.study_id != study_id:
+                raise _invalid("site_id", "The site does not belong to this study")
+        member.site_id = site_id
+    if member_snapshot(member) != before:
+        await record_event(
+            session,
+            context,
+            action="member.update",
+            category=AuditCategory.CONFIG,
+            entity_type="study_member",
+            entity_id=member.id,
+            study_id=study_id,
+            before=before,
+            after=member_snapshot(member),
+        )
+    user = await session.get(User, member.user_id)
+    assert user is not None
+    return member, user
+
+
+async def _keep_one_researcher(
+    session: AsyncSession, study_id: uuid.UUID, member: StudyMember, new_role: MemberRole | None
+) -> None:
+    """A study keeps at least one researcher, so somebody can still configure it."""
+    if member.role != MemberRole.RESEARCHER.value or new_role is MemberRole.RESEARCHER:
+        return
+    researchers = await session.scalar(
+        select(func.count())
+        .select_from(StudyMember)
+        .where(StudyMember.study_id == study_id, StudyMember.role == MemberRole.RESEARCHER.value)
+    )
+    if (researchers or 0) <= 1:
+        raise ConflictError("A study must keep at least one researcher")
+
+
+async def remove_member(
+    session: AsyncSession,
+    context: AuditContext,
+    principal: StaffPrincipal,
+    study_id: uuid.UUID,
+    member_id: uuid.UUID,
+) -> None:
+    await require_study_capability(session, principal, study_id, Capability.CONFIGURE_STUDY)
+    member = await _member(session, study_id, member_id)
+    await _keep_one_researcher(session, study_id, member, None)
+    before = member_snapshot(member)
+    await session.delete(member)
+    await record_event(
+        session,
+        context,
+        action="member.remove",
+        category=AuditCategory.CONFIG,
+        entity_type="study_member",
+        entity_id=member_id,
+        study_id=study_id,
+        before=before,
+    )
