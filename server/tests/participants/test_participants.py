@@ -33,7 +33,7 @@ async def setup_study(client: httpx.AsyncClient, db_session: AsyncSession):  # t
 
 
 async def test_enroll_defaults_and_encryption_at_rest(
-    client: httpx.AsyncClient, db_session: AsyncSession, settings: Settings
+    client: httpx.AsyncClient, db_session: AsyncSession, is_postgres: bool
 ) -> None:
     researcher, study, paris = await setup_study(client, db_session)
     response = await client.post(
@@ -53,16 +53,15 @@ async def test_enroll_defaults_and_encryption_at_rest(
     assert body["language"] == "en"  # the study's first language
     assert body["status"] == "enrolled" and body["enrollment_date"] is not None
     assert body["email"] == "Patient.One@example.org"
+    participant_key = uuid.UUID(body["id"])
     raw = (
         await db_session.execute(
             text(
-                "SELECT email_encrypted, phone_encrypted, email_index FROM participants WHERE id = :id"
+                "SELECT email_encrypted, phone_encrypted, email_index"
+                " FROM participants WHERE id = :id"
             ),
-            {
-                "id": uuid.UUID(body["id"])
-                if db_session.bind.dialect.name == "postgresql"
-                else uuid.UUID(body["id"]).hex
-            },
+            # SQLite stores UUIDs as 32 hex characters.
+            {"id": participant_key if is_postgres else participant_key.hex},
         )
     ).one()
     assert "Patient" not in raw[0] and "example" not in raw[0].lower()
@@ -93,7 +92,7 @@ async def test_key_rotation_keeps_old_values_readable(
 
 
 async def test_validation_rules(client: httpx.AsyncClient, db_session: AsyncSession) -> None:
-    researcher, study, paris = await setup_study(client, db_session)
+    researcher, study, _paris = await setup_study(client, db_session)
     other_study = await factories.study(db_session)
     foreign_site = await factories.site(db_session, other_study, "X")
     base = {"study_id": str(study.id)}
@@ -153,7 +152,7 @@ async def test_list_filters_pagination_and_sorting(
         f"/api/participants?study_id={study.id}&q=P02", headers=researcher.headers
     )
     assert query.json()["pagination"]["total"] == 5
-    bad_sort = await client.get(f"/api/participants?sort=email", headers=researcher.headers)
+    bad_sort = await client.get("/api/participants?sort=email", headers=researcher.headers)
     assert bad_sort.status_code == 422
     too_many = await client.get("/api/participants?per_page=101", headers=researcher.headers)
     assert too_many.status_code == 422
@@ -215,7 +214,7 @@ async def test_site_scoped_coordinator_and_masking(
 
 
 async def test_update_and_audit(client: httpx.AsyncClient, db_session: AsyncSession) -> None:
-    researcher, study, paris = await setup_study(client, db_session)
+    researcher, study, _paris = await setup_study(client, db_session)
     participant = await factories.participant(db_session, study, "P1")
     response = await client.patch(
         f"/api/participants/{participant.id}",
@@ -237,7 +236,7 @@ async def test_update_and_audit(client: httpx.AsyncClient, db_session: AsyncSess
 async def test_withdrawal_scopes(
     client: httpx.AsyncClient, db_session: AsyncSession, settings: Settings
 ) -> None:
-    researcher, study, paris = await setup_study(client, db_session)
+    researcher, study, _paris = await setup_study(client, db_session)
     study_id, study_code = study.id, study.code
     keep = (
         await client.post(
@@ -304,7 +303,7 @@ async def test_withdrawal_scopes(
 async def test_access_code_shown_once_and_replaced(
     client: httpx.AsyncClient, db_session: AsyncSession, settings: Settings
 ) -> None:
-    researcher, study, paris = await setup_study(client, db_session)
+    researcher, study, _paris = await setup_study(client, db_session)
     participant = await factories.participant(db_session, study, "P9")
     first = await client.post(
         f"/api/participants/{participant.id}/access-code", headers=researcher.headers
