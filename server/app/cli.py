@@ -9,7 +9,6 @@ from typing import Annotated, TypeVar
 
 import typer
 import uvicorn
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import UnsafeProductionSettingsError, check_production_settings, get_settings
@@ -18,15 +17,13 @@ from app.db.session import create_engine, create_sessionmaker
 from app.models.audit import ActorType
 from app.models.user import User, UserRole
 from app.services.audit import AuditContext
+from app.services.demo import DEMO_PASSWORD, DemoSummary, seed_demo
 from app.services.errors import DomainError
 from app.services.users import create_user
-from app.utils.security import configure_password_hashing
+from app.utils.security import FieldEncryptor, configure_password_hashing
 
 ResultT = TypeVar("ResultT")
 
-DEMO_ADMIN_EMAIL = "admin@metricis.local"
-# Development only: `metricis demo` refuses to run with ENVIRONMENT=production.
-DEMO_ADMIN_PASSWORD = "Metricis-demo-2026!"  # noqa: S105
 
 cli = typer.Typer(help="Metricis server administration.", no_args_is_help=True)
 db_cli = typer.Typer(help="Database schema migrations.", no_args_is_help=True)
@@ -132,31 +129,27 @@ def create_admin(
 
 @cli.command()
 def demo() -> None:
-    """Create the demo administrator (development only) and print how to sign in."""
+    """Create the demo users and study (development only) and print how to sign in."""
     settings = get_settings()
     if settings.is_production:
         _fail("The demo data is for development; it is refused with ENVIRONMENT=production.")
 
-    async def work(session: AsyncSession) -> bool:
-        if await session.scalar(select(User.id).where(User.email == DEMO_ADMIN_EMAIL)):
-            return False
-        await create_user(
-            session,
-            _cli_context(),
-            email=DEMO_ADMIN_EMAIL,
-            name="Demo Administrator",
-            role=UserRole.ADMIN,
-            password=DEMO_ADMIN_PASSWORD,
-            must_change_password=False,
-        )
-        return True
+    async def work(session: AsyncSession) -> DemoSummary:
+        return await seed_demo(session, settings, FieldEncryptor.from_settings(settings))
 
-    created = _in_transaction(work)
+    summary = _in_transaction(work)
     base = f"http://{settings.HOST}:{settings.PORT}"
-    typer.echo("Demo administrator " + ("created." if created else "already exists."))
+    typer.echo("Demo data " + ("created." if summary.created else "already present."))
     typer.echo(f"  Sign in at {base}/docs (Authorize) or POST {base}/api/auth/login")
-    typer.echo(f"  email:    {DEMO_ADMIN_EMAIL}")
-    typer.echo(f"  password: {DEMO_ADMIN_PASSWORD}")
+    typer.echo(f"  password for every demo account: {DEMO_PASSWORD}")
+    for email, role in summary.staff:
+        typer.echo(f"  {role.value:<12} {email}")
+    typer.echo(f"  study: {summary.study_code}")
+    if summary.access_code:
+        typer.echo(
+            f"  participant {summary.participant_code} signs in with access code "
+            f"{summary.access_code} (POST {base}/api/auth/participant)"
+        )
 
 
 def main() -> None:

@@ -1,0 +1,71 @@
+"""The `metricis` command on a fresh SQLite database."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from app.cli import cli
+from app.config import get_settings
+from app.services.demo import DEMO_PASSWORD
+
+
+@pytest.fixture
+def cli_database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}"
+    monkeypatch.setenv("DATABASE_URL", url)
+    monkeypatch.setenv("STORAGE_DIR", str(tmp_path / "storage"))
+    monkeypatch.setenv("PASSWORD_HASH_TIME_COST", "1")
+    monkeypatch.setenv("PASSWORD_HASH_MEMORY_KIB", "1024")
+    get_settings.cache_clear()
+    yield url
+    get_settings.cache_clear()
+
+
+def test_upgrade_demo_and_create_admin(cli_database: str) -> None:
+    runner = CliRunner()
+    upgraded = runner.invoke(cli, ["db", "upgrade"])
+    assert upgraded.exit_code == 0, upgraded.output
+    first = runner.invoke(cli, ["demo"])
+    assert first.exit_code == 0, first.output
+    assert "Demo data created." in first.output
+    assert DEMO_PASSWORD in first.output and "admin@metricis.local" in first.output
+    assert "access code" in first.output
+    second = runner.invoke(cli, ["demo"])
+    assert second.exit_code == 0 and "already present" in second.output
+
+    weak = runner.invoke(
+        cli, ["create-admin", "--email", "ops@example.org", "--name", "Ops", "--password", "short"]
+    )
+    assert weak.exit_code == 1
+    assert "at least 12 characters" in weak.output
+    created = runner.invoke(
+        cli,
+        ["create-admin", "--email", "ops@example.org", "--name", "Ops"],
+        input="Correct-Horse-Battery-42\nCorrect-Horse-Battery-42\n",
+    )
+    assert created.exit_code == 0, created.output
+    duplicate = runner.invoke(
+        cli,
+        [
+            "create-admin",
+            "--email",
+            "OPS@example.org",
+            "--name",
+            "Ops",
+            "--password",
+            "Correct-Horse-Battery-42",
+        ],
+    )
+    assert duplicate.exit_code == 1 and "already exists" in duplicate.output
+
+
+def test_demo_refused_in_production(cli_database: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ENVIRONMENT", "production")
+    get_settings.cache_clear()
+    result = CliRunner().invoke(cli, ["demo"])
+    assert result.exit_code == 1
+    assert "refused" in result.output
