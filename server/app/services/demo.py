@@ -21,8 +21,9 @@ from app.utils.security import FieldEncryptor
 
 DEMO_STUDY_CODE = "DEMO-2026-001"
 DEMO_PASSWORD = "Metricis-demo-2026!"  # noqa: S105 - development only; refused in production
+DEMO_ADMIN_EMAIL = "admin@metricis.local"
 DEMO_STAFF = (
-    ("admin@metricis.local", "Demo Administrator", UserRole.ADMIN),
+    (DEMO_ADMIN_EMAIL, "Demo Administrator", UserRole.ADMIN),
     ("researcher@metricis.local", "Demo Researcher", UserRole.RESEARCHER),
     ("coordinator@metricis.local", "Demo Coordinator", UserRole.COORDINATOR),
     ("viewer@metricis.local", "Demo Viewer", UserRole.READ_ONLY),

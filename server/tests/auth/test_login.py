@@ -7,9 +7,10 @@ from datetime import timedelta
 import httpx
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.cli import DEMO_ADMIN_EMAIL, DEMO_ADMIN_PASSWORD
 from app.db.base import utcnow
 from app.models.user import User, UserRole
+from app.services.demo import DEMO_ADMIN_EMAIL
+from app.services.demo import DEMO_PASSWORD as DEMO_ADMIN_PASSWORD
 from tests.auth.conftest import Account, Accounts, AuditCounter, assert_error, bearer
 
 
