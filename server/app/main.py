@@ -19,7 +19,10 @@ from app.db.session import create_engine, create_sessionmaker
 from app.routers import (
     audit,
     auth,
+    consent,
     health,
+    participant_auth,
+    participant_import,
     participants,
     studies,
     user_sessions,
@@ -118,6 +121,16 @@ def _install_exception_handlers(app: FastAPI) -> None:
                 {"retry_after_seconds": DATABASE_RETRY_AFTER_SECONDS},
                 headers={"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)},
             )
+        if isinstance(exc, sa_exc.DataError):
+            # A value the database cannot store (a NUL character, an out-of-range number):
+            # the request's fault, and its transaction has been rolled back.
+            logger.info("database_refused_value", error=type(exc.orig).__name__)
+            return error_response(
+                422,
+                "VALIDATION_ERROR",
+                "The request contains a value the database cannot store "
+                "(for example a NUL character or an out-of-range number)",
+            )
         logger.exception("database_error")
         return error_response(500, "INTERNAL_ERROR", "An unexpected error occurred")
 
@@ -178,11 +191,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     routers = (
         health.router,
         auth.router,
+        participant_auth.router,
         users.router,
         user_sessions.router,
         audit.router,
         studies.router,
+        participant_import.router,
         participants.router,
+        consent.router,
     )
     for router in routers:
         app.include_router(router, prefix="/api")

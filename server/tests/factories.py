@@ -100,3 +100,27 @@ async def participant(
     db_session.add(row)
     await db_session.commit()
     return row
+
+
+async def battery(
+    db_session: AsyncSession, study_row: Study, tasks: list[str], name: str = "Battery"
+) -> tuple[uuid.UUID, uuid.UUID]:
+    """A battery with one version of these modules at their default configs: (battery, version)."""
+    from app.catalogue import validate_task_config
+    from app.db.base import utcnow
+    from app.models.battery import Battery, BatteryVersion
+
+    battery_row = Battery(id=uuid.uuid4(), study_id=study_row.id, name=name, current_version=1)
+    version_row = BatteryVersion(
+        id=uuid.uuid4(),
+        battery_id=battery_row.id,
+        version=1,
+        name=name,
+        tasks=[{"module_id": t, "config": validate_task_config(t, {})} for t in tasks],
+        created_at=utcnow(),
+    )
+    db_session.add(battery_row)
+    await db_session.flush()
+    db_session.add(version_row)
+    await db_session.commit()
+    return battery_row.id, version_row.id

@@ -19,6 +19,7 @@ from starlette.requests import Request
 
 from app.config import Settings
 from app.services.errors import DomainError
+from app.services.events import discard_pending, dispatch_pending
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:
@@ -98,11 +99,15 @@ async def transaction_scope(session: AsyncSession) -> AsyncIterator[AsyncSession
     except DomainError as exc:
         if exc.keep_changes:
             await session.commit()
+            await dispatch_pending(session)
         else:
             await session.rollback()
+            discard_pending(session)
         raise
     except BaseException:
         await session.rollback()
+        discard_pending(session)
         raise
     else:
         await session.commit()
+        await dispatch_pending(session)

@@ -1,7 +1,9 @@
 """Every ORM model, imported here so that Alembic and the mappers see the whole schema."""
 
 from app.db.base import Base
+from app.models.assessment import AssessmentSession, SessionStatus, TaskResult, Trial
 from app.models.audit import ActorType, AuditCategory, AuditChainHead, AuditEvent
+from app.models.battery import Battery, BatteryVersion
 from app.models.consent import ConsentForm, ConsentFormStatus, ConsentRecord, SignerRole
 from app.models.participant import (
     MagicLinkToken,
@@ -16,10 +18,13 @@ from app.models.user import User, UserRole, UserSession, UserStatus
 
 __all__ = [
     "ActorType",
+    "AssessmentSession",
     "AuditCategory",
     "AuditChainHead",
     "AuditEvent",
     "Base",
+    "Battery",
+    "BatteryVersion",
     "ConsentForm",
     "ConsentFormStatus",
     "ConsentMode",
@@ -30,11 +35,14 @@ __all__ = [
     "ParticipantActor",
     "ParticipantLogin",
     "ParticipantStatus",
+    "SessionStatus",
     "SignerRole",
     "Site",
     "Study",
     "StudyMember",
     "StudyStatus",
+    "TaskResult",
+    "Trial",
     "User",
     "UserRole",
     "UserSession",

@@ -16,13 +16,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.base import utcnow
 from app.models.audit import GENESIS_HASH, ActorType, AuditCategory, AuditChainHead, AuditEvent
 from app.schemas.common import PageParams, Pagination
 from app.services.pagination import paginate
+from app.utils.json_values import normalize_json, to_json_value
 
 CHAIN_HEAD_ID = 1
 VERIFY_BATCH_SIZE = 1000
@@ -46,25 +47,9 @@ class AuditContext:
         return AuditContext(actor_type, actor_id, self.ip, self.user_agent, self.request_id)
 
 
-def _normalize_numbers(value: Any) -> Any:
-    """Integral floats become ints: PostgreSQL's jsonb returns 1e16 as 10000000000000000, and the
-    hash must come out the same from what was written and from what is read back."""
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, dict):
-        return {key: _normalize_numbers(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_normalize_numbers(item) for item in value]
-    return value
-
-
-def _json_safe(value: Any) -> Any:
-    """What JSON columns store, so the hash is computed over exactly what is read back."""
-    return _normalize_numbers(json.loads(json.dumps(value, default=str, sort_keys=True)))
-
-
 def canonical_event(event: AuditEvent) -> bytes:
     payload = {
+        "id": str(event.id),
         "sequence": event.sequence,
         "occurred_at": event.occurred_at.isoformat(timespec="microseconds"),
         "actor_type": event.actor_type,
@@ -75,8 +60,8 @@ def canonical_event(event: AuditEvent) -> bytes:
         "entity_id": event.entity_id,
         "study_id": str(event.study_id) if event.study_id else None,
         "participant_id": str(event.participant_id) if event.participant_id else None,
-        "before": _normalize_numbers(event.before),
-        "after": _normalize_numbers(event.after),
+        "before": normalize_json(event.before),
+        "after": normalize_json(event.after),
         "ip": event.ip,
         "user_agent": event.user_agent,
         "request_id": event.request_id,
@@ -128,8 +113,8 @@ async def record_event(
         entity_id=str(entity_id) if entity_id is not None else None,
         study_id=study_id,
         participant_id=participant_id,
-        before=_json_safe(dict(before)) if before is not None else None,
-        after=_json_safe(dict(after)) if after is not None else None,
+        before=to_json_value(dict(before)) if before is not None else None,
+        after=to_json_value(dict(after)) if after is not None else None,
         ip=context.ip,
         user_agent=(context.user_agent or None) and context.user_agent[:255],
         request_id=context.request_id,
@@ -164,6 +149,10 @@ async def verify_chain(session: AsyncSession) -> ChainVerification:
     The walk stops at the head as it was when it began, so events committed meanwhile are
     neither reported missing nor half-checked.
     """
+    # The highest sequence is read before the head: an event committed by a writer moves the
+    # head in the same transaction, so a sequence beyond the head read afterwards was not
+    # written through record_event.
+    highest = await session.scalar(select(func.max(AuditEvent.sequence)))
     head = (
         await session.execute(
             select(AuditChainHead.last_sequence, AuditChainHead.last_hash).where(
@@ -172,6 +161,22 @@ async def verify_chain(session: AsyncSession) -> ChainVerification:
         )
     ).one()
     head_sequence, head_hash = int(head[0]), str(head[1])
+    if highest is not None and highest > head_sequence:
+        stray = await session.scalar(
+            select(AuditEvent)
+            .where(AuditEvent.sequence > head_sequence)
+            .order_by(AuditEvent.sequence)
+            .limit(1)
+        )
+        assert stray is not None
+        return ChainVerification(
+            valid=False,
+            events_checked=0,
+            first_broken_sequence=stray.sequence,
+            first_broken_event_id=stray.id,
+            problem="an event lies beyond the end of the chain",
+            verified_at=utcnow(),
+        )
     expected_prev = GENESIS_HASH
     expected_sequence = 1
     checked = 0

@@ -18,6 +18,7 @@ from app.schemas.common import PageParams, SortOrder
 from app.services.audit import AuditContext
 from app.services.auth import StaffPrincipal, authenticate_access_token
 from app.services.errors import ForbiddenError, UnauthorizedError
+from app.services.local_storage import LocalStorage
 from app.services.participant_auth import (
     ParticipantPrincipal,
     authenticate_participant_claims,
@@ -186,3 +187,14 @@ def get_any_actor_context(principal: AnyPrincipal, context: RequestAuditContextD
 
 
 AnyActorContextDep = Annotated[AuditContext, Depends(get_any_actor_context)]
+
+
+def get_storage(request: Request) -> LocalStorage:
+    storage: LocalStorage | None = getattr(request.app.state, "storage", None)
+    if storage is None:
+        storage = LocalStorage(request.app.state.settings.STORAGE_DIR)
+        request.app.state.storage = storage
+    return storage
+
+
+StorageDep = Annotated[LocalStorage, Depends(get_storage)]

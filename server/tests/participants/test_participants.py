@@ -297,7 +297,7 @@ async def test_withdrawal_scopes(
             "access_code": code.json()["access_code"],
         },
     )
-    assert login.status_code in (401, 404)
+    assert login.status_code == 401
 
 
 async def test_access_code_shown_once_and_replaced(

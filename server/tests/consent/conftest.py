@@ -1,0 +1,331 @@
+"""Fixtures for the e-consent tests: studies, members, participants, forms and signatures.
+
+Studies, sites, members and participants are inserted as rows (their routers are built
+elsewhere); forms and signatures go through the consent API.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+from PIL import Image, ImageDraw
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.config import Settings
+from app.models.audit import AuditEvent
+from app.models.participant import Participant, ParticipantActor, ParticipantStatus
+from app.models.study import ConsentMode, MemberRole, Site, Study, StudyMember
+from app.models.user import UserRole
+from app.services.audit import AuditContext
+from app.services.participant_auth import open_participant_login
+from app.services.users import create_user
+
+PASSWORD = "Correct-Horse-Battery-42"
+
+QUESTIONS: list[dict[str, Any]] = [
+    {"id": "agree", "text": "I agree to take part", "type": "checkbox", "required": True},
+    {
+        "id": "contact",
+        "text": "May we contact you about future studies?",
+        "type": "yes_no",
+        "required": True,
+    },
+    {"id": "comments", "text": "Anything to add?", "type": "text", "required": False},
+]
+ANSWERS: dict[str, Any] = {"agree": True, "contact": "no"}
+
+
+def png_bytes(width: int = 240, height: int = 80) -> bytes:
+    image = Image.new("RGBA", (width, height), (255, 255, 255, 0))
+    ImageDraw.Draw(image).line([(10, 60), (80, 15), (150, 65), (230, 20)], fill="black", width=3)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def png_data_uri(data: bytes | None = None) -> str:
+    return "data:image/png;base64," + base64.b64encode(data or png_bytes()).decode()
+
+
+SIGNATURE = png_data_uri()
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def assert_error(response: httpx.Response, status: int, code: str | None = None) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    body: dict[str, Any] = response.json()
+    assert set(body) == {"error"}
+    if code is not None:
+        assert body["error"]["code"] == code, body
+    details: dict[str, Any] = body["error"]["details"]
+    return details
+
+
+@dataclass
+class Staff:
+    user_id: uuid.UUID
+    name: str
+    email: str
+    headers: dict[str, str]
+
+
+@dataclass(frozen=True)
+class StudyBox:
+    """A study with a researcher (may configure) and a coordinator (may record consent).
+
+    Plain values, not ORM rows: a refused request rolls the shared session back, which expires
+    every loaded row.
+    """
+
+    id: uuid.UUID
+    code: str
+    researcher: Staff
+    coordinator: Staff
+
+
+@dataclass(frozen=True)
+class Person:
+    id: uuid.UUID
+    code: str
+    study_id: uuid.UUID
+
+
+class ConsentWorld:
+    def __init__(
+        self, session: AsyncSession, client: httpx.AsyncClient, settings: Settings
+    ) -> None:
+        self.session = session
+        self.client = client
+        self.settings = settings
+
+    async def user(self, role: UserRole) -> Staff:
+        email = f"{role.value}-{uuid.uuid4().hex[:10]}@example.org"
+        name = f"Test {role.value.replace('_', ' ').title()}"
+        created = await create_user(
+            self.session,
+            AuditContext.system(),
+            email=email,
+            name=name,
+            role=role,
+            password=PASSWORD,
+            must_change_password=False,
+        )
+        await self.session.commit()
+        response = await self.client.post(
+            "/api/auth/login", json={"email": email, "password": PASSWORD}
+        )
+        assert response.status_code == 200, response.text
+        return Staff(created.user.id, name, email, bearer(response.json()["access_token"]))
+
+    async def member(
+        self, study_id: uuid.UUID, role: MemberRole, *, site_id: uuid.UUID | None = None
+    ) -> Staff:
+        staff = await self.user(UserRole(role.value))
+        self.session.add(
+            StudyMember(
+                id=uuid.uuid4(),
+                study_id=study_id,
+                user_id=staff.user_id,
+                role=role.value,
+                site_id=site_id,
+            )
+        )
+        await self.session.commit()
+        return staff
+
+    async def study(
+        self,
+        *,
+        languages: list[str] | None = None,
+        consent_mode: ConsentMode = ConsentMode.BUILTIN,
+    ) -> StudyBox:
+        study_id = uuid.uuid4()
+        code = f"CONS-{uuid.uuid4().hex[:8].upper()}"
+        study = Study(
+            id=study_id,
+            code=code,
+            name="Memory and Attention in Ageing",
+            supported_languages=languages or ["en", "fr"],
+            consent_mode=consent_mode.value,
+            config={},
+        )
+        self.session.add(study)
+        await self.session.commit()
+        researcher = await self.member(study_id, MemberRole.RESEARCHER)
+        coordinator = await self.member(study_id, MemberRole.COORDINATOR)
+        return StudyBox(id=study_id, code=code, researcher=researcher, coordinator=coordinator)
+
+    async def site(self, box: StudyBox, code: str) -> uuid.UUID:
+        site_id = uuid.uuid4()
+        self.session.add(
+            Site(id=site_id, study_id=box.id, code=code, name=f"Site {code}", timezone="UTC")
+        )
+        await self.session.commit()
+        return site_id
+
+    async def participant(
+        self,
+        box: StudyBox,
+        *,
+        language: str = "en",
+        actor: ParticipantActor = ParticipantActor.PATIENT,
+        site_id: uuid.UUID | None = None,
+        timezone: str = "Europe/Paris",
+        status: ParticipantStatus = ParticipantStatus.ENROLLED,
+    ) -> Person:
+        person = Person(id=uuid.uuid4(), code=f"P{uuid.uuid4().hex[:6].upper()}", study_id=box.id)
+        participant = Participant(
+            id=person.id,
+            study_id=box.id,
+            participant_code=person.code,
+            site_id=site_id,
+            status=status.value,
+            actor=actor.value,
+            language=language,
+            timezone=timezone,
+        )
+        self.session.add(participant)
+        await self.session.commit()
+        return person
+
+    async def load(self, person: Person) -> Participant:
+        """The participant row, read afresh."""
+        participant = await self.session.get(Participant, person.id, populate_existing=True)
+        assert participant is not None
+        return participant
+
+    async def participant_headers(self, person: Person) -> dict[str, str]:
+        participant = await self.load(person)
+        tokens = await open_participant_login(
+            self.session, self.settings, AuditContext.system(), participant, method="access_code"
+        )
+        await self.session.commit()
+        return bearer(tokens.access_token)
+
+    async def create_form(
+        self,
+        box: StudyBox,
+        *,
+        language: str = "en",
+        expect: int = 201,
+        **overrides: Any,
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "study_id": str(box.id),
+            "language": language,
+            "title": "Consent to take part",
+            "content": "# About the study\n\nYou will play short **memory** games.",
+            "questions": QUESTIONS,
+            "requires_signature": True,
+            "reconsent_required": False,
+            **overrides,
+        }
+        response = await self.client.post(
+            "/api/consent/forms", json=body, headers=box.researcher.headers
+        )
+        assert response.status_code == expect, response.text
+        created: dict[str, Any] = response.json()
+        return created
+
+    async def publish(self, box: StudyBox, form: dict[str, Any]) -> dict[str, Any]:
+        response = await self.client.post(
+            f"/api/consent/forms/{form['id']}/publish", headers=box.researcher.headers
+        )
+        assert response.status_code == 200, response.text
+        published: dict[str, Any] = response.json()
+        return published
+
+    async def published_form(
+        self, box: StudyBox, *, language: str = "en", **overrides: Any
+    ) -> dict[str, Any]:
+        return await self.publish(box, await self.create_form(box, language=language, **overrides))
+
+    def sign_body(
+        self, participant: Person, form: dict[str, Any], **overrides: Any
+    ) -> dict[str, Any]:
+        return {
+            "participant_id": str(participant.id),
+            "form_id": form["id"],
+            "signer_name": "Alex Martin",
+            "signer_role": "participant",
+            "answers": ANSWERS,
+            "signature_image": SIGNATURE,
+            **overrides,
+        }
+
+    async def sign(
+        self,
+        participant: Person,
+        form: dict[str, Any],
+        headers: dict[str, str],
+        **overrides: Any,
+    ) -> httpx.Response:
+        return await self.client.post(
+            "/api/consent/sign",
+            json=self.sign_body(participant, form, **overrides),
+            headers=headers,
+        )
+
+    async def status(self, participant: Person, headers: dict[str, str]) -> dict[str, Any]:
+        response = await self.client.get(
+            "/api/consent/status", params={"participant_id": str(participant.id)}, headers=headers
+        )
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+
+@pytest.fixture
+def world(db_session: AsyncSession, client: httpx.AsyncClient, settings: Settings) -> ConsentWorld:
+    return ConsentWorld(db_session, client, settings)
+
+
+@pytest.fixture
+async def box(world: ConsentWorld) -> StudyBox:
+    return await world.study()
+
+
+class ConsentAudit:
+    """The audit events written after the test's setup, to count them per action."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+        self.baseline = 0
+
+    async def mark(self) -> None:
+        value = await self.session.scalar(select(func.coalesce(func.max(AuditEvent.sequence), 0)))
+        self.baseline = int(value or 0)
+
+    async def events(self) -> list[AuditEvent]:
+        return list(
+            (
+                await self.session.scalars(
+                    select(AuditEvent)
+                    .where(AuditEvent.sequence > self.baseline)
+                    .order_by(AuditEvent.sequence)
+                )
+            ).all()
+        )
+
+    async def only(self, action: str) -> AuditEvent:
+        """Exactly one event since the mark, of this action and category `consent`."""
+        events = await self.events()
+        assert [event.action for event in events] == [action]
+        assert events[0].category == "consent"
+        await self.mark()
+        return events[0]
+
+
+@pytest.fixture
+async def audit(db_session: AsyncSession) -> ConsentAudit:
+    return ConsentAudit(db_session)
