@@ -10,14 +10,15 @@ from app.models.audit import AuditCategory
 from app.schemas.audit import AuditEventRead, AuditVerificationRead
 from app.schemas.common import Page
 from app.services import audit as audit_service
-from app.utils.dependencies import AdminUser, PageParamsDep, SessionDep
+from app.services.policy import audit_visible_studies
+from app.utils.dependencies import AdminUser, CurrentUser, PageParamsDep, SessionDep
 
 router = APIRouter(prefix="/audit", tags=["audit"])
 
 
 @router.get("")
 async def list_audit_events(
-    _: AdminUser,
+    principal: CurrentUser,
     session: SessionDep,
     page: PageParamsDep,
     study_id: uuid.UUID | None = None,
@@ -28,7 +29,11 @@ async def list_audit_events(
     from_: Annotated[datetime | None, Query(alias="from")] = None,
     to: datetime | None = None,
 ) -> Page[AuditEventRead]:
-    """The audit trail, oldest first by default. Administrators only until studies exist."""
+    """The audit trail, oldest first by default.
+
+    Administrators see every event; researchers see the events of the studies where their role
+    includes the audit trail (DESIGN.md §4), and a study filter outside those answers 404."""
+    visible = await audit_visible_studies(session, principal, study_id)
     events, pagination = await audit_service.list_events(
         session,
         page,
@@ -39,6 +44,7 @@ async def list_audit_events(
         action=action,
         occurred_from=from_,
         occurred_to=to,
+        visible_studies=visible,
     )
     return Page[AuditEventRead](
         data=[AuditEventRead.model_validate(event) for event in events], pagination=pagination

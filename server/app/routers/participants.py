@@ -153,13 +153,20 @@ async def withdraw_participant(
     body: WithdrawRequest,
     principal: CurrentUser,
     session: SessionDep,
+    settings: SettingsDep,
     encryptor: EncryptorDep,
     context: ActorContextDep,
 ) -> ParticipantRead:
     """`stop_collection` keeps the data and refuses new sessions; `delete_data` erases contact
     details, credentials and research data, keeping the audit trail of what was erased."""
     participant, access = await service.withdraw_participant(
-        session, context, principal, participant_id, scope=body.scope, reason=body.reason
+        session,
+        context,
+        principal,
+        participant_id,
+        scope=body.scope,
+        reason=body.reason,
+        storage_root=str(settings.STORAGE_DIR),
     )
     return _read(participant, encryptor, access)
 

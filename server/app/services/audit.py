@@ -241,8 +241,12 @@ async def list_events(
     action: str | None = None,
     occurred_from: datetime | None = None,
     occurred_to: datetime | None = None,
+    visible_studies: Sequence[uuid.UUID] | None = None,
 ) -> tuple[Sequence[AuditEvent], Pagination]:
+    """`visible_studies` None: every event (administrators); else only those studies' events."""
     statement = select(AuditEvent)
+    if visible_studies is not None:
+        statement = statement.where(AuditEvent.study_id.in_(list(visible_studies)))
     if study_id is not None:
         statement = statement.where(AuditEvent.study_id == study_id)
     if participant_id is not None:

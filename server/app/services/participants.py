@@ -7,15 +7,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
-from sqlalchemy import delete, or_, select, true
+from sqlalchemy import delete, func, or_, select, true
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
 from app.db.base import utcnow
+from app.models.assessment import AssessmentSession, TaskResult, Trial
 from app.models.audit import AuditCategory
 from app.models.participant import (
     MagicLinkToken,
@@ -29,6 +31,8 @@ from app.schemas.common import PageParams, Pagination
 from app.services.audit import AuditContext, record_event
 from app.services.auth import StaffPrincipal
 from app.services.errors import ConflictError, NotFoundError, ValidationFailedError
+from app.services.events import DomainEvent, emit, subscribe
+from app.services.local_storage import LocalStorage
 from app.services.pagination import paginate
 from app.services.participant_auth import (
     generate_access_code,
@@ -52,6 +56,17 @@ def valid_timezone(name: str) -> bool:
     except (ZoneInfoNotFoundError, ValueError):
         return False
     return True
+
+
+SOURCE_DOCUMENTS_ERASED = "participant.source_documents_erased"
+
+
+async def _remove_source_documents(event: DomainEvent) -> None:
+    storage = LocalStorage(Path(str(event.payload["storage_root"])))
+    await storage.delete_tree(str(event.payload["directory"]))
+
+
+subscribe(SOURCE_DOCUMENTS_ERASED, _remove_source_documents)
 
 
 @lru_cache(maxsize=1)
@@ -376,6 +391,7 @@ async def withdraw_participant(
     *,
     scope: WithdrawalScope,
     reason: str,
+    storage_root: str | None = None,
 ) -> tuple[Participant, StudyAccess]:
     participant, access = await get_participant(
         session, principal, participant_id, Capability.EDIT_PARTICIPANTS
@@ -395,7 +411,7 @@ async def withdraw_participant(
     participant.withdrawal_reason = reason
     erased: dict[str, Any] = {}
     if scope is WithdrawalScope.DELETE_DATA:
-        erased = await erase_participant_data(session, participant)
+        erased = await erase_participant_data(session, participant, storage_root)
     await record_event(
         session,
         context,
@@ -412,11 +428,51 @@ async def withdraw_participant(
     return participant, access
 
 
-async def erase_participant_data(session: AsyncSession, participant: Participant) -> dict[str, Any]:
-    """Erase contact details, credentials and research data; the audit trail keeps the record."""
+async def erase_participant_data(
+    session: AsyncSession, participant: Participant, storage_root: str | None = None
+) -> dict[str, Any]:
+    """Erase contact details, credentials and research data; the audit trail keeps the record.
+
+    Sessions go with their task results and trials (foreign keys cascade). The source documents
+    are removed from disk after the commit (an erasure that rolls back must leave them).
+    Consent records stay: they document what the participant agreed to and when.
+    """
+    session_ids = list(
+        (
+            await session.scalars(
+                select(AssessmentSession.id).where(
+                    AssessmentSession.participant_id == participant.id
+                )
+            )
+        ).all()
+    )
+    trial_count = 0
+    if session_ids:
+        trial_count = int(
+            await session.scalar(
+                select(func.count()).select_from(Trial).where(Trial.session_id.in_(session_ids))
+            )
+            or 0
+        )
+        await session.execute(delete(Trial).where(Trial.session_id.in_(session_ids)))
+        await session.execute(delete(TaskResult).where(TaskResult.session_id.in_(session_ids)))
+        await session.execute(
+            delete(AssessmentSession).where(AssessmentSession.id.in_(session_ids))
+        )
+        if storage_root is not None:
+            emit(
+                session,
+                SOURCE_DOCUMENTS_ERASED,
+                {
+                    "storage_root": storage_root,
+                    "directory": f"sources/{participant.study_id}/{participant.id}",
+                },
+            )
     erased = {
         "email": participant.email_encrypted is not None,
         "phone": participant.phone_encrypted is not None,
+        "sessions": len(session_ids),
+        "trials": trial_count,
     }
     participant.email_encrypted = None
     participant.email_index = None

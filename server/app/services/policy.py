@@ -37,8 +37,10 @@ _CAPABILITIES: dict[str, frozenset[Capability]] = {
     MemberRole.READ_ONLY.value: frozenset({Capability.READ}),
 }
 
-# Global roles allowed to create studies (the creator becomes the study's researcher).
-STUDY_CREATORS = frozenset({UserRole.ADMIN, UserRole.RESEARCHER})
+# Global roles allowed to create studies. The creator becomes the new study's researcher, so
+# a coordinator can set up a study end to end (issue: "a coordinator can create a study with a
+# site ..."); rights in studies they were added to stay those of their membership.
+STUDY_CREATORS = frozenset({UserRole.ADMIN, UserRole.RESEARCHER, UserRole.COORDINATOR})
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +110,34 @@ async def member_study_access(
 def require_study_creator(principal: StaffPrincipal) -> None:
     if principal.role not in STUDY_CREATORS:
         raise ForbiddenError(
-            "Only researchers and administrators create studies",
+            "Read-only users cannot create studies",
             details={"required_roles": sorted(r.value for r in STUDY_CREATORS)},
         )
+
+
+async def audit_visible_studies(
+    session: AsyncSession, principal: StaffPrincipal, study_id: uuid.UUID | None
+) -> list[uuid.UUID] | None:
+    """Studies whose audit trail the caller may read; None means all (administrators).
+
+    The audit trail goes with the export capability (DESIGN.md §4: admin and researcher).
+    """
+    if principal.is_admin:
+        if study_id is not None:
+            await study_access(session, principal, study_id)
+            return [study_id]
+        return None
+    memberships = await member_study_access(session, principal) or {}
+    allowed = [sid for sid, access in memberships.items() if access.can(Capability.EXPORT)]
+    if study_id is not None:
+        if study_id not in memberships:
+            raise NotFoundError("Study not found")
+        if study_id not in allowed:
+            memberships[study_id].require(Capability.EXPORT)
+        return [study_id]
+    if not allowed:
+        raise ForbiddenError(
+            "Your roles do not include reading the audit trail",
+            details={"required": Capability.EXPORT.value},
+        )
+    return allowed

@@ -97,6 +97,11 @@ async def get_principal_allowing_password_change(
 ) -> StaffPrincipal:
     if not token:
         raise UnauthorizedError("Authentication required")
+    if _token_type(token) == TokenType.PARTICIPANT_ACCESS.value:
+        # A valid participant token is an authenticated caller without the right: 403, not 401,
+        # so the client keeps its token. An invalid one is still 401.
+        decode_participant_token(settings, token)
+        raise ForbiddenError("This route is for staff", details={"reason": "STAFF_ONLY"})
     return await authenticate_access_token(session, store, settings, context, token)
 
 

@@ -1,0 +1,539 @@
+"""The access matrix: every study-scoped route × every kind of caller → the expected status.
+
+Expected statuses follow DESIGN.md §3 (a study the caller cannot see is 404, never 403) and §4
+(the role matrix), with the routers' documented choices:
+
+- read routes: every member; a site-scoped coordinator sees the study but not a participant of
+  another site (404 on that participant's routes, and lists leave it out);
+- contact details: masked for read_only;
+- create/edit participants, record consent: admin, researcher, coordinator; read_only 403;
+- study configuration (study, sites, members, consent forms): admin, researcher; others 403;
+- audit trail: admin, researcher; coordinator and read_only 403;
+- researcher of another study: 404 everywhere;
+- participant tokens: their own consent (status, sign, withdraw, records, PDF) and the published
+  forms of their study; another participant's consent is 404; staff-only routes answer
+  `STAFF_ONLY` (docs/consent.md and docs/batteries.md: staff-only routes refuse a valid
+  participant token with 403, details.reason STAFF_ONLY);
+- no token: 401 everywhere.
+
+Every cell runs against the same starting state (the test rolls each request back), so writes
+expect their success status for every caller allowed to make them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from tests.access.world import (
+    MASKED_EMAIL,
+    MASKED_PHONE,
+    PRINCIPALS,
+    TARGET_EMAIL,
+    TARGET_PHONE,
+    Principal,
+    World,
+)
+
+Expected = int | frozenset[int]
+
+STAFF_ONLY = 403  # a participant token on a route for staff only (see the module docstring)
+
+# The routes under the matrix's prefixes that are not about one study, with the reason.
+NOT_STUDY_SCOPED: Mapping[tuple[str, str], str] = {
+    ("GET", "/api/studies"): "lists the studies the caller can see (tests/studies)",
+    ("POST", "/api/studies"): "creates a study: no study role exists yet (tests/studies)",
+    ("GET", "/api/audit/verify"): "administrators check the whole chain (tests/audit)",
+}
+PREFIXES = ("/api/studies", "/api/participants", "/api/consent", "/api/audit")
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """The concrete request of one cell."""
+
+    url: str
+    params: Mapping[str, str] | None = None
+    json: Mapping[str, Any] | None = None
+    data: Mapping[str, str] | None = None
+    files: Mapping[str, tuple[str, bytes, str]] | None = None
+
+
+# Further checks on a response whose status matched: a list of problems, empty when fine.
+Check = Callable[[World, Principal, httpx.Response], list[str]]
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    name: str
+    method: str
+    path: str  # the OpenAPI path template
+    call: Callable[[World, Principal], Call]
+    checks: tuple[Check, ...] = field(default=())
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    route: Route
+    expected: Mapping[Principal, Expected]
+
+
+def row(route: Route, *statuses: Expected) -> Row:
+    assert len(statuses) == len(PRINCIPALS), (route.name, statuses)
+    return Row(route, dict(zip(PRINCIPALS, statuses, strict=True)))
+
+
+# ---------------------------------------------------------------------------------------------
+# Body checks
+
+
+def _json(response: httpx.Response) -> Any:
+    return response.json()
+
+
+def target_contact(world: World, principal: Principal, response: httpx.Response) -> list[str]:
+    """A participant read of the target: contact details in clear, masked for read_only."""
+    body = _json(response)
+    rows = body.get("data", [body])
+    mine = [r for r in rows if r["id"] == str(world.target_id)]
+    if not mine:
+        return []  # whether the target belongs in a list is `list_visibility`'s question
+    masked = principal is Principal.READ_ONLY
+    email, phone = (MASKED_EMAIL, MASKED_PHONE) if masked else (TARGET_EMAIL, TARGET_PHONE)
+    got = (mine[0]["email"], mine[0]["phone"])
+    if got != (email, phone):
+        return [f"contact details {got}, expected {(email, phone)}"]
+    return []
+
+
+def list_visibility(world: World, principal: Principal, response: httpx.Response) -> list[str]:
+    """The site-scoped coordinator sees site B's participant and not site A's target; the
+    researcher of another study sees neither."""
+    codes = {r["participant_id"] for r in _json(response)["data"]}
+    wanted: set[str] = set()
+    if principal is not Principal.OUTSIDER:
+        wanted.add(world.other_code)
+    if principal not in (Principal.OUTSIDER, Principal.SITE_COORDINATOR):
+        wanted.add(world.target_code)
+    if codes != wanted:
+        return [f"participant list holds {sorted(codes)}, expected {sorted(wanted)}"]
+    return []
+
+
+def record_visibility(world: World, principal: Principal, response: httpx.Response) -> list[str]:
+    """The target's consent record shows only to those who may see the target."""
+    ids = {r["id"] for r in _json(response)["data"]}
+    sees_target = principal not in (Principal.SITE_COORDINATOR, Principal.OTHER_PARTICIPANT)
+    wanted = {str(world.record_id)} if sees_target else set()
+    if ids != wanted:
+        return [f"consent records {sorted(ids)}, expected {sorted(wanted)}"]
+    return []
+
+
+def is_target(world: World, _: Principal, response: httpx.Response) -> list[str]:
+    body = _json(response)
+    got = body.get("participant_id") or body.get("id")
+    if got not in (str(world.target_id), world.target_code):
+        return [f"answered about participant {got}, not the target"]
+    return []
+
+
+def study_view(_: World, principal: Principal, response: httpx.Response) -> list[str]:
+    """The caller's role, and statistics counting only the site of a site-scoped member."""
+    body = _json(response)
+    role = {
+        Principal.ADMIN: "admin",
+        Principal.RESEARCHER: "researcher",
+        Principal.COORDINATOR: "coordinator",
+        Principal.SITE_COORDINATOR: "coordinator",
+        Principal.READ_ONLY: "read_only",
+    }.get(principal)
+    total = 1 if principal is Principal.SITE_COORDINATOR else 2
+    problems: list[str] = []
+    if body.get("my_role") != role:
+        problems.append(f"my_role {body.get('my_role')!r}, expected {role!r}")
+    got_total = (body.get("stats") or {}).get("participants_total")
+    if got_total != total:
+        problems.append(f"stats.participants_total {got_total}, expected {total}")
+    return problems
+
+
+def study_items(world: World, principal: Principal, response: httpx.Response) -> list[str]:
+    """A list across studies: items of the target study, and none for another study's member."""
+    of_study = [i for i in _json(response)["data"] if i["study_id"] == str(world.study_id)]
+    if principal is Principal.OUTSIDER:
+        return [f"{len(of_study)} items of a study the caller cannot see"] if of_study else []
+    return [] if of_study else ["no item of the study"]
+
+
+def is_pdf(_: World, __: Principal, response: httpx.Response) -> list[str]:
+    media = response.headers.get("content-type", "")
+    if not media.startswith("application/pdf") or not response.content.startswith(b"%PDF"):
+        return [f"not a PDF: {media}"]
+    return []
+
+
+def dry_run_report(_: World, __: Principal, response: httpx.Response) -> list[str]:
+    body = _json(response)
+    if (body.get("dry_run"), body.get("valid"), body.get("created")) != (True, True, 0):
+        return [f"not a valid dry-run report: {body}"]
+    return []
+
+
+def audit_of_study(world: World, _: Principal, response: httpx.Response) -> list[str]:
+    events = _json(response)["data"]
+    foreign = [e["id"] for e in events if e["study_id"] != str(world.study_id)]
+    problems = [f"audit events of other studies: {foreign}"] if foreign else []
+    if not events:
+        problems.append("no audit event for the study")
+    return problems
+
+
+# ---------------------------------------------------------------------------------------------
+# Routes
+
+S = "/api/studies"
+P = "/api/participants"
+C = "/api/consent"
+IMPORT_CSV = b"participant_id,site\nIMPORT-01,SITE-B\n"
+
+STUDY_GET = Route(
+    "study.get", "GET", S + "/{study_id}", lambda w, _: Call(f"{S}/{w.study_id}"), (study_view,)
+)
+STUDY_PATCH = Route(
+    "study.patch",
+    "PATCH",
+    S + "/{study_id}",
+    lambda w, _: Call(f"{S}/{w.study_id}", json={"name": "Renamed study", "reason": "typo"}),
+)
+STUDY_STATUS = Route(
+    "study.status",
+    "POST",
+    S + "/{study_id}/status",
+    lambda w, _: Call(f"{S}/{w.study_id}/status", json={"status": "active"}),
+)
+SITES_LIST = Route(
+    "sites.list", "GET", S + "/{study_id}/sites", lambda w, _: Call(f"{S}/{w.study_id}/sites")
+)
+SITES_CREATE = Route(
+    "sites.create",
+    "POST",
+    S + "/{study_id}/sites",
+    lambda w, p: Call(
+        f"{S}/{w.study_id}/sites",
+        json={"code": f"NEW-{p.value.upper()}", "name": "New site", "timezone": "Europe/Paris"},
+    ),
+)
+SITES_UPDATE = Route(
+    "sites.update",
+    "PATCH",
+    S + "/{study_id}/sites/{site_id}",
+    lambda w, _: Call(f"{S}/{w.study_id}/sites/{w.site_a_id}", json={"name": "Renamed site"}),
+)
+MEMBERS_LIST = Route(
+    "members.list",
+    "GET",
+    S + "/{study_id}/members",
+    lambda w, _: Call(f"{S}/{w.study_id}/members"),
+)
+MEMBERS_ADD = Route(
+    "members.add",
+    "POST",
+    S + "/{study_id}/members",
+    lambda w, _: Call(
+        f"{S}/{w.study_id}/members",
+        json={"user_id": str(w.newcomer_user_id), "role": "read_only"},
+    ),
+)
+MEMBERS_UPDATE = Route(
+    "members.update",
+    "PATCH",
+    S + "/{study_id}/members/{member_id}",
+    lambda w, _: Call(
+        f"{S}/{w.study_id}/members/{w.spare_member_id}", json={"role": "coordinator"}
+    ),
+)
+MEMBERS_REMOVE = Route(
+    "members.remove",
+    "DELETE",
+    S + "/{study_id}/members/{member_id}",
+    lambda w, _: Call(f"{S}/{w.study_id}/members/{w.spare_member_id}"),
+)
+
+PARTICIPANTS_LIST = Route(
+    "participants.list",
+    "GET",
+    P,
+    lambda w, _: Call(P, params={"study_id": str(w.study_id)}),
+    (list_visibility, target_contact),
+)
+PARTICIPANTS_LIST_ALL = Route(
+    "participants.list(all)", "GET", P, lambda _, __: Call(P), (list_visibility, target_contact)
+)
+PARTICIPANTS_CREATE = Route(
+    "participants.create",
+    "POST",
+    P,
+    # No site: site-scoped staff enroll at their own site, the others without a site.
+    lambda w, p: Call(
+        P,
+        json={
+            "study_id": str(w.study_id),
+            "participant_id": f"NEW-{p.value.upper()}",
+            "email": "new.participant@example.org",
+        },
+    ),
+)
+PARTICIPANT_GET = Route(
+    "participant.get",
+    "GET",
+    P + "/{participant_id}",
+    lambda w, _: Call(f"{P}/{w.target_id}"),
+    (is_target, target_contact),
+)
+PARTICIPANT_PATCH = Route(
+    "participant.patch",
+    "PATCH",
+    P + "/{participant_id}",
+    lambda w, _: Call(f"{P}/{w.target_id}", json={"timezone": "Europe/Paris", "reason": "moved"}),
+    (is_target, target_contact),
+)
+PARTICIPANT_WITHDRAW = Route(
+    "participant.withdraw",
+    "POST",
+    P + "/{participant_id}/withdraw",
+    lambda w, _: Call(
+        f"{P}/{w.target_id}/withdraw", json={"reason": "moved away", "scope": "stop_collection"}
+    ),
+    (is_target, target_contact),
+)
+PARTICIPANT_ACCESS_CODE = Route(
+    "participant.access_code",
+    "POST",
+    P + "/{participant_id}/access-code",
+    lambda w, _: Call(f"{P}/{w.target_id}/access-code"),
+    (is_target,),
+)
+PARTICIPANTS_IMPORT = Route(
+    "participants.import",
+    "POST",
+    P + "/import",
+    # Site B: a site every importer may use, the site-scoped coordinator included.
+    lambda w, _: Call(
+        P + "/import",
+        data={"study_id": str(w.study_id), "dry_run": "true"},
+        files={"file": ("participants.csv", IMPORT_CSV, "text/csv")},
+    ),
+    (dry_run_report,),
+)
+
+FORMS_LIST = Route(
+    "consent.forms.list",
+    "GET",
+    C + "/forms",
+    lambda w, _: Call(C + "/forms", params={"study_id": str(w.study_id)}),
+)
+FORMS_LIST_ALL = Route(
+    "consent.forms.list(all)", "GET", C + "/forms", lambda _, __: Call(C + "/forms"), (study_items,)
+)
+FORMS_CREATE = Route(
+    "consent.forms.create",
+    "POST",
+    C + "/forms",
+    lambda w, _: Call(
+        C + "/forms",
+        json={
+            "study_id": str(w.study_id),
+            "language": "en",
+            "title": "Consent, amended",
+            "content": "# Consent\n\nAmended.",
+        },
+    ),
+)
+FORM_GET_PUBLISHED = Route(
+    "consent.forms.get(published)",
+    "GET",
+    C + "/forms/{form_id}",
+    lambda w, _: Call(f"{C}/forms/{w.published_form_id}"),
+)
+FORM_GET_DRAFT = Route(
+    "consent.forms.get(draft)",
+    "GET",
+    C + "/forms/{form_id}",
+    lambda w, _: Call(f"{C}/forms/{w.draft_form_id}"),
+)
+FORM_PATCH = Route(
+    "consent.forms.patch",
+    "PATCH",
+    C + "/forms/{form_id}",
+    lambda w, _: Call(f"{C}/forms/{w.draft_form_id}", json={"title": "Consent, edited"}),
+)
+FORM_PUBLISH = Route(
+    "consent.forms.publish",
+    "POST",
+    C + "/forms/{form_id}/publish",
+    lambda w, _: Call(f"{C}/forms/{w.draft_form_id}/publish", json={"reason": "approved"}),
+)
+FORM_DELETE = Route(
+    "consent.forms.delete",
+    "DELETE",
+    C + "/forms/{form_id}",
+    lambda w, _: Call(f"{C}/forms/{w.draft_form_id}"),
+)
+CONSENT_STATUS = Route(
+    "consent.status",
+    "GET",
+    C + "/status",
+    lambda w, _: Call(C + "/status", params={"participant_id": str(w.target_id)}),
+    (is_target,),
+)
+CONSENT_SIGN = Route(
+    "consent.sign",
+    "POST",
+    C + "/sign",
+    lambda w, _: Call(
+        C + "/sign",
+        json={
+            "participant_id": str(w.target_id),
+            "form_id": str(w.published_form_id),
+            "signer_name": "Ada Lovelace",
+            "signer_role": "participant",
+        },
+    ),
+    (is_target,),
+)
+CONSENT_WITHDRAW = Route(
+    "consent.withdraw",
+    "POST",
+    C + "/withdraw",
+    lambda w, _: Call(
+        C + "/withdraw", json={"participant_id": str(w.target_id), "reason": "changed my mind"}
+    ),
+    (is_target,),
+)
+RECORDS_BY_PARTICIPANT = Route(
+    "consent.records(participant)",
+    "GET",
+    C + "/records",
+    lambda w, _: Call(C + "/records", params={"participant_id": str(w.target_id)}),
+    (record_visibility,),
+)
+RECORDS_BY_STUDY = Route(
+    "consent.records(study)",
+    "GET",
+    C + "/records",
+    # A participant token ignores study_id and lists its own records.
+    lambda w, _: Call(C + "/records", params={"study_id": str(w.study_id)}),
+    (record_visibility,),
+)
+RECORD_GET = Route(
+    "consent.record.get",
+    "GET",
+    C + "/records/{record_id}",
+    lambda w, _: Call(f"{C}/records/{w.record_id}"),
+    (is_target,),
+)
+RECORD_PDF = Route(
+    "consent.record.pdf",
+    "GET",
+    C + "/records/{record_id}/pdf",
+    lambda w, _: Call(f"{C}/records/{w.record_id}/pdf"),
+    (is_pdf,),
+)
+
+AUDIT_LIST = Route(
+    "audit.list(study)",
+    "GET",
+    "/api/audit",
+    lambda w, _: Call("/api/audit", params={"study_id": str(w.study_id)}),
+    (audit_of_study,),
+)
+AUDIT_LIST_ALL = Route(
+    "audit.list(all)",
+    "GET",
+    "/api/audit",
+    lambda _, __: Call("/api/audit", params={"per_page": "100", "order": "desc"}),
+    (study_items,),
+)
+
+# ---------------------------------------------------------------------------------------------
+# The matrix
+
+X = STAFF_ONLY
+MATRIX: tuple[Row, ...] = (
+    #   route                    admin resrch coord  siteco r_only outsdr ptcpt  other  anon
+    row(STUDY_GET,               200,  200,   200,   200,   200,   404,   X,     X,     401),
+    row(STUDY_PATCH,             200,  200,   403,   403,   403,   404,   X,     X,     401),
+    row(STUDY_STATUS,            200,  200,   403,   403,   403,   404,   X,     X,     401),
+    row(SITES_LIST,              200,  200,   200,   200,   200,   404,   X,     X,     401),
+    row(SITES_CREATE,            201,  201,   403,   403,   403,   404,   X,     X,     401),
+    row(SITES_UPDATE,            200,  200,   403,   403,   403,   404,   X,     X,     401),
+    row(MEMBERS_LIST,            200,  200,   200,   200,   200,   404,   X,     X,     401),
+    row(MEMBERS_ADD,             201,  201,   403,   403,   403,   404,   X,     X,     401),
+    row(MEMBERS_UPDATE,          200,  200,   403,   403,   403,   404,   X,     X,     401),
+    row(MEMBERS_REMOVE,          204,  204,   403,   403,   403,   404,   X,     X,     401),
+    row(PARTICIPANTS_LIST,       200,  200,   200,   200,   200,   404,   X,     X,     401),
+    row(PARTICIPANTS_LIST_ALL,   200,  200,   200,   200,   200,   200,   X,     X,     401),
+    row(PARTICIPANTS_CREATE,     201,  201,   201,   201,   403,   404,   X,     X,     401),
+    row(PARTICIPANT_GET,         200,  200,   200,   404,   200,   404,   X,     X,     401),
+    row(PARTICIPANT_PATCH,       200,  200,   200,   404,   403,   404,   X,     X,     401),
+    row(PARTICIPANT_WITHDRAW,    200,  200,   200,   404,   403,   404,   X,     X,     401),
+    row(PARTICIPANT_ACCESS_CODE, 201,  201,   201,   404,   403,   404,   X,     X,     401),
+    row(PARTICIPANTS_IMPORT,     200,  200,   200,   200,   403,   404,   X,     X,     401),
+    row(FORMS_LIST,              200,  200,   200,   200,   200,   404,   X,     X,     401),
+    row(FORMS_LIST_ALL,          200,  200,   200,   200,   200,   200,   X,     X,     401),
+    row(FORMS_CREATE,            201,  201,   403,   403,   403,   404,   X,     X,     401),
+    row(FORM_GET_PUBLISHED,      200,  200,   200,   200,   200,   404,   200,   200,   401),
+    row(FORM_GET_DRAFT,          200,  200,   200,   200,   200,   404,   404,   404,   401),
+    row(FORM_PATCH,              200,  200,   403,   403,   403,   404,   X,     X,     401),
+    row(FORM_PUBLISH,            200,  200,   403,   403,   403,   404,   X,     X,     401),
+    row(FORM_DELETE,             204,  204,   403,   403,   403,   404,   X,     X,     401),
+    row(CONSENT_STATUS,          200,  200,   200,   404,   200,   404,   200,   404,   401),
+    row(CONSENT_SIGN,            201,  201,   201,   404,   403,   404,   201,   404,   401),
+    row(CONSENT_WITHDRAW,        200,  200,   200,   404,   403,   404,   200,   404,   401),
+    row(RECORDS_BY_PARTICIPANT,  200,  200,   200,   404,   200,   404,   200,   404,   401),
+    row(RECORDS_BY_STUDY,        200,  200,   200,   200,   200,   404,   200,   200,   401),
+    row(RECORD_GET,              200,  200,   200,   404,   200,   404,   200,   404,   401),
+    row(RECORD_PDF,              200,  200,   200,   404,   200,   404,   200,   404,   401),
+    row(AUDIT_LIST,              200,  200,   403,   403,   403,   404,   X,     X,     401),
+    row(AUDIT_LIST_ALL,          200,  200,   403,   403,   403,   200,   X,     X,     401),
+)  # fmt: skip
+
+ERROR_CODES: Mapping[int, str] = {401: "UNAUTHORIZED", 403: "FORBIDDEN", 404: "NOT_FOUND"}
+
+
+def judge(row_: Row, world: World, principal: Principal, response: httpx.Response) -> list[str]:
+    """What is wrong with one cell's response: an empty list when it is as expected."""
+    expected = row_.expected[principal]
+    allowed = expected if isinstance(expected, frozenset) else frozenset({expected})
+    status = response.status_code
+    if status not in allowed:
+        return [f"expected {_show(expected)}, got {status}: {_excerpt(response)}"]
+    if status in ERROR_CODES:
+        try:
+            code = response.json()["error"]["code"]
+        except (ValueError, KeyError, TypeError):
+            code = None
+        if code != ERROR_CODES[status]:
+            return [f"{status} without the {ERROR_CODES[status]} envelope: {_excerpt(response)}"]
+        return []
+    if status >= 400 or status == 204:
+        return []
+    problems: list[str] = []
+    for check in row_.route.checks:
+        problems.extend(check(world, principal, response))
+    return problems
+
+
+def _show(expected: Expected) -> str:
+    if isinstance(expected, frozenset):
+        return "/".join(str(s) for s in sorted(expected))
+    return str(expected)
+
+
+def _excerpt(response: httpx.Response) -> str:
+    media = str(response.headers.get("content-type", "no content type"))
+    return response.text[:300] if "json" in media else media

@@ -1,0 +1,199 @@
+"""The study, people and records every cell of the access matrix runs against.
+
+Everything is kept as plain values: a refused request rolls the shared session back and expires
+the ORM rows it holds, so no row outlives the statement that created it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import httpx
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.config import Settings
+from app.models.participant import Participant
+from app.models.study import MemberRole
+from app.models.user import UserRole
+from app.services.audit import AuditContext
+from app.services.participant_auth import open_participant_login
+from tests import factories
+
+
+class Principal(StrEnum):
+    """Who calls. The order is the column order of the matrix."""
+
+    ADMIN = "admin"
+    RESEARCHER = "researcher"
+    COORDINATOR = "coordinator"  # member without a site
+    SITE_COORDINATOR = "site_coordinator"  # coordinator of site B; the target is at site A
+    READ_ONLY = "read_only"
+    OUTSIDER = "outsider"  # researcher of another study
+    PARTICIPANT = "participant"  # the target participant's own token
+    OTHER_PARTICIPANT = "other_participant"  # another participant of the same study (site B)
+    ANONYMOUS = "anonymous"
+
+
+PRINCIPALS: tuple[Principal, ...] = tuple(Principal)
+
+TARGET_EMAIL = "ada.lovelace@example.org"
+TARGET_PHONE = "+44 20 7946 0958"
+# app.services.participants.mask_email / mask_phone, written out so a change shows up here.
+MASKED_EMAIL = "a***@example.org"
+MASKED_PHONE = "***58"
+
+
+@dataclass(frozen=True, slots=True)
+class World:
+    study_id: uuid.UUID
+    study_code: str
+    other_study_id: uuid.UUID
+    site_a_id: uuid.UUID  # the target participant's site
+    site_b_id: uuid.UUID  # the site-scoped coordinator's and the other participant's site
+    spare_member_id: uuid.UUID  # a read_only member the member routes update and remove
+    newcomer_user_id: uuid.UUID  # an active user who is not a member, for "add member"
+    target_id: uuid.UUID  # participant at site A, with email and phone
+    target_code: str
+    other_id: uuid.UUID  # participant at site B
+    other_code: str
+    published_form_id: uuid.UUID  # version 1, published, no signature image required
+    draft_form_id: uuid.UUID  # version 2, draft
+    record_id: uuid.UUID  # the target's consent (signed by staff as caregiver)
+    headers: Mapping[Principal, Mapping[str, str]]
+
+
+def _bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def _post(
+    client: httpx.AsyncClient, url: str, headers: Mapping[str, str], body: dict[str, Any]
+) -> dict[str, Any]:
+    response = await client.post(url, headers=dict(headers), json=body)
+    assert response.status_code in (200, 201), (url, response.text)
+    payload: dict[str, Any] = response.json()
+    return payload
+
+
+async def _participant_token(
+    db_session: AsyncSession, settings: Settings, participant_id: uuid.UUID
+) -> str:
+    row = await db_session.get(Participant, participant_id)
+    assert row is not None
+    tokens = await open_participant_login(
+        db_session, settings, AuditContext.system(), row, method="access_code"
+    )
+    await db_session.commit()
+    return tokens.access_token
+
+
+async def build_world(
+    db_session: AsyncSession, client: httpx.AsyncClient, settings: Settings
+) -> World:
+    study_row = await factories.study(db_session, code=f"ACC-{uuid.uuid4().hex[:8].upper()}")
+    study_id, study_code = study_row.id, study_row.code
+    site_a = await factories.site(db_session, study_row, "SITE-A")
+    site_a_id = site_a.id
+    site_b = await factories.site(db_session, study_row, "SITE-B")
+    site_b_id = site_b.id
+    other_study_row = await factories.study(db_session)
+    other_study_id = other_study_row.id
+
+    admin = await factories.staff(db_session, client, UserRole.ADMIN)
+    researcher = await factories.staff(db_session, client, UserRole.RESEARCHER)
+    coordinator = await factories.staff(db_session, client, UserRole.COORDINATOR)
+    site_coordinator = await factories.staff(db_session, client, UserRole.COORDINATOR)
+    read_only = await factories.staff(db_session, client, UserRole.READ_ONLY)
+    outsider = await factories.staff(db_session, client, UserRole.RESEARCHER)
+    spare = await factories.staff(db_session, client, UserRole.READ_ONLY)
+    newcomer = await factories.staff(db_session, client, UserRole.READ_ONLY)
+
+    await factories.member(db_session, study_row, researcher, MemberRole.RESEARCHER)
+    await factories.member(db_session, study_row, coordinator, MemberRole.COORDINATOR)
+    await factories.member(
+        db_session, study_row, site_coordinator, MemberRole.COORDINATOR, site_row=site_b
+    )
+    await factories.member(db_session, study_row, read_only, MemberRole.READ_ONLY)
+    spare_member = await factories.member(db_session, study_row, spare, MemberRole.READ_ONLY)
+    spare_member_id = spare_member.id
+    await factories.member(db_session, other_study_row, outsider, MemberRole.RESEARCHER)
+
+    # Through the API, so the contact details are encrypted the way the application does it.
+    target = await _post(
+        client,
+        "/api/participants",
+        admin.headers,
+        {
+            "study_id": str(study_id),
+            "participant_id": "TARGET-01",
+            "site_id": str(site_a_id),
+            "email": TARGET_EMAIL,
+            "phone": TARGET_PHONE,
+        },
+    )
+    other = await _post(
+        client,
+        "/api/participants",
+        admin.headers,
+        {"study_id": str(study_id), "participant_id": "OTHER-01", "site_id": str(site_b_id)},
+    )
+    target_id, other_id = uuid.UUID(target["id"]), uuid.UUID(other["id"])
+
+    form_body = {
+        "study_id": str(study_id),
+        "language": "en",
+        "title": "Consent to take part",
+        "content": "# Consent\n\nYou may stop at any time.",
+        "requires_signature": False,
+    }
+    published = await _post(client, "/api/consent/forms", admin.headers, form_body)
+    await _post(client, f"/api/consent/forms/{published['id']}/publish", admin.headers, {})
+    draft = await _post(client, "/api/consent/forms", admin.headers, form_body)
+    # Signed as caregiver, so every cell can still sign this version as the participant.
+    record = await _post(
+        client,
+        "/api/consent/sign",
+        admin.headers,
+        {
+            "participant_id": str(target_id),
+            "form_id": published["id"],
+            "signer_name": "Grace Lovelace",
+            "signer_role": "caregiver",
+        },
+    )
+
+    participant_token = await _participant_token(db_session, settings, target_id)
+    other_participant_token = await _participant_token(db_session, settings, other_id)
+
+    headers: dict[Principal, Mapping[str, str]] = {
+        Principal.ADMIN: admin.headers,
+        Principal.RESEARCHER: researcher.headers,
+        Principal.COORDINATOR: coordinator.headers,
+        Principal.SITE_COORDINATOR: site_coordinator.headers,
+        Principal.READ_ONLY: read_only.headers,
+        Principal.OUTSIDER: outsider.headers,
+        Principal.PARTICIPANT: _bearer(participant_token),
+        Principal.OTHER_PARTICIPANT: _bearer(other_participant_token),
+        Principal.ANONYMOUS: {},
+    }
+    return World(
+        study_id=study_id,
+        study_code=study_code,
+        other_study_id=other_study_id,
+        site_a_id=site_a_id,
+        site_b_id=site_b_id,
+        spare_member_id=spare_member_id,
+        newcomer_user_id=newcomer.user_id,
+        target_id=target_id,
+        target_code=target["participant_id"],
+        other_id=other_id,
+        other_code=other["participant_id"],
+        published_form_id=uuid.UUID(published["id"]),
+        draft_form_id=uuid.UUID(draft["id"]),
+        record_id=uuid.UUID(record["id"]),
+        headers=headers,
+    )
