@@ -9,16 +9,21 @@ from typing import Annotated, TypeVar
 
 import typer
 import uvicorn
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import UnsafeProductionSettingsError, check_production_settings, get_settings
 from app.db import migrations
 from app.db.session import create_engine, create_sessionmaker
+from app.models.assessment import AssessmentSession
 from app.models.audit import ActorType
+from app.models.study import Study
 from app.models.user import User, UserRole
 from app.services.audit import AuditContext
 from app.services.demo import DEMO_PASSWORD, DemoSummary, seed_demo
-from app.services.errors import DomainError
+from app.services.errors import DomainError, NotFoundError
+from app.services.local_storage import LocalStorage
+from app.services.submissions import rescore_session
 from app.services.users import create_user
 from app.utils.security import FieldEncryptor, configure_password_hashing
 
@@ -150,6 +155,37 @@ def demo() -> None:
             f"  participant {summary.participant_code} signs in with access code "
             f"{summary.access_code} (POST {base}/api/auth/participant)"
         )
+
+
+@cli.command()
+def rescore(
+    study: Annotated[str, typer.Option("--study", help="The study code, e.g. NEURO-2024-001")],
+) -> None:
+    """Recompute every stored task of a study with the current scorers (keeps old results)."""
+    settings = get_settings()
+
+    async def work(session: AsyncSession) -> tuple[int, int]:
+        record = await session.scalar(select(Study).where(Study.code == study.strip().upper()))
+        if record is None:
+            raise NotFoundError(f"No study with code {study}")
+        storage = LocalStorage(settings.STORAGE_DIR)
+        sessions = (
+            await session.scalars(
+                select(AssessmentSession)
+                .where(AssessmentSession.study_id == record.id)
+                .order_by(AssessmentSession.started_at)
+            )
+        ).all()
+        tasks = 0
+        for assessment in sessions:
+            tasks += len(await rescore_session(session, storage, _cli_context(), assessment))
+        return len(sessions), tasks
+
+    try:
+        sessions, tasks = _in_transaction(work)
+    except DomainError as exc:
+        _fail(exc.message)
+    typer.echo(f"Rescored {tasks} tasks in {sessions} sessions of {study}.")
 
 
 def main() -> None:

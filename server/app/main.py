@@ -17,10 +17,13 @@ from app import __version__
 from app.config import Settings, check_production_settings, get_settings
 from app.db.session import create_engine, create_sessionmaker
 from app.routers import (
+    assessments,
     audit,
     auth,
+    batteries,
     consent,
     health,
+    modules,
     participant_auth,
     participant_import,
     participants,
@@ -199,6 +202,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         participant_import.router,
         participants.router,
         consent.router,
+        assessments.router,
+        modules.router,
+        batteries.router,
     )
     for router in routers:
         app.include_router(router, prefix="/api")

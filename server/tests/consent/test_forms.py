@@ -343,8 +343,8 @@ async def test_participants_read_published_forms_of_their_study_only(
     response = await world.client.get(f"/api/consent/forms/{published['id']}", headers=headers)
     assert response.status_code == 200
     assert_error(await world.client.get(f"/api/consent/forms/{draft['id']}", headers=headers), 404)
-    # Staff-only routes refuse participant tokens.
-    assert_error(await world.client.get("/api/consent/forms", headers=headers), 401)
+    # Staff-only routes refuse a valid participant token with 403.
+    assert_error(await world.client.get("/api/consent/forms", headers=headers), 403, "FORBIDDEN")
 
 
 async def test_requires_authentication(client: httpx.AsyncClient) -> None:

@@ -287,7 +287,8 @@ async def test_withdrawal_scopes(
         .where(AuditEvent.entity_id == erase)
     )
     assert event is not None and event.reason == "asked to delete"
-    assert event.after is not None and event.after["erased"] == {"email": True, "phone": False}
+    assert event.after is not None
+    assert event.after["erased"] == {"email": True, "phone": False, "sessions": 0, "trials": 0}
     # An erased participant can no longer sign in with the old code.
     login = await client.post(
         "/api/auth/participant",

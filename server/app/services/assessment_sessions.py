@@ -1,0 +1,346 @@
+"""Assessment sessions: start (consent gate, withdrawal), end, read, list.
+
+The database holds the durable record; the session store holds the live state of running
+sessions (which tasks arrived), shared by every API process when Redis is configured.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, or_, select, true
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.db.base import utcnow
+from app.models.assessment import AssessmentSession, SessionStatus, TaskResult
+from app.models.audit import AuditCategory
+from app.models.battery import Battery, BatteryVersion
+from app.models.participant import Participant, ParticipantStatus
+from app.models.study import Study, StudyStatus
+from app.schemas.common import PageParams, Pagination
+from app.services.audit import AuditContext, record_event
+from app.services.auth import StaffPrincipal
+from app.services.batteries import get_battery_version
+from app.services.consent import consent_gate
+from app.services.errors import (
+    ConflictError,
+    DomainError,
+    NotFoundError,
+    ValidationFailedError,
+)
+from app.services.participant_auth import ParticipantPrincipal
+from app.services.participants import get_participant
+from app.services.policy import Capability, member_study_access, study_access
+from app.services.session_store import SessionStore, SessionStoreUnavailableError
+from app.utils.logging import get_logger
+
+logger = get_logger(__name__)
+
+SESSION_LIFETIME = timedelta(hours=24)
+Principal = StaffPrincipal | ParticipantPrincipal
+
+
+class ConsentRequiredError(DomainError):
+    status_code = 403
+    code = "CONSENT_REQUIRED"
+
+
+@dataclass(frozen=True, slots=True)
+class StartedSession:
+    session: AssessmentSession
+    version: BatteryVersion
+    created: bool
+
+
+def live_key(session_id: uuid.UUID) -> str:
+    return f"live-session:{session_id}"
+
+
+async def _resolve_participant(
+    session: AsyncSession, principal: Principal, reference: str, study_id: uuid.UUID
+) -> Participant:
+    """The participant named by UUID or by study code, as far as the caller may act on it."""
+    participant: Participant | None
+    try:
+        participant_uuid = uuid.UUID(reference)
+    except ValueError:
+        participant = await session.scalar(
+            select(Participant).where(
+                Participant.study_id == study_id, Participant.participant_code == reference
+            )
+        )
+    else:
+        participant = await session.get(Participant, participant_uuid)
+    if participant is None:
+        raise NotFoundError("Participant not found")
+    if isinstance(principal, ParticipantPrincipal):
+        if participant.id != principal.participant_id:
+            raise NotFoundError("Participant not found")
+        return participant
+    found, _ = await get_participant(
+        session, principal, participant.id, Capability.EDIT_PARTICIPANTS
+    )
+    return found
+
+
+async def start_session(
+    session: AsyncSession,
+    store: SessionStore,
+    context: AuditContext,
+    principal: Principal,
+    *,
+    participant_ref: str,
+    battery_id: uuid.UUID,
+    battery_version: int | None,
+    visit_id: uuid.UUID | None,
+    session_id: uuid.UUID | None,
+    device: dict[str, object] | None,
+    started_at: datetime | None,
+    clock_offset_seconds: float | None,
+) -> StartedSession:
+    battery = await session.get(Battery, battery_id)
+    if battery is None:
+        raise NotFoundError("Battery not found")
+    if isinstance(principal, StaffPrincipal):
+        await study_access(session, principal, battery.study_id)  # 404 when invisible
+    elif battery.study_id != principal.study_id:
+        raise NotFoundError("Battery not found")
+    participant = await _resolve_participant(session, principal, participant_ref, battery.study_id)
+    if participant.study_id != battery.study_id:
+        raise NotFoundError("Battery not found")
+
+    if session_id is not None:
+        existing = await session.get(AssessmentSession, session_id)
+        if existing is not None:
+            if existing.participant_id != participant.id or existing.battery_id != battery.id:
+                raise ConflictError(
+                    "This session id is already used by another session",
+                    details={"session_id": str(session_id)},
+                )
+            _, version = await get_battery_version(
+                session, existing.battery_id, existing.battery_version
+            )
+            return StartedSession(existing, version, created=False)
+
+    if participant.status == ParticipantStatus.WITHDRAWN.value:
+        raise ConflictError(
+            "The participant has withdrawn; no new sessions are started",
+            details={"reason": "PARTICIPANT_WITHDRAWN"},
+        )
+    study = await session.get(Study, participant.study_id)
+    assert study is not None
+    if study.status != StudyStatus.ACTIVE.value:
+        raise ConflictError(
+            f"The study is {study.status}; sessions start only in active studies",
+            details={"reason": "STUDY_NOT_ACTIVE", "study_status": study.status},
+        )
+    gate = await consent_gate(session, participant)
+    if not gate.allowed:
+        raise ConsentRequiredError(
+            gate.message or "Consent is required before an assessment",
+            details={"reason": gate.reason},
+        )
+    if battery.archived and battery_version is None:
+        raise ConflictError("This battery is archived", details={"reason": "BATTERY_ARCHIVED"})
+    _, version = await get_battery_version(session, battery.id, battery_version)
+
+    now = utcnow()
+    started = min(started_at, now) if started_at is not None else now
+    record = AssessmentSession(
+        id=session_id or uuid.uuid4(),
+        study_id=participant.study_id,
+        participant_id=participant.id,
+        battery_id=battery.id,
+        battery_version_id=version.id,
+        battery_version=version.version,
+        visit_id=visit_id,
+        status=SessionStatus.STARTED.value,
+        started_at=started,
+        expires_at=started + SESSION_LIFETIME,
+        device=device,
+        clock_offset_seconds=clock_offset_seconds,
+        started_by_user_id=principal.user_id if isinstance(principal, StaffPrincipal) else None,
+    )
+    session.add(record)
+    await session.flush()
+    await record_event(
+        session,
+        context,
+        action="session.start",
+        category=AuditCategory.ASSESSMENT,
+        entity_type="assessment_session",
+        entity_id=record.id,
+        study_id=record.study_id,
+        participant_id=record.participant_id,
+        after={
+            "battery_id": str(battery.id),
+            "battery_version": version.version,
+            "visit_id": str(visit_id) if visit_id else None,
+        },
+    )
+    await _remember_live(store, record, [])
+    return StartedSession(record, version, created=True)
+
+
+async def _remember_live(store: SessionStore, record: AssessmentSession, tasks: list[str]) -> None:
+    ttl = max(60.0, (record.expires_at - utcnow()).total_seconds())
+    try:
+        await store.set(
+            live_key(record.id),
+            {
+                "participant_id": str(record.participant_id),
+                "battery_version": record.battery_version,
+                "status": record.status,
+                "tasks": tasks,
+            },
+            ttl,
+        )
+    except SessionStoreUnavailableError:
+        # The database is the record; the live view is rebuilt from it when the store returns.
+        logger.warning("session_store_unavailable", operation="live_session")
+
+
+async def note_tasks_received(
+    store: SessionStore, record: AssessmentSession, tasks: list[str]
+) -> None:
+    await _remember_live(store, record, tasks)
+
+
+async def load_session_for(
+    session: AsyncSession,
+    principal: Principal,
+    session_id: uuid.UUID,
+    capability: Capability = Capability.READ,
+    *,
+    lock: bool = False,
+) -> AssessmentSession:
+    """The session if the caller may act on it (the participant itself, or staff); 404 else."""
+    record = await session.get(AssessmentSession, session_id, with_for_update=lock)
+    if record is None:
+        raise NotFoundError("Session not found")
+    if isinstance(principal, ParticipantPrincipal):
+        if record.participant_id != principal.participant_id:
+            raise NotFoundError("Session not found")
+        return record
+    try:
+        await get_participant(session, principal, record.participant_id, capability)
+    except NotFoundError:
+        raise NotFoundError("Session not found") from None
+    return record
+
+
+async def end_session(
+    session: AsyncSession,
+    store: SessionStore,
+    context: AuditContext,
+    principal: Principal,
+    session_id: uuid.UUID,
+    status: SessionStatus,
+) -> AssessmentSession:
+    record = await load_session_for(
+        session, principal, session_id, Capability.EDIT_PARTICIPANTS, lock=True
+    )
+    if record.status == status.value:
+        return record
+    if record.status != SessionStatus.STARTED.value:
+        raise ConflictError(
+            f"The session is already {record.status}",
+            details={"status": record.status},
+        )
+    record.status = status.value
+    record.ended_at = utcnow()
+    await record_event(
+        session,
+        context,
+        action="session.end",
+        category=AuditCategory.ASSESSMENT,
+        entity_type="assessment_session",
+        entity_id=record.id,
+        study_id=record.study_id,
+        participant_id=record.participant_id,
+        before={"status": SessionStatus.STARTED.value},
+        after={"status": status.value},
+    )
+    try:
+        await store.delete(live_key(record.id))
+    except SessionStoreUnavailableError:
+        logger.warning("session_store_unavailable", operation="end_session")
+    return record
+
+
+async def task_results(session: AsyncSession, session_id: uuid.UUID) -> Sequence[TaskResult]:
+    return (
+        await session.scalars(
+            select(TaskResult)
+            .where(TaskResult.session_id == session_id)
+            .order_by(TaskResult.accepted_at, TaskResult.task)
+        )
+    ).all()
+
+
+async def list_sessions(
+    session: AsyncSession,
+    principal: Principal,
+    params: PageParams,
+    *,
+    study_id: uuid.UUID | None,
+    participant_id: uuid.UUID | None,
+    status: SessionStatus | None,
+    start_date: datetime | None,
+    end_date: datetime | None,
+) -> tuple[Sequence[tuple[AssessmentSession, str]], Pagination]:
+    statement = select(AssessmentSession, Participant.participant_code).join(
+        Participant, Participant.id == AssessmentSession.participant_id
+    )
+    if isinstance(principal, ParticipantPrincipal):
+        statement = statement.where(AssessmentSession.participant_id == principal.participant_id)
+    else:
+        if study_id is not None:
+            access = await study_access(session, principal, study_id)
+            statement = statement.where(AssessmentSession.study_id == study_id)
+            if access.site_id is not None:
+                statement = statement.where(Participant.site_id == access.site_id)
+        else:
+            memberships = await member_study_access(session, principal)
+            if memberships is not None:
+                conditions = [
+                    (AssessmentSession.study_id == sid)
+                    & (Participant.site_id == a.site_id if a.site_id is not None else true())
+                    for sid, a in memberships.items()
+                ]
+                if not conditions:
+                    return [], Pagination.build(page=params.page, per_page=params.per_page, total=0)
+                statement = statement.where(or_(*conditions))
+    if participant_id is not None:
+        statement = statement.where(AssessmentSession.participant_id == participant_id)
+    if status is not None:
+        statement = statement.where(AssessmentSession.status == status.value)
+    if start_date is not None:
+        statement = statement.where(AssessmentSession.started_at >= start_date)
+    if end_date is not None:
+        statement = statement.where(AssessmentSession.started_at <= end_date)
+    total_statement = statement
+    sortable = {"started_at": AssessmentSession.started_at, "status": AssessmentSession.status}
+    sort_key = params.sort or "started_at"
+    if sort_key not in sortable:
+        raise ValidationFailedError(
+            f"Cannot sort by '{sort_key}'", details={"field": "sort", "allowed": sorted(sortable)}
+        )
+    total = await session.scalar(
+        select(func.count()).select_from(total_statement.order_by(None).subquery())
+    )
+    column = sortable[sort_key]
+    ordering = column.desc() if params.order == "desc" else column.asc()
+    rows = (
+        await session.execute(
+            statement.order_by(ordering, AssessmentSession.id)
+            .offset(params.offset)
+            .limit(params.per_page)
+        )
+    ).all()
+    return [(row[0], row[1]) for row in rows], Pagination.build(
+        page=params.page, per_page=params.per_page, total=total or 0
+    )
