@@ -43,6 +43,9 @@ _STANDARD_NORMAL: Final = statistics.NormalDist()
 
 
 def as_number(value: object) -> float | None:
+    # The common case first: scoring reads every trial's rt several times.
+    if type(value) is float:
+        return value if math.isfinite(value) else None
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
     try:

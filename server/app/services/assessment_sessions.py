@@ -206,7 +206,14 @@ async def _remember_live(store: SessionStore, record: AssessmentSession, tasks: 
 async def note_tasks_received(
     store: SessionStore, record: AssessmentSession, tasks: list[str]
 ) -> None:
-    await _remember_live(store, record, tasks)
+    """Add tasks to the live view; the database's task results stay the record."""
+    try:
+        live = await store.get(live_key(record.id))
+    except SessionStoreUnavailableError:
+        logger.warning("session_store_unavailable", operation="live_session")
+        return
+    known = live.get("tasks", []) if live else []
+    await _remember_live(store, record, sorted({*known, *tasks}))
 
 
 async def load_session_for(

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import orjson
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -75,15 +76,20 @@ class _TaskContent:
 
 
 def _canonical_json(value: Any) -> bytes:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    """Sorted keys, no spaces, UTF-8 (orjson: the same bytes for the same value, fast)."""
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
 
 
 def _group_by_task(payload: SubmitRequest) -> dict[str, _TaskContent]:
     tasks: dict[str, _TaskContent] = {}
+    by_name: dict[str, _TaskContent] = {}
     for trial in payload.trials:
-        task_id = canonical_task_id(trial.task)
-        content = tasks.setdefault(task_id, _TaskContent(task_id))
-        content.sent_as.add(trial.task)
+        content = by_name.get(trial.task)
+        if content is None:
+            task_id = canonical_task_id(trial.task)
+            content = tasks.setdefault(task_id, _TaskContent(task_id))
+            content.sent_as.add(trial.task)
+            by_name[trial.task] = content
         content.trials.append(trial)
     for name, summary in payload.task_summaries.items():
         task_id = canonical_task_id(name)
@@ -102,10 +108,13 @@ def _trial_documents(trials: Sequence[TrialIn]) -> list[dict[str, Any]]:
     return [trial.model_dump(mode="json") for trial in trials]
 
 
-def _content_hash(task: str, trials: list[dict[str, Any]], summary: dict[str, Any] | None) -> str:
-    return hashlib.sha256(
-        _canonical_json({"task": task, "trials": trials, "summary": summary})
-    ).hexdigest()
+def _content_hash(task: str, trials_json: bytes, summary: dict[str, Any] | None) -> str:
+    """SHA-256 over the task's canonical content: equal for a replay, whatever the key order."""
+    digest = hashlib.sha256()
+    digest.update(_canonical_json({"task": task, "summary": summary}))
+    digest.update(b"\n")
+    digest.update(trials_json)
+    return digest.hexdigest()
 
 
 def _as_text(value: Any) -> str | None:
@@ -243,8 +252,10 @@ async def submit(
         ).all()
     }
     documents = {task: _trial_documents(content.trials) for task, content in tasks.items()}
+    # Serialised once: hashed here, embedded in the source document below.
+    trials_json = {task: _canonical_json(documents[task]) for task in tasks}
     hashes = {
-        task: _content_hash(task, documents[task], content.summary)
+        task: _content_hash(task, trials_json[task], content.summary)
         for task, content in tasks.items()
     }
     conflicts = sorted(
@@ -298,18 +309,19 @@ async def submit(
                 client_summary=content.summary,
             )
         ] + [{**f, "task": task} for f in session_level]
-        source = _canonical_json(
+        envelope = _canonical_json(
             {
                 "session_id": str(record.id),
                 "task": task,
                 "sent_as": sorted(content.sent_as),
                 "summary": content.summary,
-                "trials": trial_documents,
                 "device_info": payload.device_info,
                 "completed_at": payload.completed_at.isoformat() if payload.completed_at else None,
                 "received_at": now.isoformat(),
             }
         )
+        # The envelope's keys sort before "trials", so appending keeps the document canonical.
+        source = envelope[:-1] + b',"trials":' + trials_json[task] + b"}"
         stored = await storage.write_atomic(
             LocalStorage.source_path(record.study_id, record.participant_id, record.id, task),
             source,
@@ -340,6 +352,8 @@ async def submit(
         for result in new_results:
             rows.extend(_trial_rows(record, result.task, documents[result.task]))
         await _store_trials(session, rows)
+        await note_tasks_received(store, record, [r.task for r in new_results])
+        # Last before the commit: the audit event takes the chain-head lock until then.
         await record_event(
             session,
             context,
@@ -367,15 +381,8 @@ async def submit(
                 "tasks": [r.task for r in new_results],
             },
         )
-    all_results = [
-        existing.get(task) or next(r for r in new_results if r.task == task) for task in tasks
-    ]
-    stored_tasks = sorted(
-        set(
-            await session.scalars(select(TaskResult.task).where(TaskResult.session_id == record.id))
-        )
-    )
-    await note_tasks_received(store, record, stored_tasks)
+    new_by_task = {result.task: result for result in new_results}
+    all_results = [existing.get(task) or new_by_task[task] for task in tasks]
     return SubmissionOutcome(receipt=_receipt(record, all_results), created=bool(new_results))
 
 

@@ -138,3 +138,29 @@ async def test_coordinator_sets_up_a_study_and_a_participant_runs_it(
     assert status.json()["signed_version"] == 1
     pdf = await client.get(f"/api/consent/records/{signed.json()['id']}/pdf", headers=coordinator)
     assert pdf.headers["content-type"] == "application/pdf"
+
+    battery = await client.post(
+        "/api/batteries",
+        headers=coordinator,
+        json={
+            "study_id": study_id,
+            "name": "Screening",
+            "tasks": [{"module_id": "simple-rt", "config": {"n_trials": 5}}],
+        },
+    )
+    assert battery.status_code == 201, battery.text
+    started = await client.post(
+        "/api/session/start",
+        headers=participant,
+        json={"participant_id": participant_id, "battery_id": battery.json()["id"]},
+    )
+    assert started.status_code == 201, started.text
+    session_id = started.json()["session_id"]
+    trials = [{"task": "simple-rt", "trial_index": i, "rt": 300 + 10 * i} for i in range(5)]
+    receipt = await client.post(
+        "/api/submit",
+        headers={**participant, "X-Session-ID": session_id},
+        json={"session_id": session_id, "trials": trials},
+    )
+    assert receipt.status_code == 201, receipt.text
+    assert receipt.json()["scores"]["simple-rt"]["mean_rt"] == 320

@@ -62,6 +62,12 @@ def test_upgrade_demo_and_create_admin(cli_database: str) -> None:
     )
     assert duplicate.exit_code == 1 and "already exists" in duplicate.output
 
+    rescored = runner.invoke(cli, ["rescore", "--study", "demo-2026-001"])
+    assert rescored.exit_code == 0, rescored.output
+    assert "Rescored 0 tasks in 0 sessions" in rescored.output
+    unknown = runner.invoke(cli, ["rescore", "--study", "NOPE-1"])
+    assert unknown.exit_code == 1 and "No study" in unknown.output
+
 
 def test_demo_refused_in_production(cli_database: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ENVIRONMENT", "production")
