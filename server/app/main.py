@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -92,6 +93,16 @@ def _is_database_unavailable(exc: sa_exc.SQLAlchemyError) -> bool:
     return False
 
 
+def _database_unavailable() -> JSONResponse:
+    return error_response(
+        503,
+        "SERVICE_UNAVAILABLE",
+        "The database is unavailable; retry later",
+        {"retry_after_seconds": DATABASE_RETRY_AFTER_SECONDS},
+        headers={"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)},
+    )
+
+
 def _install_exception_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -117,13 +128,7 @@ def _install_exception_handlers(app: FastAPI) -> None:
     async def database_error(_: Request, exc: sa_exc.SQLAlchemyError) -> JSONResponse:
         if _is_database_unavailable(exc):
             logger.warning("database_unavailable", error=type(exc).__name__)
-            return error_response(
-                503,
-                "SERVICE_UNAVAILABLE",
-                "The database is unavailable; retry later",
-                {"retry_after_seconds": DATABASE_RETRY_AFTER_SECONDS},
-                headers={"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)},
-            )
+            return _database_unavailable()
         if isinstance(exc, sa_exc.DataError):
             # A value the database cannot store (a NUL character, an out-of-range number):
             # the request's fault, and its transaction has been rolled back.
@@ -136,6 +141,14 @@ def _install_exception_handlers(app: FastAPI) -> None:
             )
         logger.exception("database_error")
         return error_response(500, "INTERNAL_ERROR", "An unexpected error occurred")
+
+    @app.exception_handler(ConnectionError)
+    @app.exception_handler(TimeoutError)
+    @app.exception_handler(socket.gaierror)
+    async def dependency_unreachable(_: Request, exc: Exception) -> JSONResponse:
+        # Raised by drivers before SQLAlchemy wraps anything: a refused or timed-out connect.
+        logger.warning("dependency_unreachable", error=type(exc).__name__)
+        return _database_unavailable()
 
     @app.exception_handler(Exception)
     async def unexpected_error(_: Request, exc: Exception) -> JSONResponse:
