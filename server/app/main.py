@@ -29,6 +29,7 @@ from app.routers import (
     participant_import,
     participants,
     studies,
+    sync,
     user_sessions,
     users,
 )
@@ -218,6 +219,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         assessments.router,
         modules.router,
         batteries.router,
+        sync.router,
     )
     for router in routers:
         app.include_router(router, prefix="/api")

@@ -310,3 +310,18 @@ async def test_rescore_keeps_previous_results(
     assert source.status_code == 200
     assert source.headers["ETag"] == f'"{result.source_sha256}"'
     assert hashlib.sha256(source.content).hexdigest() == result.source_sha256
+
+
+async def test_times_without_an_offset_are_refused(client: httpx.AsyncClient, world: World) -> None:
+    naive = await start(client, world, started_at="2026-11-20T10:00:00")
+    assert naive.status_code == 422
+    session_id = (await start(client, world, client_time="2026-11-20T10:00:00+01:00")).json()[
+        "session_id"
+    ]
+    response = await submit(
+        client,
+        world.participant,
+        session_id,
+        {"trials": simple_rt_trials(), "client_time": "2026-11-20T10:00:00"},
+    )
+    assert response.status_code == 422

@@ -1,0 +1,510 @@
+"""Offline sync (DESIGN.md §5.15): the manifest a device works from, and its uploaded batches.
+
+One service, two doors: a `session` item goes through the same `start_session`, `submit` and
+`end_session` as the online routes, a `consent` item through `sign_consent`. Each item runs in
+a transaction of its own, so one bad item never sinks the others; replaying a batch changes
+nothing. Decisions are written up in docs/sync.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+from sqlalchemy import exc as sa_exc
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.catalogue import UnknownModuleError, get_module
+from app.db.base import utcnow
+from app.db.session import transaction_scope
+from app.models.assessment import SessionStatus
+from app.models.battery import Battery
+from app.models.consent import ConsentRecord
+from app.models.participant import Participant
+from app.schemas.assessments import SubmitRequest
+from app.schemas.consent import ConsentQuestion
+from app.schemas.modules import ModuleRead
+from app.schemas.sync import (
+    SYNC_ITEM,
+    ConsentItem,
+    ItemError,
+    ItemStatus,
+    ManifestBattery,
+    ManifestConsent,
+    ManifestConsentForm,
+    ManifestParticipant,
+    ManifestStudy,
+    ManifestTask,
+    SessionItem,
+    SyncItemResult,
+    SyncManifest,
+)
+from app.scoring import scorer_for
+from app.services.assessment_sessions import end_session, start_session
+from app.services.audit import AuditContext
+from app.services.auth import StaffPrincipal
+from app.services.batteries import get_battery_version
+from app.services.consent import SignatureInput, consent_state, sign_consent
+from app.services.errors import (
+    ConflictError,
+    DomainError,
+    NotFoundError,
+    ValidationFailedError,
+)
+from app.services.local_storage import LocalStorage
+from app.services.participant_auth import ParticipantPrincipal
+from app.services.participants import get_participant
+from app.services.policy import Capability
+from app.services.session_store import SessionStore
+from app.services.submissions import submit
+from app.utils.logging import get_logger
+
+logger = get_logger(__name__)
+
+Principal = StaffPrincipal | ParticipantPrincipal
+ItemSessionFactory = Callable[[], AbstractAsyncContextManager[AsyncSession]]
+"""Opens the database session one item runs in (`app.state.sessionmaker` in production)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Manifest
+
+
+@dataclass(frozen=True, slots=True)
+class Manifest:
+    content: SyncManifest
+    etag: str  # quoted, strong: '"<sha256 of the canonical JSON>"'
+
+
+async def _manifest_participant(
+    session: AsyncSession, principal: Principal, participant_id: uuid.UUID | None
+) -> Participant:
+    if isinstance(principal, ParticipantPrincipal):
+        if participant_id is not None and participant_id != principal.participant_id:
+            raise NotFoundError("Participant not found")
+        participant = await session.get(Participant, principal.participant_id)
+        if participant is None:
+            raise NotFoundError("Participant not found")
+        return participant
+    if participant_id is None:
+        raise ValidationFailedError(
+            "participant_id is required for staff",
+            details={"errors": [{"field": "query.participant_id", "message": "required"}]},
+        )
+    participant, _ = await get_participant(session, principal, participant_id, Capability.READ)
+    return participant
+
+
+def _module_read(module_id: str) -> ModuleRead | None:
+    try:
+        module = get_module(module_id)
+    except UnknownModuleError:
+        return None
+    scorer = scorer_for(module.id)
+    return ModuleRead(
+        id=module.id,
+        name=module.name,
+        domain=module.domain,
+        kind=module.kind,
+        description=module.description,
+        default_config=module.default_config,
+        config_schema=module.config_schema,
+        summary_metrics=module.summary_metrics,
+        chance_accuracy=module.chance_accuracy,
+        scorer=scorer.name,
+        scorer_version=scorer.version,
+    )
+
+
+def manifest_etag(content: SyncManifest) -> str:
+    canonical = orjson.dumps(content.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)
+    return f'"{hashlib.sha256(canonical).hexdigest()}"'
+
+
+async def build_manifest(
+    session: AsyncSession, principal: Principal, participant_id: uuid.UUID | None
+) -> Manifest:
+    """What the participant's device needs offline; only that participant's own data."""
+    participant = await _manifest_participant(session, principal, participant_id)
+    state = await consent_state(session, participant)
+    study = state.study
+    batteries = (
+        await session.scalars(
+            select(Battery)
+            .where(Battery.study_id == study.id, Battery.archived.is_(False))
+            .order_by(Battery.name, Battery.id)
+        )
+    ).all()
+    battery_reads: list[ManifestBattery] = []
+    module_ids: set[str] = set()
+    for battery in batteries:
+        _, version = await get_battery_version(session, battery.id)
+        battery_reads.append(
+            ManifestBattery(
+                id=battery.id,
+                name=version.name,
+                description=version.description,
+                version=version.version,
+                estimated_minutes=version.estimated_minutes,
+                tasks=[ManifestTask(**task) for task in version.tasks],
+            )
+        )
+        module_ids.update(str(task["module_id"]) for task in version.tasks)
+    modules = [m for m in (_module_read(mid) for mid in sorted(module_ids)) if m is not None]
+    form = state.current_form
+    record = state.active_record
+    content = SyncManifest(
+        participant=ManifestParticipant(
+            id=participant.id,
+            code=participant.participant_code,
+            study_id=participant.study_id,
+            status=participant.status,
+            language=participant.language,
+            actor=participant.actor,
+            timezone=participant.timezone,
+        ),
+        study=ManifestStudy(
+            id=study.id,
+            code=study.code,
+            name=study.name,
+            status=study.status,
+            consent_mode=study.consent_mode,
+            supported_languages=list(study.supported_languages or []),
+        ),
+        batteries=battery_reads,
+        modules=modules,
+        consent=ManifestConsent(
+            required=state.required,
+            current_form=ManifestConsentForm(
+                id=form.id,
+                language=form.language,
+                version=form.version,
+                title=form.title,
+                content=form.content,
+                questions=[ConsentQuestion.model_validate(q) for q in form.questions],
+                requires_signature=form.requires_signature,
+                reconsent_required=form.reconsent_required,
+                content_hash=form.content_hash,
+                published_at=form.published_at,
+            )
+            if form is not None
+            else None,
+            signed_version=record.form_version if record else None,
+            needs_reconsent=state.needs_reconsent,
+            withdrawn=state.withdrawn,
+        ),
+        visits=[],
+        item_banks=[],
+    )
+    return Manifest(content=content, etag=manifest_etag(content))
+
+
+def etag_matches(if_none_match: str | None, etag: str) -> bool:
+    """`If-None-Match` uses the weak comparison (RFC 9110 §13.1.2): `W/` is ignored."""
+    if not if_none_match:
+        return False
+    candidates = [part.strip() for part in if_none_match.split(",")]
+    return any(c == "*" or c.removeprefix("W/") == etag for c in candidates)
+
+
+# ---------------------------------------------------------------------------------------------
+# Batch
+
+
+@dataclass(frozen=True, slots=True)
+class _Applied:
+    status: ItemStatus
+    result: dict[str, Any]
+
+
+def clock_offset_seconds(client_time: datetime | None, received_at: datetime) -> float | None:
+    """Device clock minus server clock when the batch arrived (positive: the device is ahead)."""
+    if client_time is None:
+        return None
+    return round((client_time - received_at).total_seconds(), 3)
+
+
+async def _apply_session(
+    session: AsyncSession,
+    store: SessionStore,
+    storage: LocalStorage,
+    context: AuditContext,
+    principal: Principal,
+    item: SessionItem,
+    offset: float | None,
+) -> _Applied:
+    if item.participant_id is not None:
+        participant_ref = item.participant_id
+    elif isinstance(principal, ParticipantPrincipal):
+        participant_ref = str(principal.participant_id)
+    else:
+        raise ValidationFailedError(
+            "participant_id is required when staff sync a session",
+            details={"errors": [{"field": "participant_id", "message": "required"}]},
+        )
+    started = await start_session(
+        session,
+        store,
+        context,
+        principal,
+        participant_ref=participant_ref,
+        battery_id=item.battery_id,
+        battery_version=item.battery_version,
+        visit_id=item.visit_id,
+        session_id=item.session_id,
+        device=item.device,
+        started_at=item.started_at,
+        clock_offset_seconds=offset,
+    )
+    record = started.session
+    if not started.created and (
+        record.battery_version != item.battery_version or record.visit_id != item.visit_id
+    ):
+        raise ConflictError(
+            "This session was started with another battery version or visit",
+            details={
+                "session_id": str(record.id),
+                "battery_version": record.battery_version,
+                "visit_id": str(record.visit_id) if record.visit_id else None,
+            },
+        )
+    changed = started.created
+    receipt: dict[str, Any] | None = None
+    if item.trials or item.task_summaries:
+        # Validated already, item by item (per-task limits included): no second pass.
+        payload = SubmitRequest.model_construct(
+            session_id=record.id,
+            task_summaries=item.task_summaries,
+            trials=item.trials,
+            device_info=item.device_info,
+            completed_at=item.ended_at,
+            client_time=item.client_time,
+        )
+        outcome = await submit(
+            session, store, storage, context, principal, payload, clock_offset_seconds=offset
+        )
+        receipt = outcome.receipt
+        changed = changed or outcome.created
+    if item.status is not None:
+        before = record.status
+        record = await end_session(
+            session, store, context, principal, record.id, SessionStatus(item.status)
+        )
+        if record.status != before:
+            changed = True
+            if item.ended_at is not None:
+                # The device knows when the session ended; the sync only reports it later.
+                record.ended_at = max(record.started_at, min(item.ended_at, utcnow()))
+    return _Applied(
+        ItemStatus.ACCEPTED if changed else ItemStatus.DUPLICATE,
+        {"session_id": str(record.id), "status": record.status, "receipt": receipt},
+    )
+
+
+async def _consent_participant(
+    session: AsyncSession, principal: Principal, participant_id: uuid.UUID | None
+) -> Participant:
+    if isinstance(principal, ParticipantPrincipal):
+        if participant_id is not None and participant_id != principal.participant_id:
+            raise NotFoundError("Participant not found")
+        participant = await session.get(Participant, principal.participant_id)
+        if participant is None:
+            raise NotFoundError("Participant not found")
+        return participant
+    if participant_id is None:
+        raise ValidationFailedError(
+            "participant_id is required when staff sync a signature",
+            details={"errors": [{"field": "participant_id", "message": "required"}]},
+        )
+    participant, _ = await get_participant(
+        session, principal, participant_id, Capability.EDIT_PARTICIPANTS
+    )
+    return participant
+
+
+async def _replayed_signature(
+    session: AsyncSession, participant_id: uuid.UUID, item: ConsentItem
+) -> ConsentRecord | None:
+    """The record an earlier upload of this signature created, if any.
+
+    Same participant, form version, signer role and signer name. A withdrawn record still
+    counts unless the device says the signature was given after that withdrawal: replaying an
+    old batch must never consent again a participant who has withdrawn.
+    """
+    records = (
+        await session.scalars(
+            select(ConsentRecord)
+            .where(
+                ConsentRecord.participant_id == participant_id,
+                ConsentRecord.form_id == item.form_id,
+                ConsentRecord.signer_role == item.signer_role.value,
+            )
+            .order_by(ConsentRecord.signed_at.desc(), ConsentRecord.id)
+        )
+    ).all()
+    name = item.signer_name.strip()
+    for record in records:
+        if record.signer_name != name:
+            continue
+        if record.withdrawn_at is None:
+            return record
+        if item.signed_at is None or item.signed_at <= record.withdrawn_at:
+            return record
+    return None
+
+
+async def _apply_consent(
+    session: AsyncSession, context: AuditContext, principal: Principal, item: ConsentItem
+) -> _Applied:
+    participant = await _consent_participant(session, principal, item.participant_id)
+    existing = await _replayed_signature(session, participant.id, item)
+    status = ItemStatus.DUPLICATE
+    if existing is None:
+        existing = await sign_consent(
+            session,
+            context,
+            principal,
+            SignatureInput(
+                participant_id=participant.id,
+                form_id=item.form_id,
+                signer_name=item.signer_name,
+                signer_role=item.signer_role,
+                answers=item.answers,
+                signature_image=item.signature_image,
+                witness_name=item.witness_name,
+            ),
+        )
+        await session.flush()
+        status = ItemStatus.ACCEPTED
+    return _Applied(
+        status,
+        {
+            "record_id": str(existing.id),
+            "form_version": existing.form_version,
+            "signed_at": existing.signed_at.isoformat(),
+        },
+    )
+
+
+def _validation_error(exc: ValidationError) -> ItemError:
+    # Like the API's 422 body: field, message and type, never the submitted values.
+    return ItemError(
+        code="VALIDATION_ERROR",
+        message="The item is not valid",
+        details={
+            "errors": [
+                {
+                    "field": ".".join(str(part) for part in error["loc"]),
+                    "message": error["msg"],
+                    "type": error["type"],
+                }
+                for error in exc.errors(include_input=False, include_url=False)
+            ]
+        },
+    )
+
+
+def _answer(
+    index: int,
+    raw: object,
+    status: ItemStatus,
+    error: ItemError | None = None,
+    result: dict[str, Any] | None = None,
+) -> SyncItemResult:
+    return SyncItemResult(
+        index=index,
+        id=_raw_field(raw, "id"),
+        type=_raw_field(raw, "type"),
+        status=status,
+        error=error,
+        result=result,
+    )
+
+
+def _raw_field(raw: object, name: str) -> str | None:
+    if isinstance(raw, dict):
+        value = raw.get(name)
+        if isinstance(value, str):
+            return value[:128]
+    return None
+
+
+async def apply_batch(
+    sessions: ItemSessionFactory,
+    store: SessionStore,
+    storage: LocalStorage,
+    context: AuditContext,
+    principal: Principal,
+    items: Sequence[object],
+    *,
+    client_time: datetime | None,
+    received_at: datetime,
+) -> list[SyncItemResult]:
+    """Apply each item in order, each in its own transaction, and answer each."""
+    results: list[SyncItemResult] = []
+    for index, raw in enumerate(items):
+        try:
+            item = SYNC_ITEM.validate_python(raw)
+        except ValidationError as exc:
+            results.append(_answer(index, raw, ItemStatus.REJECTED, _validation_error(exc)))
+            continue
+        offset = clock_offset_seconds(item.client_time or client_time, received_at)
+        try:
+            async with sessions() as session, transaction_scope(session):
+                if isinstance(item, SessionItem):
+                    applied = await _apply_session(
+                        session, store, storage, context, principal, item, offset
+                    )
+                else:
+                    applied = await _apply_consent(session, context, principal, item)
+        except DomainError as exc:
+            error = ItemError(code=exc.code, message=exc.message, details=exc.details)
+            status = ItemStatus.CONFLICT if exc.status_code == 409 else ItemStatus.REJECTED
+            results.append(_answer(index, raw, status, error))
+        except (
+            sa_exc.OperationalError,
+            sa_exc.InterfaceError,
+            sa_exc.TimeoutError,
+            ConnectionError,
+            TimeoutError,
+        ):
+            # The database is away, not the item at fault: the whole request fails (503) and the
+            # device sends the batch again; what committed before answers `duplicate` then.
+            raise
+        except sa_exc.DataError:
+            logger.info("sync_item_refused_by_database", index=index, item_type=item.type)
+            results.append(
+                _answer(
+                    index,
+                    raw,
+                    ItemStatus.REJECTED,
+                    ItemError(
+                        code="VALIDATION_ERROR",
+                        message=(
+                            "The item contains a value the database cannot store "
+                            "(for example a NUL character or an out-of-range number)"
+                        ),
+                    ),
+                )
+            )
+        except Exception:
+            logger.exception("sync_item_failed", index=index, item_type=item.type)
+            results.append(
+                _answer(
+                    index,
+                    raw,
+                    ItemStatus.REJECTED,
+                    ItemError(code="INTERNAL_ERROR", message="An unexpected error occurred"),
+                )
+            )
+        else:
+            results.append(_answer(index, raw, applied.status, result=applied.result))
+    return results

@@ -1,0 +1,210 @@
+"""Fixtures for the offline sync tests.
+
+`app` is the suite's application with one more override: the batch endpoint opens one database
+session per item from `app.state.sessionmaker`, which would not see the test's uncommitted rows.
+Here every item runs in the test's own session instead; that session joins the outer transaction
+with savepoints, so each item's commit or rollback is a savepoint released or rolled back, and
+the per-item isolation the endpoint promises is still what the tests exercise.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from PIL import Image, ImageDraw
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.config import Settings
+from app.db.base import utcnow
+from app.models.assessment import AssessmentSession, TaskResult, Trial
+from app.models.audit import AuditEvent
+from app.models.consent import ConsentForm, ConsentFormStatus, ConsentRecord
+from app.models.study import ConsentMode, MemberRole, Study, StudyStatus
+from app.models.user import UserRole
+from app.routers.sync import get_item_sessionmaker
+from app.services.audit import AuditContext
+from app.services.consent import form_content_hash
+from app.services.participant_auth import open_participant_login
+from app.services.sync import ItemSessionFactory
+from tests import factories
+
+QUESTIONS: list[dict[str, Any]] = [
+    {"id": "agree", "text": "I agree to take part", "type": "checkbox", "required": True},
+]
+ANSWERS: dict[str, Any] = {"agree": True}
+
+
+@pytest.fixture
+def app(app: FastAPI, db_session: AsyncSession) -> FastAPI:
+    @asynccontextmanager
+    async def test_session() -> AsyncIterator[AsyncSession]:
+        yield db_session
+
+    def item_sessions() -> ItemSessionFactory:
+        return test_session
+
+    app.dependency_overrides[get_item_sessionmaker] = item_sessions
+    return app
+
+
+def png_data_uri() -> str:
+    image = Image.new("RGBA", (240, 80), (255, 255, 255, 0))
+    ImageDraw.Draw(image).line([(10, 60), (80, 15), (150, 65), (230, 20)], fill="black", width=3)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+SIGNATURE = png_data_uri()
+
+
+@dataclass
+class World:
+    study_id: uuid.UUID
+    battery_id: uuid.UUID
+    participant_id: uuid.UUID
+    other_participant_id: uuid.UUID
+    coordinator: dict[str, str]
+    participant: dict[str, str]
+    other_participant: dict[str, str]
+
+
+@pytest.fixture
+async def world(client: httpx.AsyncClient, db_session: AsyncSession, settings: Settings) -> World:
+    """An active study without consent requirement, a battery of three tasks, two participants."""
+    study = await factories.study(db_session)
+    study.status = StudyStatus.ACTIVE.value
+    study.consent_mode = ConsentMode.NONE.value
+    await db_session.commit()
+    coordinator = await factories.staff(db_session, client, UserRole.COORDINATOR)
+    await factories.member(db_session, study, coordinator, MemberRole.COORDINATOR)
+    battery_id, _ = await factories.battery(
+        db_session, study, ["simple-rt", "cpt-go-nogo", "digit-span"]
+    )
+    first = await factories.participant(db_session, study, "P001")
+    second = await factories.participant(db_session, study, "P002")
+    tokens = []
+    for row in (first, second):
+        login = await open_participant_login(
+            db_session, settings, AuditContext.system(), row, method="access_code"
+        )
+        tokens.append({"Authorization": f"Bearer {login.access_token}"})
+    await db_session.commit()
+    return World(
+        study_id=study.id,
+        battery_id=battery_id,
+        participant_id=first.id,
+        other_participant_id=second.id,
+        coordinator=coordinator.headers,
+        participant=tokens[0],
+        other_participant=tokens[1],
+    )
+
+
+@pytest.fixture
+async def consent_form_id(world: World, db_session: AsyncSession) -> uuid.UUID:
+    """The study now records consent in Metricis, with one published form nobody has signed."""
+    study = await db_session.get(Study, world.study_id)
+    assert study is not None
+    study.consent_mode = ConsentMode.BUILTIN.value
+    form = ConsentForm(
+        id=uuid.uuid4(),
+        study_id=world.study_id,
+        language="en",
+        version=1,
+        title="Consent",
+        content="# Taking part\n\nYou may stop at any time.",
+        questions=QUESTIONS,
+        requires_signature=True,
+        reconsent_required=False,
+        status=ConsentFormStatus.PUBLISHED.value,
+        published_at=utcnow(),
+    )
+    form.content_hash = form_content_hash(form)
+    db_session.add(form)
+    await db_session.commit()
+    return form.id
+
+
+def simple_rt_trials(n: int = 10, *, base: float = 300.0) -> list[dict[str, object]]:
+    return [
+        {
+            "task": "simple-rt",
+            "trial_index": i,
+            "rt": base + i * 7,
+            "response": "tap",
+            "stimulus": "dot",
+        }
+        for i in range(n)
+    ]
+
+
+def session_item(
+    world: World,
+    *,
+    day: int = 0,
+    session_id: uuid.UUID | None = None,
+    trials: list[dict[str, object]] | None = None,
+    **overrides: object,
+) -> dict[str, Any]:
+    started = utcnow() - timedelta(days=7 - day, hours=1)
+    item: dict[str, Any] = {
+        "type": "session",
+        "id": f"item-{uuid.uuid4().hex[:12]}",
+        "session_id": str(session_id or uuid.uuid4()),
+        "battery_id": str(world.battery_id),
+        "battery_version": 1,
+        "started_at": started.isoformat(),
+        "ended_at": (started + timedelta(minutes=12)).isoformat(),
+        "status": "completed",
+        "device": {"model": "Tablet", "os": "Android 14"},
+        "client_time": utcnow().isoformat(),
+        "task_summaries": {"simple-rt": {"median_rt": 331.5}},
+        "trials": simple_rt_trials(base=300.0 + day) if trials is None else trials,
+        "device_info": {"screen": [1280, 800]},
+    }
+    item.update(overrides)
+    return item
+
+
+def consent_item(form_id: uuid.UUID, *, signed_at: datetime | None = None) -> dict[str, Any]:
+    return {
+        "type": "consent",
+        "id": f"consent-{uuid.uuid4().hex[:12]}",
+        "form_id": str(form_id),
+        "signer_name": "Pat Example",
+        "signer_role": "participant",
+        "answers": ANSWERS,
+        "signature_image": SIGNATURE,
+        "signed_at": (signed_at or utcnow() - timedelta(days=7)).isoformat(),
+        "client_time": utcnow().isoformat(),
+    }
+
+
+async def counts(db_session: AsyncSession) -> dict[str, int]:
+    values: dict[str, int] = {}
+    for name, model in (
+        ("sessions", AssessmentSession),
+        ("task_results", TaskResult),
+        ("trials", Trial),
+        ("consent_records", ConsentRecord),
+        ("audit_events", AuditEvent),
+    ):
+        values[name] = int(await db_session.scalar(select(func.count()).select_from(model)) or 0)
+    return values
+
+
+def statuses(response: httpx.Response) -> list[str]:
+    assert response.status_code == 200, response.text
+    return [item["status"] for item in response.json()["items"]]

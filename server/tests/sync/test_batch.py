@@ -1,0 +1,350 @@
+"""POST /api/sync: per-item transactions, replays, conflicts, clock offset and limits."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.db.base import utcnow
+from app.models.assessment import AssessmentSession
+from app.schemas.sync import MAX_SYNC_ITEMS, MAX_TRIALS_PER_TASK
+from app.services import sync as sync_service
+from tests.sync.conftest import (
+    World,
+    consent_item,
+    counts,
+    session_item,
+    simple_rt_trials,
+    statuses,
+)
+
+
+async def test_a_week_offline_then_the_same_batch_again(
+    client: httpx.AsyncClient,
+    world: World,
+    consent_form_id: uuid.UUID,
+    db_session: AsyncSession,
+) -> None:
+    """The consent signature comes first, so the sessions behind it pass the consent gate."""
+    batch = {
+        "items": [
+            consent_item(consent_form_id),
+            *(session_item(world, day=day) for day in range(5)),
+        ]
+    }
+    before = await counts(db_session)
+    first = await client.post("/api/sync", headers=world.participant, json=batch)
+    assert statuses(first) == ["accepted"] * 6
+    body = first.json()
+    assert "server_time" in body
+    assert [item["index"] for item in body["items"]] == list(range(6))
+    assert [item["id"] for item in body["items"]] == [item["id"] for item in batch["items"]]
+    for item, sent in zip(body["items"][1:], batch["items"][1:], strict=True):
+        assert item["error"] is None
+        assert item["result"]["session_id"] == sent["session_id"]
+        assert item["result"]["status"] == "completed"
+        assert item["result"]["receipt"]["tasks_stored"] == ["simple-rt"]
+    assert body["items"][0]["result"]["form_version"] == 1
+    stored = await counts(db_session)
+    assert stored["sessions"] == before["sessions"] + 5
+    assert stored["task_results"] == before["task_results"] + 5
+    assert stored["trials"] == before["trials"] + 50
+    assert stored["consent_records"] == before["consent_records"] + 1
+
+    # Sessions started offline keep their client ids, start and end times.
+    sent = batch["items"][1]
+    record = await db_session.get(AssessmentSession, uuid.UUID(sent["session_id"]))
+    assert record is not None
+    await db_session.refresh(record)
+    assert record.status == "completed"
+    assert record.started_at.isoformat() == sent["started_at"]
+    assert record.ended_at is not None and record.ended_at.isoformat() == sent["ended_at"]
+
+    again = await client.post("/api/sync", headers=world.participant, json=batch)
+    assert statuses(again) == ["duplicate"] * 6
+    assert [item["result"] for item in again.json()["items"]] == [
+        item["result"] for item in body["items"]
+    ]
+    assert await counts(db_session) == stored
+
+
+async def test_a_batch_mixing_new_replayed_conflicting_and_invalid_items(
+    client: httpx.AsyncClient, world: World, db_session: AsyncSession
+) -> None:
+    synced = session_item(world, day=1)
+    first = await client.post("/api/sync", headers=world.participant, json={"items": [synced]})
+    assert statuses(first) == ["accepted"]
+
+    new = session_item(world, day=2)
+    conflicting = {**synced, "id": "edited", "trials": simple_rt_trials(base=500.0)}
+    missing_battery = {k: v for k, v in session_item(world).items() if k != "battery_id"}
+    unknown_task = session_item(
+        world, trials=[{"task": "no-such-task", "trial_index": 0, "rt": 300.0}]
+    )
+    someone_else = session_item(world, participant_id=str(world.other_participant_id))
+    wrong_version = {**synced, "id": "other-version", "battery_version": 2}
+    not_an_object = 42
+    unknown_type = {"type": "reminder", "id": "r-1"}
+    batch: dict[str, Any] = {
+        "items": [
+            new,
+            synced,
+            conflicting,
+            missing_battery,
+            unknown_task,
+            someone_else,
+            wrong_version,
+            not_an_object,
+            unknown_type,
+        ]
+    }
+    before = await counts(db_session)
+    response = await client.post("/api/sync", headers=world.participant, json=batch)
+    assert statuses(response) == [
+        "accepted",
+        "duplicate",
+        "conflict",
+        "rejected",
+        "rejected",
+        "rejected",
+        "conflict",
+        "rejected",
+        "rejected",
+    ]
+    items = response.json()["items"]
+    assert items[2]["error"]["code"] == "SUBMISSION_CONFLICT"
+    assert items[2]["error"]["details"]["tasks"] == ["simple-rt"]
+    assert items[3]["error"]["code"] == "VALIDATION_ERROR"
+    assert items[3]["error"]["details"]["errors"][0]["field"] == "session.battery_id"
+    assert items[3]["id"] == missing_battery["id"]
+    assert items[4]["error"]["code"] == "VALIDATION_ERROR"
+    assert items[5]["error"]["code"] == "NOT_FOUND"
+    assert items[6]["error"]["code"] == "CONFLICT"
+    assert items[7]["id"] is None and items[7]["error"]["code"] == "VALIDATION_ERROR"
+    assert items[8]["id"] == "r-1"
+
+    after = await counts(db_session)
+    # Only the new session is stored: its start, task result and trials. The conflict leaves an
+    # audit event (kept on purpose), nothing else.
+    assert after["sessions"] == before["sessions"] + 1
+    assert after["task_results"] == before["task_results"] + 1
+    assert after["trials"] == before["trials"] + 10
+    unknown = await db_session.get(AssessmentSession, uuid.UUID(unknown_task["session_id"]))
+    assert unknown is None, "a rejected item leaves no half-started session"
+    stored = await client.get(f"/api/session/{synced['session_id']}", headers=world.participant)
+    assert stored.json()["tasks"][0]["n_trials"] == 10
+
+
+async def test_clock_offset_is_stored_and_raises_clock_skew(
+    client: httpx.AsyncClient, world: World, db_session: AsyncSession
+) -> None:
+    skewed = session_item(world, client_time=(utcnow() + timedelta(minutes=10)).isoformat())
+    on_time = session_item(world, day=1)
+    from_batch = session_item(world, day=2)
+    del from_batch["client_time"]
+    response = await client.post(
+        "/api/sync",
+        headers=world.participant,
+        json={
+            "items": [skewed, on_time, from_batch],
+            "client_time": (utcnow() - timedelta(minutes=7)).isoformat(),
+        },
+    )
+    assert statuses(response) == ["accepted"] * 3
+    receipts = [item["result"]["receipt"] for item in response.json()["items"]]
+
+    offsets = {}
+    for item in (skewed, on_time, from_batch):
+        session_id = uuid.UUID(item["session_id"])
+        offsets[item["id"]] = await db_session.scalar(
+            select(AssessmentSession.clock_offset_seconds).where(AssessmentSession.id == session_id)
+        )
+    assert offsets[skewed["id"]] == pytest.approx(600, abs=5)
+    assert offsets[on_time["id"]] == pytest.approx(0, abs=5)
+    assert offsets[from_batch["id"]] == pytest.approx(-420, abs=5)
+
+    def skew_flags(receipt: dict[str, Any]) -> list[dict[str, Any]]:
+        return [flag for flag in receipt["flags"] if flag["code"] == "CLOCK_SKEW"]
+
+    [flag] = skew_flags(receipts[0])
+    assert flag["task"] == "simple-rt"
+    assert flag["evidence"]["clock_offset_seconds"] == pytest.approx(600, abs=5)
+    assert skew_flags(receipts[1]) == []
+    assert len(skew_flags(receipts[2])) == 1
+    read = await client.get(f"/api/session/{skewed['session_id']}", headers=world.participant)
+    assert read.json()["clock_offset_seconds"] == pytest.approx(600, abs=5)
+
+
+async def test_limits(client: httpx.AsyncClient, world: World, db_session: AsyncSession) -> None:
+    before = await counts(db_session)
+    too_many = {"items": [session_item(world, trials=[]) for _ in range(MAX_SYNC_ITEMS + 1)]}
+    response = await client.post("/api/sync", headers=world.participant, json=too_many)
+    assert response.status_code == 422
+    assert response.json()["error"]["code"] == "VALIDATION_ERROR"
+    assert await counts(db_session) == before
+
+    heavy = session_item(
+        world,
+        trials=[
+            {"task": "simple-rt", "trial_index": i, "rt": 300.0}
+            for i in range(MAX_TRIALS_PER_TASK + 1)
+        ],
+    )
+    light = session_item(world, day=1)
+    response = await client.post(
+        "/api/sync", headers=world.participant, json={"items": [heavy, light]}
+    )
+    assert statuses(response) == ["rejected", "accepted"]
+    error = response.json()["items"][0]["error"]
+    assert error["code"] == "VALIDATION_ERROR"
+    assert error["details"]["errors"][0]["field"] == "session.trials"
+
+    oversized = b'{"items": [' + b" " * (10 * 1024 * 1024) + b"]}"
+    response = await client.post(
+        "/api/sync",
+        headers={**world.participant, "Content-Type": "application/json"},
+        content=oversized,
+    )
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "PAYLOAD_TOO_LARGE"
+
+
+async def test_an_unexpected_error_in_one_item_spares_the_others(
+    client: httpx.AsyncClient,
+    world: World,
+    consent_form_id: uuid.UUID,
+    db_session: AsyncSession,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def broken(*_: object, **__: object) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(sync_service, "_apply_consent", broken)
+    response = await client.post(
+        "/api/sync",
+        headers=world.participant,
+        json={"items": [consent_item(consent_form_id), session_item(world)]},
+    )
+    # The consent item failed; the session behind it then meets the consent gate.
+    assert statuses(response) == ["rejected", "rejected"]
+    items = response.json()["items"]
+    assert items[0]["error"] == {
+        "code": "INTERNAL_ERROR",
+        "message": "An unexpected error occurred",
+        "details": {},
+    }
+    assert "boom" not in response.text
+    assert items[1]["error"]["code"] == "CONSENT_REQUIRED"
+
+    monkeypatch.undo()
+    retried = await client.post(
+        "/api/sync",
+        headers=world.participant,
+        json={"items": [consent_item(consent_form_id), session_item(world)]},
+    )
+    assert statuses(retried) == ["accepted", "accepted"]
+
+
+async def test_a_replayed_signature_never_consents_again_after_withdrawal(
+    client: httpx.AsyncClient,
+    world: World,
+    consent_form_id: uuid.UUID,
+    db_session: AsyncSession,
+) -> None:
+    signature = consent_item(consent_form_id)
+    assert statuses(
+        await client.post("/api/sync", headers=world.participant, json={"items": [signature]})
+    ) == ["accepted"]
+    withdrawn = await client.post(
+        "/api/consent/withdraw", headers=world.participant, json={"reason": "Too busy"}
+    )
+    assert withdrawn.status_code == 200, withdrawn.text
+    before = await counts(db_session)
+    replay = await client.post("/api/sync", headers=world.participant, json={"items": [signature]})
+    assert statuses(replay) == ["duplicate"]
+    assert await counts(db_session) == before
+
+    # A signature the device records after the withdrawal is new consent.
+    renewed = consent_item(consent_form_id, signed_at=utcnow())
+    response = await client.post("/api/sync", headers=world.participant, json={"items": [renewed]})
+    assert statuses(response) == ["accepted"]
+
+
+async def test_a_different_signature_for_a_signed_form_is_a_conflict(
+    client: httpx.AsyncClient, world: World, consent_form_id: uuid.UUID
+) -> None:
+    first = consent_item(consent_form_id)
+    other = {**consent_item(consent_form_id), "signer_name": "Someone Else"}
+    response = await client.post(
+        "/api/sync", headers=world.participant, json={"items": [first, other]}
+    )
+    assert statuses(response) == ["accepted", "conflict"]
+    assert response.json()["items"][1]["error"]["code"] == "CONFLICT"
+
+
+async def test_staff_sync_for_a_participant(
+    client: httpx.AsyncClient, world: World, db_session: AsyncSession
+) -> None:
+    anonymous = session_item(world)
+    named = session_item(world, day=1, participant_id="P001")
+    response = await client.post(
+        "/api/sync", headers=world.coordinator, json={"items": [anonymous, named]}
+    )
+    assert statuses(response) == ["rejected", "accepted"]
+    assert response.json()["items"][0]["error"]["details"]["errors"][0]["field"] == (
+        "participant_id"
+    )
+    record = await db_session.get(AssessmentSession, uuid.UUID(named["session_id"]))
+    assert record is not None and record.participant_id == world.participant_id
+
+
+async def test_a_session_first_started_online_is_completed_by_sync(
+    client: httpx.AsyncClient, world: World
+) -> None:
+    session_id = uuid.uuid4()
+    started = await client.post(
+        "/api/session/start",
+        headers=world.participant,
+        json={
+            "participant_id": str(world.participant_id),
+            "battery_id": str(world.battery_id),
+            "session_id": str(session_id),
+        },
+    )
+    assert started.status_code == 201, started.text
+    item = session_item(world, session_id=session_id)
+    response = await client.post("/api/sync", headers=world.participant, json={"items": [item]})
+    assert statuses(response) == ["accepted"]
+    ended_differently = {**item, "id": "abandon", "status": "abandoned"}
+    response = await client.post(
+        "/api/sync", headers=world.participant, json={"items": [ended_differently]}
+    )
+    assert statuses(response) == ["conflict"]
+
+
+async def test_sync_needs_authentication(client: httpx.AsyncClient, world: World) -> None:
+    response = await client.post("/api/sync", json={"items": []})
+    assert response.status_code == 401
+
+
+async def test_a_database_outage_fails_the_batch_for_a_retry(
+    client: httpx.AsyncClient,
+    world: World,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def unavailable(*_: object, **__: object) -> None:
+        raise OperationalError("SELECT 1", {}, Exception("connection refused"))
+
+    monkeypatch.setattr(sync_service, "_apply_session", unavailable)
+    response = await client.post(
+        "/api/sync", headers=world.participant, json={"items": [session_item(world)]}
+    )
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "SERVICE_UNAVAILABLE"
