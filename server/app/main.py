@@ -88,9 +88,14 @@ def _is_database_unavailable(exc: sa_exc.SQLAlchemyError) -> bool:
     if isinstance(exc, sa_exc.TimeoutError):  # pool exhausted or connect timed out
         return True
     if isinstance(exc, sa_exc.DBAPIError):
-        return exc.connection_invalidated or isinstance(
+        if exc.connection_invalidated or isinstance(
             exc, sa_exc.OperationalError | sa_exc.InterfaceError
-        )
+        ):
+            return True
+        # SQLSTATE classes 08 (connection exception) and 57 (operator intervention: the server
+        # is shutting down or not yet accepting connections) mean "retry later".
+        sqlstate = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+        return isinstance(sqlstate, str) and sqlstate[:2] in ("08", "57")
     return False
 
 

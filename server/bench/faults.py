@@ -13,6 +13,9 @@ can act on (2xx or 409). It then checks the database against what the clients we
 - db-restart: restarts the PostgreSQL cluster in the middle of the load.
 - redis-stop: shuts Redis down in the middle of the load and starts it again afterwards.
 - kill-worker: SIGKILLs one API worker in the middle of the load (the supervisor restarts it).
+- sync-torn: sends one offline sync batch (five sessions) three times, each time closing the
+  connection before the answer, then once normally: the final state must be that of one batch
+  and the last answer all `duplicate`.
 
 It restarts the machine's PostgreSQL or Redis: do not run it while a test suite is running.
 """
@@ -276,10 +279,15 @@ def serve_pid() -> int:
 
 
 def kill_one_worker(server_pid: int) -> int:
-    children = subprocess.run(
-        ["pgrep", "-P", str(server_pid)], capture_output=True, text=True
-    ).stdout.split()
-    victim = int(children[0])
+    """SIGKILL the busiest worker: the one holding the connections, so requests are cut."""
+    listing = subprocess.run(
+        ["ps", "--ppid", str(server_pid), "-o", "pid=,pcpu="],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split("\n")
+    workers = [line.split() for line in listing if line.strip()]
+    victim = int(max(workers, key=lambda fields: float(fields[1]))[0])
     os.kill(victim, signal.SIGKILL)
     return victim
 
@@ -304,9 +312,104 @@ async def run_with_fault(
     return await task
 
 
+async def send_and_tear(base_url: str, headers: dict[str, str], body: bytes, wait: float) -> None:
+    """Send a POST /api/sync and close the connection without reading the answer."""
+    host, port = base_url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    head = (
+        f"POST /api/sync HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+        f"Authorization: {headers['Authorization']}\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    writer.write(head.encode() + body)
+    await writer.drain()
+    await asyncio.sleep(wait)
+    writer.close()
+    del reader
+
+
+async def sync_torn(base_url: str, email: str, database: str) -> dict[str, object]:
+    async with httpx.AsyncClient(base_url=base_url, timeout=60) as client:
+        login = await client.post(
+            "/api/auth/login", json={"email": email, "password": ADMIN_PASSWORD}
+        )
+        headers = {"Authorization": f"Bearer {login.json()['access_token']}"}
+        study = await client.post(
+            "/api/studies",
+            headers=headers,
+            json={"code": "SYNC-TORN", "name": "Sync", "consent_mode": "none"},
+        )
+        study_id = study.json()["id"]
+        await client.post(
+            f"/api/studies/{study_id}/status", headers=headers, json={"status": "active"}
+        )
+        battery = await client.post(
+            "/api/batteries",
+            headers=headers,
+            json={
+                "study_id": study_id,
+                "name": "B",
+                "tasks": [{"module_id": t, "config": {}} for t in TASKS[:3]],
+            },
+        )
+        items = []
+        for index in range(5):
+            participant = await client.post(
+                "/api/participants",
+                headers=headers,
+                json={"study_id": study_id, "participant_id": f"S{index}"},
+            )
+            session_id = str(uuid.uuid4())
+            trials = [
+                json.loads(task_body(session_id, task, index))["trials"] for task in TASKS[:3]
+            ]
+            items.append(
+                {
+                    "type": "session",
+                    "id": f"item-{index}",
+                    "session_id": session_id,
+                    "participant_id": participant.json()["id"],
+                    "battery_id": battery.json()["id"],
+                    "battery_version": 1,
+                    "started_at": "2026-11-20T09:00:00+00:00",
+                    "ended_at": "2026-11-20T09:20:00+00:00",
+                    "status": "completed",
+                    "trials": [trial for task_trials in trials for trial in task_trials],
+                }
+            )
+        body = json.dumps({"items": items}).encode()
+        for attempt, wait in enumerate((0.0, 0.05, 0.3)):
+            await send_and_tear(base_url, headers, body, wait)
+            print(f"torn attempt {attempt + 1} sent")
+        await asyncio.sleep(2)
+        final = await client.post(
+            "/api/sync", headers={**headers, "content-type": "application/json"}, content=body
+        )
+        if final.status_code != 200:
+            raise SystemExit(f"final sync answered {final.status_code}: {final.text}")
+    connection = await asyncpg.connect(f"{POSTGRES}/{database}")
+    try:
+        counts = {
+            table: await connection.fetchval(f"SELECT count(*) FROM {table}")  # noqa: S608
+            for table in ("assessment_sessions", "task_results", "trials")
+        }
+    finally:
+        await connection.close()
+    statuses = [item["status"] for item in final.json()["items"]]
+    return {
+        "final_status_code": final.status_code,
+        "final_item_statuses": statuses,
+        "sessions": counts["assessment_sessions"],
+        "task_results": counts["task_results"],
+        "trials": counts["trials"],
+        "expected": {"sessions": 5, "task_results": 15, "trials": 15 * TRIALS_PER_TASK},
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("scenario", choices=["storm", "db-restart", "redis-stop", "kill-worker"])
+    parser.add_argument(
+        "scenario", choices=["storm", "db-restart", "redis-stop", "kill-worker", "sync-torn"]
+    )
     parser.add_argument("--submissions", type=int, default=None)
     args = parser.parse_args()
     total = args.submissions or (10_000 if args.scenario == "storm" else 3_000)
@@ -325,6 +428,10 @@ def main() -> None:
             }
             email = f"faults-{uuid.uuid4().hex[:8]}@example.org"
             with running_server(env, workers=2, admin=(email, ADMIN_PASSWORD)) as base_url:
+                if args.scenario == "sync-torn":
+                    for name, value in asyncio.run(sync_torn(base_url, email, database)).items():
+                        print(f"  {name}: {value}")
+                    return
                 sessions_needed = -(-total // len(TASKS)) + 1
                 headers, session_ids = asyncio.run(
                     prepare_sessions(base_url, email, sessions_needed)

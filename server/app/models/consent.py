@@ -71,6 +71,9 @@ class ConsentRecord(UUIDPrimaryKeyMixin, Base):
     answers: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     signature_image: Mapped[str | None] = mapped_column(Text)
     signed_at: Mapped[datetime]
+    # When the device says it was signed, for signatures collected offline and synced later;
+    # `signed_at` stays the server's time of receipt (device clocks drift).
+    device_signed_at: Mapped[datetime | None]
     ip: Mapped[str | None] = mapped_column(String(64))
     device: Mapped[str | None] = mapped_column(String(255))
     # Who recorded it: the participant themself (None) or a staff member in person.

@@ -143,6 +143,7 @@ class ConsentRecordRead(BaseModel):
     answers: dict[str, Any]
     signature_image_type: str | None
     signed_at: datetime
+    device_signed_at: datetime | None = None
     ip: str | None
     device: str | None
     recorded_by: uuid.UUID | None

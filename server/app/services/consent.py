@@ -891,6 +891,7 @@ class SignatureInput:
     answers: Mapping[str, bool | str]
     signature_image: str | None
     witness_name: str | None
+    device_signed_at: datetime | None = None
 
 
 async def sign_consent(
@@ -971,6 +972,7 @@ async def sign_consent(
         answers=answers,
         signature_image=image.data_uri() if image else None,
         signed_at=utcnow(),
+        device_signed_at=signature.device_signed_at,
         ip=context.ip,
         device=(context.user_agent or None) and context.user_agent[:255],
         recorded_by=staff.user_id if staff else None,
@@ -1140,6 +1142,7 @@ async def record_pdf(
         witness_name=record.witness_name,
         recorded_by=f"{recorder.name} ({recorder.email})" if recorder else None,
         signed_at=record.signed_at,
+        device_signed_at=record.device_signed_at,
         timezone=_zone(participant.timezone),
         signature_kind=image.kind if image else None,
         signature_data=image.data if image else None,

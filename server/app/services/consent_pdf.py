@@ -90,6 +90,7 @@ class ConsentPdfData:
     withdrawn_at: datetime | None
     withdrawal_reason: str | None
     generated_at: datetime
+    device_signed_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -368,6 +369,17 @@ def _build_story(data: ConsentPdfData, styles: _Styles, font: _Fonts) -> list[Fl
         [
             _field("Signed (UTC)", _utc(data.signed_at), styles),
             _field("Signed (participant's time)", _local(data.signed_at, data.timezone), styles),
+            *(
+                [
+                    _field(
+                        "Signed offline on the device (device clock, UTC)",
+                        _utc(data.device_signed_at),
+                        styles,
+                    )
+                ]
+                if data.device_signed_at
+                else []
+            ),
             Spacer(1, 4),
             _signature_flowable(data, styles),
             Spacer(1, 6),

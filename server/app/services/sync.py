@@ -380,6 +380,7 @@ async def _apply_consent(
                 answers=item.answers,
                 signature_image=item.signature_image,
                 witness_name=item.witness_name,
+                device_signed_at=item.signed_at,
             ),
         )
         await session.flush()
@@ -390,6 +391,9 @@ async def _apply_consent(
             "record_id": str(existing.id),
             "form_version": existing.form_version,
             "signed_at": existing.signed_at.isoformat(),
+            "device_signed_at": existing.device_signed_at.isoformat()
+            if existing.device_signed_at
+            else None,
         },
     )
 

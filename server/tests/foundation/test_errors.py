@@ -113,3 +113,21 @@ async def test_body_over_limit_is_413(database_url: str, storage_dir: Path) -> N
     assert_envelope(declared, 413, "PAYLOAD_TOO_LARGE")
     assert_envelope(streamed, 413, "PAYLOAD_TOO_LARGE")
     assert small.status_code == 200
+
+
+class _ServerShuttingDownError(Exception):
+    sqlstate = "57P03"  # cannot_connect_now, as PostgreSQL says while it restarts
+
+
+async def test_database_shutting_down_is_503_not_500(app: FastAPI) -> None:
+    from sqlalchemy import exc as sa_exc
+
+    @app.get("/api/_probe/shutting-down")
+    async def shutting_down() -> None:
+        raise sa_exc.DBAPIError("SELECT 1", None, _ServerShuttingDownError("shutting down"))
+
+    async with lifespan_client(app) as client:
+        response = await client.get("/api/_probe/shutting-down")
+    error = assert_envelope(response, 503, "SERVICE_UNAVAILABLE")
+    assert error["details"] == {"retry_after_seconds": 5}
+    assert response.headers["Retry-After"] == "5"

@@ -52,6 +52,11 @@ async def test_a_week_offline_then_the_same_batch_again(
         assert item["result"]["status"] == "completed"
         assert item["result"]["receipt"]["tasks_stored"] == ["simple-rt"]
     assert body["items"][0]["result"]["form_version"] == 1
+    # The signature keeps the device's time beside the server's time of receipt.
+    assert body["items"][0]["result"]["device_signed_at"] is not None
+    assert (
+        body["items"][0]["result"]["device_signed_at"][:16] == batch["items"][0]["signed_at"][:16]
+    )
     stored = await counts(db_session)
     assert stored["sessions"] == before["sessions"] + 5
     assert stored["task_results"] == before["task_results"] + 5

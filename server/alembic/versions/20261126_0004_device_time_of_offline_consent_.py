@@ -1,0 +1,30 @@
+"""device time of offline consent signatures
+
+Revision ID: 0004
+Revises: 0003
+Create Date: 2026-11-26
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+import app.db.base
+
+revision: str = '0004'
+down_revision: str | None = '0003'
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table('consent_records', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('device_signed_at', app.db.base.UTCDateTime(timezone=True), nullable=True))
+
+
+
+def downgrade() -> None:
+    with op.batch_alter_table('consent_records', schema=None) as batch_op:
+        batch_op.drop_column('device_signed_at')
+
