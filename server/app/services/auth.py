@@ -604,12 +604,7 @@ async def change_password(
     new_password: str,
 ) -> None:
     user = await _load_user(session, principal.user_id)
-    valid, _ = await verify_password(current_password, user.password_hash)
-    if not valid:
-        raise ForbiddenError(
-            "The current password is not correct",
-            details={"errors": [{"field": "current_password", "message": "incorrect"}]},
-        )
+    await _require_password(user, current_password, field="current_password")
     if current_password == new_password:
         raise ValidationFailedError(
             "The new password must differ from the current one",
@@ -650,6 +645,16 @@ async def accept_terms(
             entity_id=user.id,
         )
     return user
+
+
+async def _require_password(user: User, password: str, *, field: str) -> None:
+    """Re-authentication for sensitive changes: 403 naming the field when the password is wrong."""
+    valid, _ = await verify_password(password, user.password_hash)
+    if not valid:
+        raise ForbiddenError(
+            "The password is not correct",
+            details={"errors": [{"field": field, "message": "incorrect"}]},
+        )
 
 
 async def _load_user(session: AsyncSession, user_id: uuid.UUID) -> User:
@@ -726,12 +731,7 @@ async def disable_totp(
     password: str,
 ) -> None:
     user = await _load_user(session, principal.user_id)
-    valid, _ = await verify_password(password, user.password_hash)
-    if not valid:
-        raise ForbiddenError(
-            "The password is not correct",
-            details={"errors": [{"field": "password", "message": "incorrect"}]},
-        )
+    await _require_password(user, password, field="password")
     if not user.totp_enabled and not user.totp_secret_encrypted:
         raise ValidationFailedError("Two-factor authentication is not enabled")
     user.totp_enabled = False
