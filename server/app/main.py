@@ -10,6 +10,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
+from pydantic import BaseModel
 from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
@@ -33,6 +34,7 @@ from app.routers import (
     user_sessions,
     users,
 )
+from app.schemas.assessments import SubmitRequest
 from app.schemas.common import ErrorEnvelope
 from app.services.errors import DomainError
 from app.services.session_store import create_session_store
@@ -162,6 +164,30 @@ def _install_exception_handlers(app: FastAPI) -> None:
         return error_response(500, "INTERNAL_ERROR", "An unexpected error occurred")
 
 
+# Request bodies that routes read by hand (to validate straight from bytes) and describe in
+# `openapi_extra` by reference: their schemas are added to the document's components here.
+HAND_PARSED_BODIES: tuple[type[BaseModel], ...] = (SubmitRequest,)
+
+
+def _publish_hand_parsed_bodies(app: FastAPI) -> None:
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        document = generate()
+        schemas = document.setdefault("components", {}).setdefault("schemas", {})
+        for model in HAND_PARSED_BODIES:
+            schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+            for name, definition in schema.pop("$defs", {}).items():
+                schemas.setdefault(name, definition)
+            schemas.setdefault(model.__name__, schema)
+        app.openapi_schema = document
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     check_production_settings(settings)
@@ -228,4 +254,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     for router in routers:
         app.include_router(router, prefix="/api")
+    _publish_hand_parsed_bodies(app)
     return app

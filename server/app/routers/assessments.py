@@ -211,7 +211,8 @@ def parse_submission(body: bytes) -> SubmitRequest:
 _SUBMIT_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
-        "content": {"application/json": {"schema": SubmitRequest.model_json_schema()}},
+        # Published in components by create_app (the body is parsed by hand, from bytes).
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/SubmitRequest"}}},
     }
 }
 
