@@ -21,6 +21,14 @@ def _render_as_json(settings: Settings) -> bool:
     return settings.LOG_FORMAT == "json"
 
 
+def _drop_color_message(
+    _logger: object, _method: str, event_dict: structlog.typing.EventDict
+) -> structlog.typing.EventDict:
+    # uvicorn attaches an ANSI-coloured copy of its message; JSON logs need only one.
+    event_dict.pop("color_message", None)
+    return event_dict
+
+
 def configure_logging(settings: Settings) -> None:
     shared_processors: list[Processor] = [
         structlog.contextvars.merge_contextvars,
@@ -28,6 +36,7 @@ def configure_logging(settings: Settings) -> None:
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.stdlib.ExtraAdder(),
+        _drop_color_message,
     ]
     renderer: Processor
     if _render_as_json(settings):

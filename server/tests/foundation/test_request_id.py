@@ -30,6 +30,7 @@ async def test_request_id_generated_echoed_and_logged(
         generated.headers["X-Request-ID"],
     }
     assert all(line["level"] for line in request_lines)
+    assert not any("color_message" in line for line in lines)
 
 
 async def test_request_id_on_error_responses(database_url: str, storage_dir: Path) -> None:
