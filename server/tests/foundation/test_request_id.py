@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -30,7 +31,21 @@ async def test_request_id_generated_echoed_and_logged(
         generated.headers["X-Request-ID"],
     }
     assert all(line["level"] for line in request_lines)
-    assert not any("color_message" in line for line in lines)
+
+
+def test_uvicorn_lines_go_through_the_json_pipeline_without_colours(
+    database_url: str, storage_dir: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    create_app(make_settings(database_url, storage_dir, LOG_FORMAT="json", LOG_LEVEL="info"))
+    logging.getLogger("uvicorn.error").info(
+        "Started server process [%d]", 42, extra={"color_message": "Started \x1b[36m%d\x1b[0m"}
+    )
+    lines = [
+        json.loads(line) for line in capfd.readouterr().err.splitlines() if line.startswith("{")
+    ]
+    started = [line for line in lines if line.get("logger") == "uvicorn.error"]
+    assert started and started[-1]["event"] == "Started server process [42]"
+    assert "color_message" not in started[-1]
 
 
 async def test_request_id_on_error_responses(database_url: str, storage_dir: Path) -> None:
