@@ -8,7 +8,6 @@ from fastapi import APIRouter, Query
 
 from app.catalogue import (
     Domain,
-    ModuleDefinition,
     ModuleKind,
     UnknownModuleError,
     get_module,
@@ -16,32 +15,12 @@ from app.catalogue import (
 )
 from app.schemas.common import Page, Pagination, SortOrder
 from app.schemas.modules import ModuleRead
-from app.scoring import scorer_for
 from app.services.errors import NotFoundError
 from app.utils.dependencies import AnyPrincipal
 
 router = APIRouter(prefix="/modules", tags=["modules"])
 
 ModuleSort = Literal["id", "name", "domain", "kind"]
-
-
-def _read(module: ModuleDefinition) -> ModuleRead:
-    # The catalogue names scorer families loosely (`pro`, `flanker`); the scorer registry knows
-    # which scorer actually scores the task, and its version is what task results record.
-    scorer = scorer_for(module.id)
-    return ModuleRead(
-        id=module.id,
-        name=module.name,
-        domain=module.domain,
-        kind=module.kind,
-        description=module.description,
-        default_config=module.default_config,
-        config_schema=module.config_schema,
-        summary_metrics=module.summary_metrics,
-        chance_accuracy=module.chance_accuracy,
-        scorer=scorer.name,
-        scorer_version=scorer.version,
-    )
 
 
 @router.get("")
@@ -65,7 +44,7 @@ async def list_catalogue(
         modules.reverse()
     start = (page - 1) * per_page
     return Page[ModuleRead](
-        data=[_read(module) for module in modules[start : start + per_page]],
+        data=[ModuleRead.from_module(module) for module in modules[start : start + per_page]],
         pagination=Pagination.build(page=page, per_page=per_page, total=len(modules)),
     )
 
@@ -74,6 +53,6 @@ async def list_catalogue(
 async def get_catalogue_module(module_id: str, _: AnyPrincipal) -> ModuleRead:
     """One module by id or alias (`cpt` is `cpt-go-nogo`)."""
     try:
-        return _read(get_module(module_id))
+        return ModuleRead.from_module(get_module(module_id))
     except UnknownModuleError:
         raise NotFoundError("Module not found", details={"module_id": module_id}) from None

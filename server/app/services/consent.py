@@ -49,7 +49,7 @@ from app.services.errors import (
 )
 from app.services.pagination import paginate
 from app.services.participant_auth import ParticipantPrincipal
-from app.services.participants import get_participant
+from app.services.participants import participant_for_principal
 from app.services.policy import (
     Capability,
     member_study_access,
@@ -611,18 +611,7 @@ async def _participant_for(
     participant_id: uuid.UUID | None,
     capability: Capability,
 ) -> Participant:
-    """A participant token reaches only itself; staff need `capability` on the participant."""
-    if isinstance(principal, ParticipantPrincipal):
-        if participant_id is not None and participant_id != principal.participant_id:
-            raise NotFoundError("Participant not found")
-        participant = await session.get(Participant, principal.participant_id)
-        if participant is None:
-            raise NotFoundError("Participant not found")
-        return participant
-    if participant_id is None:
-        raise _field_error("participant_id", "participant_id is required")
-    participant, _ = await get_participant(session, principal, participant_id, capability)
-    return participant
+    return await participant_for_principal(session, principal, participant_id, capability)
 
 
 async def get_consent_status(

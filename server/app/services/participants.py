@@ -35,6 +35,7 @@ from app.services.events import DomainEvent, emit, subscribe
 from app.services.local_storage import LocalStorage
 from app.services.pagination import paginate
 from app.services.participant_auth import (
+    ParticipantPrincipal,
     generate_access_code,
     hash_access_code,
     revoke_participant_logins,
@@ -516,3 +517,26 @@ async def issue_access_code(
         after={"replaced_previous_code": replaced},
     )
     return participant, code
+
+
+async def participant_for_principal(
+    session: AsyncSession,
+    principal: StaffPrincipal | ParticipantPrincipal,
+    participant_id: uuid.UUID | None,
+    capability: Capability,
+    *,
+    field: str = "participant_id",
+) -> Participant:
+    """A participant token reaches only itself (another id is 404); staff must name the
+    participant and hold `capability` on it (invisible is 404, lacking the right 403)."""
+    if isinstance(principal, ParticipantPrincipal):
+        if participant_id is not None and participant_id != principal.participant_id:
+            raise NotFoundError("Participant not found")
+        participant = await session.get(Participant, principal.participant_id)
+        if participant is None:
+            raise NotFoundError("Participant not found")
+        return participant
+    if participant_id is None:
+        raise _field_error(field, "participant_id is required for staff")
+    found, _ = await get_participant(session, principal, participant_id, capability)
+    return found

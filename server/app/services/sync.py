@@ -47,7 +47,6 @@ from app.schemas.sync import (
     SyncItemResult,
     SyncManifest,
 )
-from app.scoring import scorer_for
 from app.services.assessment_sessions import end_session, start_session
 from app.services.audit import AuditContext
 from app.services.auth import StaffPrincipal
@@ -61,7 +60,7 @@ from app.services.errors import (
 )
 from app.services.local_storage import LocalStorage
 from app.services.participant_auth import ParticipantPrincipal
-from app.services.participants import get_participant
+from app.services.participants import get_participant, participant_for_principal
 from app.services.policy import Capability
 from app.services.session_store import SessionStore
 from app.services.submissions import submit
@@ -84,44 +83,11 @@ class Manifest:
     etag: str  # quoted, strong: '"<sha256 of the canonical JSON>"'
 
 
-async def _manifest_participant(
-    session: AsyncSession, principal: Principal, participant_id: uuid.UUID | None
-) -> Participant:
-    if isinstance(principal, ParticipantPrincipal):
-        if participant_id is not None and participant_id != principal.participant_id:
-            raise NotFoundError("Participant not found")
-        participant = await session.get(Participant, principal.participant_id)
-        if participant is None:
-            raise NotFoundError("Participant not found")
-        return participant
-    if participant_id is None:
-        raise ValidationFailedError(
-            "participant_id is required for staff",
-            details={"errors": [{"field": "query.participant_id", "message": "required"}]},
-        )
-    participant, _ = await get_participant(session, principal, participant_id, Capability.READ)
-    return participant
-
-
 def _module_read(module_id: str) -> ModuleRead | None:
     try:
-        module = get_module(module_id)
+        return ModuleRead.from_module(get_module(module_id))
     except UnknownModuleError:
         return None
-    scorer = scorer_for(module.id)
-    return ModuleRead(
-        id=module.id,
-        name=module.name,
-        domain=module.domain,
-        kind=module.kind,
-        description=module.description,
-        default_config=module.default_config,
-        config_schema=module.config_schema,
-        summary_metrics=module.summary_metrics,
-        chance_accuracy=module.chance_accuracy,
-        scorer=scorer.name,
-        scorer_version=scorer.version,
-    )
 
 
 def manifest_etag(content: SyncManifest) -> str:
@@ -133,7 +99,9 @@ async def build_manifest(
     session: AsyncSession, principal: Principal, participant_id: uuid.UUID | None
 ) -> Manifest:
     """What the participant's device needs offline; only that participant's own data."""
-    participant = await _manifest_participant(session, principal, participant_id)
+    participant = await participant_for_principal(
+        session, principal, participant_id, Capability.READ, field="query.participant_id"
+    )
     state = await consent_state(session, participant)
     study = state.study
     batteries = (
