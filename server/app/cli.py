@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 import uvicorn
@@ -25,6 +25,7 @@ from app.services.errors import DomainError, NotFoundError
 from app.services.local_storage import LocalStorage
 from app.services.submissions import rescore_session
 from app.services.users import create_user
+from app.serving import serve_with_reuse_port
 from app.utils.security import FieldEncryptor, configure_password_hashing
 
 ResultT = TypeVar("ResultT")
@@ -53,17 +54,23 @@ def serve(
         check_production_settings(settings)
     except UnsafeProductionSettingsError as exc:
         _fail(str(exc))
+    options: dict[str, Any] = {
+        "log_config": None,  # create_app routes uvicorn's logs through structlog
+        "proxy_headers": bool(settings.TRUSTED_PROXIES),
+        "forwarded_allow_ips": ",".join(settings.TRUSTED_PROXIES) or None,
+        "server_header": False,
+    }
+    processes = workers or settings.WORKERS
+    if processes > 1 and not reload:
+        serve_with_reuse_port(host or settings.HOST, port or settings.PORT, processes, options)
+        return
     uvicorn.run(
         "app.main:create_app",
         factory=True,
         host=host or settings.HOST,
         port=port or settings.PORT,
-        workers=None if reload else (workers or settings.WORKERS),
         reload=reload,
-        log_config=None,  # create_app routes uvicorn's logs through structlog
-        proxy_headers=bool(settings.TRUSTED_PROXIES),
-        forwarded_allow_ips=",".join(settings.TRUSTED_PROXIES) or None,
-        server_header=False,
+        **options,
     )
 
 

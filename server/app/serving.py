@@ -1,0 +1,72 @@
+"""Several API processes on one port, each with its own listening socket (SO_REUSEPORT).
+
+uvicorn's `--workers` shares one socket between its processes, and long-lived keep-alive
+connections then pile up on whichever process accepts first (measured: one worker at 80 % CPU,
+the other at 20 %). With a socket per process the kernel spreads new connections across them.
+The supervisor restarts a process that dies and stops them all on SIGTERM or SIGINT.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import signal
+import socket
+import time
+from multiprocessing.process import BaseProcess
+from types import FrameType
+from typing import Any
+
+import uvicorn
+
+from app.utils.logging import get_logger
+
+logger = get_logger(__name__)
+
+RESTART_DELAY_SECONDS = 0.5
+
+
+def _listening_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    return sock
+
+
+def _run_worker(host: str, port: int, options: dict[str, Any]) -> None:
+    sock = _listening_socket(host, port)
+    config = uvicorn.Config("app.main:create_app", factory=True, host=host, port=port, **options)
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+def serve_with_reuse_port(host: str, port: int, workers: int, options: dict[str, Any]) -> None:
+    context = multiprocessing.get_context("spawn")
+    stopping = False
+
+    def start() -> BaseProcess:
+        process = context.Process(target=_run_worker, args=(host, port, options), daemon=False)
+        process.start()
+        return process
+
+    def stop(_signum: int, _frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    processes = [start() for _ in range(workers)]
+    logger.info("supervisor_started", workers=workers, host=host, port=port)
+    while not stopping:
+        time.sleep(RESTART_DELAY_SECONDS)
+        for index, process in enumerate(processes):
+            if not process.is_alive() and not stopping:
+                logger.warning("worker_died", pid=process.pid, exitcode=process.exitcode)
+                processes[index] = start()
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        process.join(timeout=15)
+        if process.is_alive():
+            process.kill()
