@@ -7,7 +7,7 @@ UV := $(CURDIR)/$(TOOLS)/bin/uv
 SERVER := server
 VENV_BIN := $(CURDIR)/$(SERVER)/.venv/bin
 
-.PHONY: help setup run test test-postgres test-sqlite lint typecheck fmt migrate bench clean
+.PHONY: help setup lock run test test-postgres test-sqlite lint typecheck fmt migrate bench clean
 
 help:
 	@echo "make run        set up, migrate, create the demo admin and serve on http://127.0.0.1:8000"
@@ -18,10 +18,19 @@ $(UV):
 	$(PYTHON) -m venv $(TOOLS)
 	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
-# The virtual environment follows the lock file exactly; re-run whenever uv.lock changes.
-$(SERVER)/.venv/.synced: $(UV) $(SERVER)/uv.lock $(SERVER)/pyproject.toml
-	cd $(SERVER) && UV_PYTHON_DOWNLOADS=never $(UV) sync --frozen --python 3.11
+# The virtual environment follows the lock file exactly (names, versions and hashes; no
+# download addresses); the project itself is installed editable without build isolation,
+# with the build backend pinned in the lock too.
+$(SERVER)/.venv/.synced: $(UV) $(SERVER)/requirements.lock $(SERVER)/pyproject.toml
+	cd $(SERVER) && UV_PYTHON_DOWNLOADS=never $(UV) venv --quiet --allow-existing --python 3.11 .venv
+	cd $(SERVER) && $(UV) pip sync --quiet --python .venv/bin/python --require-hashes requirements.lock
+	cd $(SERVER) && $(UV) pip install --quiet --python .venv/bin/python --no-deps --no-build-isolation -e .
 	touch $@
+
+# Re-resolve the pinned dependency tree after editing pyproject.toml.
+lock: $(UV)
+	cd $(SERVER) && $(UV) pip compile pyproject.toml --group dev --generate-hashes \
+		--no-emit-index-url --python-version 3.11 --python-platform linux -o requirements.lock
 
 setup: $(SERVER)/.venv/.synced
 
