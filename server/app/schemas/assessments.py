@@ -56,10 +56,6 @@ class SubmitReceipt(BaseModel):
     checksum: str
 
 
-class DeviceInfo(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-
 class SessionStartRequest(BaseModel):
     participant_id: str = Field(
         min_length=1, max_length=64, description="The participant's UUID or its study code"

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.config import Settings
 from app.db.base import utcnow
 from app.models.audit import ActorType, AuditCategory
-from app.models.participant import Participant, ParticipantLogin, ParticipantStatus, WithdrawalScope
+from app.models.participant import Participant, ParticipantLogin, WithdrawalScope
 from app.models.study import Study
 from app.services.audit import AuditContext, record_event
 from app.services.errors import LockedError, TooManyRequestsError, UnauthorizedError
@@ -231,7 +231,3 @@ async def revoke_participant_logins(session: AsyncSession, participant_id: uuid.
         .where(ParticipantLogin.revoked_at.is_(None))
         .values(revoked_at=utcnow())
     )
-
-
-def participant_may_collect(participant: Participant) -> bool:
-    return participant.status != ParticipantStatus.WITHDRAWN.value
