@@ -30,6 +30,12 @@ class World:
 
 @pytest.fixture
 async def world(client: httpx.AsyncClient, db_session: AsyncSession, settings: Settings) -> World:
+    return await build_world(client, db_session, settings)
+
+
+async def build_world(
+    client: httpx.AsyncClient, db_session: AsyncSession, settings: Settings
+) -> World:
     """An active study without consent requirement, a battery of three tasks, two participants."""
     study = await factories.study(db_session)
     study.status = StudyStatus.ACTIVE.value

@@ -14,7 +14,6 @@ import io
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -30,14 +29,11 @@ from app.db.base import utcnow
 from app.models.assessment import AssessmentSession, TaskResult, Trial
 from app.models.audit import AuditEvent
 from app.models.consent import ConsentForm, ConsentFormStatus, ConsentRecord
-from app.models.study import ConsentMode, MemberRole, Study, StudyStatus
-from app.models.user import UserRole
+from app.models.study import ConsentMode, Study
 from app.routers.sync import get_item_sessionmaker
-from app.services.audit import AuditContext
 from app.services.consent import form_content_hash
-from app.services.participant_auth import open_participant_login
 from app.services.sync import ItemSessionFactory
-from tests import factories
+from tests.assessments.conftest import World, build_world
 
 QUESTIONS: list[dict[str, Any]] = [
     {"id": "agree", "text": "I agree to take part", "type": "checkbox", "required": True},
@@ -69,47 +65,11 @@ def png_data_uri() -> str:
 SIGNATURE = png_data_uri()
 
 
-@dataclass
-class World:
-    study_id: uuid.UUID
-    battery_id: uuid.UUID
-    participant_id: uuid.UUID
-    other_participant_id: uuid.UUID
-    coordinator: dict[str, str]
-    participant: dict[str, str]
-    other_participant: dict[str, str]
-
-
 @pytest.fixture
 async def world(client: httpx.AsyncClient, db_session: AsyncSession, settings: Settings) -> World:
-    """An active study without consent requirement, a battery of three tasks, two participants."""
-    study = await factories.study(db_session)
-    study.status = StudyStatus.ACTIVE.value
-    study.consent_mode = ConsentMode.NONE.value
-    await db_session.commit()
-    coordinator = await factories.staff(db_session, client, UserRole.COORDINATOR)
-    await factories.member(db_session, study, coordinator, MemberRole.COORDINATOR)
-    battery_id, _ = await factories.battery(
-        db_session, study, ["simple-rt", "cpt-go-nogo", "digit-span"]
-    )
-    first = await factories.participant(db_session, study, "P001")
-    second = await factories.participant(db_session, study, "P002")
-    tokens = []
-    for row in (first, second):
-        login = await open_participant_login(
-            db_session, settings, AuditContext.system(), row, method="access_code"
-        )
-        tokens.append({"Authorization": f"Bearer {login.access_token}"})
-    await db_session.commit()
-    return World(
-        study_id=study.id,
-        battery_id=battery_id,
-        participant_id=first.id,
-        other_participant_id=second.id,
-        coordinator=coordinator.headers,
-        participant=tokens[0],
-        other_participant=tokens[1],
-    )
+    """The assessments suite's world: an active study without consent requirement, a three-task
+    battery, two participants with tokens."""
+    return await build_world(client, db_session, settings)
 
 
 @pytest.fixture

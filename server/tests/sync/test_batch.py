@@ -16,8 +16,8 @@ from app.db.base import utcnow
 from app.models.assessment import AssessmentSession
 from app.schemas.sync import MAX_SYNC_ITEMS, MAX_TRIALS_PER_TASK
 from app.services import sync as sync_service
+from tests.assessments.conftest import World
 from tests.sync.conftest import (
-    World,
     consent_item,
     counts,
     session_item,

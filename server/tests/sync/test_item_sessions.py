@@ -19,8 +19,9 @@ from app.models.study import ConsentMode, StudyStatus
 from app.services.audit import AuditContext
 from app.services.participant_auth import open_participant_login
 from tests import factories
+from tests.assessments.conftest import World
 from tests.conftest import _upgrade_with_connection, lifespan_client, make_settings
-from tests.sync.conftest import World, session_item, statuses
+from tests.sync.conftest import session_item, statuses
 
 
 @pytest.fixture
@@ -49,10 +50,12 @@ async def test_items_commit_in_their_own_sessions(own_database: Settings) -> Non
             await db.commit()
             world = World(
                 study_id=study.id,
+                study_code=study.code,
                 battery_id=battery_id,
                 participant_id=participant.id,
                 other_participant_id=uuid.uuid4(),
                 coordinator={},
+                researcher={},
                 participant={"Authorization": f"Bearer {login.access_token}"},
                 other_participant={},
             )

@@ -8,7 +8,8 @@ import uuid
 
 import httpx
 
-from tests.sync.conftest import SIGNATURE, World
+from tests.assessments.conftest import World
+from tests.sync.conftest import SIGNATURE
 
 
 async def test_manifest_content_for_the_participant(
