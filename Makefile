@@ -53,7 +53,7 @@ test-sqlite: setup
 	cd $(SERVER) && METRICIS_TEST_DATABASE=sqlite $(VENV_BIN)/pytest $(PYTEST_ARGS)
 
 lint: setup
-	cd $(SERVER) && $(VENV_BIN)/ruff check . && $(VENV_BIN)/ruff format --check .
+	cd $(SERVER) && $(VENV_BIN)/ruff check . && $(VENV_BIN)/ruff format --check . && $(VENV_BIN)/lint-imports
 
 typecheck: setup
 	cd $(SERVER) && $(VENV_BIN)/mypy

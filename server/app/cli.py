@@ -13,6 +13,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import UnsafeProductionSettingsError, check_production_settings, get_settings
+from app.core.errors import DomainError, NotFoundError
+from app.core.security import FieldEncryptor, configure_password_hashing
 from app.db import migrations
 from app.db.session import create_engine, create_sessionmaker
 from app.models.assessment import AssessmentSession
@@ -21,12 +23,10 @@ from app.models.study import Study
 from app.models.user import User, UserRole
 from app.services.audit import AuditContext
 from app.services.demo import DEMO_PASSWORD, DemoSummary, seed_demo
-from app.services.errors import DomainError, NotFoundError
 from app.services.local_storage import LocalStorage
 from app.services.submissions import rescore_session
 from app.services.users import create_user
 from app.serving import serve_with_reuse_port
-from app.utils.security import FieldEncryptor, configure_password_hashing
 
 ResultT = TypeVar("ResultT")
 

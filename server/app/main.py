@@ -16,9 +16,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
 
 from app import __version__
-from app.config import Settings, check_production_settings, get_settings
-from app.db.session import create_engine, create_sessionmaker
-from app.routers import (
+from app.api.errors import code_for_status, error_response
+from app.api.middleware.body_limit import BodySizeLimitMiddleware
+from app.api.middleware.rate_limit import RateLimiter, RateLimitMiddleware
+from app.api.middleware.request_context import RequestContextMiddleware
+from app.api.routers import (
     assessments,
     audit,
     auth,
@@ -34,16 +36,14 @@ from app.routers import (
     user_sessions,
     users,
 )
+from app.config import Settings, check_production_settings, get_settings
+from app.core.errors import DomainError
+from app.core.logging import configure_logging, get_logger
+from app.core.security import configure_password_hashing
+from app.db.session import create_engine, create_sessionmaker
 from app.schemas.assessments import SubmitRequest
 from app.schemas.common import ErrorEnvelope
-from app.services.errors import DomainError
 from app.services.session_store import create_session_store
-from app.utils.body_limit import BodySizeLimitMiddleware
-from app.utils.http_errors import code_for_status, error_response
-from app.utils.logging import configure_logging, get_logger
-from app.utils.rate_limit import RateLimiter, RateLimitMiddleware
-from app.utils.request_context import RequestContextMiddleware
-from app.utils.security import configure_password_hashing
 
 logger = get_logger(__name__)
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import uvicorn
 
-from app.utils.logging import get_logger
+from app.core.logging import get_logger
 
 logger = get_logger(__name__)
 

@@ -21,9 +21,10 @@ import redis.asyncio as aioredis
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
+from app.api.dependencies import get_db
 from app.config import Environment, Settings
 from app.db import migrations
-from app.db.session import create_engine, get_db, transaction_scope
+from app.db.session import create_engine, transaction_scope
 from app.main import create_app
 
 # One database per test run, dropped at the end, so runs side by side never share a schema.

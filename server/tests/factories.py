@@ -107,7 +107,7 @@ async def battery(
 ) -> tuple[uuid.UUID, uuid.UUID]:
     """A battery with one version of these modules at their default configs: (battery, version)."""
     from app.catalogue import validate_task_config
-    from app.db.base import utcnow
+    from app.core.clock import utcnow
     from app.models.battery import Battery, BatteryVersion
 
     battery_row = Battery(id=uuid.uuid4(), study_id=study_row.id, name=name, current_version=1)

@@ -1,4 +1,4 @@
-"""Engine, session factory and the request-scoped session dependency."""
+"""Engine, session factory and the transaction scope every unit of work runs in."""
 
 from __future__ import annotations
 
@@ -15,11 +15,10 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.pool import ConnectionPoolEntry
-from starlette.requests import Request
 
 from app.config import Settings
-from app.services.errors import DomainError
-from app.services.events import discard_pending, dispatch_pending
+from app.core.errors import DomainError
+from app.core.events import discard_pending, dispatch_pending
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:
@@ -73,18 +72,6 @@ def create_engine(settings: Settings) -> AsyncEngine:
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
-
-
-async def get_db(request: Request) -> AsyncIterator[AsyncSession]:
-    """One transaction per request: committed before the response is sent, rolled back on error.
-
-    Used through `SessionDep`, which asks FastAPI for `scope="function"`: the code after `yield`
-    then runs before the response is sent, so a failed commit becomes an error response instead
-    of a 2xx for a write that never happened.
-    """
-    sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
-    async with sessionmaker() as session, transaction_scope(session):
-        yield session
 
 
 @asynccontextmanager

@@ -10,7 +10,8 @@ from typing import Any
 from sqlalchemy import BigInteger, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.db.base import Base, UUIDPrimaryKeyMixin, utcnow
+from app.core.clock import utcnow
+from app.db.base import Base, UUIDPrimaryKeyMixin
 
 GENESIS_HASH = "0" * 64
 

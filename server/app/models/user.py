@@ -9,7 +9,8 @@ from enum import StrEnum
 from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text, func
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from app.db.base import Base, TimestampMixin, UUIDPrimaryKeyMixin, utcnow
+from app.core.clock import utcnow
+from app.db.base import Base, TimestampMixin, UUIDPrimaryKeyMixin
 
 
 class UserRole(StrEnum):

@@ -8,8 +8,6 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.services.batteries import MAX_TASKS
-
 
 class BatteryTaskIn(BaseModel):
     """A task as written: its configuration may be partial; the module's defaults fill the rest."""
@@ -32,8 +30,11 @@ class BatteryTask(BaseModel):
     config: dict[str, Any]
 
 
+# A battery runs in one sitting; more tasks than this is a configuration mistake.
+MAX_BATTERY_TASKS = 50
+
 _TASKS_DESCRIPTION = (
-    f"1 to {MAX_TASKS} tasks, in the order they run; each module at most once. "
+    f"1 to {MAX_BATTERY_TASKS} tasks, in the order they run; each module at most once. "
     "Problems are reported as `tasks.<index>.module_id` or `tasks.<index>.config.<parameter>`."
 )
 

@@ -6,8 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from app.catalogue import Domain, ModuleDefinition, ModuleKind
-from app.scoring import scorer_for
+from app.catalogue import Domain, ModuleKind
 
 
 class ModuleRead(BaseModel):
@@ -30,22 +29,3 @@ class ModuleRead(BaseModel):
         description="The server scorer that scores this task's trials", examples=["interference"]
     )
     scorer_version: str = Field(examples=["interference/1.0.0"])
-
-    @classmethod
-    def from_module(cls, module: ModuleDefinition) -> ModuleRead:
-        # The catalogue names scorer families loosely (`pro`, `flanker`); the scorer registry
-        # knows which scorer actually scores the task, and its version is what results record.
-        scorer = scorer_for(module.id)
-        return cls(
-            id=module.id,
-            name=module.name,
-            domain=module.domain,
-            kind=module.kind,
-            description=module.description,
-            default_config=module.default_config,
-            config_schema=module.config_schema,
-            summary_metrics=module.summary_metrics,
-            chance_accuracy=module.chance_accuracy,
-            scorer=scorer.name,
-            scorer_version=scorer.version,
-        )

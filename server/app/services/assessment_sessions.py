@@ -14,7 +14,14 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db.base import utcnow
+from app.core.clock import utcnow
+from app.core.errors import (
+    ConflictError,
+    DomainError,
+    NotFoundError,
+    ValidationFailedError,
+)
+from app.core.logging import get_logger
 from app.models.assessment import AssessmentSession, SessionStatus, TaskResult
 from app.models.audit import AuditCategory
 from app.models.battery import Battery, BatteryVersion
@@ -22,25 +29,16 @@ from app.models.participant import Participant, ParticipantStatus
 from app.models.study import Study, StudyStatus
 from app.schemas.common import PageParams, Pagination
 from app.services.audit import AuditContext, record_event
-from app.services.auth import StaffPrincipal
 from app.services.batteries import get_battery_version
 from app.services.consent import consent_gate
-from app.services.errors import (
-    ConflictError,
-    DomainError,
-    NotFoundError,
-    ValidationFailedError,
-)
-from app.services.participant_auth import ParticipantPrincipal
 from app.services.participants import get_participant
 from app.services.policy import Capability, member_study_access, study_access
+from app.services.principals import ParticipantPrincipal, Principal, StaffPrincipal
 from app.services.session_store import SessionStore, SessionStoreUnavailableError
-from app.utils.logging import get_logger
 
 logger = get_logger(__name__)
 
 SESSION_LIFETIME = timedelta(hours=24)
-Principal = StaffPrincipal | ParticipantPrincipal
 
 
 class ConsentRequiredError(DomainError):

@@ -19,11 +19,11 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db.base import utcnow
+from app.core.clock import utcnow
+from app.core.json_values import normalize_json, to_json_value
 from app.models.audit import GENESIS_HASH, ActorType, AuditCategory, AuditChainHead, AuditEvent
 from app.schemas.common import PageParams, Pagination
 from app.services.pagination import paginate
-from app.utils.json_values import normalize_json, to_json_value
 
 CHAIN_HEAD_ID = 1
 VERIFY_BATCH_SIZE = 1000

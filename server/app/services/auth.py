@@ -18,21 +18,16 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
-from app.db.base import utcnow
-from app.models.audit import ActorType, AuditCategory
-from app.models.user import User, UserRole, UserSession, UserStatus
-from app.services.audit import AuditContext, record_event
-from app.services.errors import (
+from app.core.clock import utcnow
+from app.core.errors import (
     ForbiddenError,
     LockedError,
     TooManyRequestsError,
     UnauthorizedError,
     ValidationFailedError,
 )
-from app.services.passwords import check_password_policy
-from app.services.session_store import SessionStore, SessionStoreUnavailableError
-from app.utils.logging import get_logger
-from app.utils.security import (
+from app.core.logging import get_logger
+from app.core.security import (
     FieldEncryptor,
     InvalidTokenError,
     TokenType,
@@ -41,6 +36,12 @@ from app.utils.security import (
     hash_password,
     verify_password,
 )
+from app.models.audit import ActorType, AuditCategory
+from app.models.user import User, UserRole, UserSession, UserStatus
+from app.services.audit import AuditContext, record_event
+from app.services.passwords import check_password_policy
+from app.services.principals import StaffPrincipal
+from app.services.session_store import SessionStore, SessionStoreUnavailableError
 
 logger = get_logger(__name__)
 
@@ -58,22 +59,6 @@ INVALID_CREDENTIALS = "Invalid email or password"
 
 def normalize_email(email: str) -> str:
     return email.strip().lower()
-
-
-@dataclass(frozen=True, slots=True)
-class StaffPrincipal:
-    """The authenticated staff member of a request, as the routers and policies see them."""
-
-    user_id: uuid.UUID
-    session_id: uuid.UUID
-    email: str
-    name: str
-    role: UserRole
-    must_change_password: bool
-
-    @property
-    def is_admin(self) -> bool:
-        return self.role is UserRole.ADMIN
 
 
 @dataclass(frozen=True, slots=True)

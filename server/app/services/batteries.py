@@ -27,22 +27,22 @@ from app.catalogue import (
     resolve_module_id,
     validate_task_config,
 )
-from app.db.base import utcnow
+from app.core.clock import utcnow
+from app.core.errors import ConflictError, NotFoundError, ValidationFailedError
 from app.models.audit import AuditCategory
 from app.models.battery import Battery, BatteryVersion
 from app.models.study import Study, StudyStatus
+from app.schemas.batteries import MAX_BATTERY_TASKS
 from app.schemas.common import PageParams, Pagination
 from app.services.audit import AuditContext, record_event
-from app.services.auth import StaffPrincipal
-from app.services.errors import ConflictError, NotFoundError, ValidationFailedError
 from app.services.pagination import paginate
 from app.services.policy import (
     Capability,
     member_study_access,
     require_study_capability,
 )
+from app.services.principals import StaffPrincipal
 
-MAX_TASKS = 50
 """Tasks per battery: far above any real session, low enough to bound validation work."""
 
 
@@ -108,8 +108,10 @@ def _effective_tasks(tasks: Sequence[TaskSpec], errors: list[FieldError]) -> lis
     if not tasks:
         errors.append(FieldError(field="tasks", message="A battery needs at least one task"))
         return []
-    if len(tasks) > MAX_TASKS:
-        errors.append(FieldError(field="tasks", message=f"A battery has at most {MAX_TASKS} tasks"))
+    if len(tasks) > MAX_BATTERY_TASKS:
+        errors.append(
+            FieldError(field="tasks", message=f"A battery has at most {MAX_BATTERY_TASKS} tasks")
+        )
         return []
     effective: list[dict[str, Any]] = []
     first_index: dict[str, int] = {}

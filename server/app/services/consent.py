@@ -31,7 +31,13 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db.base import utcnow
+from app.core.clock import utcnow
+from app.core.errors import (
+    ConflictError,
+    DomainError,
+    NotFoundError,
+    ValidationFailedError,
+)
 from app.models.audit import AuditCategory
 from app.models.consent import ConsentForm, ConsentFormStatus, ConsentRecord, SignerRole
 from app.models.participant import Participant, ParticipantActor, ParticipantStatus
@@ -39,16 +45,8 @@ from app.models.study import ConsentMode, Study
 from app.models.user import User
 from app.schemas.common import PageParams, Pagination
 from app.services.audit import AuditContext, record_event
-from app.services.auth import StaffPrincipal
 from app.services.consent_pdf import ConsentPdfData, PdfQuestion, render_consent_pdf
-from app.services.errors import (
-    ConflictError,
-    DomainError,
-    NotFoundError,
-    ValidationFailedError,
-)
 from app.services.pagination import paginate
-from app.services.participant_auth import ParticipantPrincipal
 from app.services.participants import participant_for_principal
 from app.services.policy import (
     Capability,
@@ -56,8 +54,7 @@ from app.services.policy import (
     require_study_capability,
     study_access,
 )
-
-Principal = StaffPrincipal | ParticipantPrincipal
+from app.services.principals import ParticipantPrincipal, Principal, StaffPrincipal
 
 SIGNATURE_MAX_BYTES = 512 * 1024
 SIGNATURE_MAX_SIDE = 4000

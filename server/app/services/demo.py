@@ -9,15 +9,15 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
+from app.core.security import FieldEncryptor
 from app.models.audit import ActorType
 from app.models.participant import ParticipantActor, ParticipantStatus
 from app.models.study import MemberRole, Study, StudyStatus
 from app.models.user import User, UserRole
 from app.services import participants, studies
 from app.services.audit import AuditContext
-from app.services.auth import StaffPrincipal
+from app.services.principals import StaffPrincipal
 from app.services.users import create_user
-from app.utils.security import FieldEncryptor
 
 DEMO_STUDY_CODE = "DEMO-2026-001"
 DEMO_PASSWORD = "Metricis-demo-2026!"  # noqa: S105 - development only; refused in production

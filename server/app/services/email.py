@@ -14,7 +14,7 @@ from email.utils import formatdate, make_msgid
 import aiosmtplib
 
 from app.config import Settings
-from app.utils.logging import get_logger
+from app.core.logging import get_logger
 
 logger = get_logger(__name__)
 

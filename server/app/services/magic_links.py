@@ -22,16 +22,16 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
-from app.db.base import utcnow
+from app.core.clock import utcnow
+from app.core.errors import TooManyRequestsError, UnauthorizedError
+from app.core.logging import get_logger
+from app.core.security import FieldEncryptor, generate_secret_token, hash_secret
 from app.models.audit import ActorType, AuditCategory
 from app.models.participant import MagicLinkToken, Participant, ParticipantStatus
 from app.services.audit import AuditContext, record_event
-from app.services.errors import TooManyRequestsError, UnauthorizedError
 from app.services.participant_auth import ParticipantTokens, open_participant_login
 from app.services.participants import email_index
 from app.services.session_store import SessionStore, SessionStoreUnavailableError
-from app.utils.logging import get_logger
-from app.utils.security import FieldEncryptor, generate_secret_token, hash_secret
 
 logger = get_logger(__name__)
 

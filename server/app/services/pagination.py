@@ -10,8 +10,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 from sqlalchemy.sql.elements import ColumnElement
 
+from app.core.errors import ValidationFailedError
 from app.schemas.common import PageParams, Pagination
-from app.services.errors import ValidationFailedError
 
 RowT = TypeVar("RowT")
 

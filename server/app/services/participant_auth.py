@@ -15,20 +15,21 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
-from app.db.base import utcnow
-from app.models.audit import ActorType, AuditCategory
-from app.models.participant import Participant, ParticipantLogin, WithdrawalScope
-from app.models.study import Study
-from app.services.audit import AuditContext, record_event
-from app.services.errors import LockedError, TooManyRequestsError, UnauthorizedError
-from app.services.session_store import SessionStore, SessionStoreUnavailableError
-from app.utils.security import (
+from app.core.clock import utcnow
+from app.core.errors import LockedError, TooManyRequestsError, UnauthorizedError
+from app.core.security import (
     InvalidTokenError,
     TokenType,
     create_token,
     decode_token,
     hash_secret,
 )
+from app.models.audit import ActorType, AuditCategory
+from app.models.participant import Participant, ParticipantLogin, WithdrawalScope
+from app.models.study import Study
+from app.services.audit import AuditContext, record_event
+from app.services.principals import ParticipantPrincipal
+from app.services.session_store import SessionStore, SessionStoreUnavailableError
 
 ACCESS_CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: read aloud and typed
 ACCESS_CODE_LENGTH = 10
@@ -37,13 +38,6 @@ CODE_LOCKOUT = timedelta(minutes=15)
 IP_FAILURE_LIMIT = 20
 IP_FAILURE_WINDOW = timedelta(minutes=15)
 INVALID_CODE = "Invalid study code, participant or access code"
-
-
-@dataclass(frozen=True, slots=True)
-class ParticipantPrincipal:
-    participant_id: uuid.UUID
-    study_id: uuid.UUID
-    login_id: uuid.UUID
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,16 +28,16 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
-from app.db.base import utcnow
+from app.core.clock import utcnow
+from app.core.errors import ConflictError, DomainError, ValidationFailedError
+from app.core.security import FieldEncryptor
 from app.models.audit import AuditCategory
 from app.models.participant import Participant, ParticipantActor, ParticipantStatus
 from app.models.study import Site, Study
 from app.services.audit import AuditContext, record_event
-from app.services.auth import StaffPrincipal
-from app.services.errors import ConflictError, DomainError, ValidationFailedError
 from app.services.participants import email_index, valid_timezone
 from app.services.policy import Capability, StudyAccess, study_access
-from app.utils.security import FieldEncryptor
+from app.services.principals import StaffPrincipal
 
 IMPORT_COLUMNS: tuple[str, ...] = (
     "participant_id",

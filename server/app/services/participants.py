@@ -16,7 +16,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
-from app.db.base import utcnow
+from app.core.clock import utcnow
+from app.core.errors import ConflictError, NotFoundError, ValidationFailedError
+from app.core.events import DomainEvent, emit, subscribe
+from app.core.security import FieldEncryptor, hash_secret
 from app.models.assessment import AssessmentSession, TaskResult, Trial
 from app.models.audit import AuditCategory
 from app.models.participant import (
@@ -29,19 +32,15 @@ from app.models.participant import (
 from app.models.study import Site, Study
 from app.schemas.common import PageParams, Pagination
 from app.services.audit import AuditContext, record_event
-from app.services.auth import StaffPrincipal
-from app.services.errors import ConflictError, NotFoundError, ValidationFailedError
-from app.services.events import DomainEvent, emit, subscribe
 from app.services.local_storage import LocalStorage
 from app.services.pagination import paginate
 from app.services.participant_auth import (
-    ParticipantPrincipal,
     generate_access_code,
     hash_access_code,
     revoke_participant_logins,
 )
 from app.services.policy import Capability, StudyAccess, member_study_access, study_access
-from app.utils.security import FieldEncryptor, hash_secret
+from app.services.principals import ParticipantPrincipal, Principal, StaffPrincipal
 
 
 def email_index(settings: Settings, email: str) -> str:
@@ -521,7 +520,7 @@ async def issue_access_code(
 
 async def participant_for_principal(
     session: AsyncSession,
-    principal: StaffPrincipal | ParticipantPrincipal,
+    principal: Principal,
     participant_id: uuid.UUID | None,
     capability: Capability,
     *,

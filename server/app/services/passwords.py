@@ -13,7 +13,7 @@ from importlib import resources
 from zxcvbn import zxcvbn
 from zxcvbn.frequency_lists import FREQUENCY_LISTS
 
-from app.services.errors import ValidationFailedError
+from app.core.errors import ValidationFailedError
 
 # zxcvbn scores 0 (trivially guessable) to 4; 2 and above resists online guessing comfortably.
 MIN_GUESSABILITY_SCORE = 2

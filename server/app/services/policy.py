@@ -14,10 +14,10 @@ from enum import StrEnum
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.errors import ForbiddenError, NotFoundError
 from app.models.study import MemberRole, Study, StudyMember
 from app.models.user import UserRole
-from app.services.auth import StaffPrincipal
-from app.services.errors import ForbiddenError, NotFoundError
+from app.services.principals import StaffPrincipal
 
 
 class Capability(StrEnum):

@@ -13,14 +13,13 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.errors import ConflictError, NotFoundError, ValidationFailedError
 from app.models.audit import AuditCategory
 from app.models.participant import Participant, ParticipantStatus
 from app.models.study import ConsentMode, MemberRole, Site, Study, StudyMember, StudyStatus
 from app.models.user import User, UserStatus
 from app.schemas.common import PageParams, Pagination
 from app.services.audit import AuditContext, record_event
-from app.services.auth import StaffPrincipal
-from app.services.errors import ConflictError, NotFoundError, ValidationFailedError
 from app.services.pagination import paginate
 from app.services.participants import valid_timezone
 from app.services.policy import (
@@ -31,6 +30,7 @@ from app.services.policy import (
     require_study_creator,
     study_access,
 )
+from app.services.principals import StaffPrincipal
 
 STUDY_CODE_PATTERN = re.compile(r"^[A-Z][A-Z0-9]{1,19}(-[A-Z0-9]{1,20}){0,4}$")
 SITE_CODE_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,49}$")

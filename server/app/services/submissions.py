@@ -23,20 +23,21 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.catalogue import chance_accuracy_for
 from app.catalogue.errors import CatalogueError
-from app.db.base import utcnow
+from app.core.clock import utcnow
+from app.core.errors import ConflictError, ValidationFailedError
+from app.core.events import emit
+from app.core.json_values import normalize_json, to_json_value
 from app.models.assessment import AssessmentSession, TaskResult, Trial
 from app.models.audit import AuditCategory
 from app.models.battery import BatteryVersion
 from app.schemas.assessments import SubmitRequest, TrialIn
 from app.scoring import Flag, canonical_task_id, score_task, session_flags, task_flags
-from app.services.assessment_sessions import Principal, load_session_for, note_tasks_received
+from app.services.assessment_sessions import load_session_for, note_tasks_received
 from app.services.audit import AuditContext, record_event
-from app.services.errors import ConflictError, ValidationFailedError
-from app.services.events import emit
 from app.services.local_storage import LocalStorage
 from app.services.policy import Capability
+from app.services.principals import Principal
 from app.services.session_store import SessionStore
-from app.utils.json_values import normalize_json, to_json_value
 
 TRIAL_COLUMNS = (
     "study_id",

@@ -23,7 +23,14 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.catalogue import UnknownModuleError, get_module
-from app.db.base import utcnow
+from app.core.clock import utcnow
+from app.core.errors import (
+    ConflictError,
+    DomainError,
+    NotFoundError,
+    ValidationFailedError,
+)
+from app.core.logging import get_logger
 from app.db.session import transaction_scope
 from app.models.assessment import SessionStatus
 from app.models.battery import Battery
@@ -49,26 +56,18 @@ from app.schemas.sync import (
 )
 from app.services.assessment_sessions import end_session, start_session
 from app.services.audit import AuditContext
-from app.services.auth import StaffPrincipal
 from app.services.batteries import get_battery_version
 from app.services.consent import SignatureInput, consent_state, sign_consent
-from app.services.errors import (
-    ConflictError,
-    DomainError,
-    NotFoundError,
-    ValidationFailedError,
-)
 from app.services.local_storage import LocalStorage
-from app.services.participant_auth import ParticipantPrincipal
+from app.services.modules import module_read
 from app.services.participants import get_participant, participant_for_principal
 from app.services.policy import Capability
+from app.services.principals import ParticipantPrincipal, Principal
 from app.services.session_store import SessionStore
 from app.services.submissions import submit
-from app.utils.logging import get_logger
 
 logger = get_logger(__name__)
 
-Principal = StaffPrincipal | ParticipantPrincipal
 ItemSessionFactory = Callable[[], AbstractAsyncContextManager[AsyncSession]]
 """Opens the database session one item runs in (`app.state.sessionmaker` in production)."""
 
@@ -85,7 +84,7 @@ class Manifest:
 
 def _module_read(module_id: str) -> ModuleRead | None:
     try:
-        return ModuleRead.from_module(get_module(module_id))
+        return module_read(get_module(module_id))
     except UnknownModuleError:
         return None
 

@@ -8,13 +8,16 @@ from collections.abc import Sequence
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.errors import NotFoundError
 from app.models.audit import AuditCategory
 from app.models.user import UserSession
 from app.schemas.common import PageParams, Pagination
 from app.services.audit import AuditContext, record_event
-from app.services.auth import StaffPrincipal, revoke_login_sessions
-from app.services.errors import NotFoundError
+from app.services.auth import (
+    revoke_login_sessions,
+)
 from app.services.pagination import paginate
+from app.services.principals import StaffPrincipal
 from app.services.session_store import SessionStore
 
 

@@ -11,6 +11,8 @@ from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.errors import ConflictError, NotFoundError, ValidationFailedError
+from app.core.security import generate_secret_token, hash_password
 from app.models.audit import AuditCategory
 from app.models.user import User, UserRole, UserSession, UserStatus
 from app.schemas.common import PageParams, Pagination
@@ -20,11 +22,9 @@ from app.services.auth import (
     normalize_email,
     revoke_login_sessions,
 )
-from app.services.errors import ConflictError, NotFoundError, ValidationFailedError
 from app.services.pagination import paginate
 from app.services.passwords import check_password_policy
 from app.services.session_store import SessionStore
-from app.utils.security import generate_secret_token, hash_password
 
 
 @dataclass(frozen=True, slots=True)

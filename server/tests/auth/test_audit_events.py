@@ -10,7 +10,7 @@ import pyotp
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db.base import utcnow
+from app.core.clock import utcnow
 from app.models.user import UserSession
 from tests.auth.conftest import NEW_PASSWORD, Account, Accounts, AuditCounter, assert_error
 

@@ -7,7 +7,7 @@ from datetime import timedelta
 import httpx
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db.base import utcnow
+from app.core.clock import utcnow
 from app.models.user import User, UserRole
 from app.services.demo import DEMO_ADMIN_EMAIL
 from app.services.demo import DEMO_PASSWORD as DEMO_ADMIN_PASSWORD

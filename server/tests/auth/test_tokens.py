@@ -14,10 +14,10 @@ from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
-from app.db.base import utcnow
+from app.core.clock import utcnow
+from app.core.security import TokenType, create_token
 from app.models.user import UserSession
 from app.services.session_store import SessionStore
-from app.utils.security import TokenType, create_token
 from tests.auth.conftest import Account, Accounts, AuditCounter, assert_error, bearer
 
 

@@ -21,7 +21,7 @@ from app.models.study import Study
 from app.models.user import User, UserRole
 from app.services import batteries as service
 from app.services.audit import AuditContext
-from app.services.auth import StaffPrincipal
+from app.services.principals import StaffPrincipal
 
 WRITERS = 6
 

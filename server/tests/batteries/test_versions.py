@@ -10,8 +10,8 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.catalogue import get_module
+from app.core.errors import NotFoundError
 from app.services import batteries as service
-from app.services.errors import NotFoundError
 from tests.batteries.conftest import URL, World, audit_events, create_battery, field_errors
 
 

@@ -13,8 +13,9 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from app.api.dependencies import get_db
 from app.config import SessionStorageBackend, Settings
-from app.db.session import get_db, transaction_scope
+from app.db.session import transaction_scope
 from app.main import create_app
 from app.models.user import UserRole
 from tests import factories

@@ -10,8 +10,8 @@ from fastapi import FastAPI
 from pydantic import BaseModel, Field
 
 from app.config import Settings
+from app.core.errors import ConflictError
 from app.main import create_app
-from app.services.errors import ConflictError
 from tests.conftest import lifespan_client, make_settings
 
 

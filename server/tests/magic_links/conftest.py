@@ -18,11 +18,11 @@ from aiosmtpd.controller import Controller
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
+from app.core.security import FieldEncryptor
 from app.models.participant import Participant, ParticipantStatus
 from app.models.study import Study
 from app.services.participant_auth import hash_access_code
 from app.services.participants import email_index
-from app.utils.security import FieldEncryptor
 from tests.conftest import make_settings
 
 PUBLIC_BASE_URL = "https://metricis.example.org/"

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.types import Message
 
 from app.config import Settings
-from app.db.base import utcnow
+from app.core.clock import utcnow
 from app.models.audit import AuditEvent
 from app.models.participant import MagicLinkToken, Participant, ParticipantStatus
 from app.services.magic_links import (

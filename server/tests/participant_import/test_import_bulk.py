@@ -9,10 +9,10 @@ from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
+from app.core.logging import get_logger
+from app.core.security import FieldEncryptor
 from app.models.participant import Participant
 from app.services.participants import email_index
-from app.utils.logging import get_logger
-from app.utils.security import FieldEncryptor
 from tests.participant_import.conftest import World, csv_bytes, upload
 
 ROWS = 10_000

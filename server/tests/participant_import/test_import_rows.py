@@ -12,12 +12,12 @@ from sqlalchemy import Uuid, bindparam, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
-from app.db.base import utcnow
+from app.core.clock import utcnow
+from app.core.security import FieldEncryptor
 from app.models.participant import Participant
 from app.schemas.participants import ParticipantCreate
 from app.services import participant_import
 from app.services.participants import email_index
-from app.utils.security import FieldEncryptor
 from tests.participant_import.conftest import World, csv_bytes, error_of, upload
 
 HEADER = (

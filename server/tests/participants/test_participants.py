@@ -7,11 +7,11 @@ from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
+from app.core.security import FieldEncryptor
 from app.models.audit import AuditEvent
 from app.models.participant import Participant
 from app.models.study import MemberRole
 from app.models.user import UserRole
-from app.utils.security import FieldEncryptor
 from tests import factories
 
 

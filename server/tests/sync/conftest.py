@@ -24,13 +24,13 @@ from PIL import Image, ImageDraw
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.api.routers.sync import get_item_sessionmaker
 from app.config import Settings
-from app.db.base import utcnow
+from app.core.clock import utcnow
 from app.models.assessment import AssessmentSession, TaskResult, Trial
 from app.models.audit import AuditEvent
 from app.models.consent import ConsentForm, ConsentFormStatus, ConsentRecord
 from app.models.study import ConsentMode, Study
-from app.routers.sync import get_item_sessionmaker
 from app.services.consent import form_content_hash
 from app.services.sync import ItemSessionFactory
 from tests.assessments.conftest import World, build_world

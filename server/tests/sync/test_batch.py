@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db.base import utcnow
+from app.core.clock import utcnow
 from app.models.assessment import AssessmentSession
 from app.schemas.sync import MAX_SYNC_ITEMS, MAX_TRIALS_PER_TASK
 from app.services import sync as sync_service

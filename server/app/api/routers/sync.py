@@ -8,17 +8,17 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, Request, Response, status
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.db.base import utcnow
-from app.schemas.common import ErrorEnvelope
-from app.schemas.sync import SyncManifest, SyncRequest, SyncResponse
-from app.services import sync as sync_service
-from app.utils.dependencies import (
+from app.api.dependencies import (
     AnyActorContextDep,
     AnyPrincipal,
     SessionDep,
     SessionStoreDep,
     StorageDep,
 )
+from app.core.clock import utcnow
+from app.schemas.common import ErrorEnvelope
+from app.schemas.sync import SyncManifest, SyncRequest, SyncResponse
+from app.services import sync as sync_service
 
 router = APIRouter(prefix="/sync", tags=["sync"])
 

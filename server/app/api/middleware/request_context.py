@@ -10,7 +10,7 @@ import structlog
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.utils.logging import get_logger
+from app.core.logging import get_logger
 
 REQUEST_ID_HEADER = "X-Request-ID"
 # Accept a caller's id only when it is short and printable, so it cannot forge log lines.

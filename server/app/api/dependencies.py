@@ -2,31 +2,33 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated
 
 import jwt
 from fastapi import Depends, Query, Request
 from fastapi.security import OAuth2PasswordBearer
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.api.client_ip import client_ip
 from app.config import Settings
-from app.db.session import get_db
+from app.core.errors import ForbiddenError, UnauthorizedError
+from app.core.security import FieldEncryptor, TokenType
+from app.db.session import transaction_scope
 from app.models.audit import ActorType
 from app.models.user import UserRole
 from app.schemas.common import PageParams, SortOrder
 from app.services.audit import AuditContext
-from app.services.auth import StaffPrincipal, authenticate_access_token
-from app.services.errors import ForbiddenError, UnauthorizedError
+from app.services.auth import (
+    authenticate_access_token,
+)
 from app.services.local_storage import LocalStorage
 from app.services.participant_auth import (
-    ParticipantPrincipal,
     authenticate_participant_claims,
     decode_participant_token,
 )
+from app.services.principals import ParticipantPrincipal, Principal, StaffPrincipal
 from app.services.session_store import SessionStore
-from app.utils.client_ip import client_ip
-from app.utils.security import FieldEncryptor, TokenType
 
 
 def get_app_settings(request: Request) -> Settings:
@@ -48,7 +50,19 @@ def get_page_params(
     return PageParams(page=page, per_page=per_page, sort=sort, order=order)
 
 
-# scope="function": commit before the response is sent (see app.db.session.get_db).
+async def get_db(request: Request) -> AsyncIterator[AsyncSession]:
+    """One transaction per request: committed before the response is sent, rolled back on error.
+
+    Used through `SessionDep`, which asks FastAPI for `scope="function"`: the code after `yield`
+    then runs before the response is sent, so a failed commit becomes an error response instead
+    of a 2xx for a write that never happened.
+    """
+    sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
+    async with sessionmaker() as session, transaction_scope(session):
+        yield session
+
+
+# scope="function": commit before the response is sent (see get_db).
 SessionDep = Annotated[AsyncSession, Depends(get_db, scope="function")]
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 SessionStoreDep = Annotated[SessionStore, Depends(get_session_store)]
@@ -162,7 +176,7 @@ async def get_any_principal(
     settings: SettingsDep,
     context: RequestAuditContextDep,
     token: Annotated[str | None, Depends(oauth2_scheme)],
-) -> StaffPrincipal | ParticipantPrincipal:
+) -> Principal:
     """Staff or participant: for the routes both may call (sessions, consent, sync)."""
     if not token:
         raise UnauthorizedError("Authentication required")
@@ -174,14 +188,14 @@ async def get_any_principal(
 
 
 async def get_current_participant(
-    principal: Annotated[StaffPrincipal | ParticipantPrincipal, Depends(get_any_principal)],
+    principal: Annotated[Principal, Depends(get_any_principal)],
 ) -> ParticipantPrincipal:
     if not isinstance(principal, ParticipantPrincipal):
         raise ForbiddenError("This route is for participants")
     return principal
 
 
-AnyPrincipal = Annotated[StaffPrincipal | ParticipantPrincipal, Depends(get_any_principal)]
+AnyPrincipal = Annotated[Principal, Depends(get_any_principal)]
 CurrentParticipant = Annotated[ParticipantPrincipal, Depends(get_current_participant)]
 
 

@@ -10,7 +10,18 @@ from fastapi import APIRouter, Header, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
-from app.db.base import utcnow
+from app.api.dependencies import (
+    ActorContextDep,
+    AnyActorContextDep,
+    AnyPrincipal,
+    CurrentUser,
+    PageParamsDep,
+    SessionDep,
+    SessionStoreDep,
+    StorageDep,
+)
+from app.core.clock import utcnow
+from app.core.errors import NotFoundError, ValidationFailedError
 from app.models.assessment import AssessmentSession, SessionStatus, TaskResult
 from app.models.participant import Participant
 from app.schemas.assessments import (
@@ -29,18 +40,7 @@ from app.schemas.assessments import (
 from app.schemas.common import Page
 from app.services import assessment_sessions as sessions_service
 from app.services import submissions as submissions_service
-from app.services.errors import NotFoundError, ValidationFailedError
 from app.services.policy import Capability, require_study_capability
-from app.utils.dependencies import (
-    ActorContextDep,
-    AnyActorContextDep,
-    AnyPrincipal,
-    CurrentUser,
-    PageParamsDep,
-    SessionDep,
-    SessionStoreDep,
-    StorageDep,
-)
 
 router = APIRouter(tags=["assessments"])
 

@@ -17,11 +17,11 @@ from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.api.client_ip import client_ip
+from app.api.errors import error_response
 from app.config import Settings
+from app.core.logging import get_logger
 from app.services.session_store import RedisSessionStore, SessionStore
-from app.utils.client_ip import client_ip
-from app.utils.http_errors import error_response
-from app.utils.logging import get_logger
 
 logger = get_logger(__name__)
 

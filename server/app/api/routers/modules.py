@@ -6,6 +6,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 
+from app.api.dependencies import AnyPrincipal
 from app.catalogue import (
     Domain,
     ModuleKind,
@@ -13,10 +14,10 @@ from app.catalogue import (
     get_module,
     list_modules,
 )
+from app.core.errors import NotFoundError
 from app.schemas.common import Page, Pagination, SortOrder
 from app.schemas.modules import ModuleRead
-from app.services.errors import NotFoundError
-from app.utils.dependencies import AnyPrincipal
+from app.services.modules import module_read
 
 router = APIRouter(prefix="/modules", tags=["modules"])
 
@@ -44,7 +45,7 @@ async def list_catalogue(
         modules.reverse()
     start = (page - 1) * per_page
     return Page[ModuleRead](
-        data=[ModuleRead.from_module(module) for module in modules[start : start + per_page]],
+        data=[module_read(module) for module in modules[start : start + per_page]],
         pagination=Pagination.build(page=page, per_page=per_page, total=len(modules)),
     )
 
@@ -53,6 +54,6 @@ async def list_catalogue(
 async def get_catalogue_module(module_id: str, _: AnyPrincipal) -> ModuleRead:
     """One module by id or alias (`cpt` is `cpt-go-nogo`)."""
     try:
-        return ModuleRead.from_module(get_module(module_id))
+        return module_read(get_module(module_id))
     except UnknownModuleError:
         raise NotFoundError("Module not found", details={"module_id": module_id}) from None

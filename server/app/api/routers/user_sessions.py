@@ -4,16 +4,16 @@ import uuid
 
 from fastapi import APIRouter, status
 
-from app.schemas.auth import RevokedCount, UserSessionRead
-from app.schemas.common import Page
-from app.services import user_sessions as service
-from app.utils.dependencies import (
+from app.api.dependencies import (
     ActorContextDep,
     CurrentUser,
     PageParamsDep,
     SessionDep,
     SessionStoreDep,
 )
+from app.schemas.auth import RevokedCount, UserSessionRead
+from app.schemas.common import Page
+from app.services import user_sessions as service
 
 router = APIRouter(prefix="/user-sessions", tags=["user-sessions"])
 

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, status
 
+from app.api.dependencies import ActorContextDep, CurrentUser, PageParamsDep, SessionDep
 from app.models.battery import Battery, BatteryVersion
 from app.schemas.batteries import (
     BatteryCreate,
@@ -18,7 +19,6 @@ from app.schemas.batteries import (
 )
 from app.schemas.common import ErrorEnvelope, Page, PageParams, SortOrder
 from app.services import batteries as service
-from app.utils.dependencies import ActorContextDep, CurrentUser, PageParamsDep, SessionDep
 
 router = APIRouter(prefix="/batteries", tags=["batteries"])
 

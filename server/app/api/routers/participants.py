@@ -5,6 +5,15 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, status
 
+from app.api.dependencies import (
+    ActorContextDep,
+    CurrentUser,
+    EncryptorDep,
+    PageParamsDep,
+    SessionDep,
+    SettingsDep,
+)
+from app.core.security import FieldEncryptor
 from app.models.participant import (
     Participant,
     ParticipantActor,
@@ -22,15 +31,6 @@ from app.schemas.participants import (
 )
 from app.services import participants as service
 from app.services.policy import StudyAccess
-from app.utils.dependencies import (
-    ActorContextDep,
-    CurrentUser,
-    EncryptorDep,
-    PageParamsDep,
-    SessionDep,
-    SettingsDep,
-)
-from app.utils.security import FieldEncryptor
 
 router = APIRouter(prefix="/participants", tags=["participants"])
 

@@ -6,6 +6,17 @@ from fastapi import APIRouter, Request, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
+from app.api.dependencies import (
+    ActorContextDep,
+    AdminUser,
+    CurrentUser,
+    EncryptorDep,
+    PrincipalAllowingPasswordChange,
+    RequestAuditContextDep,
+    SessionDep,
+    SessionStoreDep,
+    SettingsDep,
+)
 from app.models.audit import ActorType
 from app.schemas.auth import (
     ChangePasswordRequest,
@@ -25,17 +36,6 @@ from app.schemas.auth import (
 )
 from app.services import auth as auth_service
 from app.services import users as users_service
-from app.utils.dependencies import (
-    ActorContextDep,
-    AdminUser,
-    CurrentUser,
-    EncryptorDep,
-    PrincipalAllowingPasswordChange,
-    RequestAuditContextDep,
-    SessionDep,
-    SessionStoreDep,
-    SettingsDep,
-)
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 

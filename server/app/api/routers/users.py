@@ -5,17 +5,17 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from app.models.user import UserRole, UserStatus
-from app.schemas.auth import UserDetailRead, UserUpdateRequest
-from app.schemas.common import Page
-from app.services import users as users_service
-from app.utils.dependencies import (
+from app.api.dependencies import (
     ActorContextDep,
     AdminUser,
     PageParamsDep,
     SessionDep,
     SessionStoreDep,
 )
+from app.models.user import UserRole, UserStatus
+from app.schemas.auth import UserDetailRead, UserUpdateRequest
+from app.schemas.common import Page
+from app.services import users as users_service
 
 router = APIRouter(prefix="/users", tags=["users"])
 

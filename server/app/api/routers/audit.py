@@ -6,12 +6,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
+from app.api.dependencies import AdminUser, CurrentUser, PageParamsDep, SessionDep
 from app.models.audit import AuditCategory
 from app.schemas.audit import AuditEventRead, AuditVerificationRead
 from app.schemas.common import Page
 from app.services import audit as audit_service
 from app.services.policy import audit_visible_studies
-from app.utils.dependencies import AdminUser, CurrentUser, PageParamsDep, SessionDep
 
 router = APIRouter(prefix="/audit", tags=["audit"])
 

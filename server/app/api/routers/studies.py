@@ -5,6 +5,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, status
 
+from app.api.dependencies import ActorContextDep, CurrentUser, PageParamsDep, SessionDep
 from app.models.study import MemberRole, Site, Study, StudyMember, StudyStatus
 from app.models.user import User
 from app.schemas.common import Page
@@ -23,7 +24,6 @@ from app.schemas.studies import (
 )
 from app.services import studies as service
 from app.services.policy import member_study_access
-from app.utils.dependencies import ActorContextDep, CurrentUser, PageParamsDep, SessionDep
 
 router = APIRouter(prefix="/studies", tags=["studies"])
 

@@ -10,16 +10,16 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Response, UploadFile, status
 
-from app.schemas.common import ErrorEnvelope
-from app.schemas.participant_import import ImportReportRead
-from app.services import participant_import as service
-from app.utils.dependencies import (
+from app.api.dependencies import (
     ActorContextDep,
     CurrentUser,
     EncryptorDep,
     SessionDep,
     SettingsDep,
 )
+from app.schemas.common import ErrorEnvelope
+from app.schemas.participant_import import ImportReportRead
+from app.services import participant_import as service
 
 router = APIRouter(prefix="/participants", tags=["participants"])
 

@@ -14,22 +14,22 @@ from fastapi import APIRouter, BackgroundTasks, Depends, status
 from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.config import Settings
-from app.db.session import get_db
-from app.services import magic_links as magic_link_service
-from app.services.audit import AuditContext
-from app.services.email import send_email
-from app.services.participant_auth import ParticipantTokens, login_with_access_code
-from app.services.session_store import SessionStore
-from app.utils.dependencies import (
+from app.api.dependencies import (
     EncryptorDep,
     RequestAuditContextDep,
     SessionDep,
     SessionStoreDep,
     SettingsDep,
+    get_db,
 )
-from app.utils.logging import get_logger
-from app.utils.security import FieldEncryptor
+from app.config import Settings
+from app.core.logging import get_logger
+from app.core.security import FieldEncryptor
+from app.services import magic_links as magic_link_service
+from app.services.audit import AuditContext
+from app.services.email import send_email
+from app.services.participant_auth import ParticipantTokens, login_with_access_code
+from app.services.session_store import SessionStore
 
 logger = get_logger(__name__)
 

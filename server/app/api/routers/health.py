@@ -3,11 +3,11 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 
 from app import __version__
+from app.api.dependencies import SessionStoreDep, SettingsDep
+from app.core.errors import ServiceUnavailableError
 from app.schemas.common import ErrorEnvelope
 from app.schemas.health import DependencyHealth, DetailedHealthRead, HealthRead
-from app.services.errors import ServiceUnavailableError
 from app.services.health import check_dependencies
-from app.utils.dependencies import SessionStoreDep, SettingsDep
 
 router = APIRouter(prefix="/health", tags=["health"])
 

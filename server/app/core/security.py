@@ -18,7 +18,7 @@ from pwdlib import PasswordHash
 from pwdlib.hashers.argon2 import Argon2Hasher
 
 from app.config import Settings
-from app.db.base import utcnow
+from app.core.clock import utcnow
 
 # Argon2id; parameters come from settings (defaults: argon2-cffi's RFC 9106 low-memory profile).
 # When they change, hashes made with the old ones are upgraded at the next successful login

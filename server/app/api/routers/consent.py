@@ -7,6 +7,14 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response, status
 
+from app.api.dependencies import (
+    ActorContextDep,
+    AnyActorContextDep,
+    AnyPrincipal,
+    CurrentUser,
+    PageParamsDep,
+    SessionDep,
+)
 from app.models.consent import ConsentFormStatus
 from app.schemas.common import ErrorEnvelope, Page
 from app.schemas.consent import (
@@ -24,14 +32,6 @@ from app.schemas.consent import (
     Text,
 )
 from app.services import consent as consent_service
-from app.utils.dependencies import (
-    ActorContextDep,
-    AnyActorContextDep,
-    AnyPrincipal,
-    CurrentUser,
-    PageParamsDep,
-    SessionDep,
-)
 
 router = APIRouter(
     prefix="/consent",

@@ -1,0 +1,1 @@
+"""ASGI middleware: request context, body size limit, rate limits."""

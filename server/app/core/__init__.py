@@ -1,0 +1,1 @@
+"""Primitives every layer may use: settings-independent errors, events, logging, security, time."""

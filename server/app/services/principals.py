@@ -1,0 +1,41 @@
+"""Who is calling: the two kinds of principal a request can carry, in one place.
+
+Staff sign in with a password (and TOTP); participants with an access code or a magic link. A
+route that serves both takes a `Principal`; which participant such a caller may reach is decided
+by `app.services.participants.participant_for_principal`, the one function for that rule.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from app.models.user import UserRole
+
+
+@dataclass(frozen=True, slots=True)
+class StaffPrincipal:
+    """The authenticated staff member of a request, as the routers and policies see them."""
+
+    user_id: uuid.UUID
+    session_id: uuid.UUID
+    email: str
+    name: str
+    role: UserRole
+    must_change_password: bool
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role is UserRole.ADMIN
+
+
+@dataclass(frozen=True, slots=True)
+class ParticipantPrincipal:
+    """A participant signed in on a device: it reaches only its own data."""
+
+    participant_id: uuid.UUID
+    study_id: uuid.UUID
+    login_id: uuid.UUID
+
+
+Principal = StaffPrincipal | ParticipantPrincipal
