@@ -20,10 +20,12 @@ $(UV):
 
 # The virtual environment follows the lock file exactly (names, versions and hashes; no
 # download addresses); the project itself is installed editable without build isolation,
-# with the build backend pinned in the lock too.
+# with the build backend pinned in the lock too. Dependencies are compiled to bytecode at
+# install: a process started without it (PYTHONDONTWRITEBYTECODE=1 is common) compiles every
+# import again, which made each server worker take many seconds to start.
 $(SERVER)/.venv/.synced: $(UV) $(SERVER)/requirements.lock $(SERVER)/pyproject.toml
 	cd $(SERVER) && UV_PYTHON_DOWNLOADS=never $(UV) venv --quiet --allow-existing --python 3.11 .venv
-	cd $(SERVER) && $(UV) pip sync --quiet --python .venv/bin/python --require-hashes requirements.lock
+	cd $(SERVER) && $(UV) pip sync --quiet --compile-bytecode --python .venv/bin/python --require-hashes requirements.lock
 	cd $(SERVER) && $(UV) pip install --quiet --python .venv/bin/python --no-deps --no-build-isolation -e .
 	touch $@
 
@@ -32,7 +34,9 @@ lock: $(UV)
 	cd $(SERVER) && $(UV) pip compile pyproject.toml --group dev --generate-hashes \
 		--no-emit-index-url --python-version 3.11 --python-platform linux -o requirements.lock
 
+# The application's own bytecode, refreshed on every setup (only changed files are compiled).
 setup: $(SERVER)/.venv/.synced
+	cd $(SERVER) && $(VENV_BIN)/python -m compileall -q -j 0 app > /dev/null
 
 run: setup
 	cd $(SERVER) && $(VENV_BIN)/metricis db upgrade

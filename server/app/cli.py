@@ -9,7 +9,9 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 import uvicorn
+from sqlalchemy import exc as sa_exc
 from sqlalchemy import select
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import UnsafeProductionSettingsError, check_production_settings, get_settings
@@ -31,8 +33,15 @@ from app.serving import serve_with_reuse_port
 ResultT = TypeVar("ResultT")
 
 
-cli = typer.Typer(help="Metricis server administration.", no_args_is_help=True)
-db_cli = typer.Typer(help="Database schema migrations.", no_args_is_help=True)
+# Never print local variables in a traceback: they hold passwords, tokens and connection strings.
+cli = typer.Typer(
+    help="Metricis server administration.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+db_cli = typer.Typer(
+    help="Database schema migrations.", no_args_is_help=True, pretty_exceptions_show_locals=False
+)
 cli.add_typer(db_cli, name="db")
 
 
@@ -195,5 +204,41 @@ def rescore(
     typer.echo(f"Rescored {tasks} tasks in {sessions} sessions of {study}.")
 
 
+def database_problem(exc: BaseException, database_url: str) -> str | None:
+    """One line saying what is wrong with the configured database, or None for other errors."""
+    url = make_url(database_url)
+    if url.get_backend_name() == "sqlite":
+        if isinstance(exc, sa_exc.OperationalError) and "unable to open" in str(exc.orig):
+            return (
+                f"Cannot open the SQLite database {url.database}: "
+                "create its folder or set DATABASE_URL to a writable path."
+            )
+        return None
+    where = f"{url.host or 'localhost'}:{url.port or 5432}"
+    sqlstate = getattr(getattr(exc, "orig", None), "sqlstate", None)
+    text = str(exc)
+    if sqlstate == "3D000" or ("does not exist" in text and "database" in text):
+        return (
+            f'The database "{url.database}" does not exist on {where}. Create it, for example '
+            f"`createdb -h {url.host or 'localhost'} -p {url.port or 5432} "
+            f"-U {url.username or 'postgres'} {url.database}`, "
+            "or set DATABASE_URL to one that exists."
+        )
+    if sqlstate in ("28000", "28P01"):
+        return f'PostgreSQL on {where} refused the user "{url.username}": check DATABASE_URL.'
+    if isinstance(exc, OSError | sa_exc.OperationalError | sa_exc.InterfaceError) or isinstance(
+        getattr(exc, "orig", None), OSError
+    ):
+        return f"Cannot reach PostgreSQL on {where}: is it running? (DATABASE_URL)"
+    return None
+
+
 def main() -> None:
-    sys.exit(cli())
+    try:
+        cli()
+    except Exception as exc:
+        problem = database_problem(exc, get_settings().DATABASE_URL)
+        if problem is None:
+            raise
+        typer.secho(problem, fg=typer.colors.RED, err=True)
+        sys.exit(1)

@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
 
 from app import __version__
+from app.api.docs import install_docs
 from app.api.errors import code_for_status, error_response
 from app.api.middleware.body_limit import BodySizeLimitMiddleware
 from app.api.middleware.rate_limit import RateLimiter, RateLimitMiddleware
@@ -199,6 +200,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Mobile-first cognitive assessment for clinical research.",
         version=__version__,
         lifespan=_lifespan(settings),
+        # Served by install_docs with local assets instead of FastAPI's CDN-backed pages.
+        docs_url=None,
+        redoc_url=None,
         responses={
             422: {"model": ErrorEnvelope, "description": "Validation error"},
             429: {"model": ErrorEnvelope, "description": "Rate limited"},
@@ -255,4 +259,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in routers:
         app.include_router(router, prefix="/api")
     _publish_hand_parsed_bodies(app)
+    install_docs(app)
     return app

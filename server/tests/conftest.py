@@ -10,6 +10,8 @@ Environment:
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -95,16 +97,43 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
+@functools.cache
+def chosen_backend() -> str:
+    """ "postgres" or "sqlite", decided once per run (and the PostgreSQL database created)."""
+    wanted = os.environ.get("METRICIS_TEST_DATABASE", "auto")
+    if wanted not in ("postgres", "sqlite", "auto"):
+        raise pytest.UsageError(f"METRICIS_TEST_DATABASE must be postgres or sqlite, not {wanted}")
+    if wanted in ("postgres", "auto"):
+        if asyncio.run(ensure_postgres_database(POSTGRES_URL)):
+            return "postgres"
+        if wanted == "postgres" or REQUIRE_SERVICES:
+            raise pytest.UsageError(f"PostgreSQL is required but not reachable at {POSTGRES_URL}")
+    return "sqlite"
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    # Decided before any event loop runs (the probe uses one of its own).
+    chosen_backend()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if chosen_backend() == "postgres":
+        asyncio.run(drop_postgres_database(POSTGRES_URL))
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    if chosen_backend() == "postgres":
+        database = f"PostgreSQL, database {POSTGRES_URL.rsplit('/', 1)[1]} (dropped at the end)"
+    else:
+        database = "SQLite, a temporary file"
+    return [f"metricis: tests run on {database}; Redis {REDIS_URL}"]
+
+
 @pytest.fixture(scope="session")
 async def database_url(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
-    wanted = os.environ.get("METRICIS_TEST_DATABASE", "auto")
-    if wanted in ("postgres", "auto"):
-        if await ensure_postgres_database(POSTGRES_URL):
-            yield POSTGRES_URL
-            await drop_postgres_database(POSTGRES_URL)
-            return
-        if wanted == "postgres" or REQUIRE_SERVICES:
-            pytest.fail(f"PostgreSQL is required but not reachable at {POSTGRES_URL}")
+    if chosen_backend() == "postgres":
+        yield POSTGRES_URL  # dropped by pytest_sessionfinish
+        return
     path = tmp_path_factory.mktemp("db") / "metricis-test.db"
     yield f"sqlite+aiosqlite:///{path}"
 

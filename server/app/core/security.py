@@ -24,13 +24,15 @@ from app.core.clock import utcnow
 # When they change, hashes made with the old ones are upgraded at the next successful login
 # (verify_and_update).
 _hasher = PasswordHash((Argon2Hasher(),))
-# Verified against when the account does not exist, so both paths cost one Argon2 run.
-_dummy_hash = _hasher.hash(secrets.token_urlsafe(16))
+# Verified against when the account does not exist, so both paths cost one Argon2 run. Made on
+# first use with the configured parameters: hashing at import would slow every process start.
+_dummy_hash: str | None = None
 
 
 def configure_password_hashing(settings: Settings) -> None:
     """Apply the Argon2 parameters of these settings (called by create_app)."""
     global _hasher, _dummy_hash
+    _dummy_hash = None
     _hasher = PasswordHash(
         (
             Argon2Hasher(
@@ -40,7 +42,6 @@ def configure_password_hashing(settings: Settings) -> None:
             ),
         )
     )
-    _dummy_hash = _hasher.hash(secrets.token_urlsafe(16))
 
 
 async def hash_password(password: str) -> str:
@@ -50,12 +51,19 @@ async def hash_password(password: str) -> str:
 async def verify_password(password: str, password_hash: str | None) -> tuple[bool, str | None]:
     """(valid, new hash when the stored one used outdated parameters). Runs off the event loop."""
     if password_hash is None:
-        await asyncio.to_thread(_hasher.verify, password, _dummy_hash)
+        await asyncio.to_thread(_verify_against_dummy, password)
         return False, None
     try:
         return await asyncio.to_thread(_hasher.verify_and_update, password, password_hash)
     except Exception:  # a corrupt stored hash is a failed login, not a 500
         return False, None
+
+
+def _verify_against_dummy(password: str) -> None:
+    global _dummy_hash
+    if _dummy_hash is None:
+        _dummy_hash = _hasher.hash(secrets.token_urlsafe(16))
+    _hasher.verify(password, _dummy_hash)
 
 
 class TokenType(StrEnum):

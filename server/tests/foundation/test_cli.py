@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -75,3 +79,35 @@ def test_demo_refused_in_production(cli_database: str, monkeypatch: pytest.Monke
     result = CliRunner().invoke(cli, ["demo"])
     assert result.exit_code == 1
     assert "refused" in result.output
+
+
+@pytest.mark.parametrize(
+    ("database_url", "expected"),
+    [
+        (
+            "postgresql+asyncpg://postgres@127.0.0.1:5432/metricis_missing_database_for_cli_test",
+            'The database "metricis_missing_database_for_cli_test" does not exist',
+        ),
+        ("postgresql+asyncpg://postgres@127.0.0.1:9/metricis", "Cannot reach PostgreSQL"),
+        ("sqlite+aiosqlite:////nonexistent-folder/metricis.db", "Cannot open the SQLite database"),
+    ],
+)
+def test_a_missing_database_is_one_line_saying_what_to_do(database_url: str, expected: str) -> None:
+    if "does not exist" in expected:
+        try:
+            socket.create_connection(("127.0.0.1", 5432), timeout=1).close()
+        except OSError:
+            pytest.skip("needs a PostgreSQL server to ask for the missing database")
+    result = subprocess.run(
+        [sys.executable, "-c", "from app.cli import main; main()", "db", "upgrade"],
+        env={**os.environ, "DATABASE_URL": database_url, "ENVIRONMENT": "development"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert expected in lines[0]
+    assert "Traceback" not in result.stderr
