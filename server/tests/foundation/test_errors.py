@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
+import pytest
 from fastapi import FastAPI
 from pydantic import BaseModel, Field
 
@@ -51,6 +52,28 @@ async def test_unknown_route_is_404_envelope(client: httpx.AsyncClient) -> None:
 
 async def test_wrong_method_is_405_envelope(client: httpx.AsyncClient) -> None:
     assert_envelope(await client.delete("/api/health"), 405, "METHOD_NOT_ALLOWED")
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("GET", "/api/session/end", "POST"),
+        ("GET", "/api/session/start", "POST"),
+        ("PATCH", "/api/participants/import", "POST"),
+        ("DELETE", "/api/consent/sign", "POST"),
+    ],
+)
+async def test_a_fixed_path_with_the_wrong_method_is_405_not_an_id(
+    client: httpx.AsyncClient, method: str, path: str, allowed: str
+) -> None:
+    # Path ids are UUIDs in the route itself, so `end` is never taken for a session id.
+    response = await client.request(method, path)
+    assert_envelope(response, 405, "METHOD_NOT_ALLOWED")
+    assert response.headers["allow"] == allowed
+
+
+async def test_a_malformed_id_in_a_path_is_404(client: httpx.AsyncClient) -> None:
+    assert_envelope(await client.get("/api/session/not-a-uuid"), 404, "NOT_FOUND")
 
 
 async def test_validation_error_has_per_field_details_without_values(app: FastAPI) -> None:

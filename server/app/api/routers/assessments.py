@@ -146,7 +146,7 @@ async def end_session(
     return _session_read(record, participant.participant_code)
 
 
-@router.get("/session/{session_id}")
+@router.get("/session/{session_id:uuid}")
 async def get_session(
     session_id: uuid.UUID, principal: AnyPrincipal, session: SessionDep
 ) -> SessionRead:
@@ -183,7 +183,7 @@ async def list_sessions(
     )
 
 
-@router.post("/sessions/{session_id}/rescore")
+@router.post("/sessions/{session_id:uuid}/rescore")
 async def rescore_session(
     session_id: uuid.UUID,
     principal: CurrentUser,
@@ -257,7 +257,7 @@ async def submit(
     return SubmitReceipt.model_validate(outcome.receipt)
 
 
-@router.get("/sessions/{session_id}/source/{task}", include_in_schema=True)
+@router.get("/sessions/{session_id:uuid}/source/{task}", include_in_schema=True)
 async def source_document(
     session_id: uuid.UUID,
     task: str,

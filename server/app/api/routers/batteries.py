@@ -116,7 +116,7 @@ async def create_battery(
     return _read(battery, version)
 
 
-@router.get("/{battery_id}")
+@router.get("/{battery_id:uuid}")
 async def get_battery(
     battery_id: uuid.UUID, principal: CurrentUser, session: SessionDep
 ) -> BatteryRead:
@@ -124,7 +124,7 @@ async def get_battery(
     return _read(battery, version)
 
 
-@router.patch("/{battery_id}", responses=_CONFLICT)
+@router.patch("/{battery_id:uuid}", responses=_CONFLICT)
 async def update_battery(
     battery_id: uuid.UUID,
     body: BatteryUpdate,
@@ -152,7 +152,7 @@ async def update_battery(
     return _read(battery, version)
 
 
-@router.delete("/{battery_id}", status_code=status.HTTP_204_NO_CONTENT, responses=_CONFLICT)
+@router.delete("/{battery_id:uuid}", status_code=status.HTTP_204_NO_CONTENT, responses=_CONFLICT)
 async def archive_battery(
     battery_id: uuid.UUID,
     principal: CurrentUser,
@@ -164,7 +164,7 @@ async def archive_battery(
     await service.archive_battery(session, context, principal, battery_id, reason=reason)
 
 
-@router.get("/{battery_id}/versions")
+@router.get("/{battery_id:uuid}/versions")
 async def list_versions(
     battery_id: uuid.UUID,
     principal: CurrentUser,
@@ -180,7 +180,7 @@ async def list_versions(
     )
 
 
-@router.get("/{battery_id}/versions/{version}")
+@router.get("/{battery_id:uuid}/versions/{version:int}")
 async def get_version(
     battery_id: uuid.UUID, version: int, principal: CurrentUser, session: SessionDep
 ) -> BatteryVersionRead:

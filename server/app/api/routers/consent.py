@@ -89,7 +89,7 @@ async def create_form(
     return ConsentFormRead.model_validate(form)
 
 
-@router.get("/forms/{form_id}")
+@router.get("/forms/{form_id:uuid}")
 async def get_form(
     form_id: uuid.UUID, principal: AnyPrincipal, session: SessionDep
 ) -> ConsentFormRead:
@@ -98,7 +98,7 @@ async def get_form(
     )
 
 
-@router.patch("/forms/{form_id}", responses=_CONFLICT)
+@router.patch("/forms/{form_id:uuid}", responses=_CONFLICT)
 async def update_form(
     form_id: uuid.UUID,
     body: ConsentFormUpdate,
@@ -114,7 +114,7 @@ async def update_form(
     return ConsentFormRead.model_validate(form)
 
 
-@router.delete("/forms/{form_id}", status_code=status.HTTP_204_NO_CONTENT, responses=_CONFLICT)
+@router.delete("/forms/{form_id:uuid}", status_code=status.HTTP_204_NO_CONTENT, responses=_CONFLICT)
 async def delete_form(
     form_id: uuid.UUID,
     principal: CurrentUser,
@@ -126,7 +126,7 @@ async def delete_form(
     await consent_service.delete_form(session, context, principal, form_id, reason=reason)
 
 
-@router.post("/forms/{form_id}/publish", responses=_CONFLICT)
+@router.post("/forms/{form_id:uuid}/publish", responses=_CONFLICT)
 async def publish_form(
     form_id: uuid.UUID,
     principal: CurrentUser,
@@ -228,7 +228,7 @@ async def list_records(
     )
 
 
-@router.get("/records/{record_id}")
+@router.get("/records/{record_id:uuid}")
 async def get_record(
     record_id: uuid.UUID, principal: AnyPrincipal, session: SessionDep
 ) -> ConsentRecordDetailRead:

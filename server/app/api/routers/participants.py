@@ -114,7 +114,7 @@ async def create_participant(
     return _read(participant, encryptor, access)
 
 
-@router.get("/{participant_id}")
+@router.get("/{participant_id:uuid}")
 async def get_participant(
     participant_id: uuid.UUID, principal: CurrentUser, session: SessionDep, encryptor: EncryptorDep
 ) -> ParticipantRead:
@@ -122,7 +122,7 @@ async def get_participant(
     return _read(participant, encryptor, access)
 
 
-@router.patch("/{participant_id}")
+@router.patch("/{participant_id:uuid}")
 async def update_participant(
     participant_id: uuid.UUID,
     body: ParticipantUpdate,
@@ -147,7 +147,7 @@ async def update_participant(
     return _read(participant, encryptor, access)
 
 
-@router.post("/{participant_id}/withdraw")
+@router.post("/{participant_id:uuid}/withdraw")
 async def withdraw_participant(
     participant_id: uuid.UUID,
     body: WithdrawRequest,
@@ -171,7 +171,7 @@ async def withdraw_participant(
     return _read(participant, encryptor, access)
 
 
-@router.post("/{participant_id}/access-code", status_code=status.HTTP_201_CREATED)
+@router.post("/{participant_id:uuid}/access-code", status_code=status.HTTP_201_CREATED)
 async def issue_access_code(
     participant_id: uuid.UUID,
     principal: CurrentUser,

@@ -83,14 +83,14 @@ async def create_study(
     return _study_read(study, "researcher" if not principal.is_admin else "admin", None)
 
 
-@router.get("/{study_id}")
+@router.get("/{study_id:uuid}")
 async def get_study(study_id: uuid.UUID, principal: CurrentUser, session: SessionDep) -> StudyRead:
     study, access = await service.get_study(session, principal, study_id)
     stats = await service.study_stats(session, [study.id], {study.id: access})
     return _study_read(study, access.role, stats[study.id])
 
 
-@router.patch("/{study_id}")
+@router.patch("/{study_id:uuid}")
 async def update_study(
     study_id: uuid.UUID,
     body: StudyUpdate,
@@ -104,7 +104,7 @@ async def update_study(
     return _study_read(study, None, None)
 
 
-@router.post("/{study_id}/status")
+@router.post("/{study_id:uuid}/status")
 async def change_status(
     study_id: uuid.UUID,
     body: StudyStatusChange,
@@ -119,7 +119,7 @@ async def change_status(
     return _study_read(study, None, None)
 
 
-@router.get("/{study_id}/sites")
+@router.get("/{study_id:uuid}/sites")
 async def list_sites(
     study_id: uuid.UUID, principal: CurrentUser, session: SessionDep
 ) -> list[SiteRead]:
@@ -129,7 +129,7 @@ async def list_sites(
     ]
 
 
-@router.post("/{study_id}/sites", status_code=status.HTTP_201_CREATED)
+@router.post("/{study_id:uuid}/sites", status_code=status.HTTP_201_CREATED)
 async def create_site(
     study_id: uuid.UUID,
     body: SiteCreate,
@@ -149,7 +149,7 @@ async def create_site(
     return SiteRead.model_validate(site)
 
 
-@router.patch("/{study_id}/sites/{site_id}")
+@router.patch("/{study_id:uuid}/sites/{site_id:uuid}")
 async def update_site(
     study_id: uuid.UUID,
     site_id: uuid.UUID,
@@ -164,14 +164,14 @@ async def update_site(
     return SiteRead.model_validate(site)
 
 
-@router.get("/{study_id}/members")
+@router.get("/{study_id:uuid}/members")
 async def list_members(
     study_id: uuid.UUID, principal: CurrentUser, session: SessionDep
 ) -> list[MemberRead]:
     return [_member_read(m, u) for m, u in await service.list_members(session, principal, study_id)]
 
 
-@router.post("/{study_id}/members", status_code=status.HTTP_201_CREATED)
+@router.post("/{study_id:uuid}/members", status_code=status.HTTP_201_CREATED)
 async def add_member(
     study_id: uuid.UUID,
     body: MemberCreate,
@@ -191,7 +191,7 @@ async def add_member(
     return _member_read(member, user)
 
 
-@router.patch("/{study_id}/members/{member_id}")
+@router.patch("/{study_id:uuid}/members/{member_id:uuid}")
 async def update_member(
     study_id: uuid.UUID,
     member_id: uuid.UUID,
@@ -213,7 +213,7 @@ async def update_member(
     return _member_read(member, user)
 
 
-@router.delete("/{study_id}/members/{member_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete("/{study_id:uuid}/members/{member_id:uuid}", status_code=status.HTTP_204_NO_CONTENT)
 async def remove_member(
     study_id: uuid.UUID,
     member_id: uuid.UUID,

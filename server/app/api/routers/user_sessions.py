@@ -39,7 +39,7 @@ async def list_sessions(
     return Page[UserSessionRead](data=data, pagination=pagination)
 
 
-@router.delete("/{session_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete("/{session_id:uuid}", status_code=status.HTTP_204_NO_CONTENT)
 async def revoke_session(
     session_id: uuid.UUID,
     principal: CurrentUser,

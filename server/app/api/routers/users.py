@@ -35,12 +35,12 @@ async def list_users(
     )
 
 
-@router.get("/{user_id}")
+@router.get("/{user_id:uuid}")
 async def get_user(user_id: uuid.UUID, _: AdminUser, session: SessionDep) -> UserDetailRead:
     return UserDetailRead.model_validate(await users_service.get_user(session, user_id))
 
 
-@router.patch("/{user_id}")
+@router.patch("/{user_id:uuid}")
 async def update_user(
     user_id: uuid.UUID,
     body: UserUpdateRequest,
