@@ -32,6 +32,9 @@ from app.serving import serve_with_reuse_port
 
 ResultT = TypeVar("ResultT")
 
+# Beyond the grace period: time for the lifespan to close the database pool and the store.
+STOP_MARGIN_SECONDS = 5.0
+
 
 # Never print local variables in a traceback: they hold passwords, tokens and connection strings.
 cli = typer.Typer(
@@ -68,10 +71,17 @@ def serve(
         "proxy_headers": bool(settings.TRUSTED_PROXIES),
         "forwarded_allow_ips": ",".join(settings.TRUSTED_PROXIES) or None,
         "server_header": False,
+        "timeout_graceful_shutdown": settings.SHUTDOWN_GRACE_SECONDS,
     }
     processes = workers or settings.WORKERS
     if processes > 1 and not reload:
-        serve_with_reuse_port(host or settings.HOST, port or settings.PORT, processes, options)
+        serve_with_reuse_port(
+            host or settings.HOST,
+            port or settings.PORT,
+            processes,
+            options,
+            stop_timeout=settings.SHUTDOWN_GRACE_SECONDS + STOP_MARGIN_SECONDS,
+        )
         return
     uvicorn.run(
         "app.main:create_app",

@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     HOST: str = "127.0.0.1"
     PORT: int = Field(default=8000, ge=1, le=65535)
     WORKERS: int = Field(default=1, ge=1, le=64)
+    # On SIGTERM the server stops accepting at once and gives requests in flight this long to
+    # finish; then they are cancelled and the process exits.
+    SHUTDOWN_GRACE_SECONDS: float = Field(default=10.0, ge=0, le=300)
 
     DATABASE_URL: str = DEFAULT_DATABASE_URL
     DATABASE_POOL_SIZE: int = Field(default=10, ge=1)

@@ -41,7 +41,12 @@ def _run_worker(host: str, port: int, options: dict[str, Any]) -> None:
     uvicorn.Server(config).run(sockets=[sock])
 
 
-def serve_with_reuse_port(host: str, port: int, workers: int, options: dict[str, Any]) -> None:
+def serve_with_reuse_port(
+    host: str, port: int, workers: int, options: dict[str, Any], *, stop_timeout: float
+) -> None:
+    """Run `workers` processes until SIGTERM/SIGINT, then stop them: each stops accepting at once
+    and finishes its requests within its graceful-shutdown timeout; one still alive after
+    `stop_timeout` is killed."""
     context = multiprocessing.get_context("spawn")
     stopping = False
 
@@ -66,7 +71,10 @@ def serve_with_reuse_port(host: str, port: int, workers: int, options: dict[str,
                 processes[index] = start()
     for process in processes:
         process.terminate()
+    deadline = time.monotonic() + stop_timeout
     for process in processes:
-        process.join(timeout=15)
+        process.join(timeout=max(0.0, deadline - time.monotonic()))
         if process.is_alive():
+            logger.warning("worker_killed_after_grace", pid=process.pid)
             process.kill()
+            process.join()

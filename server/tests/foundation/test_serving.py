@@ -86,3 +86,54 @@ def test_workers_restart_and_stop(tmp_path: Path) -> None:
         supervisor.wait(timeout=30)
     assert supervisor.returncode == 0
     assert _children(supervisor.pid) == []
+
+
+def _hang_a_request(port: int) -> socket.socket:
+    """A request whose body never finishes arriving: in flight until the server gives up on it."""
+    connection = socket.create_connection(("127.0.0.1", port), timeout=5)
+    connection.sendall(
+        b"POST /api/auth/login HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        b"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"
+    )
+    return connection
+
+
+def test_sigterm_stops_accepting_and_exits_after_the_grace_period(tmp_path: Path) -> None:
+    port = _free_port()
+    grace = 2.0
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'serve.db'}",
+        "STORAGE_DIR": str(tmp_path / "storage"),
+        "HOST": "127.0.0.1",
+        "PORT": str(port),
+        "LOG_LEVEL": "warning",
+        "SHUTDOWN_GRACE_SECONDS": str(grace),
+    }
+    subprocess.run([METRICIS, "db", "upgrade"], cwd=SERVER_ROOT, env=env, check=True)
+    for workers in ("1", "2"):
+        server = subprocess.Popen(
+            [METRICIS, "serve", "--workers", workers], cwd=SERVER_ROOT, env=env
+        )
+        try:
+            _wait_healthy(f"http://127.0.0.1:{port}/api/health")
+            hung = [_hang_a_request(port) for _ in range(3)]
+            time.sleep(0.3)
+            signalled = time.monotonic()
+            server.send_signal(signal.SIGTERM)
+            time.sleep(0.5)
+            # No new connection is served once the stop has begun.
+            try:
+                refused = httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=1).status_code
+            except httpx.HTTPError:
+                refused = None
+            assert refused is None
+            server.wait(timeout=grace + 15)
+            elapsed = time.monotonic() - signalled
+            assert elapsed < grace + 5, f"{workers} worker(s) took {elapsed:.1f} s to stop"
+            for connection in hung:
+                connection.close()
+        finally:
+            if server.poll() is None:
+                server.kill()
+                server.wait()
