@@ -91,7 +91,12 @@ class Settings(BaseSettings):
     ]
 
     RATE_LIMIT_ENABLED: bool = True
+    # Anonymous requests, per client address.
     RATE_LIMIT_PER_MINUTE: int = Field(default=60, ge=1)
+    # Requests with a valid access token, per signed-in user or participant: a clinic behind one
+    # NAT address must not share one budget. Sized for a portal page that fires a dozen requests.
+    AUTHENTICATED_RATE_LIMIT_PER_MINUTE: int = Field(default=600, ge=1)
+    # Sign-in, refresh, 2FA verification, magic links and access codes, per client address.
     AUTH_RATE_LIMIT_PER_MINUTE: int = Field(default=10, ge=1)
     # Trust X-Forwarded-For only from these proxies, so clients cannot pick their rate-limit key.
     TRUSTED_PROXIES: Annotated[list[str], NoDecode] = []

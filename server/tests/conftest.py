@@ -155,6 +155,7 @@ def make_settings(database_url: str, storage_dir: Path, **overrides: object) -> 
         "STORAGE_DIR": storage_dir,
         "RATE_LIMIT_PER_MINUTE": 100_000,
         "AUTH_RATE_LIMIT_PER_MINUTE": 100_000,
+        "AUTHENTICATED_RATE_LIMIT_PER_MINUTE": 100_000,
         "LOG_LEVEL": "warning",
         "REDIS_URL": REDIS_URL,
         # Cheap hashing keeps the suite fast; production refuses such parameters.

@@ -1,12 +1,15 @@
 from __future__ import annotations
 
 import time
+import uuid
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
 import pytest
 
-from app.config import SessionStorageBackend
+from app.config import SessionStorageBackend, Settings
+from app.core.security import TokenType, create_token
 from app.main import create_app
 from tests.conftest import lifespan_client, make_settings
 
@@ -18,18 +21,31 @@ def limited_app(database_url: str, storage_dir: Path, **overrides: object):  # t
             storage_dir,
             RATE_LIMIT_PER_MINUTE=5,
             AUTH_RATE_LIMIT_PER_MINUTE=2,
+            AUTHENTICATED_RATE_LIMIT_PER_MINUTE=3,
             **overrides,
         )
     )
 
 
-async def exhaust(client: httpx.AsyncClient, path: str, allowed: int) -> httpx.Response:
+async def exhaust(
+    client: httpx.AsyncClient, path: str, allowed: int, headers: dict[str, str] | None = None
+) -> httpx.Response:
     for remaining in range(allowed - 1, -1, -1):
-        response = await client.get(path)
+        response = await client.get(path, headers=headers)
         assert response.headers["X-RateLimit-Limit"] == str(allowed)
         assert response.headers["X-RateLimit-Remaining"] == str(remaining)
         assert int(response.headers["X-RateLimit-Reset"]) >= int(time.time())
-    return await client.get(path)
+    return await client.get(path, headers=headers)
+
+
+def bearer(settings: Settings, token_type: TokenType, subject: str | None = None) -> dict[str, str]:
+    issued = create_token(
+        settings,
+        subject=subject or str(uuid.uuid4()),
+        token_type=token_type,
+        lifetime=timedelta(minutes=5),
+    )
+    return {"Authorization": f"Bearer {issued.token}"}
 
 
 async def assert_limited(response: httpx.Response, limit: int) -> None:
@@ -45,8 +61,56 @@ async def test_default_limit_headers_and_429_in_memory(
 ) -> None:
     async with lifespan_client(limited_app(database_url, storage_dir)) as client:
         await assert_limited(await exhaust(client, "/api/anything", 5), 5)
-        # The auth limit is counted separately and is stricter.
-        await assert_limited(await exhaust(client, "/api/auth/anything", 2), 2)
+        # The sign-in limit is counted separately and is stricter.
+        await assert_limited(await exhaust(client, "/api/auth/login", 2), 2)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/auth/login",
+        "/api/auth/refresh",
+        "/api/auth/2fa/verify",
+        "/api/auth/participant",
+        "/api/auth/magic-link",
+        "/api/auth/magic-link/verify",
+    ],
+)
+async def test_every_sign_in_route_is_in_the_strict_bucket(
+    database_url: str, storage_dir: Path, path: str
+) -> None:
+    async with lifespan_client(limited_app(database_url, storage_dir)) as client:
+        await assert_limited(await exhaust(client, path, 2), 2)
+
+
+async def test_signed_in_callers_are_limited_per_principal_not_per_address(
+    database_url: str, storage_dir: Path
+) -> None:
+    settings = make_settings(database_url, storage_dir)
+    coordinator = bearer(settings, TokenType.ACCESS)
+    colleague = bearer(settings, TokenType.ACCESS)
+    participant = bearer(settings, TokenType.PARTICIPANT_ACCESS)
+    async with lifespan_client(limited_app(database_url, storage_dir)) as client:
+        # /me is ordinary authenticated traffic, not the sign-in bucket.
+        await assert_limited(await exhaust(client, "/api/auth/me", 3, coordinator), 3)
+        # Same address, other principals: budgets of their own, and anonymous traffic too.
+        await assert_limited(await exhaust(client, "/api/x", 3, colleague), 3)
+        await assert_limited(await exhaust(client, "/api/x", 3, participant), 3)
+        await assert_limited(await exhaust(client, "/api/x", 5), 5)
+
+
+async def test_a_forged_or_unusable_token_counts_as_anonymous(
+    database_url: str, storage_dir: Path
+) -> None:
+    other_key = make_settings(database_url, storage_dir, JWT_SECRET_KEY="another-key-" + "x" * 40)
+    forged = bearer(other_key, TokenType.ACCESS)
+    refresh = bearer(make_settings(database_url, storage_dir), TokenType.REFRESH)
+    async with lifespan_client(limited_app(database_url, storage_dir)) as client:
+        for index in range(5):
+            headers = forged if index % 2 else refresh
+            assert (await client.get("/api/x", headers=headers)).status_code == 404
+        # Forged and refresh tokens spent the address's anonymous budget.
+        await assert_limited(await client.get("/api/x"), 5)
 
 
 async def test_limit_is_per_client(database_url: str, storage_dir: Path) -> None:

@@ -1,4 +1,8 @@
-"""Per-client rate limits on the API, in memory or shared through Redis.
+"""Rate limits on the API, in memory or shared through Redis.
+
+Three buckets: sign-in routes per client address (strict: they guess passwords and codes),
+requests with a valid access token per principal (user or participant, so one NAT address does
+not share a clinic's budget), and other anonymous requests per address.
 
 Built on `limits` directly in a pure ASGI middleware rather than through slowapi's decorators:
 see docs/adr/0002-rate-limiting.md. A limiter whose Redis is unreachable lets requests through
@@ -10,22 +14,40 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
+from enum import StrEnum
 
+import jwt
 from limits import RateLimitItem, RateLimitItemPerMinute
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
-from starlette.datastructures import MutableHeaders
+from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.api.client_ip import client_ip
 from app.api.errors import error_response
 from app.config import Settings
 from app.core.logging import get_logger
+from app.core.security import TokenType
 from app.services.session_store import RedisSessionStore, SessionStore
 
 logger = get_logger(__name__)
 
-AUTH_PREFIX = "/api/auth"
+# The routes that take a secret (password, code, refresh token, link) from an anonymous caller.
+SIGN_IN_PATHS = frozenset(
+    {
+        "/api/auth/login",
+        "/api/auth/refresh",
+        "/api/auth/2fa/verify",
+        "/api/auth/participant",
+        "/api/auth/magic-link",
+        "/api/auth/magic-link/verify",
+    }
+)
+# Access tokens whose subject is a principal the limit can follow.
+_PRINCIPAL_TOKEN_TYPES = {
+    TokenType.ACCESS.value: "user",
+    TokenType.PARTICIPANT_ACCESS.value: "participant",
+}
 # Health checks come from load balancers and monitors many times a minute.
 EXEMPT_PREFIXES = ("/api/health",)
 
@@ -45,12 +67,22 @@ class RateLimitDecision:
         }
 
 
+class Bucket(StrEnum):
+    SIGN_IN = "auth"
+    PRINCIPAL = "principal"
+    ANONYMOUS = "api"
+
+
 class RateLimiter:
     def __init__(self, settings: Settings, storage: Storage) -> None:
         self.storage = storage
         self.strategy = SlidingWindowCounterRateLimiter(storage)
-        self.default_limit: RateLimitItem = RateLimitItemPerMinute(settings.RATE_LIMIT_PER_MINUTE)
-        self.auth_limit: RateLimitItem = RateLimitItemPerMinute(settings.AUTH_RATE_LIMIT_PER_MINUTE)
+        self.limits: dict[Bucket, RateLimitItem] = {
+            Bucket.SIGN_IN: RateLimitItemPerMinute(settings.AUTH_RATE_LIMIT_PER_MINUTE),
+            Bucket.PRINCIPAL: RateLimitItemPerMinute(settings.AUTHENTICATED_RATE_LIMIT_PER_MINUTE),
+            Bucket.ANONYMOUS: RateLimitItemPerMinute(settings.RATE_LIMIT_PER_MINUTE),
+        }
+        self._jwt_key = settings.JWT_SECRET_KEY.get_secret_value()
         self._last_failure_logged = 0.0
 
     @classmethod
@@ -69,18 +101,41 @@ class RateLimiter:
             storage = MemoryStorage()
         return cls(settings, storage)
 
-    def limit_for(self, path: str) -> RateLimitItem:
-        if path == AUTH_PREFIX or path.startswith(AUTH_PREFIX + "/"):
-            return self.auth_limit
-        return self.default_limit
+    def principal_of(self, scope: Scope) -> str | None:
+        """ "user:<id>" or "participant:<id>" for a validly signed, unexpired access token.
 
-    async def hit(self, path: str, client: str) -> RateLimitDecision | None:
-        """Count one request; None when the limiter cannot decide (storage unreachable)."""
-        item = self.limit_for(path)
-        scope_key = "auth" if item is self.auth_limit else "api"
+        The signature is checked so that a forged token cannot spread one caller over many
+        buckets; whether the login session is still alive is the route's business.
+        """
+        authorization = Headers(scope=scope).get("authorization", "")
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            return None
         try:
-            allowed = await self.strategy.hit(item, scope_key, client)
-            stats = await self.strategy.get_window_stats(item, scope_key, client)
+            claims = jwt.decode(token, self._jwt_key, algorithms=["HS256"])
+        except jwt.PyJWTError:
+            return None
+        kind = _PRINCIPAL_TOKEN_TYPES.get(claims.get("typ", ""))
+        subject = claims.get("sub")
+        if kind is None or not isinstance(subject, str):
+            return None
+        return f"{kind}:{subject}"
+
+    def classify(self, scope: Scope, client_address: str) -> tuple[Bucket, str]:
+        path: str = scope.get("path", "")
+        if path.rstrip("/") in SIGN_IN_PATHS:
+            return Bucket.SIGN_IN, client_address
+        principal = self.principal_of(scope)
+        if principal is not None:
+            return Bucket.PRINCIPAL, principal
+        return Bucket.ANONYMOUS, client_address
+
+    async def hit(self, bucket: Bucket, key: str) -> RateLimitDecision | None:
+        """Count one request; None when the limiter cannot decide (storage unreachable)."""
+        item = self.limits[bucket]
+        try:
+            allowed = await self.strategy.hit(item, bucket.value, key)
+            stats = await self.strategy.get_window_stats(item, bucket.value, key)
         except Exception as exc:
             now = time.monotonic()
             if now - self._last_failure_logged > 30:
@@ -111,7 +166,8 @@ class RateLimitMiddleware:
         ):
             await self.app(scope, receive, send)
             return
-        decision = await self.limiter.hit(path, client_ip(scope, self.trusted_proxies))
+        bucket, key = self.limiter.classify(scope, client_ip(scope, self.trusted_proxies))
+        decision = await self.limiter.hit(bucket, key)
         if decision is None:
             await self.app(scope, receive, send)
             return
