@@ -21,6 +21,7 @@ from app.api.errors import code_for_status, error_response
 from app.api.middleware.body_limit import BodySizeLimitMiddleware
 from app.api.middleware.rate_limit import RateLimiter, RateLimitMiddleware
 from app.api.middleware.request_context import RequestContextMiddleware
+from app.api.middleware.unstorable_values import UnstorableValueMiddleware
 from app.api.routers import (
     assessments,
     audit,
@@ -97,9 +98,20 @@ def _is_database_unavailable(exc: sa_exc.SQLAlchemyError) -> bool:
             return True
         # SQLSTATE classes 08 (connection exception) and 57 (operator intervention: the server
         # is shutting down or not yet accepting connections) mean "retry later".
-        sqlstate = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
-        return isinstance(sqlstate, str) and sqlstate[:2] in ("08", "57")
+        return _sqlstate_class(exc) in ("08", "57")
     return False
+
+
+def _sqlstate_class(exc: sa_exc.SQLAlchemyError) -> str | None:
+    orig = getattr(exc, "orig", None)
+    sqlstate = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    return sqlstate[:2] if isinstance(sqlstate, str) else None
+
+
+def _is_unstorable_value(exc: sa_exc.SQLAlchemyError) -> bool:
+    # SQLSTATE class 22 (data exception): a NUL character, an untranslatable character, a number
+    # out of range. Drivers do not all raise these as DataError.
+    return isinstance(exc, sa_exc.DataError) or _sqlstate_class(exc) == "22"
 
 
 def _database_unavailable() -> JSONResponse:
@@ -138,10 +150,10 @@ def _install_exception_handlers(app: FastAPI) -> None:
         if _is_database_unavailable(exc):
             logger.warning("database_unavailable", error=type(exc).__name__)
             return _database_unavailable()
-        if isinstance(exc, sa_exc.DataError):
+        if _is_unstorable_value(exc):
             # A value the database cannot store (a NUL character, an out-of-range number):
             # the request's fault, and its transaction has been rolled back.
-            logger.info("database_refused_value", error=type(exc.orig).__name__)
+            logger.info("database_refused_value", error=type(getattr(exc, "orig", exc)).__name__)
             return error_response(
                 422,
                 "VALIDATION_ERROR",
@@ -216,6 +228,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     _install_exception_handlers(app)
 
     # Middleware runs outermost-last-added: request id first, so every later line carries it.
+    # The value guard reads bodies through the size limit, so it is added before it (inside).
+    app.add_middleware(UnstorableValueMiddleware, item_level_paths=("/api/sync",))
     app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.MAX_REQUEST_BODY_BYTES)
     if settings.RATE_LIMIT_ENABLED:
         app.add_middleware(

@@ -4,7 +4,9 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
+
+from app.schemas.common import IsoDateTime
 
 MAX_TRIALS_PER_REQUEST = 20_000
 # Bounds that no real reaction time or index crosses; anything beyond is a client bug.
@@ -36,8 +38,8 @@ class SubmitRequest(BaseModel):
     task_summaries: dict[TaskName, dict[str, Any]] = Field(default_factory=dict, max_length=100)
     trials: list[TrialIn] = Field(default_factory=list, max_length=MAX_TRIALS_PER_REQUEST)
     device_info: dict[str, Any] | None = None
-    completed_at: AwareDatetime | None = None
-    client_time: AwareDatetime | None = None
+    completed_at: IsoDateTime | None = None
+    client_time: IsoDateTime | None = None
 
 
 class FlagRead(BaseModel):
@@ -67,10 +69,10 @@ class SessionStartRequest(BaseModel):
         default=None, description="A client-generated id, for sessions started offline"
     )
     device: dict[str, Any] | None = None
-    started_at: AwareDatetime | None = Field(
+    started_at: IsoDateTime | None = Field(
         default=None, description="When the client started it (offline starts), with its offset"
     )
-    client_time: AwareDatetime | None = None
+    client_time: IsoDateTime | None = None
 
 
 class BatteryTaskRead(BaseModel):

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Generic, Literal, TypeVar
+import re
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, Field
 
 
 class ErrorDetail(BaseModel):
@@ -38,6 +39,21 @@ class Pagination(BaseModel):
             has_prev=page > 1,
         )
 
+
+_NUMBER = re.compile(r"\s*[+-]?\d+(\.\d*)?\s*")
+
+
+def _iso_8601_only(value: object) -> object:
+    # Pydantic would read 0 or "0" as seconds since 1970: a client bug, not a time.
+    if isinstance(value, bool | int | float) or (
+        isinstance(value, str) and _NUMBER.fullmatch(value)
+    ):
+        raise ValueError("a date-time is an ISO 8601 string with a UTC offset")
+    return value
+
+
+# Every date-time a client sends: an ISO 8601 string with an offset, nothing else.
+IsoDateTime = Annotated[AwareDatetime, BeforeValidator(_iso_8601_only)]
 
 ItemT = TypeVar("ItemT")
 

@@ -14,7 +14,6 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
@@ -24,6 +23,7 @@ from pydantic import (
 
 from app.models.consent import SignerRole
 from app.schemas.assessments import MAX_TRIALS_PER_REQUEST, TaskName, TrialIn
+from app.schemas.common import IsoDateTime
 from app.schemas.consent import MAX_ANSWERS, ConsentQuestion, Text
 from app.schemas.modules import ModuleRead
 
@@ -130,11 +130,11 @@ class SessionItem(BaseModel):
     battery_id: uuid.UUID
     battery_version: int = Field(ge=1)
     visit_id: uuid.UUID | None = None
-    started_at: AwareDatetime
-    ended_at: AwareDatetime | None = None
+    started_at: IsoDateTime
+    ended_at: IsoDateTime | None = None
     status: Literal["completed", "abandoned"] | None = None
     device: dict[str, Any] | None = None
-    client_time: AwareDatetime | None = None
+    client_time: IsoDateTime | None = None
     task_summaries: dict[TaskName, dict[str, Any]] = Field(default_factory=dict, max_length=100)
     trials: list[TrialIn] = Field(default_factory=list)
     device_info: dict[str, Any] | None = None
@@ -165,8 +165,8 @@ class ConsentItem(BaseModel):
     answers: dict[Text, bool | Text] = Field(default_factory=dict, max_length=MAX_ANSWERS)
     signature_image: str | None = None
     witness_name: Text | None = Field(default=None, min_length=1, max_length=255)
-    signed_at: AwareDatetime | None = None
-    client_time: AwareDatetime | None = None
+    signed_at: IsoDateTime | None = None
+    client_time: IsoDateTime | None = None
 
 
 SyncItem = Annotated[SessionItem | ConsentItem, Field(discriminator="type")]
@@ -181,7 +181,7 @@ class SyncRequest(BaseModel):
             "(schemas SessionItem and ConsentItem); each is validated and applied on its own"
         ),
     )
-    client_time: AwareDatetime | None = Field(
+    client_time: IsoDateTime | None = Field(
         default=None, description="The device clock when sending; an item's own takes precedence"
     )
 

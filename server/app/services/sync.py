@@ -30,6 +30,7 @@ from app.core.errors import (
     NotFoundError,
     ValidationFailedError,
 )
+from app.core.json_values import unstorable_errors
 from app.core.logging import get_logger
 from app.db.session import transaction_scope
 from app.models.assessment import SessionStatus
@@ -422,6 +423,15 @@ async def apply_batch(
     """Apply each item in order, each in its own transaction, and answer each."""
     results: list[SyncItemResult] = []
     for index, raw in enumerate(items):
+        unstorable = unstorable_errors(raw, "item")
+        if unstorable:
+            error = ItemError(
+                code="VALIDATION_ERROR",
+                message="The item holds a value that cannot be stored",
+                details={"errors": unstorable},
+            )
+            results.append(_answer(index, raw, ItemStatus.REJECTED, error))
+            continue
         try:
             item = SYNC_ITEM.validate_python(raw)
         except ValidationError as exc:

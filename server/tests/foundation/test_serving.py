@@ -100,7 +100,7 @@ def _hang_a_request(port: int) -> socket.socket:
 
 def test_sigterm_stops_accepting_and_exits_after_the_grace_period(tmp_path: Path) -> None:
     port = _free_port()
-    grace = 2.0
+    grace = 1.0
     env = {
         **os.environ,
         "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'serve.db'}",
@@ -115,9 +115,10 @@ def test_sigterm_stops_accepting_and_exits_after_the_grace_period(tmp_path: Path
         server = subprocess.Popen(
             [METRICIS, "serve", "--workers", workers], cwd=SERVER_ROOT, env=env
         )
+        hung: list[socket.socket] = []
         try:
             _wait_healthy(f"http://127.0.0.1:{port}/api/health")
-            hung = [_hang_a_request(port) for _ in range(3)]
+            hung.extend(_hang_a_request(port) for _ in range(3))
             time.sleep(0.3)
             signalled = time.monotonic()
             server.send_signal(signal.SIGTERM)
@@ -130,10 +131,12 @@ def test_sigterm_stops_accepting_and_exits_after_the_grace_period(tmp_path: Path
             assert refused is None
             server.wait(timeout=grace + 15)
             elapsed = time.monotonic() - signalled
-            assert elapsed < grace + 5, f"{workers} worker(s) took {elapsed:.1f} s to stop"
+            # Without the grace period a single worker waited for ever and the supervisor killed
+            # its workers after 15 s; the margin absorbs a loaded machine.
+            assert elapsed < grace + 10, f"{workers} worker(s) took {elapsed:.1f} s to stop"
+        finally:
             for connection in hung:
                 connection.close()
-        finally:
             if server.poll() is None:
                 server.kill()
                 server.wait()

@@ -37,7 +37,7 @@ from app.schemas.assessments import (
     SubmitRequest,
     TaskResultRead,
 )
-from app.schemas.common import Page
+from app.schemas.common import IsoDateTime, Page
 from app.services import assessment_sessions as sessions_service
 from app.services import submissions as submissions_service
 from app.services.policy import Capability, require_study_capability
@@ -165,8 +165,8 @@ async def list_sessions(
     study_id: uuid.UUID | None = None,
     participant_id: uuid.UUID | None = None,
     status: SessionStatus | None = None,
-    start_date: datetime | None = None,
-    end_date: datetime | None = None,
+    start_date: IsoDateTime | None = None,
+    end_date: IsoDateTime | None = None,
 ) -> Page[SessionRead]:
     rows, pagination = await sessions_service.list_sessions(
         session,

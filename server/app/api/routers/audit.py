@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
@@ -9,7 +8,7 @@ from fastapi import APIRouter, Query
 from app.api.dependencies import AdminUser, CurrentUser, PageParamsDep, SessionDep
 from app.models.audit import AuditCategory
 from app.schemas.audit import AuditEventRead, AuditVerificationRead
-from app.schemas.common import Page
+from app.schemas.common import IsoDateTime, Page
 from app.services import audit as audit_service
 from app.services.policy import audit_visible_studies
 
@@ -26,8 +25,8 @@ async def list_audit_events(
     category: AuditCategory | None = None,
     actor_id: Annotated[str | None, Query(max_length=64)] = None,
     action: Annotated[str | None, Query(max_length=64)] = None,
-    from_: Annotated[datetime | None, Query(alias="from")] = None,
-    to: datetime | None = None,
+    from_: Annotated[IsoDateTime | None, Query(alias="from")] = None,
+    to: IsoDateTime | None = None,
 ) -> Page[AuditEventRead]:
     """The audit trail, oldest first by default.
 
