@@ -602,19 +602,12 @@ async def consent_gate(session: AsyncSession, participant: Participant) -> Conse
     return ConsentGateResult(allowed=True)
 
 
-async def _participant_for(
-    session: AsyncSession,
-    principal: Principal,
-    participant_id: uuid.UUID | None,
-    capability: Capability,
-) -> Participant:
-    return await participant_for_principal(session, principal, participant_id, capability)
-
-
 async def get_consent_status(
     session: AsyncSession, principal: Principal, participant_id: uuid.UUID | None
 ) -> ConsentState:
-    participant = await _participant_for(session, principal, participant_id, Capability.READ)
+    participant = await participant_for_principal(
+        session, principal, participant_id, Capability.READ
+    )
     return await consent_state(session, participant)
 
 
@@ -886,7 +879,7 @@ async def sign_consent(
     principal: Principal,
     signature: SignatureInput,
 ) -> ConsentRecord:
-    participant = await _participant_for(
+    participant = await participant_for_principal(
         session, principal, signature.participant_id, Capability.EDIT_PARTICIPANTS
     )
     # Serialises signatures and withdrawals of one participant.
@@ -997,7 +990,7 @@ async def withdraw_consent(
     participant_id: uuid.UUID | None,
     reason: str,
 ) -> Withdrawal:
-    participant = await _participant_for(
+    participant = await participant_for_principal(
         session, principal, participant_id, Capability.EDIT_PARTICIPANTS
     )
     await session.refresh(participant, with_for_update=True)
@@ -1042,7 +1035,9 @@ async def list_records(
 ) -> tuple[Sequence[ConsentRecord], Pagination]:
     statement = select(ConsentRecord)
     if isinstance(principal, ParticipantPrincipal) or participant_id is not None:
-        participant = await _participant_for(session, principal, participant_id, Capability.READ)
+        participant = await participant_for_principal(
+            session, principal, participant_id, Capability.READ
+        )
         statement = statement.where(ConsentRecord.participant_id == participant.id)
     elif study_id is not None:
         assert isinstance(principal, StaffPrincipal)
@@ -1071,7 +1066,7 @@ async def get_record(
     if record is None:
         raise NotFoundError("Consent record not found")
     try:
-        participant = await _participant_for(
+        participant = await participant_for_principal(
             session, principal, record.participant_id, Capability.READ
         )
     except NotFoundError:
