@@ -30,7 +30,7 @@ from app.models.study import Study, StudyStatus
 from app.schemas.common import PageParams, Pagination
 from app.services.audit import AuditContext, record_event
 from app.services.batteries import get_battery_version
-from app.services.consent import consent_gate
+from app.services.consent.gate import consent_gate
 from app.services.participants import get_participant
 from app.services.policy import Capability, member_study_access, study_access
 from app.services.principals import ParticipantPrincipal, Principal, StaffPrincipal

@@ -58,7 +58,8 @@ from app.schemas.sync import (
 from app.services.assessment_sessions import end_session, start_session
 from app.services.audit import AuditContext
 from app.services.batteries import get_battery_version
-from app.services.consent import SignatureInput, consent_state, sign_consent
+from app.services.consent.gate import consent_state
+from app.services.consent.signing import SignatureInput, sign_consent
 from app.services.local_storage import LocalStorage
 from app.services.modules import module_read
 from app.services.participants import get_participant, participant_for_principal

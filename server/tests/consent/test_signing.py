@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.models.consent import ConsentRecord
 from app.models.participant import ParticipantActor, ParticipantStatus
 from app.models.study import ConsentMode, MemberRole
-from app.services.consent import SIGNATURE_MAX_BYTES
+from app.services.consent.signatures import SIGNATURE_MAX_BYTES
 from tests.consent.conftest import (
     ANSWERS,
     SIGNATURE,

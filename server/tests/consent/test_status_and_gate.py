@@ -6,7 +6,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.models.participant import ParticipantStatus
 from app.models.study import ConsentMode
-from app.services.consent import ConsentGateResult, consent_gate
+from app.services.consent.gate import ConsentGateResult, consent_gate
 from tests.consent.conftest import ConsentAudit, ConsentWorld, Person, StudyBox, assert_error
 
 ALLOWED = ConsentGateResult(allowed=True)

@@ -31,7 +31,7 @@ from app.models.assessment import AssessmentSession, TaskResult, Trial
 from app.models.audit import AuditEvent
 from app.models.consent import ConsentForm, ConsentFormStatus, ConsentRecord
 from app.models.study import ConsentMode, Study
-from app.services.consent import form_content_hash
+from app.services.consent.forms import form_content_hash
 from app.services.sync import ItemSessionFactory
 from tests.assessments.conftest import World, build_world
 

@@ -1,4 +1,4 @@
-"""E-consent endpoints (DESIGN.md §5.10); the rules live in app.services.consent."""
+"""E-consent endpoints (DESIGN.md §5.10); the rules live in the app.services.consent package."""
 
 from __future__ import annotations
 
@@ -31,7 +31,10 @@ from app.schemas.consent import (
     ConsentWithdrawRequest,
     Text,
 )
-from app.services import consent as consent_service
+from app.services.consent import forms as forms_service
+from app.services.consent import gate as gate_service
+from app.services.consent import records as records_service
+from app.services.consent import signing as signing_service
 
 router = APIRouter(
     prefix="/consent",
@@ -56,7 +59,7 @@ async def list_forms(
     language: Annotated[str | None, Query(max_length=16, pattern=LANGUAGE_PATTERN)] = None,
     status: ConsentFormStatus | None = None,
 ) -> Page[ConsentFormRead]:
-    forms, pagination = await consent_service.list_forms(
+    forms, pagination = await forms_service.list_forms(
         session, principal, page, study_id=study_id, language=language, status=status
     )
     return Page[ConsentFormRead](
@@ -72,13 +75,13 @@ async def create_form(
     context: ActorContextDep,
 ) -> ConsentFormRead:
     """A new draft: the next version for the study and language."""
-    form = await consent_service.create_form(
+    form = await forms_service.create_form(
         session,
         context,
         principal,
         study_id=body.study_id,
         language=body.language,
-        fields=consent_service.FormFields(
+        fields=forms_service.FormFields(
             title=body.title,
             content=body.content,
             questions=[question.model_dump(mode="json") for question in body.questions],
@@ -93,9 +96,7 @@ async def create_form(
 async def get_form(
     form_id: uuid.UUID, principal: AnyPrincipal, session: SessionDep
 ) -> ConsentFormRead:
-    return ConsentFormRead.model_validate(
-        await consent_service.get_form(session, principal, form_id)
-    )
+    return ConsentFormRead.model_validate(await forms_service.get_form(session, principal, form_id))
 
 
 @router.patch("/forms/{form_id:uuid}", responses=_CONFLICT)
@@ -108,7 +109,7 @@ async def update_form(
 ) -> ConsentFormRead:
     """Edit a draft; a published or retired version is immutable (409)."""
     changes = body.model_dump(mode="json", exclude_unset=True, exclude={"reason"})
-    form = await consent_service.update_form(
+    form = await forms_service.update_form(
         session, context, principal, form_id, changes, reason=body.reason
     )
     return ConsentFormRead.model_validate(form)
@@ -123,7 +124,7 @@ async def delete_form(
     reason: Annotated[Text | None, Query(max_length=2000)] = None,
 ) -> None:
     """Delete a draft; a published or retired version is kept (409)."""
-    await consent_service.delete_form(session, context, principal, form_id, reason=reason)
+    await forms_service.delete_form(session, context, principal, form_id, reason=reason)
 
 
 @router.post("/forms/{form_id:uuid}/publish", responses=_CONFLICT)
@@ -135,7 +136,7 @@ async def publish_form(
     body: ConsentFormPublish | None = None,
 ) -> ConsentFormRead:
     """Freeze the draft with its SHA-256 and retire the version published before it."""
-    form = await consent_service.publish_form(
+    form = await forms_service.publish_form(
         session, context, principal, form_id, reason=body.reason if body else None
     )
     return ConsentFormRead.model_validate(form)
@@ -146,7 +147,7 @@ async def consent_status(
     principal: AnyPrincipal, session: SessionDep, participant_id: uuid.UUID | None = None
 ) -> ConsentStatusRead:
     """The participant's consent: a participant token reads its own, staff need READ."""
-    state = await consent_service.get_consent_status(session, principal, participant_id)
+    state = await gate_service.get_consent_status(session, principal, participant_id)
     record = state.active_record
     return ConsentStatusRead(
         participant_id=state.participant.id,
@@ -176,11 +177,11 @@ async def sign(
     context: AnyActorContextDep,
 ) -> ConsentRecordRead:
     """Sign the current version: the participant itself, or staff recording it in person."""
-    record = await consent_service.sign_consent(
+    record = await signing_service.sign_consent(
         session,
         context,
         principal,
-        consent_service.SignatureInput(
+        signing_service.SignatureInput(
             participant_id=body.participant_id,
             form_id=body.form_id,
             signer_name=body.signer_name,
@@ -200,7 +201,7 @@ async def withdraw(
     session: SessionDep,
     context: AnyActorContextDep,
 ) -> ConsentWithdrawalRead:
-    withdrawal = await consent_service.withdraw_consent(
+    withdrawal = await signing_service.withdraw_consent(
         session, context, principal, participant_id=body.participant_id, reason=body.reason
     )
     return ConsentWithdrawalRead(
@@ -219,7 +220,7 @@ async def list_records(
     participant_id: uuid.UUID | None = None,
     study_id: uuid.UUID | None = None,
 ) -> Page[ConsentRecordRead]:
-    records, pagination = await consent_service.list_records(
+    records, pagination = await records_service.list_records(
         session, principal, page, participant_id=participant_id, study_id=study_id
     )
     return Page[ConsentRecordRead](
@@ -232,7 +233,7 @@ async def list_records(
 async def get_record(
     record_id: uuid.UUID, principal: AnyPrincipal, session: SessionDep
 ) -> ConsentRecordDetailRead:
-    record, _ = await consent_service.get_record(session, principal, record_id)
+    record, _ = await records_service.get_record(session, principal, record_id)
     return ConsentRecordDetailRead.from_record(record)
 
 
@@ -244,7 +245,7 @@ async def get_record(
 async def get_record_pdf(
     record_id: uuid.UUID, principal: AnyPrincipal, session: SessionDep
 ) -> Response:
-    pdf = await consent_service.record_pdf(session, principal, record_id)
+    pdf = await records_service.record_pdf(session, principal, record_id)
     return Response(
         content=pdf.content,
         media_type="application/pdf",

@@ -1,21 +1,25 @@
-"""The signed consent form as a PDF (reportlab platypus, A4).
+"""Consent records: listing and reading them, and the signed form as a PDF (reportlab, A4).
 
-Pure and synchronous: it receives plain data, never ORM objects, so the caller can run it in a
-worker thread (`asyncio.to_thread`). DejaVu Sans is used when the system has it (Latin, Greek and
-Cyrillic scripts); otherwise the PDF standard fonts, which cover Western European languages only.
+The renderer (`render_consent_pdf`) is pure and synchronous: it receives plain data, never ORM
+objects, so `record_pdf` runs it in a worker thread (`asyncio.to_thread`). DejaVu Sans is used
+when the system has it (Latin, Greek and Cyrillic scripts); otherwise the PDF standard fonts,
+which cover Western European languages only.
 """
 
 from __future__ import annotations
 
+import asyncio
 import io
 import re
 import threading
+import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from reportlab.lib import colors
 from reportlab.lib.enums import TA_LEFT
@@ -34,6 +38,139 @@ from reportlab.platypus import (
     SimpleDocTemplate,
     Spacer,
 )
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.core.clock import utcnow
+from app.core.errors import NotFoundError
+from app.models.consent import ConsentForm, ConsentRecord
+from app.models.participant import Participant
+from app.models.study import Study
+from app.models.user import User
+from app.schemas.common import PageParams, Pagination
+from app.services.consent.errors import field_error
+from app.services.consent.signatures import stored_signature_image
+from app.services.pagination import paginate
+from app.services.participants import participant_for_principal
+from app.services.policy import Capability, require_study_capability
+from app.services.principals import ParticipantPrincipal, Principal, StaffPrincipal
+
+
+async def list_records(
+    session: AsyncSession,
+    principal: Principal,
+    params: PageParams,
+    *,
+    participant_id: uuid.UUID | None,
+    study_id: uuid.UUID | None,
+) -> tuple[Sequence[ConsentRecord], Pagination]:
+    statement = select(ConsentRecord)
+    if isinstance(principal, ParticipantPrincipal) or participant_id is not None:
+        participant = await participant_for_principal(
+            session, principal, participant_id, Capability.READ
+        )
+        statement = statement.where(ConsentRecord.participant_id == participant.id)
+    elif study_id is not None:
+        assert isinstance(principal, StaffPrincipal)
+        access = await require_study_capability(session, principal, study_id, Capability.READ)
+        statement = statement.where(ConsentRecord.study_id == study_id)
+        if access.site_id is not None:
+            statement = statement.join(
+                Participant, Participant.id == ConsentRecord.participant_id
+            ).where(Participant.site_id == access.site_id)
+    else:
+        raise field_error("participant_id", "Give participant_id or study_id")
+    return await paginate(
+        session,
+        statement,
+        params,
+        sortable={"signed_at": ConsentRecord.signed_at, "form_version": ConsentRecord.form_version},
+        default_sort="signed_at",
+        tie_breaker=ConsentRecord.id,
+    )
+
+
+async def get_record(
+    session: AsyncSession, principal: Principal, record_id: uuid.UUID
+) -> tuple[ConsentRecord, Participant]:
+    record = await session.get(ConsentRecord, record_id)
+    if record is None:
+        raise NotFoundError("Consent record not found")
+    try:
+        participant = await participant_for_principal(
+            session, principal, record.participant_id, Capability.READ
+        )
+    except NotFoundError:
+        raise NotFoundError("Consent record not found") from None
+    return record, participant
+
+
+def _zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo("UTC")
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentPdf:
+    filename: str
+    content: bytes
+
+
+def _safe_filename_part(value: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", value).strip("_") or "x"
+
+
+async def record_pdf(
+    session: AsyncSession, principal: Principal, record_id: uuid.UUID
+) -> ConsentPdf:
+    record, participant = await get_record(session, principal, record_id)
+    form = await session.get(ConsentForm, record.form_id)
+    study = await session.get(Study, record.study_id)
+    assert form is not None and study is not None
+    recorder = await session.get(User, record.recorded_by) if record.recorded_by else None
+    image = stored_signature_image(record.signature_image)
+    data = ConsentPdfData(
+        record_id=str(record.id),
+        study_code=study.code,
+        study_name=study.name,
+        participant_code=participant.participant_code,
+        form_title=form.title,
+        form_language=form.language,
+        form_version=record.form_version,
+        content_hash=record.content_hash,
+        content=form.content,
+        questions=[
+            PdfQuestion(
+                text=str(question["text"]),
+                answer=record.answers.get(str(question["id"])),
+                kind=str(question["type"]),
+            )
+            for question in form.questions
+        ],
+        signer_name=record.signer_name,
+        signer_role=record.signer_role,
+        witness_name=record.witness_name,
+        recorded_by=f"{recorder.name} ({recorder.email})" if recorder else None,
+        signed_at=record.signed_at,
+        device_signed_at=record.device_signed_at,
+        timezone=_zone(participant.timezone),
+        signature_kind=image.kind if image else None,
+        signature_data=image.data if image else None,
+        withdrawn_at=record.withdrawn_at,
+        withdrawal_reason=record.withdrawal_reason,
+        generated_at=utcnow(),
+    )
+    content = await asyncio.to_thread(render_consent_pdf, data)
+    study_part = _safe_filename_part(study.code)
+    participant_part = _safe_filename_part(participant.participant_code)
+    filename = f"consent-{study_part}-{participant_part}-v{record.form_version}.pdf"
+    return ConsentPdf(filename=filename, content=content)
+
+
+# ---------------------------------------------------------------------------------------------
+# The signed form as a PDF
 
 FONT_DIRECTORIES = (
     Path("/usr/share/fonts/truetype/dejavu"),
