@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 import pypdf
 
-from app.services.consent.records import ConsentPdfData, PdfQuestion, render_consent_pdf
+from app.services.consent.pdf import ConsentPdfData, PdfQuestion, render_consent_pdf
 from tests.consent.conftest import ConsentWorld, StudyBox, assert_error, png_bytes
 
 CONTENT = """# Why this study
