@@ -1,4 +1,4 @@
-"""The error envelope of DESIGN.md §3, shared by exception handlers and middleware."""
+"""The error envelope (docs/api-conventions.md, errors), shared by handlers and middleware."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Module catalogue: the 36 instruments Metricis knows, defined in code (DESIGN.md 5.6).
+"""Module catalogue: the 36 instruments Metricis knows, defined in code (docs/catalogue.md).
 
 Pure: no I/O, no web framework, no database. Each module carries its JSON Schema (draft 2020-12)
 and defaults; `validate_task_config` checks a battery task's configuration against them and the

@@ -1,4 +1,4 @@
-"""Metric and scorer names shared by several modules (see SCORING.md)."""
+"""Metric and scorer names shared by several modules (docs/scoring.md, metrics)."""
 
 from __future__ import annotations
 

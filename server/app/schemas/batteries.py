@@ -1,4 +1,4 @@
-"""Batteries and their immutable versions (DESIGN.md §5.7)."""
+"""Batteries and their immutable versions (docs/batteries.md, batteries)."""
 
 from __future__ import annotations
 

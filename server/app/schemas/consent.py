@@ -1,4 +1,4 @@
-"""Consent forms, signatures and consent status: request and response shapes (DESIGN.md §5.10)."""
+"""Consent forms, signatures and consent status: request and response shapes (docs/consent.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The module catalogue as the API publishes it (DESIGN.md §5.6)."""
+"""The module catalogue as the API publishes it (docs/batteries.md, modules)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Offline sync: the manifest a device works from and the batches it uploads (DESIGN.md §5.15).
+"""Offline sync: the manifest a device works from and the batches it uploads (docs/sync.md).
 
 A batch is validated in two steps: the envelope (`SyncRequest`: at most `MAX_SYNC_ITEMS` items) as
 a whole, then each item on its own (`SYNC_ITEM`), so that one malformed item is answered

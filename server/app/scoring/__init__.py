@@ -1,7 +1,7 @@
 """Server-side scoring: pure functions from a task's trials to metrics and validity flags.
 
 No I/O, no framework: the submission service calls `score_task`, `task_flags` and
-`session_flags` and stores what they return. Definitions follow SCORING.md; the rules for
+`session_flags` and stores what they return. Definitions are in docs/scoring.md; the rules for
 untrusted input are in `app.scoring.common`, the flag thresholds in `app.scoring.flags`.
 """
 

@@ -1,6 +1,7 @@
 """Validity flags a researcher wants to see before trusting a task or a session.
 
-Each flag carries the numbers that justify it. Thresholds, where SCORING.md leaves room:
+Each flag carries the numbers that justify it. Definitions in docs/scoring.md, validity flags;
+the thresholds in short:
 
 - ANTICIPATIONS_HIGH: anticipations (rt < 100) are more than 10 % of the responses, for tasks
   whose `rt` is a reaction time (not trail-making, digit-span or PROs).

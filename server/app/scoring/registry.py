@@ -36,8 +36,9 @@ SCORERS_BY_TASK: Final[Mapping[str, Scorer]] = MappingProxyType(
     }
 )
 
-# Keys are compared after `_lookup_key`. `cpt` is the alias SCORING.md names; the others are the
-# client's own names for its tasks (TASK_CONFIG keys and task file names).
+# Keys are compared after `_lookup_key` (docs/scoring.md, task ids and scorers). `cpt` is the
+# catalogue's alias; the others are the client's own names for its tasks (TASK_CONFIG keys and
+# task file names).
 TASK_ALIASES: Final[Mapping[str, str]] = MappingProxyType(
     {
         "cpt": "cpt-go-nogo",

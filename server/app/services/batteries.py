@@ -1,4 +1,4 @@
-"""Batteries of tasks and their immutable versions (DESIGN.md §5.7; decisions in docs/batteries.md).
+"""Batteries of tasks and their immutable versions (docs/batteries.md, batteries).
 
 A battery is a named, ordered list of catalogue tasks. Its content (name, description, tasks with
 their effective configurations, estimated minutes) lives in `BatteryVersion` rows that are never

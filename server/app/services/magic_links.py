@@ -1,4 +1,4 @@
-"""Participant sign-in by an emailed one-time link (DESIGN.md §5.2).
+"""Participant sign-in by an emailed one-time link (docs/participants-import-and-links.md).
 
 Requesting a link never tells whether the address is known: the HTTP layer answers 202 before any
 of this runs, and the lookup, the throttles and the email happen afterwards. Participants are

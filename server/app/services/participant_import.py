@@ -1,4 +1,4 @@
-"""CSV import of participants (DESIGN.md §5.5): a report for every row; all rows or none.
+"""CSV import of participants: a report for every row; all rows or none.
 
 Every row is checked with the rules of single enrollment (`services.participants.create_participant`
 and `schemas.participants.ParticipantCreate`): code format and uniqueness, site of the study (and
@@ -6,7 +6,8 @@ the caller's own site for site-scoped members), email syntax, phone format, one 
 languages, an IANA time zone, no `withdrawn` status. Nothing is written unless every row passes.
 Valid files are inserted with one multi-row INSERT and recorded by one audit event that lists the
 created participants; contact details are encrypted (and the email blind-indexed) exactly as
-`create_participant` does it.
+`create_participant` does it. The file format and the report are described in
+docs/participants-import-and-links.md, CSV import.
 """
 
 from __future__ import annotations

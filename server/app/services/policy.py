@@ -1,4 +1,4 @@
-"""Who may do what within a study: DESIGN.md §4, enforced here and nowhere else.
+"""Who may do what within a study (docs/roles.md), enforced here and nowhere else.
 
 Routers ask this module for a `StudyAccess` and check capabilities on it. A study the caller
 cannot see is "not found" (404), never "forbidden", so its existence does not leak; a visible
@@ -120,7 +120,7 @@ async def audit_visible_studies(
 ) -> list[uuid.UUID] | None:
     """Studies whose audit trail the caller may read; None means all (administrators).
 
-    The audit trail goes with the export capability (DESIGN.md §4: admin and researcher).
+    The audit trail goes with the export capability (docs/roles.md, capabilities).
     """
     if principal.is_admin:
         if study_id is not None:

@@ -1,4 +1,4 @@
-"""Offline sync (DESIGN.md §5.15): the manifest a device works from, and its uploaded batches.
+"""Offline sync (docs/sync.md): the manifest a device works from, and its uploaded batches.
 
 One service, two doors: a `session` item goes through the same `start_session`, `submit` and
 `end_session` as the online routes, a `consent` item through `sign_consent`. Each item runs in

@@ -1,4 +1,4 @@
-"""Listing and revoking login sessions (DESIGN.md §5.3)."""
+"""Listing and revoking login sessions (docs/auth.md, tokens and login sessions)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """The access matrix: every study-scoped route × every kind of caller → the expected status.
 
-Expected statuses follow DESIGN.md §3 (a study the caller cannot see is 404, never 403) and §4
-(the role matrix), with the routers' documented choices:
+Expected statuses follow docs/api-conventions.md (a study the caller cannot see is 404, never 403)
+and docs/roles.md (the capability matrix), with the routers' documented choices:
 
 - read routes: every member; a site-scoped coordinator sees the study but not a participant of
   another site (404 on that participant's routes, and lists leave it out);

@@ -1,4 +1,4 @@
-"""Who may read and write batteries (DESIGN.md §4): 404 outside the study, 403 without the role."""
+"""Who may read and write batteries (docs/roles.md): 404 outside the study, 403 without the role."""
 
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ from app.catalogue import (
     list_modules,
 )
 
-# Metric names exactly as SCORING.md defines them for the first-wave tasks.
+# Metric names exactly as docs/scoring.md (metrics) defines them for the first-wave tasks.
 FIRST_WAVE_METRICS: dict[str, list[str]] = {
     "simple-rt": [
         "n_trials",

@@ -1,4 +1,4 @@
-"""Every error leaves in the envelope of DESIGN.md §3."""
+"""Every error leaves in the envelope of docs/api-conventions.md, errors."""
 
 from __future__ import annotations
 

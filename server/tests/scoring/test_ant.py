@@ -1,4 +1,4 @@
-"""attention-network-test metrics, computed by hand from SCORING.md."""
+"""attention-network-test metrics, computed by hand from docs/scoring.md."""
 
 from __future__ import annotations
 

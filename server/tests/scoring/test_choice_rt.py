@@ -1,4 +1,4 @@
-"""choice-rt metrics, computed by hand from SCORING.md."""
+"""choice-rt metrics, computed by hand from docs/scoring.md."""
 
 from __future__ import annotations
 

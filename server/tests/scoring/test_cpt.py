@@ -1,4 +1,4 @@
-"""cpt-go-nogo metrics, computed by hand from SCORING.md."""
+"""cpt-go-nogo metrics, computed by hand from docs/scoring.md."""
 
 from __future__ import annotations
 

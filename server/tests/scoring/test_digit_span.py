@@ -1,4 +1,4 @@
-"""digit-span metrics, computed by hand from SCORING.md."""
+"""digit-span metrics, computed by hand from docs/scoring.md."""
 
 from __future__ import annotations
 

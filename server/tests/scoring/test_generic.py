@@ -1,4 +1,4 @@
-"""The generic scorer, computed by hand from SCORING.md's general rules."""
+"""The generic scorer, computed by hand from the general rules of docs/scoring.md."""
 
 from __future__ import annotations
 

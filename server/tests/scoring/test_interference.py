@@ -1,4 +1,4 @@
-"""flanker and stroop metrics, computed by hand from SCORING.md."""
+"""flanker and stroop metrics, computed by hand from docs/scoring.md."""
 
 from __future__ import annotations
 

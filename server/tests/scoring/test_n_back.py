@@ -1,4 +1,4 @@
-"""n-back metrics per level and pooled, computed by hand from SCORING.md."""
+"""n-back metrics per level and pooled, computed by hand from docs/scoring.md."""
 
 from __future__ import annotations
 

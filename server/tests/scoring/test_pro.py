@@ -1,4 +1,4 @@
-"""Likert PRO metrics, computed by hand from SCORING.md."""
+"""Likert PRO metrics, computed by hand from docs/scoring.md."""
 
 from __future__ import annotations
 

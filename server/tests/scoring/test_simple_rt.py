@@ -1,4 +1,4 @@
-"""simple-rt metrics, computed by hand from SCORING.md."""
+"""simple-rt metrics, computed by hand from docs/scoring.md."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""trail-making metrics, computed by hand from SCORING.md."""
+"""trail-making metrics, computed by hand from docs/scoring.md."""
 
 from __future__ import annotations
 

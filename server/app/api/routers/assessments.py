@@ -1,4 +1,4 @@
-"""Assessment sessions and submission (DESIGN.md §5.8)."""
+"""Assessment sessions and submission (docs/assessments.md)."""
 
 from __future__ import annotations
 

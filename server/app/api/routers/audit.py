@@ -30,8 +30,9 @@ async def list_audit_events(
 ) -> Page[AuditEventRead]:
     """The audit trail, oldest first by default.
 
-    Administrators see every event; researchers see the events of the studies where their role
-    includes the audit trail (DESIGN.md §4), and a study filter outside those answers 404."""
+    Administrators see every event; others see the events of the studies where their role
+    includes the audit trail (docs/roles.md, capabilities). A study filter the caller cannot see
+    answers 404, one where their role lacks the audit trail 403."""
     visible = await audit_visible_studies(session, principal, study_id)
     events, pagination = await audit_service.list_events(
         session,

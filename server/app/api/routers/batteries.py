@@ -1,4 +1,4 @@
-"""Batteries and their versions (DESIGN.md §5.7; decisions in docs/batteries.md)."""
+"""Batteries and their versions (docs/batteries.md, batteries)."""
 
 from __future__ import annotations
 

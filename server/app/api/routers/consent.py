@@ -1,4 +1,4 @@
-"""E-consent endpoints (DESIGN.md §5.10); the rules live in the app.services.consent package."""
+"""E-consent endpoints (docs/consent.md); the rules live in the app.services.consent package."""
 
 from __future__ import annotations
 

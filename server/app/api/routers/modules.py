@@ -1,4 +1,4 @@
-"""The module catalogue, read-only (DESIGN.md §5.6; decisions in docs/batteries.md)."""
+"""The module catalogue, read-only (docs/batteries.md, modules)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""Participant sign-in: access code, and one-time links sent by email (DESIGN.md §5.2).
+"""Participant sign-in: access code, and one-time links sent by email.
+
+Endpoints and decisions: docs/participants-import-and-links.md, participant sign-in.
 
 The request and response models live here rather than in app/schemas/auth.py, which belongs to
 the staff-authentication routes.

@@ -1,4 +1,4 @@
-"""Offline sync (DESIGN.md §5.15): rules in app.services.sync, decisions in docs/sync.md."""
+"""Offline sync: rules in app.services.sync, endpoints and decisions in docs/sync.md."""
 
 from __future__ import annotations
 

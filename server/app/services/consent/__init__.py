@@ -1,4 +1,4 @@
-"""E-consent (DESIGN.md §5.10): versioned forms, signatures, withdrawal, status and the gate.
+"""E-consent (docs/consent.md): versioned forms, signatures, withdrawal, status and the gate.
 
 A form is a draft until published; publishing fixes its SHA-256 content hash and retires the
 version published before it for the same study and language. A signature binds a signer to one

@@ -1,4 +1,4 @@
-"""Consent forms: drafts, edits, publication and versions (DESIGN.md §5.10).
+"""Consent forms: drafts, edits, publication and versions (docs/consent.md, forms and versions).
 
 A form is a draft until published; publishing fixes its SHA-256 content hash and retires the
 version published before it for the same study and language. Every write leaves one audit event

@@ -1,4 +1,4 @@
-"""Signing and withdrawing consent (DESIGN.md §5.10).
+"""Signing and withdrawing consent (docs/consent.md: signing, withdrawal).
 
 A signature binds a signer to one published version (its number and hash). A `witness` record
 attests a consenting signature of the same version. Withdrawal ends every active record of the
