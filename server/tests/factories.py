@@ -77,7 +77,7 @@ async def member(
         id=uuid.uuid4(),
         study_id=study_row.id,
         user_id=user.user_id,
-        role=role.value,
+        role=role,
         site_id=site_row.id if site_row else None,
     )
     db_session.add(row)
@@ -93,7 +93,7 @@ async def participant(
         study_id=study_row.id,
         participant_code=code,
         site_id=site_row.id if site_row else None,
-        status=ParticipantStatus.ENROLLED.value,
+        status=ParticipantStatus.ENROLLED,
         language=(study_row.supported_languages or ["en"])[0],
         timezone="UTC",
     )

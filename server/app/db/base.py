@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from enum import StrEnum
+from typing import Any, TypeVar
 
-from sqlalchemy import JSON, DateTime, MetaData, TypeDecorator, Uuid, func
+from sqlalchemy import JSON, DateTime, MetaData, String, TypeDecorator, Uuid, func
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -53,6 +54,37 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value.astimezone(UTC)
+
+
+EnumT = TypeVar("EnumT", bound=StrEnum)
+
+
+class EnumString(TypeDecorator[EnumT]):
+    """A `StrEnum` member, stored as its value in a VARCHAR column.
+
+    The schema stays a plain string (no database enum type, no CHECK constraint), so adding a
+    member never needs a migration; the mapped attribute is the member itself. A member or its
+    value is accepted on the way in, anything else refused on both ways.
+    """
+
+    impl = String
+    cache_ok = True
+
+    def __init__(self, enum_class: type[EnumT], length: int) -> None:
+        super().__init__(length)
+        # Both kept on the instance: SQLAlchemy's statement cache key is built from them.
+        self.enum_class = enum_class
+        self.length = length
+
+    def process_bind_param(self, value: EnumT | str | None, dialect: Dialect) -> str | None:
+        if value is None:
+            return None
+        return self.enum_class(value).value
+
+    def process_result_value(self, value: str | None, dialect: Dialect) -> EnumT | None:
+        if value is None:
+            return None
+        return self.enum_class(value)
 
 
 class Base(DeclarativeBase):

@@ -20,7 +20,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.db.base import Base, JSONType, TimestampMixin, UUIDPrimaryKeyMixin
+from app.db.base import Base, EnumString, JSONType, TimestampMixin, UUIDPrimaryKeyMixin
 
 
 class SessionStatus(StrEnum):
@@ -50,7 +50,9 @@ class AssessmentSession(TimestampMixin, Base):
     )
     battery_version: Mapped[int] = mapped_column(Integer)
     visit_id: Mapped[uuid.UUID | None]
-    status: Mapped[str] = mapped_column(String(20), default=SessionStatus.STARTED.value)
+    status: Mapped[SessionStatus] = mapped_column(
+        EnumString(SessionStatus, 20), default=SessionStatus.STARTED
+    )
     started_at: Mapped[datetime]
     expires_at: Mapped[datetime]
     ended_at: Mapped[datetime | None]

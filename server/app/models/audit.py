@@ -11,7 +11,7 @@ from sqlalchemy import BigInteger, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.core.clock import utcnow
-from app.db.base import Base, UUIDPrimaryKeyMixin
+from app.db.base import Base, EnumString, UUIDPrimaryKeyMixin
 
 GENESIS_HASH = "0" * 64
 
@@ -48,10 +48,10 @@ class AuditEvent(UUIDPrimaryKeyMixin, Base):
     # Position in the chain, 1, 2, 3, ... without gaps.
     sequence: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"))
     occurred_at: Mapped[datetime] = mapped_column(default=utcnow)
-    actor_type: Mapped[str] = mapped_column(String(20))
+    actor_type: Mapped[ActorType] = mapped_column(EnumString(ActorType, 20))
     actor_id: Mapped[str | None] = mapped_column(String(64))
     action: Mapped[str] = mapped_column(String(64))
-    category: Mapped[str] = mapped_column(String(20))
+    category: Mapped[AuditCategory] = mapped_column(EnumString(AuditCategory, 20))
     entity_type: Mapped[str | None] = mapped_column(String(64))
     entity_id: Mapped[str | None] = mapped_column(String(64))
     study_id: Mapped[uuid.UUID | None]

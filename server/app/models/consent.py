@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.db.base import Base, JSONType, TimestampMixin, UUIDPrimaryKeyMixin
+from app.db.base import Base, EnumString, JSONType, TimestampMixin, UUIDPrimaryKeyMixin
 
 
 class ConsentFormStatus(StrEnum):
@@ -42,7 +42,9 @@ class ConsentForm(UUIDPrimaryKeyMixin, TimestampMixin, Base):
     questions: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list)
     requires_signature: Mapped[bool] = mapped_column(Boolean, default=True)
     reconsent_required: Mapped[bool] = mapped_column(Boolean, default=False)
-    status: Mapped[str] = mapped_column(String(20), default=ConsentFormStatus.DRAFT.value)
+    status: Mapped[ConsentFormStatus] = mapped_column(
+        EnumString(ConsentFormStatus, 20), default=ConsentFormStatus.DRAFT
+    )
     content_hash: Mapped[str | None] = mapped_column(String(64))
     published_at: Mapped[datetime | None]
     created_by: Mapped[uuid.UUID | None] = mapped_column(
@@ -66,7 +68,7 @@ class ConsentRecord(UUIDPrimaryKeyMixin, Base):
     form_version: Mapped[int] = mapped_column(Integer)
     content_hash: Mapped[str] = mapped_column(String(64))
     signer_name: Mapped[str] = mapped_column(String(255))
-    signer_role: Mapped[str] = mapped_column(String(20))
+    signer_role: Mapped[SignerRole] = mapped_column(EnumString(SignerRole, 20))
     witness_name: Mapped[str | None] = mapped_column(String(255))
     answers: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     signature_image: Mapped[str | None] = mapped_column(Text)

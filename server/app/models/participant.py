@@ -9,7 +9,7 @@ from enum import StrEnum
 from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.db.base import Base, TimestampMixin, UUIDPrimaryKeyMixin
+from app.db.base import Base, EnumString, TimestampMixin, UUIDPrimaryKeyMixin
 
 
 class ParticipantStatus(StrEnum):
@@ -48,12 +48,18 @@ class Participant(UUIDPrimaryKeyMixin, TimestampMixin, Base):
     email_index: Mapped[str | None] = mapped_column(String(64))
     phone_encrypted: Mapped[str | None] = mapped_column(Text)
     enrollment_date: Mapped[date | None]
-    status: Mapped[str] = mapped_column(String(20), default=ParticipantStatus.ENROLLED.value)
-    actor: Mapped[str] = mapped_column(String(20), default=ParticipantActor.PATIENT.value)
+    status: Mapped[ParticipantStatus] = mapped_column(
+        EnumString(ParticipantStatus, 20), default=ParticipantStatus.ENROLLED
+    )
+    actor: Mapped[ParticipantActor] = mapped_column(
+        EnumString(ParticipantActor, 20), default=ParticipantActor.PATIENT
+    )
     language: Mapped[str] = mapped_column(String(16), default="en")
     timezone: Mapped[str] = mapped_column(String(64), default="UTC")
     withdrawn_at: Mapped[datetime | None]
-    withdrawal_scope: Mapped[str | None] = mapped_column(String(20))
+    withdrawal_scope: Mapped[WithdrawalScope | None] = mapped_column(
+        EnumString(WithdrawalScope, 20)
+    )
     withdrawal_reason: Mapped[str | None] = mapped_column(Text)
     access_code_hash: Mapped[str | None] = mapped_column(String(64))
     access_code_created_at: Mapped[datetime | None]

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import Boolean, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.db.base import Base, JSONType, TimestampMixin, UUIDPrimaryKeyMixin
+from app.db.base import Base, EnumString, JSONType, TimestampMixin, UUIDPrimaryKeyMixin
 
 
 class StudyStatus(StrEnum):
@@ -44,10 +44,14 @@ class Study(UUIDPrimaryKeyMixin, TimestampMixin, Base):
     pi_email: Mapped[str | None] = mapped_column(String(320))
     start_date: Mapped[date | None]
     end_date: Mapped[date | None]
-    status: Mapped[str] = mapped_column(String(20), default=StudyStatus.DRAFT.value)
+    status: Mapped[StudyStatus] = mapped_column(
+        EnumString(StudyStatus, 20), default=StudyStatus.DRAFT
+    )
     config: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     supported_languages: Mapped[list[str]] = mapped_column(JSONType, default=lambda: ["en"])
-    consent_mode: Mapped[str] = mapped_column(String(20), default=ConsentMode.BUILTIN.value)
+    consent_mode: Mapped[ConsentMode] = mapped_column(
+        EnumString(ConsentMode, 20), default=ConsentMode.BUILTIN
+    )
     redcap_enabled: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
     created_by: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("users.id", ondelete="SET NULL")
@@ -76,7 +80,7 @@ class StudyMember(UUIDPrimaryKeyMixin, TimestampMixin, Base):
     user_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("users.id", ondelete="CASCADE"), index=True
     )
-    role: Mapped[str] = mapped_column(String(20))
+    role: Mapped[MemberRole] = mapped_column(EnumString(MemberRole, 20))
     # A member with a site sees only that site's participants.
     site_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("study_sites.id", ondelete="RESTRICT")

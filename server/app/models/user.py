@@ -10,7 +10,7 @@ from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text, func
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.core.clock import utcnow
-from app.db.base import Base, TimestampMixin, UUIDPrimaryKeyMixin
+from app.db.base import Base, EnumString, TimestampMixin, UUIDPrimaryKeyMixin
 
 
 class UserRole(StrEnum):
@@ -34,8 +34,10 @@ class User(UUIDPrimaryKeyMixin, TimestampMixin, Base):
 
     email: Mapped[str] = mapped_column(String(320))
     name: Mapped[str] = mapped_column(String(200))
-    role: Mapped[str] = mapped_column(String(20), default=UserRole.READ_ONLY.value)
-    status: Mapped[str] = mapped_column(String(20), default=UserStatus.ACTIVE.value)
+    role: Mapped[UserRole] = mapped_column(EnumString(UserRole, 20), default=UserRole.READ_ONLY)
+    status: Mapped[UserStatus] = mapped_column(
+        EnumString(UserStatus, 20), default=UserStatus.ACTIVE
+    )
     password_hash: Mapped[str] = mapped_column(String(255))
     # Bumped on every password change: invitation and reset links carry it and die with it.
     password_version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")

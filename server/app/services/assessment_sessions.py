@@ -123,14 +123,14 @@ async def start_session(
             )
             return StartedSession(existing, version, created=False)
 
-    if participant.status == ParticipantStatus.WITHDRAWN.value:
+    if participant.status == ParticipantStatus.WITHDRAWN:
         raise ConflictError(
             "The participant has withdrawn; no new sessions are started",
             details={"reason": "PARTICIPANT_WITHDRAWN"},
         )
     study = await session.get(Study, participant.study_id)
     assert study is not None
-    if study.status != StudyStatus.ACTIVE.value:
+    if study.status != StudyStatus.ACTIVE:
         raise ConflictError(
             f"The study is {study.status}; sessions start only in active studies",
             details={"reason": "STUDY_NOT_ACTIVE", "study_status": study.status},
@@ -155,7 +155,7 @@ async def start_session(
         battery_version_id=version.id,
         battery_version=version.version,
         visit_id=visit_id,
-        status=SessionStatus.STARTED.value,
+        status=SessionStatus.STARTED,
         started_at=started,
         expires_at=started + SESSION_LIFETIME,
         device=device,
@@ -248,14 +248,14 @@ async def end_session(
     record = await load_session_for(
         session, principal, session_id, Capability.EDIT_PARTICIPANTS, lock=True
     )
-    if record.status == status.value:
+    if record.status == status:
         return record
-    if record.status != SessionStatus.STARTED.value:
+    if record.status != SessionStatus.STARTED:
         raise ConflictError(
             f"The session is already {record.status}",
             details={"status": record.status},
         )
-    record.status = status.value
+    record.status = status
     record.ended_at = utcnow()
     await record_event(
         session,
@@ -322,7 +322,7 @@ async def list_sessions(
     if participant_id is not None:
         statement = statement.where(AssessmentSession.participant_id == participant_id)
     if status is not None:
-        statement = statement.where(AssessmentSession.status == status.value)
+        statement = statement.where(AssessmentSession.status == status)
     if start_date is not None:
         statement = statement.where(AssessmentSession.started_at >= start_date)
     if end_date is not None:

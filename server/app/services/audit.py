@@ -105,10 +105,10 @@ async def record_event(
         sequence=sequence,
         # Truncated to microseconds on every backend, so the hash survives a round trip.
         occurred_at=utcnow(),
-        actor_type=context.actor_type.value,
+        actor_type=context.actor_type,
         actor_id=context.actor_id,
         action=action,
-        category=category.value,
+        category=category,
         entity_type=entity_type,
         entity_id=str(entity_id) if entity_id is not None else None,
         study_id=study_id,
@@ -252,7 +252,7 @@ async def list_events(
     if participant_id is not None:
         statement = statement.where(AuditEvent.participant_id == participant_id)
     if category is not None:
-        statement = statement.where(AuditEvent.category == category.value)
+        statement = statement.where(AuditEvent.category == category)
     if actor_id is not None:
         statement = statement.where(AuditEvent.actor_id == actor_id)
     if action is not None:

@@ -518,7 +518,7 @@ async def authenticate_access_token(
         session_id=login_session.id,
         email=user.email,
         name=user.name,
-        role=UserRole(user.role),
+        role=user.role,
         must_change_password=user.must_change_password,
     )
     await _cache_principal(store, principal, login_session.last_seen_at)

@@ -172,7 +172,7 @@ def _raise_if_invalid(errors: list[FieldError]) -> None:
 
 async def _require_study_open(session: AsyncSession, study_id: uuid.UUID) -> None:
     study = await session.get(Study, study_id)
-    if study is not None and study.status == StudyStatus.ARCHIVED.value:
+    if study is not None and study.status == StudyStatus.ARCHIVED:
         raise ConflictError("The batteries of an archived study cannot be changed")
 
 

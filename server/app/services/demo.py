@@ -63,7 +63,7 @@ def _principal(user: User) -> StaffPrincipal:
         session_id=uuid.uuid4(),
         email=user.email,
         name=user.name,
-        role=UserRole(user.role),
+        role=user.role,
         must_change_password=False,
     )
 

@@ -125,7 +125,7 @@ async def issue_magic_links(
         await session.scalars(
             select(Participant)
             .where(Participant.email_index == email_index(settings, address))
-            .where(Participant.status != ParticipantStatus.WITHDRAWN.value)
+            .where(Participant.status != ParticipantStatus.WITHDRAWN)
             .where(Participant.email_encrypted.is_not(None))
             .order_by(Participant.created_at, Participant.id)
         )
@@ -203,11 +203,7 @@ async def verify_magic_link(
         )
     ).one_or_none()
     participant = await session.get(Participant, consumed[1]) if consumed is not None else None
-    if (
-        consumed is None
-        or participant is None
-        or participant.status == ParticipantStatus.WITHDRAWN.value
-    ):
+    if consumed is None or participant is None or participant.status == ParticipantStatus.WITHDRAWN:
         reason = await _refusal_reason(session, token_hash, now, consumed is not None)
         if context.ip:
             await _hit(store, ip_key, VERIFY_IP_FAILURE_WINDOW)

@@ -147,7 +147,7 @@ async def login_with_access_code(
         and secrets.compare_digest(
             participant.access_code_hash, hash_access_code(settings, access_code)
         )
-        and participant.withdrawal_scope != WithdrawalScope.DELETE_DATA.value
+        and participant.withdrawal_scope != WithdrawalScope.DELETE_DATA
     )
     if not valid or participant is None:
         if context.ip:
@@ -203,7 +203,7 @@ async def authenticate_participant_claims(
     if (
         login.participant_id != participant_id
         or login.revoked_at is not None
-        or participant.withdrawal_scope == WithdrawalScope.DELETE_DATA.value
+        or participant.withdrawal_scope == WithdrawalScope.DELETE_DATA
     ):
         raise UnauthorizedError("The sign-in has ended")
     return ParticipantPrincipal(

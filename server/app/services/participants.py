@@ -178,8 +178,8 @@ async def create_participant(
         study_id=study_id,
         participant_code=fields.participant_code,
         site_id=site_id,
-        status=status.value,
-        actor=(fields.actor or ParticipantActor.PATIENT).value,
+        status=status,
+        actor=fields.actor or ParticipantActor.PATIENT,
         language=language,
         timezone=timezone,
         enrollment_date=fields.enrollment_date
@@ -281,7 +281,7 @@ async def list_participants(
             return [], Pagination.build(page=params.page, per_page=params.per_page, total=0), {}
         statement = statement.where(or_(*visible))
     if status is not None:
-        statement = statement.where(Participant.status == status.value)
+        statement = statement.where(Participant.status == status)
     if site_id is not None:
         statement = statement.where(Participant.site_id == site_id)
     if q:
@@ -316,7 +316,7 @@ async def update_participant(
     participant, access = await get_participant(
         session, principal, participant_id, Capability.EDIT_PARTICIPANTS
     )
-    if participant.status == ParticipantStatus.WITHDRAWN.value:
+    if participant.status == ParticipantStatus.WITHDRAWN:
         raise ConflictError("A withdrawn participant cannot be edited")
     study = await session.get(Study, participant.study_id)
     assert study is not None
@@ -352,9 +352,9 @@ async def update_participant(
     if "status" in provided and fields.status is not None:
         if fields.status is ParticipantStatus.WITHDRAWN:
             raise _field_error("status", "Use the withdrawal endpoint to withdraw a participant")
-        participant.status = fields.status.value
+        participant.status = fields.status
     if "actor" in provided and fields.actor is not None:
-        participant.actor = fields.actor.value
+        participant.actor = fields.actor
     if "enrollment_date" in provided:
         participant.enrollment_date = fields.enrollment_date
     contact_changed = "email" in provided or "phone" in provided
@@ -396,8 +396,8 @@ async def withdraw_participant(
     participant, access = await get_participant(
         session, principal, participant_id, Capability.EDIT_PARTICIPANTS
     )
-    if participant.withdrawal_scope == WithdrawalScope.DELETE_DATA.value or (
-        participant.status == ParticipantStatus.WITHDRAWN.value
+    if participant.withdrawal_scope == WithdrawalScope.DELETE_DATA or (
+        participant.status == ParticipantStatus.WITHDRAWN
         and scope is WithdrawalScope.STOP_COLLECTION
     ):
         raise ConflictError(
@@ -405,9 +405,9 @@ async def withdraw_participant(
             details={"withdrawal_scope": participant.withdrawal_scope},
         )
     before = participant_snapshot(participant)
-    participant.status = ParticipantStatus.WITHDRAWN.value
+    participant.status = ParticipantStatus.WITHDRAWN
     participant.withdrawn_at = utcnow()
-    participant.withdrawal_scope = scope.value
+    participant.withdrawal_scope = scope
     participant.withdrawal_reason = reason
     erased: dict[str, Any] = {}
     if scope is WithdrawalScope.DELETE_DATA:
@@ -496,7 +496,7 @@ async def issue_access_code(
     participant, _ = await get_participant(
         session, principal, participant_id, Capability.EDIT_PARTICIPANTS
     )
-    if participant.status == ParticipantStatus.WITHDRAWN.value:
+    if participant.status == ParticipantStatus.WITHDRAWN:
         raise ConflictError("A withdrawn participant cannot receive an access code")
     code = generate_access_code()
     replaced = participant.access_code_hash is not None

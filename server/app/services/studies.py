@@ -121,10 +121,10 @@ async def create_study(
         pi_email=fields.pi_email,
         start_date=fields.start_date,
         end_date=fields.end_date,
-        status=StudyStatus.DRAFT.value,
+        status=StudyStatus.DRAFT,
         config=fields.config or {},
         supported_languages=fields.supported_languages or ["en"],
-        consent_mode=(fields.consent_mode or ConsentMode.BUILTIN).value,
+        consent_mode=fields.consent_mode or ConsentMode.BUILTIN,
         redcap_enabled=bool(fields.redcap_enabled),
         created_by=principal.user_id,
     )
@@ -144,7 +144,7 @@ async def create_study(
             id=uuid.uuid4(),
             study_id=study.id,
             user_id=principal.user_id,
-            role=MemberRole.RESEARCHER.value,
+            role=MemberRole.RESEARCHER,
         )
     )
     await record_event(
@@ -184,7 +184,7 @@ async def list_studies(
             return [], Pagination.build(page=params.page, per_page=params.per_page, total=0)
         statement = statement.where(Study.id.in_(list(memberships)))
     if status is not None:
-        statement = statement.where(Study.status == status.value)
+        statement = statement.where(Study.status == status)
     if q:
         pattern = f"%{q.strip()}%"
         statement = statement.where(Study.code.ilike(pattern) | Study.name.ilike(pattern))
@@ -259,7 +259,7 @@ async def update_study(
     await require_study_capability(session, principal, study_id, Capability.CONFIGURE_STUDY)
     study = await session.get(Study, study_id)
     assert study is not None
-    if study.status == StudyStatus.ARCHIVED.value:
+    if study.status == StudyStatus.ARCHIVED:
         raise ConflictError("An archived study cannot be changed")
     before = study_snapshot(study)
     for name in fields.provided:
@@ -272,8 +272,6 @@ async def update_study(
                 raise ConflictError(
                     "A study with this code already exists", details={"field": "code"}
                 )
-        if name == "consent_mode" and value is not None:
-            value = value.value
         if (
             name in ("code", "name", "supported_languages", "config", "consent_mode")
             and value is None
@@ -309,8 +307,8 @@ async def change_study_status(
     await require_study_capability(session, principal, study_id, Capability.CONFIGURE_STUDY)
     study = await session.get(Study, study_id)
     assert study is not None
-    current = StudyStatus(study.status)
-    if new_status is current:
+    current = study.status
+    if new_status == current:
         return study
     allowed = ALLOWED_TRANSITIONS[current]
     if new_status not in allowed:
@@ -322,7 +320,7 @@ async def change_study_status(
                 "allowed": sorted(status.value for status in allowed),
             },
         )
-    study.status = new_status.value
+    study.status = new_status
     await record_event(
         session,
         context,
@@ -455,7 +453,7 @@ async def add_member(
 ) -> tuple[StudyMember, User]:
     await require_study_capability(session, principal, study_id, Capability.CONFIGURE_STUDY)
     user = await session.get(User, user_id)
-    if user is None or user.status != UserStatus.ACTIVE.value:
+    if user is None or user.status != UserStatus.ACTIVE:
         raise _invalid("user_id", "No active user with this id")
     if site_id is not None:
         site = await session.get(Site, site_id)
@@ -470,7 +468,7 @@ async def add_member(
             "This user is already a member of the study", details={"field": "user_id"}
         )
     member = StudyMember(
-        id=uuid.uuid4(), study_id=study_id, user_id=user_id, role=role.value, site_id=site_id
+        id=uuid.uuid4(), study_id=study_id, user_id=user_id, role=role, site_id=site_id
     )
     session.add(member)
     await session.flush()
@@ -510,7 +508,7 @@ async def update_member(
     before = member_snapshot(member)
     if role is not None:
         await _keep_one_researcher(session, study_id, member, role)
-        member.role = role.value
+        member.role = role
     if site_provided:
         if site_id is not None:
             site = await session.get(Site, site_id)
@@ -538,12 +536,12 @@ async def _keep_one_researcher(
     session: AsyncSession, study_id: uuid.UUID, member: StudyMember, new_role: MemberRole | None
 ) -> None:
     """A study keeps at least one researcher, so somebody can still configure it."""
-    if member.role != MemberRole.RESEARCHER.value or new_role is MemberRole.RESEARCHER:
+    if member.role != MemberRole.RESEARCHER or new_role is MemberRole.RESEARCHER:
         return
     researchers = await session.scalar(
         select(func.count())
         .select_from(StudyMember)
-        .where(StudyMember.study_id == study_id, StudyMember.role == MemberRole.RESEARCHER.value)
+        .where(StudyMember.study_id == study_id, StudyMember.role == MemberRole.RESEARCHER)
     )
     if (researchers or 0) <= 1:
         raise ConflictError("A study must keep at least one researcher")

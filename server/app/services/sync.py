@@ -314,7 +314,7 @@ async def _replayed_signature(
             .where(
                 ConsentRecord.participant_id == participant_id,
                 ConsentRecord.form_id == item.form_id,
-                ConsentRecord.signer_role == item.signer_role.value,
+                ConsentRecord.signer_role == item.signer_role,
             )
             .order_by(ConsentRecord.signed_at.desc(), ConsentRecord.id)
         )

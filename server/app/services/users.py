@@ -69,8 +69,8 @@ async def create_user(
         id=uuid.uuid4(),
         email=email,
         name=name.strip(),
-        role=role.value,
-        status=UserStatus.ACTIVE.value,
+        role=role,
+        status=UserStatus.ACTIVE,
         password_hash=await hash_password(password),
         must_change_password=must_change_password,
     )
@@ -110,9 +110,9 @@ async def list_users(
 ) -> tuple[Sequence[User], Pagination]:
     statement = select(User)
     if role is not None:
-        statement = statement.where(User.role == role.value)
+        statement = statement.where(User.role == role)
     if status is not None:
-        statement = statement.where(User.status == status.value)
+        statement = statement.where(User.status == status)
     if q:
         pattern = f"%{q.strip().lower()}%"
         statement = statement.where(or_(User.email.like(pattern), User.name.ilike(pattern)))
@@ -154,9 +154,9 @@ async def update_user(
     if name is not None:
         user.name = name.strip()
     if role is not None:
-        user.role = role.value
+        user.role = role
     if status is not None:
-        user.status = status.value
+        user.status = status
         if status is UserStatus.ACTIVE:
             user.locked_until = None
             user.failed_login_count = 0

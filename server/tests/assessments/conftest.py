@@ -38,8 +38,8 @@ async def build_world(
 ) -> World:
     """An active study without consent requirement, a battery of three tasks, two participants."""
     study = await factories.study(db_session)
-    study.status = StudyStatus.ACTIVE.value
-    study.consent_mode = ConsentMode.NONE.value
+    study.status = StudyStatus.ACTIVE
+    study.consent_mode = ConsentMode.NONE
     await db_session.commit()
     coordinator = await factories.staff(db_session, client, UserRole.COORDINATOR)
     await factories.member(db_session, study, coordinator, MemberRole.COORDINATOR)

@@ -32,8 +32,8 @@ async def test_concurrent_identical_submissions_store_exactly_once(
             id=uuid.uuid4(),
             code=f"CONC-{uuid.uuid4().hex[:8].upper()}",
             name="Concurrency",
-            status=StudyStatus.ACTIVE.value,
-            consent_mode=ConsentMode.NONE.value,
+            status=StudyStatus.ACTIVE,
+            consent_mode=ConsentMode.NONE,
             supported_languages=["en"],
             config={},
         )
@@ -44,7 +44,7 @@ async def test_concurrent_identical_submissions_store_exactly_once(
             id=uuid.uuid4(),
             study_id=study.id,
             participant_code="C1",
-            status=ParticipantStatus.ENROLLED.value,
+            status=ParticipantStatus.ENROLLED,
             language="en",
             timezone="UTC",
         )

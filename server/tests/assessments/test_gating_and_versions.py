@@ -31,7 +31,7 @@ async def test_consent_gate_at_session_start(
 ) -> None:
     study = await db_session.get(Study, world.study_id)
     assert study is not None
-    study.consent_mode = ConsentMode.BUILTIN.value
+    study.consent_mode = ConsentMode.BUILTIN
     await db_session.commit()
 
     no_form = await start(client, world)

@@ -277,7 +277,7 @@ async def test_withdrawn_participant_cannot_start(
 ) -> None:
     participant = await db_session.get(Participant, world.participant_id)
     assert participant is not None
-    participant.status = ParticipantStatus.WITHDRAWN.value
+    participant.status = ParticipantStatus.WITHDRAWN
     await db_session.commit()
     response = await start(client, world)
     assert response.status_code == 409

@@ -25,8 +25,8 @@ async def test_outdated_hash_is_upgraded_on_login(
         id=uuid.uuid4(),
         email="old-hash@example.org",
         name="Old",
-        role=UserRole.RESEARCHER.value,
-        status=UserStatus.ACTIVE.value,
+        role=UserRole.RESEARCHER,
+        status=UserStatus.ACTIVE,
         password_hash=old_hash,
     )
     db_session.add(user)

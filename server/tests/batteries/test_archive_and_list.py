@@ -120,7 +120,7 @@ async def test_archived_study_refuses_battery_writes(
     battery_id = (await create_battery(client, world))["id"]
     study = await db_session.get(Study, world.study_id)
     assert study is not None
-    study.status = StudyStatus.ARCHIVED.value
+    study.status = StudyStatus.ARCHIVED
     await db_session.commit()
     create = await client.post(URL, headers=world.researcher, json=battery_body(world.study_id))
     change = await client.patch(

@@ -35,7 +35,7 @@ async def test_concurrent_patches_are_serialised(migrated_engine: AsyncEngine) -
                 id=user_id,
                 email=f"concurrency-{user_id.hex}@example.org",
                 name="Concurrency",
-                role=UserRole.ADMIN.value,
+                role=UserRole.ADMIN,
                 password_hash="not-a-hash",  # never signs in
             )
         )

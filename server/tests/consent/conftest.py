@@ -136,7 +136,7 @@ class ConsentWorld:
                 id=uuid.uuid4(),
                 study_id=study_id,
                 user_id=staff.user_id,
-                role=role.value,
+                role=role,
                 site_id=site_id,
             )
         )
@@ -156,7 +156,7 @@ class ConsentWorld:
             code=code,
             name="Memory and Attention in Ageing",
             supported_languages=languages or ["en", "fr"],
-            consent_mode=consent_mode.value,
+            consent_mode=consent_mode,
             config={},
         )
         self.session.add(study)
@@ -189,8 +189,8 @@ class ConsentWorld:
             study_id=box.id,
             participant_code=person.code,
             site_id=site_id,
-            status=status.value,
-            actor=actor.value,
+            status=status,
+            actor=actor,
             language=language,
             timezone=timezone,
         )

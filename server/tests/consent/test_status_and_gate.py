@@ -211,7 +211,7 @@ async def test_study_withdrawal_is_separate_from_consent(
     person = await world.participant(box)
     await world.sign(person, form, box.coordinator.headers)
     participant = await world.load(person)
-    participant.status = ParticipantStatus.WITHDRAWN.value
+    participant.status = ParticipantStatus.WITHDRAWN
     await db_session.commit()
     # Consent itself stands until withdrawn; the session service refuses withdrawn participants.
     assert await consent_gate(world.session, await world.load(person)) == ALLOWED

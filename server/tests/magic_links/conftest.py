@@ -149,7 +149,7 @@ class People:
             id=uuid.uuid4(),
             study_id=study_id,
             participant_code=code,
-            status=status.value,
+            status=status,
             language="fr",
             timezone="Europe/Paris",
             email_encrypted=self.encryptor.encrypt(email) if email else None,

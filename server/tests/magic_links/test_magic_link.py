@@ -175,7 +175,7 @@ async def test_link_of_a_participant_withdrawn_since_is_refused(
     await db_session.execute(
         update(Participant)
         .where(Participant.id == participant.id)
-        .values(status=ParticipantStatus.WITHDRAWN.value)
+        .values(status=ParticipantStatus.WITHDRAWN)
     )
     await db_session.commit()
     assert (await client.post(VERIFY_URL, json={"token": mail.token})).status_code == 401

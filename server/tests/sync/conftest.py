@@ -77,7 +77,7 @@ async def consent_form_id(world: World, db_session: AsyncSession) -> uuid.UUID:
     """The study now records consent in Metricis, with one published form nobody has signed."""
     study = await db_session.get(Study, world.study_id)
     assert study is not None
-    study.consent_mode = ConsentMode.BUILTIN.value
+    study.consent_mode = ConsentMode.BUILTIN
     form = ConsentForm(
         id=uuid.uuid4(),
         study_id=world.study_id,
@@ -88,7 +88,7 @@ async def consent_form_id(world: World, db_session: AsyncSession) -> uuid.UUID:
         questions=QUESTIONS,
         requires_signature=True,
         reconsent_required=False,
-        status=ConsentFormStatus.PUBLISHED.value,
+        status=ConsentFormStatus.PUBLISHED,
         published_at=utcnow(),
     )
     form.content_hash = form_content_hash(form)

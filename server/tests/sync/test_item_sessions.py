@@ -40,8 +40,8 @@ async def test_items_commit_in_their_own_sessions(own_database: Settings) -> Non
         sessionmaker = create_sessionmaker(app.state.engine)
         async with sessionmaker() as db:
             study = await factories.study(db)
-            study.status = StudyStatus.ACTIVE.value
-            study.consent_mode = ConsentMode.NONE.value
+            study.status = StudyStatus.ACTIVE
+            study.consent_mode = ConsentMode.NONE
             battery_id, _ = await factories.battery(db, study, ["simple-rt"])
             participant = await factories.participant(db, study, "P001")
             login = await open_participant_login(

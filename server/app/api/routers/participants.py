@@ -14,12 +14,7 @@ from app.api.dependencies import (
     SettingsDep,
 )
 from app.core.security import FieldEncryptor
-from app.models.participant import (
-    Participant,
-    ParticipantActor,
-    ParticipantStatus,
-    WithdrawalScope,
-)
+from app.models.participant import Participant, ParticipantStatus
 from app.models.study import Study
 from app.schemas.common import Page
 from app.schemas.participants import (
@@ -47,14 +42,12 @@ def _read(
         email=contact.email,
         phone=contact.phone,
         enrollment_date=participant.enrollment_date,
-        status=ParticipantStatus(participant.status),
-        actor=ParticipantActor(participant.actor),
+        status=participant.status,
+        actor=participant.actor,
         language=participant.language,
         timezone=participant.timezone,
         withdrawn_at=participant.withdrawn_at,
-        withdrawal_scope=WithdrawalScope(participant.withdrawal_scope)
-        if participant.withdrawal_scope
-        else None,
+        withdrawal_scope=participant.withdrawal_scope,
         has_access_code=participant.access_code_hash is not None,
         created_at=participant.created_at,
         updated_at=participant.updated_at,

@@ -6,7 +6,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, status
 
 from app.api.dependencies import ActorContextDep, CurrentUser, PageParamsDep, SessionDep
-from app.models.study import MemberRole, Site, Study, StudyMember, StudyStatus
+from app.models.study import Site, Study, StudyMember, StudyStatus
 from app.models.user import User
 from app.schemas.common import Page
 from app.schemas.studies import (
@@ -49,7 +49,7 @@ def _member_read(member: StudyMember, user: User) -> MemberRead:
         user_id=member.user_id,
         email=user.email,
         name=user.name,
-        role=MemberRole(member.role),
+        role=member.role,
         site_id=member.site_id,
     )
 

@@ -178,7 +178,7 @@ async def create_form(
         questions=normalized_questions(fields.questions),
         requires_signature=fields.requires_signature,
         reconsent_required=fields.reconsent_required,
-        status=ConsentFormStatus.DRAFT.value,
+        status=ConsentFormStatus.DRAFT,
         created_by=principal.user_id,
     )
     session.add(form)
@@ -223,7 +223,7 @@ async def list_forms(
     if language is not None:
         statement = statement.where(ConsentForm.language == language)
     if status is not None:
-        statement = statement.where(ConsentForm.status == status.value)
+        statement = statement.where(ConsentForm.status == status)
     return await paginate(
         session,
         statement,
@@ -265,7 +265,7 @@ async def _form_to_configure(
 
 
 def _require_draft(form: ConsentForm, action: str) -> None:
-    if form.status != ConsentFormStatus.DRAFT.value:
+    if form.status != ConsentFormStatus.DRAFT:
         raise ConflictError(
             f"A {form.status} consent form is immutable and cannot be {action}",
             details={"status": form.status, "version": form.version},
@@ -359,8 +359,8 @@ async def publish_form(
     }
     now = utcnow()
     if previous is not None:
-        previous.status = ConsentFormStatus.RETIRED.value
-    form.status = ConsentFormStatus.PUBLISHED.value
+        previous.status = ConsentFormStatus.RETIRED
+    form.status = ConsentFormStatus.PUBLISHED
     form.published_at = now
     form.content_hash = form_content_hash(form)
     after: dict[str, Any] = {
@@ -393,7 +393,7 @@ async def published_form(
         .where(
             ConsentForm.study_id == study_id,
             ConsentForm.language == language,
-            ConsentForm.status == ConsentFormStatus.PUBLISHED.value,
+            ConsentForm.status == ConsentFormStatus.PUBLISHED,
         )
         .order_by(ConsentForm.version.desc())
         .limit(1)

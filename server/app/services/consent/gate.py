@@ -74,7 +74,7 @@ async def _consenting_records(
             select(ConsentRecord)
             .where(
                 ConsentRecord.participant_id == participant_id,
-                ConsentRecord.signer_role.in_([role.value for role in CONSENTING_ROLES]),
+                ConsentRecord.signer_role.in_(list(CONSENTING_ROLES)),
             )
             .order_by(ConsentRecord.signed_at.desc(), ConsentRecord.id)
         )
@@ -118,7 +118,7 @@ async def consent_state(session: AsyncSession, participant: Participant) -> Cons
     return ConsentState(
         participant=participant,
         study=study,
-        required=study.consent_mode == ConsentMode.BUILTIN.value,
+        required=study.consent_mode == ConsentMode.BUILTIN,
         current_form=current,
         active_record=active,
         needs_reconsent=(

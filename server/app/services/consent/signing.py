@@ -133,7 +133,7 @@ def _check_signer(
 ) -> None:
     if staff is None:
         allowed = [SignerRole.PARTICIPANT]
-        if participant.actor == ParticipantActor.CAREGIVER.value:
+        if participant.actor == ParticipantActor.CAREGIVER:
             allowed.insert(0, SignerRole.CAREGIVER)
         if role not in allowed:
             raise field_error(
@@ -202,11 +202,11 @@ async def sign_consent(
     if not signer_name:
         raise field_error("signer_name", "The signer's name is required")
     _check_signer(participant, staff, signature.signer_role, witness_name)
-    if participant.status == ParticipantStatus.WITHDRAWN.value:
+    if participant.status == ParticipantStatus.WITHDRAWN:
         raise ConflictError("The participant has withdrawn from the study")
     study = await session.get(Study, participant.study_id)
     assert study is not None
-    if study.consent_mode != ConsentMode.BUILTIN.value:
+    if study.consent_mode != ConsentMode.BUILTIN:
         raise ConflictError(
             "This study does not record consent in Metricis",
             details={"consent_mode": study.consent_mode},
@@ -214,7 +214,7 @@ async def sign_consent(
     form = await session.get(ConsentForm, signature.form_id)
     if form is None or form.study_id != participant.study_id:
         raise NotFoundError("Consent form not found")
-    if form.status != ConsentFormStatus.PUBLISHED.value or form.content_hash is None:
+    if form.status != ConsentFormStatus.PUBLISHED or form.content_hash is None:
         published = await published_form(session, form.study_id, form.language)
         raise ConflictError(
             "Only the current published version of a consent form can be signed",
@@ -227,7 +227,7 @@ async def sign_consent(
         )
     active = await _active_records(session, participant.id)
     if any(
-        record.form_id == form.id and record.signer_role == signature.signer_role.value
+        record.form_id == form.id and record.signer_role == signature.signer_role
         for record in active
     ):
         raise ConflictError(
@@ -258,7 +258,7 @@ async def sign_consent(
         form_version=form.version,
         content_hash=form.content_hash,
         signer_name=signer_name,
-        signer_role=signature.signer_role.value,
+        signer_role=signature.signer_role,
         witness_name=witness_name,
         answers=answers,
         signature_image=image.data_uri() if image else None,
