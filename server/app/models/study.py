@@ -5,12 +5,13 @@ from __future__ import annotations
 import uuid
 from datetime import date
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import Boolean, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db.base import Base, EnumString, JSONType, TimestampMixin, UUIDPrimaryKeyMixin
+from app.models.user import UserRole
 
 
 class StudyStatus(StrEnum):
@@ -31,6 +32,10 @@ class MemberRole(StrEnum):
     RESEARCHER = "researcher"
     COORDINATOR = "coordinator"
     READ_ONLY = "read_only"
+
+
+# A caller's role in one study: their membership's, or administrator in every study.
+StudyRole = MemberRole | Literal[UserRole.ADMIN]
 
 
 class Study(UUIDPrimaryKeyMixin, TimestampMixin, Base):

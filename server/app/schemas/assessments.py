@@ -6,6 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.models.assessment import SessionStatus
 from app.schemas.common import IsoDateTime
 
 MAX_TRIALS_PER_REQUEST = 20_000
@@ -120,7 +121,7 @@ class SessionRead(BaseModel):
     battery_id: uuid.UUID
     battery_version: int
     visit_id: uuid.UUID | None
-    status: str
+    status: SessionStatus
     started_at: datetime
     expires_at: datetime
     ended_at: datetime | None

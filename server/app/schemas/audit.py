@@ -6,6 +6,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from app.models.audit import ActorType, AuditCategory
+
 
 class AuditEventRead(BaseModel):
     model_config = ConfigDict(from_attributes=True)
@@ -13,10 +15,10 @@ class AuditEventRead(BaseModel):
     id: uuid.UUID
     sequence: int
     occurred_at: datetime
-    actor_type: str
+    actor_type: ActorType
     actor_id: str | None
     action: str
-    category: str
+    category: AuditCategory
     entity_type: str | None
     entity_id: str | None
     study_id: uuid.UUID | None

@@ -6,7 +6,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
-from app.models.study import ConsentMode, MemberRole, StudyStatus
+from app.models.participant import ParticipantStatus
+from app.models.study import ConsentMode, MemberRole, StudyRole, StudyStatus
 
 
 class StudyCreate(BaseModel):
@@ -46,7 +47,7 @@ class StudyStatusChange(BaseModel):
 
 
 class StudyStatsRead(BaseModel):
-    participants_by_status: dict[str, int]
+    participants_by_status: dict[ParticipantStatus, int]
     participants_total: int
     sessions_total: int
     sessions_completed: int
@@ -71,7 +72,7 @@ class StudyRead(BaseModel):
     redcap_enabled: bool
     created_at: datetime
     updated_at: datetime
-    my_role: str | None = None
+    my_role: StudyRole | None = None
     stats: StudyStatsRead | None = None
 
 

@@ -22,6 +22,8 @@ from pydantic import (
 )
 
 from app.models.consent import SignerRole
+from app.models.participant import ParticipantActor, ParticipantStatus
+from app.models.study import ConsentMode, StudyStatus
 from app.schemas.assessments import MAX_TRIALS_PER_REQUEST, TaskName, TrialIn
 from app.schemas.common import IsoDateTime
 from app.schemas.consent import MAX_ANSWERS, ConsentQuestion, Text
@@ -43,9 +45,9 @@ class ManifestParticipant(BaseModel):
     id: uuid.UUID
     code: str
     study_id: uuid.UUID
-    status: str
+    status: ParticipantStatus
     language: str
-    actor: str
+    actor: ParticipantActor
     timezone: str
 
 
@@ -53,8 +55,8 @@ class ManifestStudy(BaseModel):
     id: uuid.UUID
     code: str
     name: str
-    status: str
-    consent_mode: str
+    status: StudyStatus
+    consent_mode: ConsentMode
     supported_languages: list[str]
 
 

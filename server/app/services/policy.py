@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import ForbiddenError, NotFoundError
-from app.models.study import MemberRole, Study, StudyMember
+from app.models.study import MemberRole, Study, StudyMember, StudyRole
 from app.models.user import UserRole
 from app.services.principals import StaffPrincipal
 
@@ -28,13 +28,13 @@ class Capability(StrEnum):
     EXPORT = "export"
 
 
-_CAPABILITIES: dict[str, frozenset[Capability]] = {
-    UserRole.ADMIN.value: frozenset(Capability),
-    MemberRole.RESEARCHER.value: frozenset(Capability),
-    MemberRole.COORDINATOR.value: frozenset(
+_CAPABILITIES: dict[StudyRole, frozenset[Capability]] = {
+    UserRole.ADMIN: frozenset(Capability),
+    MemberRole.RESEARCHER: frozenset(Capability),
+    MemberRole.COORDINATOR: frozenset(
         {Capability.READ, Capability.SEE_CONTACT_DETAILS, Capability.EDIT_PARTICIPANTS}
     ),
-    MemberRole.READ_ONLY.value: frozenset({Capability.READ}),
+    MemberRole.READ_ONLY: frozenset({Capability.READ}),
 }
 
 # Global roles allowed to create studies. The creator becomes the new study's researcher, so
@@ -46,7 +46,7 @@ STUDY_CREATORS = frozenset({UserRole.ADMIN, UserRole.RESEARCHER, UserRole.COORDI
 @dataclass(frozen=True, slots=True)
 class StudyAccess:
     study_id: uuid.UUID
-    role: str  # "admin" or the member role
+    role: StudyRole
     site_id: uuid.UUID | None  # set for site-scoped members
 
     def can(self, capability: Capability) -> bool:
@@ -70,7 +70,7 @@ async def study_access(
     if principal.is_admin:
         if await session.get(Study, study_id) is None:
             raise NotFoundError("Study not found")
-        return StudyAccess(study_id=study_id, role=UserRole.ADMIN.value, site_id=None)
+        return StudyAccess(study_id=study_id, role=UserRole.ADMIN, site_id=None)
     member = await session.scalar(
         select(StudyMember).where(
             StudyMember.study_id == study_id, StudyMember.user_id == principal.user_id

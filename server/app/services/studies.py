@@ -206,7 +206,7 @@ async def list_studies(
 
 @dataclass(frozen=True, slots=True)
 class StudyStats:
-    participants_by_status: dict[str, int]
+    participants_by_status: dict[ParticipantStatus, int]
     participants_total: int
     sessions_total: int
     sessions_completed: int
@@ -222,7 +222,7 @@ async def study_stats(
 
     Sessions are counted from zero until assessments exist.
     """
-    counts: dict[uuid.UUID, dict[str, int]] = {sid: {} for sid in study_ids}
+    counts: dict[uuid.UUID, dict[ParticipantStatus, int]] = {sid: {} for sid in study_ids}
     if study_ids:
         rows = await session.execute(
             select(Participant.study_id, Participant.site_id, Participant.status, func.count())
@@ -237,7 +237,7 @@ async def study_stats(
             by_status[status] = by_status.get(status, 0) + int(count)
     result: dict[uuid.UUID, StudyStats] = {}
     for study_id, by_status in counts.items():
-        full = {status.value: by_status.get(status.value, 0) for status in ParticipantStatus}
+        full = {status: by_status.get(status, 0) for status in ParticipantStatus}
         result[study_id] = StudyStats(
             participants_by_status=full,
             participants_total=sum(full.values()),

@@ -6,8 +6,8 @@ from typing import Annotated
 from fastapi import APIRouter, Query, status
 
 from app.api.dependencies import ActorContextDep, CurrentUser, PageParamsDep, SessionDep
-from app.models.study import Site, Study, StudyMember, StudyStatus
-from app.models.user import User
+from app.models.study import MemberRole, Site, Study, StudyMember, StudyRole, StudyStatus
+from app.models.user import User, UserRole
 from app.schemas.common import Page
 from app.schemas.studies import (
     MemberCreate,
@@ -28,7 +28,9 @@ from app.services.policy import member_study_access
 router = APIRouter(prefix="/studies", tags=["studies"])
 
 
-def _study_read(study: Study, role: str | None, stats: service.StudyStats | None) -> StudyRead:
+def _study_read(
+    study: Study, role: StudyRole | None, stats: service.StudyStats | None
+) -> StudyRead:
     read = StudyRead.model_validate(study)
     read.my_role = role
     if stats is not None:
@@ -68,7 +70,8 @@ async def list_studies(
     stats = await service.study_stats(session, [s.id for s in studies], access)
     return Page[StudyRead](
         data=[
-            _study_read(s, access[s.id].role if access else "admin", stats[s.id]) for s in studies
+            _study_read(s, access[s.id].role if access else UserRole.ADMIN, stats[s.id])
+            for s in studies
         ],
         pagination=pagination,
     )
@@ -80,7 +83,8 @@ async def create_study(
 ) -> StudyRead:
     fields = service.StudyFields(**body.model_dump())
     study = await service.create_study(session, context, principal, fields)
-    return _study_read(study, "researcher" if not principal.is_admin else "admin", None)
+    creator_role: StudyRole = UserRole.ADMIN if principal.is_admin else MemberRole.RESEARCHER
+    return _study_read(study, creator_role, None)
 
 
 @router.get("/{study_id:uuid}")
