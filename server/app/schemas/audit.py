@@ -34,6 +34,8 @@ class AuditEventRead(BaseModel):
 
 
 class AuditVerificationRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     valid: bool
     events_checked: int
     first_broken_sequence: int | None

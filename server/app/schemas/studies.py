@@ -47,6 +47,8 @@ class StudyStatusChange(BaseModel):
 
 
 class StudyStatsRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     participants_by_status: dict[ParticipantStatus, int]
     participants_total: int
     sessions_total: int

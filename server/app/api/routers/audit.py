@@ -55,12 +55,4 @@ async def list_audit_events(
 async def verify_audit_chain(_: AdminUser, session: SessionDep) -> AuditVerificationRead:
     """Walk the hash chain and report the first event that does not hold."""
     result = await audit_service.verify_chain(session)
-    return AuditVerificationRead(
-        valid=result.valid,
-        events_checked=result.events_checked,
-        first_broken_sequence=result.first_broken_sequence,
-        first_broken_event_id=result.first_broken_event_id,
-        problem=result.problem,
-        last_hash=result.last_hash,
-        verified_at=result.verified_at,
-    )
+    return AuditVerificationRead.model_validate(result)

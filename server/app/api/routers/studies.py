@@ -34,13 +34,7 @@ def _study_read(
     read = StudyRead.model_validate(study)
     read.my_role = role
     if stats is not None:
-        read.stats = StudyStatsRead(
-            participants_by_status=stats.participants_by_status,
-            participants_total=stats.participants_total,
-            sessions_total=stats.sessions_total,
-            sessions_completed=stats.sessions_completed,
-            completion_rate=stats.completion_rate,
-        )
+        read.stats = StudyStatsRead.model_validate(stats)
     return read
 
 
