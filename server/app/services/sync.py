@@ -23,7 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.catalogue import UnknownModuleError, get_module
-from app.core.clock import utcnow
+from app.core.clock import clock_offset_seconds, utcnow
 from app.core.errors import (
     ConflictError,
     DomainError,
@@ -192,13 +192,6 @@ def etag_matches(if_none_match: str | None, etag: str) -> bool:
 class _Applied:
     status: ItemStatus
     result: dict[str, Any]
-
-
-def clock_offset_seconds(client_time: datetime | None, received_at: datetime) -> float | None:
-    """Device clock minus server clock when the batch arrived (positive: the device is ahead)."""
-    if client_time is None:
-        return None
-    return round((client_time - received_at).total_seconds(), 3)
 
 
 async def _apply_session(
