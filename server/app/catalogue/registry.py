@@ -23,6 +23,7 @@ from app.catalogue import (
 )
 from app.catalogue.errors import UnknownModuleError
 from app.catalogue.model import CatalogueEntry, Domain, ModuleDefinition, ModuleKind
+from app.core.task_ids import MODULE_ID_ALIASES, TASK_ALIASES
 
 _ENTRIES: tuple[CatalogueEntry, ...] = (
     *attention.MODULES,
@@ -38,8 +39,11 @@ _ENTRIES: tuple[CatalogueEntry, ...] = (
 
 _EnumT = TypeVar("_EnumT", Domain, ModuleKind)
 
-MODULE_ALIASES: Mapping[str, str] = MappingProxyType({"cpt": "cpt-go-nogo"})
-"""Other ids accepted on lookup, mapped to the catalogue id (`cpt` is the client's file name)."""
+MODULE_ALIASES: Mapping[str, str] = MappingProxyType(
+    {alias: TASK_ALIASES[alias] for alias in sorted(MODULE_ID_ALIASES)}
+)
+"""Other ids accepted on lookup, mapped to the catalogue id: the part of the shared alias table
+that module ids may use."""
 
 
 def _index(entries: tuple[CatalogueEntry, ...]) -> dict[str, CatalogueEntry]:

@@ -5,11 +5,11 @@ No I/O, no framework: the submission service calls `score_task`, `task_flags` an
 untrusted input are in `app.scoring.common`, the flag thresholds in `app.scoring.flags`.
 """
 
+from app.core.task_ids import TASK_ALIASES
 from app.scoring.base import Scorer, TaskScore
 from app.scoring.flags import Flag, FlagCode, session_flags, task_flags
 from app.scoring.registry import (
     SCORER_VERSIONS,
-    TASK_ALIASES,
     canonical_task_id,
     registered_task_ids,
     score_task,

@@ -1,4 +1,4 @@
-"""Which scorer scores which task, and the task-id aliases clients use."""
+"""Which scorer scores which task, and which task id a client's task name means."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import Final
 
+from app.core.task_ids import TASK_ALIASES
 from app.scoring import (
     ant,
     choice_rt,
@@ -33,20 +34,6 @@ SCORERS_BY_TASK: Final[Mapping[str, Scorer]] = MappingProxyType(
         "stroop": interference.SCORER,
         "attention-network-test": ant.SCORER,
         **pro.SCORERS,
-    }
-)
-
-# Keys are compared after `_lookup_key` (docs/scoring.md, task ids and scorers). `cpt` is the
-# catalogue's alias; the others are the client's own names for its tasks (TASK_CONFIG keys and
-# task file names).
-TASK_ALIASES: Final[Mapping[str, str]] = MappingProxyType(
-    {
-        "cpt": "cpt-go-nogo",
-        "simplert": "simple-rt",
-        "nback": "n-back",
-        "digitspan": "digit-span",
-        "tmt": "trail-making",
-        "ant": "attention-network-test",
     }
 )
 

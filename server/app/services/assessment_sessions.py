@@ -31,7 +31,7 @@ from app.schemas.common import PageParams, Pagination
 from app.services.audit import AuditContext, record_event
 from app.services.batteries import get_battery_version
 from app.services.consent.gate import consent_gate
-from app.services.participants import get_participant
+from app.services.participants import participant_for_principal
 from app.services.policy import Capability, member_study_access, study_access
 from app.services.principals import ParticipantPrincipal, Principal, StaffPrincipal
 from app.services.session_store import SessionStore, SessionStoreUnavailableError
@@ -57,31 +57,25 @@ def live_key(session_id: uuid.UUID) -> str:
     return f"live-session:{session_id}"
 
 
-async def _resolve_participant(
+async def _participant_named(
     session: AsyncSession, principal: Principal, reference: str, study_id: uuid.UUID
 ) -> Participant:
-    """The participant named by UUID or by study code, as far as the caller may act on it."""
-    participant: Participant | None
+    """The participant named by UUID or by study code, as far as the caller may start sessions
+    for it."""
     try:
-        participant_uuid = uuid.UUID(reference)
+        participant_id = uuid.UUID(reference)
     except ValueError:
-        participant = await session.scalar(
+        named = await session.scalar(
             select(Participant).where(
                 Participant.study_id == study_id, Participant.participant_code == reference
             )
         )
-    else:
-        participant = await session.get(Participant, participant_uuid)
-    if participant is None:
-        raise NotFoundError("Participant not found")
-    if isinstance(principal, ParticipantPrincipal):
-        if participant.id != principal.participant_id:
-            raise NotFoundError("Participant not found")
-        return participant
-    found, _ = await get_participant(
-        session, principal, participant.id, Capability.EDIT_PARTICIPANTS
+        if named is None:
+            raise NotFoundError("Participant not found") from None
+        participant_id = named.id
+    return await participant_for_principal(
+        session, principal, participant_id, Capability.EDIT_PARTICIPANTS
     )
-    return found
 
 
 async def start_session(
@@ -90,7 +84,7 @@ async def start_session(
     context: AuditContext,
     principal: Principal,
     *,
-    participant_ref: str,
+    participant_ref: str | None,
     battery_id: uuid.UUID,
     battery_version: int | None,
     visit_id: uuid.UUID | None,
@@ -99,6 +93,15 @@ async def start_session(
     started_at: datetime | None,
     clock_offset_seconds: float | None,
 ) -> StartedSession:
+    """Start a session for the participant `participant_ref` names (None: a participant token's
+    own), or answer the one already started with the same `session_id`."""
+    participant: Participant
+    if participant_ref is None:
+        # A participant token naming no one means itself; staff must name the participant and
+        # hear so (422) before anything else is looked up.
+        participant = await participant_for_principal(
+            session, principal, None, Capability.EDIT_PARTICIPANTS
+        )
     battery = await session.get(Battery, battery_id)
     if battery is None:
         raise NotFoundError("Battery not found")
@@ -106,7 +109,10 @@ async def start_session(
         await study_access(session, principal, battery.study_id)  # 404 when invisible
     elif battery.study_id != principal.study_id:
         raise NotFoundError("Battery not found")
-    participant = await _resolve_participant(session, principal, participant_ref, battery.study_id)
+    if participant_ref is not None:
+        participant = await _participant_named(
+            session, principal, participant_ref, battery.study_id
+        )
     if participant.study_id != battery.study_id:
         raise NotFoundError("Battery not found")
 
@@ -222,16 +228,13 @@ async def load_session_for(
     *,
     lock: bool = False,
 ) -> AssessmentSession:
-    """The session if the caller may act on it (the participant itself, or staff); 404 else."""
+    """The session if the caller may act on its participant with `capability` (404 else, 403
+    for staff who see it without the right); `lock` holds its row until the commit."""
     record = await session.get(AssessmentSession, session_id, with_for_update=lock)
     if record is None:
         raise NotFoundError("Session not found")
-    if isinstance(principal, ParticipantPrincipal):
-        if record.participant_id != principal.participant_id:
-            raise NotFoundError("Session not found")
-        return record
     try:
-        await get_participant(session, principal, record.participant_id, capability)
+        await participant_for_principal(session, principal, record.participant_id, capability)
     except NotFoundError:
         raise NotFoundError("Session not found") from None
     return record
@@ -248,8 +251,21 @@ async def end_session(
     record = await load_session_for(
         session, principal, session_id, Capability.EDIT_PARTICIPANTS, lock=True
     )
+    await close_session(session, store, context, record, status)
+    return record
+
+
+async def close_session(
+    session: AsyncSession,
+    store: SessionStore,
+    context: AuditContext,
+    record: AssessmentSession,
+    status: SessionStatus,
+) -> None:
+    """End `record`, a session the caller was found to reach and whose row it holds locked;
+    ending it again with the same status changes nothing."""
     if record.status == status:
-        return record
+        return
     if record.status != SessionStatus.STARTED:
         raise ConflictError(
             f"The session is already {record.status}",
@@ -273,7 +289,6 @@ async def end_session(
         await store.delete(live_key(record.id))
     except SessionStoreUnavailableError:
         logger.warning("session_store_unavailable", operation="end_session")
-    return record
 
 
 async def task_results(session: AsyncSession, session_id: uuid.UUID) -> Sequence[TaskResult]:

@@ -31,7 +31,14 @@ from app.models.assessment import AssessmentSession, TaskResult, Trial
 from app.models.audit import AuditCategory
 from app.models.battery import BatteryVersion
 from app.schemas.assessments import SubmitRequest, TrialIn
-from app.scoring import Flag, canonical_task_id, score_task, session_flags, task_flags
+from app.scoring import (
+    Flag,
+    TaskScore,
+    canonical_task_id,
+    score_task,
+    session_flags,
+    task_flags,
+)
 from app.services.assessment_sessions import load_session_for, note_tasks_received
 from app.services.audit import AuditContext, record_event
 from app.services.local_storage import LocalStorage
@@ -179,41 +186,58 @@ def _flag_json(flag: Flag) -> dict[str, Any]:
     return {"code": flag.code, "task": flag.task, "evidence": to_json_value(flag.evidence)}
 
 
-def _receipt(record: AssessmentSession, results: Sequence[TaskResult]) -> dict[str, Any]:
-    ordered = sorted(results, key=lambda result: result.task)
-    flags: list[dict[str, Any]] = []
-    for result in ordered:
-        flags.extend(normalize_json(result.flags))
-    checksum = hashlib.sha256(
-        "\n".join(f"{r.task}:{r.content_hash}" for r in ordered).encode()
-    ).hexdigest()
-    return {
-        "status": "success",
-        "session_id": str(record.id),
-        "tasks_stored": [r.task for r in ordered],
-        "trials_stored": sum(r.n_trials for r in ordered),
-        "scores": {r.task: normalize_json(r.scores) for r in ordered},
-        "flags": flags,
-        "checksum": checksum,
-    }
+def _session_level_flags(
+    device_info: Mapping[str, Any] | None, clock_offset: float | None
+) -> list[dict[str, Any]]:
+    return [
+        _flag_json(flag)
+        for flag in session_flags(device_info=device_info, clock_offset_seconds=clock_offset)
+    ]
 
 
-async def submit(
-    session: AsyncSession,
-    store: SessionStore,
-    storage: LocalStorage,
-    context: AuditContext,
-    principal: Principal,
-    payload: SubmitRequest,
-    *,
-    received_at: datetime | None = None,
-    clock_offset_seconds: float | None = None,
-) -> SubmissionOutcome:
-    # The row lock serialises concurrent submissions to one session: of two identical ones, the
-    # second sees the first's rows and answers as a replay.
-    record = await load_session_for(
-        session, principal, payload.session_id, Capability.EDIT_PARTICIPANTS, lock=True
+def _task_flags(
+    version: BatteryVersion,
+    task: str,
+    trial_documents: Sequence[Mapping[str, Any]],
+    score: TaskScore,
+    client_summary: dict[str, Any] | None,
+    session_level: Sequence[dict[str, Any]],
+) -> list[dict[str, Any]]:
+    """The task's own flags, then the session-level ones, each attributed to the task."""
+    own = task_flags(
+        task,
+        trial_documents,
+        score,
+        chance_accuracy=_chance_accuracy(version, task),
+        client_summary=client_summary,
     )
+    return [_flag_json(flag) for flag in own] + [{**f, "task": task} for f in session_level]
+
+
+@dataclass(frozen=True, slots=True)
+class _ValidatedRequest:
+    version: BatteryVersion  # the battery version the session runs
+    tasks: dict[str, _TaskContent]  # by canonical task id, in the order the request named them
+
+
+@dataclass(frozen=True, slots=True)
+class _PreparedTask:
+    """One task of the request in the forms the later steps use, each computed once."""
+
+    content: _TaskContent
+    documents: list[dict[str, Any]]  # the trials as JSON values
+    trials_json: bytes  # `documents` canonical: hashed here, embedded in the source document
+    content_hash: str
+
+    @property
+    def task(self) -> str:
+        return self.content.task
+
+
+async def _validate_request(
+    session: AsyncSession, record: AssessmentSession, payload: SubmitRequest
+) -> _ValidatedRequest:
+    """The request's tasks, which must be some and all in the session's battery version (422)."""
     version = await session.get(BatteryVersion, record.battery_version_id)
     assert version is not None
     allowed = {entry["module_id"] for entry in version.tasks}
@@ -241,26 +265,41 @@ async def submit(
                 "battery_tasks": sorted(allowed),
             },
         )
+    return _ValidatedRequest(version, tasks)
 
-    existing = {
-        result.task: result
-        for result in (
-            await session.scalars(
-                select(TaskResult).where(
-                    TaskResult.session_id == record.id, TaskResult.task.in_(list(tasks))
-                )
+
+def _prepare(content: _TaskContent) -> _PreparedTask:
+    documents = _trial_documents(content.trials)
+    trials_json = _canonical_json(documents)
+    return _PreparedTask(
+        content=content,
+        documents=documents,
+        trials_json=trials_json,
+        content_hash=_content_hash(content.task, trials_json, content.summary),
+    )
+
+
+async def _replayed_results(
+    session: AsyncSession,
+    context: AuditContext,
+    record: AssessmentSession,
+    tasks: Mapping[str, _PreparedTask],
+) -> dict[str, TaskResult]:
+    """The stored results of the tasks sent again with equal content.
+
+    A task stored with other content is a conflict: audited, then 409 for the whole request with
+    `keep_changes`, so the audit event commits while nothing else was changed.
+    """
+    stored = (
+        await session.scalars(
+            select(TaskResult).where(
+                TaskResult.session_id == record.id, TaskResult.task.in_(list(tasks))
             )
-        ).all()
-    }
-    documents = {task: _trial_documents(content.trials) for task, content in tasks.items()}
-    # Serialised once: hashed here, embedded in the source document below.
-    trials_json = {task: _canonical_json(documents[task]) for task in tasks}
-    hashes = {
-        task: _content_hash(task, trials_json[task], content.summary)
-        for task, content in tasks.items()
-    }
+        )
+    ).all()
+    replayed = {result.task: result for result in stored}
     conflicts = sorted(
-        task for task, result in existing.items() if result.content_hash != hashes[task]
+        task for task, result in replayed.items() if result.content_hash != tasks[task].content_hash
     )
     if conflicts:
         await record_event(
@@ -274,8 +313,8 @@ async def submit(
             participant_id=record.participant_id,
             after={
                 "tasks": conflicts,
-                "stored_hashes": {t: existing[t].content_hash for t in conflicts},
-                "received_hashes": {t: hashes[t] for t in conflicts},
+                "stored_hashes": {t: replayed[t].content_hash for t in conflicts},
+                "received_hashes": {t: tasks[t].content_hash for t in conflicts},
             },
         )
         raise SubmissionConflictError(
@@ -283,108 +322,211 @@ async def submit(
             details={"tasks": conflicts, "session_id": str(record.id)},
             keep_changes=True,
         )
+    return replayed
 
-    now = received_at or utcnow()
-    offset = (
-        clock_offset_seconds if clock_offset_seconds is not None else record.clock_offset_seconds
-    )
+
+def _session_clock_offset(record: AssessmentSession, measured: float | None) -> float | None:
+    """The offset this submission is flagged with: the one measured now, else the session's.
+    The session keeps the first offset measured for it."""
+    offset = measured if measured is not None else record.clock_offset_seconds
     if offset is not None and record.clock_offset_seconds is None:
         record.clock_offset_seconds = offset
-    session_level = [
-        _flag_json(f)
-        for f in session_flags(device_info=payload.device_info, clock_offset_seconds=offset)
-    ]
-    new_results: list[TaskResult] = []
-    for task, content in tasks.items():
-        if task in existing:
-            continue
-        trial_documents = documents[task]
-        score = score_task(task, trial_documents)
-        flags = [
-            _flag_json(f)
-            for f in task_flags(
-                task,
-                trial_documents,
-                score,
-                chance_accuracy=_chance_accuracy(version, task),
-                client_summary=content.summary,
+    return offset
+
+
+def _source_document(
+    record: AssessmentSession, task: _PreparedTask, payload: SubmitRequest, received_at: datetime
+) -> bytes:
+    """The raw task as received, canonical JSON, for the record and for rescoring."""
+    envelope = _canonical_json(
+        {
+            "session_id": str(record.id),
+            "task": task.task,
+            "sent_as": sorted(task.content.sent_as),
+            "summary": task.content.summary,
+            "device_info": payload.device_info,
+            "completed_at": payload.completed_at.isoformat() if payload.completed_at else None,
+            "received_at": received_at.isoformat(),
+        }
+    )
+    # The envelope's keys sort before "trials", so appending keeps the document canonical.
+    return envelope[:-1] + b',"trials":' + task.trials_json + b"}"
+
+
+async def _accept_task(
+    session: AsyncSession,
+    storage: LocalStorage,
+    record: AssessmentSession,
+    version: BatteryVersion,
+    task: _PreparedTask,
+    payload: SubmitRequest,
+    *,
+    received_at: datetime,
+    session_level: Sequence[dict[str, Any]],
+) -> TaskResult:
+    """Score and flag a new task, write its source document (before the row that points at it)
+    and add its result row."""
+    score = score_task(task.task, task.documents)
+    flags = _task_flags(
+        version, task.task, task.documents, score, task.content.summary, session_level
+    )
+    stored = await storage.write_atomic(
+        LocalStorage.source_path(record.study_id, record.participant_id, record.id, task.task),
+        _source_document(record, task, payload, received_at),
+    )
+    result = TaskResult(
+        id=uuid.uuid4(),
+        session_id=record.id,
+        task=task.task,
+        content_hash=task.content_hash,
+        source_path=stored.relative_path,
+        source_sha256=stored.sha256,
+        source_bytes=stored.size,
+        n_trials=len(task.documents),
+        client_summary=task.content.summary,
+        scores=to_json_value(dict(score.metrics)),
+        flags=flags,
+        scorer=score.scorer,
+        scorer_version=score.scorer_version,
+        previous_scores=[],
+        accepted_at=received_at,
+        completed_at=payload.completed_at,
+    )
+    session.add(result)
+    return result
+
+
+async def _persist_trials(
+    session: AsyncSession,
+    record: AssessmentSession,
+    accepted: Sequence[TaskResult],
+    tasks: Mapping[str, _PreparedTask],
+) -> None:
+    """Insert the new result rows, then their trials in bulk."""
+    await session.flush()
+    rows: list[tuple[Any, ...]] = []
+    for result in accepted:
+        rows.extend(_trial_rows(record, result.task, tasks[result.task].documents))
+    await _store_trials(session, rows)
+
+
+async def _announce_accepted(
+    session: AsyncSession,
+    store: SessionStore,
+    context: AuditContext,
+    record: AssessmentSession,
+    accepted: Sequence[TaskResult],
+) -> None:
+    """The live view, the audit event and the after-commit event for the accepted tasks."""
+    await note_tasks_received(store, record, [r.task for r in accepted])
+    # Last before the commit: the audit event takes the chain-head lock until then.
+    await record_event(
+        session,
+        context,
+        action="submission.accepted",
+        category=AuditCategory.ASSESSMENT,
+        entity_type="assessment_session",
+        entity_id=record.id,
+        study_id=record.study_id,
+        participant_id=record.participant_id,
+        after={
+            "tasks": {r.task: {"trials": r.n_trials, "sha256": r.source_sha256} for r in accepted},
+            "scorer_versions": {r.task: r.scorer_version for r in accepted},
+        },
+    )
+    emit(
+        session,
+        "session.tasks_accepted",
+        {
+            "session_id": str(record.id),
+            "study_id": str(record.study_id),
+            "participant_id": str(record.participant_id),
+            "visit_id": str(record.visit_id) if record.visit_id else None,
+            "tasks": [r.task for r in accepted],
+        },
+    )
+
+
+def _receipt(record: AssessmentSession, results: Sequence[TaskResult]) -> dict[str, Any]:
+    """What every submission of the same content answers, byte for byte (sorted by task)."""
+    ordered = sorted(results, key=lambda result: result.task)
+    flags: list[dict[str, Any]] = []
+    for result in ordered:
+        flags.extend(normalize_json(result.flags))
+    checksum = hashlib.sha256(
+        "\n".join(f"{r.task}:{r.content_hash}" for r in ordered).encode()
+    ).hexdigest()
+    return {
+        "status": "success",
+        "session_id": str(record.id),
+        "tasks_stored": [r.task for r in ordered],
+        "trials_stored": sum(r.n_trials for r in ordered),
+        "scores": {r.task: normalize_json(r.scores) for r in ordered},
+        "flags": flags,
+        "checksum": checksum,
+    }
+
+
+async def submit(
+    session: AsyncSession,
+    store: SessionStore,
+    storage: LocalStorage,
+    context: AuditContext,
+    principal: Principal,
+    payload: SubmitRequest,
+    *,
+    clock_offset_seconds: float | None = None,
+) -> SubmissionOutcome:
+    """`POST /api/submit`: the session's participant, or staff who may edit the participant."""
+    # The row lock serialises concurrent submissions to one session: of two identical ones, the
+    # second sees the first's rows and answers as a replay.
+    record = await load_session_for(
+        session, principal, payload.session_id, Capability.EDIT_PARTICIPANTS, lock=True
+    )
+    return await accept_submission(
+        session, store, storage, context, record, payload, clock_offset_seconds=clock_offset_seconds
+    )
+
+
+async def accept_submission(
+    session: AsyncSession,
+    store: SessionStore,
+    storage: LocalStorage,
+    context: AuditContext,
+    record: AssessmentSession,
+    payload: SubmitRequest,
+    *,
+    clock_offset_seconds: float | None,
+) -> SubmissionOutcome:
+    """Store a submission to `record`, a session the caller was found to reach and whose row it
+    holds locked."""
+    request = await _validate_request(session, record, payload)
+    tasks = {task: _prepare(content) for task, content in request.tasks.items()}
+    replayed = await _replayed_results(session, context, record, tasks)
+    received_at = utcnow()
+    clock_offset = _session_clock_offset(record, clock_offset_seconds)
+    session_level = _session_level_flags(payload.device_info, clock_offset)
+    accepted: list[TaskResult] = []
+    for task in tasks.values():
+        if task.task not in replayed:
+            accepted.append(
+                await _accept_task(
+                    session,
+                    storage,
+                    record,
+                    request.version,
+                    task,
+                    payload,
+                    received_at=received_at,
+                    session_level=session_level,
+                )
             )
-        ] + [{**f, "task": task} for f in session_level]
-        envelope = _canonical_json(
-            {
-                "session_id": str(record.id),
-                "task": task,
-                "sent_as": sorted(content.sent_as),
-                "summary": content.summary,
-                "device_info": payload.device_info,
-                "completed_at": payload.completed_at.isoformat() if payload.completed_at else None,
-                "received_at": now.isoformat(),
-            }
-        )
-        # The envelope's keys sort before "trials", so appending keeps the document canonical.
-        source = envelope[:-1] + b',"trials":' + trials_json[task] + b"}"
-        stored = await storage.write_atomic(
-            LocalStorage.source_path(record.study_id, record.participant_id, record.id, task),
-            source,
-        )
-        result = TaskResult(
-            id=uuid.uuid4(),
-            session_id=record.id,
-            task=task,
-            content_hash=hashes[task],
-            source_path=stored.relative_path,
-            source_sha256=stored.sha256,
-            source_bytes=stored.size,
-            n_trials=len(trial_documents),
-            client_summary=content.summary,
-            scores=to_json_value(dict(score.metrics)),
-            flags=flags,
-            scorer=score.scorer,
-            scorer_version=score.scorer_version,
-            previous_scores=[],
-            accepted_at=now,
-            completed_at=payload.completed_at,
-        )
-        session.add(result)
-        new_results.append(result)
-    if new_results:
-        await session.flush()
-        rows: list[tuple[Any, ...]] = []
-        for result in new_results:
-            rows.extend(_trial_rows(record, result.task, documents[result.task]))
-        await _store_trials(session, rows)
-        await note_tasks_received(store, record, [r.task for r in new_results])
-        # Last before the commit: the audit event takes the chain-head lock until then.
-        await record_event(
-            session,
-            context,
-            action="submission.accepted",
-            category=AuditCategory.ASSESSMENT,
-            entity_type="assessment_session",
-            entity_id=record.id,
-            study_id=record.study_id,
-            participant_id=record.participant_id,
-            after={
-                "tasks": {
-                    r.task: {"trials": r.n_trials, "sha256": r.source_sha256} for r in new_results
-                },
-                "scorer_versions": {r.task: r.scorer_version for r in new_results},
-            },
-        )
-        emit(
-            session,
-            "session.tasks_accepted",
-            {
-                "session_id": str(record.id),
-                "study_id": str(record.study_id),
-                "participant_id": str(record.participant_id),
-                "visit_id": str(record.visit_id) if record.visit_id else None,
-                "tasks": [r.task for r in new_results],
-            },
-        )
-    new_by_task = {result.task: result for result in new_results}
-    all_results = [existing.get(task) or new_by_task[task] for task in tasks]
-    return SubmissionOutcome(receipt=_receipt(record, all_results), created=bool(new_results))
+    if accepted:
+        await _persist_trials(session, record, accepted, tasks)
+        await _announce_accepted(session, store, context, record, accepted)
+    accepted_by_task = {result.task: result for result in accepted}
+    results = [replayed.get(task) or accepted_by_task[task] for task in tasks]
+    return SubmissionOutcome(receipt=_receipt(record, results), created=bool(accepted))
 
 
 async def rescore_session(
@@ -405,22 +547,12 @@ async def rescore_session(
         document = json.loads(await storage.read(result.source_path))
         trial_documents: list[Mapping[str, Any]] = document["trials"]
         score = score_task(result.task, trial_documents)
-        offset = record.clock_offset_seconds
-        flags = [
-            _flag_json(f)
-            for f in task_flags(
-                result.task,
-                trial_documents,
-                score,
-                chance_accuracy=_chance_accuracy(version, result.task),
-                client_summary=document.get("summary"),
-            )
-        ] + [
-            {**_flag_json(f), "task": result.task}
-            for f in session_flags(
-                device_info=document.get("device_info"), clock_offset_seconds=offset
-            )
-        ]
+        session_level = _session_level_flags(
+            document.get("device_info"), record.clock_offset_seconds
+        )
+        flags = _task_flags(
+            version, result.task, trial_documents, score, document.get("summary"), session_level
+        )
         result.previous_scores = [
             *result.previous_scores,
             {

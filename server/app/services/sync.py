@@ -1,7 +1,8 @@
 """Offline sync (docs/sync.md): the manifest a device works from, and its uploaded batches.
 
-One service, two doors: a `session` item goes through the same `start_session`, `submit` and
-`end_session` as the online routes, a `consent` item through `sign_consent`. Each item runs in
+One service, two doors: a `session` item goes through the same `start_session`,
+`accept_submission` and `close_session` as the online routes (the caller's access checked once,
+by the start), a `consent` item through `sign_consent`. Each item runs in
 a transaction of its own, so one bad item never sinks the others; replaying a batch changes
 nothing. Decisions are written up in docs/sync.md.
 """
@@ -23,20 +24,14 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.catalogue import UnknownModuleError, get_module
-from app.core.clock import utcnow
-from app.core.errors import (
-    ConflictError,
-    DomainError,
-    NotFoundError,
-    ValidationFailedError,
-)
+from app.core.clock import clock_offset_seconds, utcnow
+from app.core.errors import ConflictError, DomainError
 from app.core.json_values import unstorable_errors
 from app.core.logging import get_logger
 from app.db.session import transaction_scope
 from app.models.assessment import SessionStatus
 from app.models.battery import Battery
 from app.models.consent import ConsentRecord
-from app.models.participant import Participant
 from app.schemas.assessments import SubmitRequest
 from app.schemas.consent import ConsentQuestion
 from app.schemas.modules import ModuleRead
@@ -55,18 +50,18 @@ from app.schemas.sync import (
     SyncItemResult,
     SyncManifest,
 )
-from app.services.assessment_sessions import end_session, start_session
+from app.services.assessment_sessions import close_session, start_session
 from app.services.audit import AuditContext
 from app.services.batteries import get_battery_version
 from app.services.consent.gate import consent_state
 from app.services.consent.signing import SignatureInput, sign_consent
 from app.services.local_storage import LocalStorage
 from app.services.modules import module_read
-from app.services.participants import get_participant, participant_for_principal
+from app.services.participants import participant_for_principal
 from app.services.policy import Capability
-from app.services.principals import ParticipantPrincipal, Principal
+from app.services.principals import Principal
 from app.services.session_store import SessionStore
-from app.services.submissions import submit
+from app.services.submissions import accept_submission
 
 logger = get_logger(__name__)
 
@@ -194,13 +189,6 @@ class _Applied:
     result: dict[str, Any]
 
 
-def clock_offset_seconds(client_time: datetime | None, received_at: datetime) -> float | None:
-    """Device clock minus server clock when the batch arrived (positive: the device is ahead)."""
-    if client_time is None:
-        return None
-    return round((client_time - received_at).total_seconds(), 3)
-
-
 async def _apply_session(
     session: AsyncSession,
     store: SessionStore,
@@ -210,21 +198,14 @@ async def _apply_session(
     item: SessionItem,
     offset: float | None,
 ) -> _Applied:
-    if item.participant_id is not None:
-        participant_ref = item.participant_id
-    elif isinstance(principal, ParticipantPrincipal):
-        participant_ref = str(principal.participant_id)
-    else:
-        raise ValidationFailedError(
-            "participant_id is required when staff sync a session",
-            details={"errors": [{"field": "participant_id", "message": "required"}]},
-        )
+    # The caller's access is checked once, by the start; submitting and ending then act on the
+    # session it returned.
     started = await start_session(
         session,
         store,
         context,
         principal,
-        participant_ref=participant_ref,
+        participant_ref=item.participant_id,
         battery_id=item.battery_id,
         battery_version=item.battery_version,
         visit_id=item.visit_id,
@@ -245,9 +226,14 @@ async def _apply_session(
                 "visit_id": str(record.visit_id) if record.visit_id else None,
             },
         )
+    submits = bool(item.trials or item.task_summaries)
+    if not started.created and (submits or item.status is not None):
+        # As on the online routes, writes to a session hold its row lock (one created by this
+        # item is not visible to anyone else yet).
+        await session.refresh(record, with_for_update=True)
     changed = started.created
     receipt: dict[str, Any] | None = None
-    if item.trials or item.task_summaries:
+    if submits:
         # Validated already, item by item (per-task limits included): no second pass.
         payload = SubmitRequest.model_construct(
             session_id=record.id,
@@ -257,16 +243,14 @@ async def _apply_session(
             completed_at=item.ended_at,
             client_time=item.client_time,
         )
-        outcome = await submit(
-            session, store, storage, context, principal, payload, clock_offset_seconds=offset
+        outcome = await accept_submission(
+            session, store, storage, context, record, payload, clock_offset_seconds=offset
         )
         receipt = outcome.receipt
         changed = changed or outcome.created
     if item.status is not None:
         before = record.status
-        record = await end_session(
-            session, store, context, principal, record.id, SessionStatus(item.status)
-        )
+        await close_session(session, store, context, record, SessionStatus(item.status))
         if record.status != before:
             changed = True
             if item.ended_at is not None:
@@ -276,27 +260,6 @@ async def _apply_session(
         ItemStatus.ACCEPTED if changed else ItemStatus.DUPLICATE,
         {"session_id": str(record.id), "status": record.status, "receipt": receipt},
     )
-
-
-async def _consent_participant(
-    session: AsyncSession, principal: Principal, participant_id: uuid.UUID | None
-) -> Participant:
-    if isinstance(principal, ParticipantPrincipal):
-        if participant_id is not None and participant_id != principal.participant_id:
-            raise NotFoundError("Participant not found")
-        participant = await session.get(Participant, principal.participant_id)
-        if participant is None:
-            raise NotFoundError("Participant not found")
-        return participant
-    if participant_id is None:
-        raise ValidationFailedError(
-            "participant_id is required when staff sync a signature",
-            details={"errors": [{"field": "participant_id", "message": "required"}]},
-        )
-    participant, _ = await get_participant(
-        session, principal, participant_id, Capability.EDIT_PARTICIPANTS
-    )
-    return participant
 
 
 async def _replayed_signature(
@@ -333,7 +296,9 @@ async def _replayed_signature(
 async def _apply_consent(
     session: AsyncSession, context: AuditContext, principal: Principal, item: ConsentItem
 ) -> _Applied:
-    participant = await _consent_participant(session, principal, item.participant_id)
+    participant = await participant_for_principal(
+        session, principal, item.participant_id, Capability.EDIT_PARTICIPANTS
+    )
     existing = await _replayed_signature(session, participant.id, item)
     status = ItemStatus.DUPLICATE
     if existing is None:

@@ -17,6 +17,7 @@ from app.catalogue import (
     resolve_module_id,
     validate_task_config,
 )
+from app.scoring import TASK_ALIASES, canonical_task_id
 
 EXPECTED_BY_DOMAIN: dict[str, list[str]] = {
     "attention": [
@@ -209,3 +210,11 @@ def test_catalogue_is_pure() -> None:
         timeout=60,
     )
     assert result.stdout.strip() == "[]"
+
+
+def test_aliases_resolve_as_the_scorers_resolve_them() -> None:
+    # One alias table serves both: what the catalogue accepts, submissions score the same way.
+    assert set(TASK_ALIASES.values()) <= set(MODULE_IDS)
+    for alias, module_id in MODULE_ALIASES.items():
+        assert TASK_ALIASES[alias] == module_id
+        assert canonical_task_id(alias) == resolve_module_id(alias)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Request, Response, status
@@ -20,7 +19,7 @@ from app.api.dependencies import (
     SessionStoreDep,
     StorageDep,
 )
-from app.core.clock import utcnow
+from app.core.clock import clock_offset_seconds, utcnow
 from app.core.errors import NotFoundError, ValidationFailedError
 from app.models.assessment import AssessmentSession, SessionStatus, TaskResult
 from app.models.participant import Participant
@@ -43,13 +42,6 @@ from app.services import submissions as submissions_service
 from app.services.policy import Capability, require_study_capability
 
 router = APIRouter(tags=["assessments"])
-
-
-def clock_offset(client_time: datetime | None) -> float | None:
-    """Device clock minus server clock, in seconds (positive: the device runs ahead)."""
-    if client_time is None:
-        return None
-    return round((client_time - utcnow()).total_seconds(), 3)
 
 
 def _task_read(result: TaskResult) -> TaskResultRead:
@@ -111,7 +103,7 @@ async def start_session(
         session_id=body.session_id,
         device=body.device,
         started_at=body.started_at,
-        clock_offset_seconds=clock_offset(body.client_time),
+        clock_offset_seconds=clock_offset_seconds(body.client_time, utcnow()),
     )
     if not started.created:
         response.status_code = status.HTTP_200_OK
@@ -250,7 +242,7 @@ async def submit(
         context,
         principal,
         payload,
-        clock_offset_seconds=clock_offset(payload.client_time),
+        clock_offset_seconds=clock_offset_seconds(payload.client_time, utcnow()),
     )
     if not outcome.created:
         response.status_code = status.HTTP_200_OK
