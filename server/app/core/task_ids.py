@@ -19,9 +19,9 @@ TASK_ALIASES: Final[Mapping[str, str]] = MappingProxyType(
         "ant": "attention-network-test",
     }
 )
-"""Other names of a module id, keyed in lower case without `-` or `_`. `cpt` is the alias
-the scoring specification names (docs/scoring.md, task ids and scorers) and the client's file name; the others are the client's own names for its tasks
-(TASK_CONFIG keys and task file names)."""
+"""Other names of a module id, keyed in lower case without `-` or `_`. `cpt` is the alias the
+scoring specification names (docs/scoring.md, task ids and scorers) and the client's file name;
+the others are the client's own names for its tasks (TASK_CONFIG keys and task file names)."""
 
 MODULE_ID_ALIASES: Final[frozenset[str]] = frozenset({"cpt"})
 """The aliases accepted wherever a module id is (the catalogue, batteries), compared exactly.

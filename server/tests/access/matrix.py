@@ -112,7 +112,9 @@ def target_contact(world: World, principal: Principal, response: httpx.Response)
 def list_visibility(world: World, principal: Principal, response: httpx.Response) -> list[str]:
     """The site-scoped coordinator sees site B's participant and not site A's target; the
     researcher of another study sees neither."""
-    codes = {r["participant_id"] for r in _json(response)["data"]}
+    # Only the matrix's own studies: an admin also sees what other tests committed for real.
+    own_studies = {str(world.study_id), str(world.other_study_id)}
+    codes = {r["participant_id"] for r in _json(response)["data"] if r["study_id"] in own_studies}
     wanted: set[str] = set()
     if principal is not Principal.OUTSIDER:
         wanted.add(world.other_code)
