@@ -36,6 +36,8 @@ ANTICIPATION_LIMIT_MS: Final = 100.0
 TARGET: Final = "target"
 NONTARGET: Final = "nontarget"
 _TARGET_LABELS: Final = {"target": TARGET, "go": TARGET, "nontarget": NONTARGET, "nogo": NONTARGET}
+TARGET_LABELS: Final = tuple(_TARGET_LABELS)
+"""`condition` labels of respond-to-targets tasks, canonical spelling."""
 _STANDARD_NORMAL: Final = statistics.NormalDist()
 
 
