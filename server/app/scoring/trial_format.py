@@ -16,6 +16,7 @@ it in any case, with or without spaces, `-` and `_`.
 from __future__ import annotations
 
 import copy
+import math
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -273,12 +274,15 @@ class TrialFormat:
 
 
 def _is_json_type(value: object, json_type: str) -> bool:
-    """JSON Schema's `number` and `integer` (2.0 is an integer); a boolean is neither."""
+    """JSON Schema's `number` and `integer` (2.0 is an integer); a boolean is neither, and NaN
+    and ±inf, which JSON cannot carry, are not numbers."""
     if isinstance(value, bool):
         return False
     if isinstance(value, int):
         return True
-    return isinstance(value, float) and (json_type == "number" or value.is_integer())
+    if not isinstance(value, float) or not math.isfinite(value):
+        return False
+    return json_type == "number" or value.is_integer()
 
 
 _MAX_LABEL_TEXT: Final = 64

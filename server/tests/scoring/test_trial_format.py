@@ -3,6 +3,7 @@ labels the scorer itself recognises, and the JSON types the submit endpoint enfo
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pytest
@@ -74,6 +75,11 @@ def test_the_published_schema_is_a_copy() -> None:
         ("n-back", {"level": True}, [("level", "integer")]),
         ("trail-making", {"rt": "30000", "errors": "1"}, [("rt", "number"), ("errors", "integer")]),
         ("mfis", {"response": "3", "min": 0, "max": 4.5}, [("response", "number")]),
+        (
+            "mfis",
+            {"response": math.inf, "min": math.nan},
+            [("response", "number"), ("min", "number")],
+        ),
         # `response` is free in tasks whose scorer does not read it as a number.
         ("choice-rt", {"response": "left"}, []),
     ],
