@@ -1,29 +1,47 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic_core import InitErrorDetails
 
 from app.models.assessment import SessionStatus
 from app.schemas.common import IsoDateTime
+from app.scoring import scorer_for
+from app.scoring.trial_format import (
+    RT_MAX_MS,
+    RT_MIN_MS,
+    TASK_NAME_MAX_LENGTH,
+    TASK_NAME_PATTERN,
+    TRIAL_INDEX_MAX,
+    TrialFormat,
+)
 
 MAX_TRIALS_PER_REQUEST = 20_000
-# Bounds that no real reaction time or index crosses; anything beyond is a client bug.
-RT_MIN_MS = -60_000.0
-RT_MAX_MS = 3_600_000.0
 
-TaskName = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")]
+TaskName = Annotated[
+    str, Field(min_length=1, max_length=TASK_NAME_MAX_LENGTH, pattern=TASK_NAME_PATTERN)
+]
+
+# Pydantic's own error types for a value that is not of the field's JSON type, as for `rt`.
+_JSON_TYPE_ERRORS: Final[Mapping[str, str]] = {"number": "float_type", "integer": "int_type"}
 
 
 class TrialIn(BaseModel):
-    """One trial as the client sent it; fields beyond these are kept as they came."""
+    """One trial as the client sent it; fields beyond these are kept as they came.
 
-    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
+    Strict: a number must be a JSON number and a boolean a JSON boolean (`"350"` and `"true"`
+    are refused, not converted). `TrialList` applies the same rule to the numeric fields of the
+    task's published trial format.
+    """
+
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False, strict=True)
 
     task: TaskName
-    trial_index: int = Field(ge=0, le=1_000_000)
+    trial_index: int = Field(ge=0, le=TRIAL_INDEX_MAX)
     rt: float | None = Field(default=None, ge=RT_MIN_MS, le=RT_MAX_MS)
     response: Any = None
     stimulus: Any = None
@@ -32,12 +50,46 @@ class TrialIn(BaseModel):
     condition: str | None = Field(default=None, max_length=64)
 
 
+def _format_numbers_are_numbers(trials: list[TrialIn]) -> list[TrialIn]:
+    """Refuse a numeric field of the task's trial format (`span_length`, `level`, a PRO's
+    `response`, ...) that holds no JSON number of its type, as `TrialIn` does for `rt`.
+
+    Run over the whole list rather than per trial, with each task's format looked up once:
+    a request holds up to 20,000 trials, most of tasks without such fields.
+    """
+    formats: dict[str, TrialFormat] = {}
+    errors: list[InitErrorDetails] = []
+    for index, trial in enumerate(trials):
+        trial_format = formats.get(trial.task)
+        if trial_format is None:
+            trial_format = formats[trial.task] = scorer_for(trial.task).trial_format
+        if not trial_format.has_numeric_fields:
+            continue
+        values = {**trial.__dict__, **(trial.model_extra or {})}
+        errors.extend(
+            InitErrorDetails(
+                type=_JSON_TYPE_ERRORS[error.json_type],
+                loc=(index, error.field),
+                input=values[error.field],
+            )
+            for error in trial_format.type_errors(values)
+        )
+    if errors:
+        # A ValidationError, so that each error points at its own trial and field.
+        raise ValidationError.from_exception_data("trials", errors)
+    return trials
+
+
+TrialList = Annotated[list[TrialIn], AfterValidator(_format_numbers_are_numbers)]
+"""The trials of a submission or of an offline session."""
+
+
 class SubmitRequest(BaseModel):
     model_config = ConfigDict(allow_inf_nan=False)
 
     session_id: uuid.UUID
     task_summaries: dict[TaskName, dict[str, Any]] = Field(default_factory=dict, max_length=100)
-    trials: list[TrialIn] = Field(default_factory=list, max_length=MAX_TRIALS_PER_REQUEST)
+    trials: TrialList = Field(default_factory=list, max_length=MAX_TRIALS_PER_REQUEST)
     device_info: dict[str, Any] | None = None
     completed_at: IsoDateTime | None = None
     client_time: IsoDateTime | None = None

@@ -29,3 +29,12 @@ class ModuleRead(BaseModel):
         description="The server scorer that scores this task's trials", examples=["interference"]
     )
     scorer_version: str = Field(examples=["interference/1.0.0"])
+    trial_schema: dict[str, Any] = Field(
+        description=(
+            "JSON Schema (draft 2020-12) of one trial as the scorer reads it: fields, JSON types,"
+            " required fields, recognised labels, units"
+        )
+    )
+    trial_example: list[dict[str, Any]] = Field(
+        description="Trials that satisfy `trial_schema` and score without flags"
+    )

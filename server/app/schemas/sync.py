@@ -24,7 +24,7 @@ from pydantic import (
 from app.models.consent import SignerRole
 from app.models.participant import ParticipantActor, ParticipantStatus
 from app.models.study import ConsentMode, StudyStatus
-from app.schemas.assessments import MAX_TRIALS_PER_REQUEST, TaskName, TrialIn
+from app.schemas.assessments import MAX_TRIALS_PER_REQUEST, TaskName, TrialIn, TrialList
 from app.schemas.common import IsoDateTime
 from app.schemas.consent import MAX_ANSWERS, ConsentQuestion, Text
 from app.schemas.modules import ModuleRead
@@ -138,7 +138,7 @@ class SessionItem(BaseModel):
     device: dict[str, Any] | None = None
     client_time: IsoDateTime | None = None
     task_summaries: dict[TaskName, dict[str, Any]] = Field(default_factory=dict, max_length=100)
-    trials: list[TrialIn] = Field(default_factory=list)
+    trials: TrialList = Field(default_factory=list)
     device_info: dict[str, Any] | None = None
 
     @field_validator("trials")

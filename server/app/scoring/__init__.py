@@ -2,7 +2,9 @@
 
 No I/O, no framework: the submission service calls `score_task`, `task_flags` and
 `session_flags` and stores what they return. Definitions are in docs/scoring.md; the rules for
-untrusted input are in `app.scoring.common`, the flag thresholds in `app.scoring.flags`.
+untrusted input are in `app.scoring.common`, the flag thresholds in `app.scoring.flags`, and the
+trial fields each scorer reads (published by the module catalogue API) in
+`app.scoring.trial_format`.
 """
 
 from app.core.task_ids import TASK_ALIASES

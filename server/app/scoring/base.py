@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from app.scoring.common import ExpectedResponses, Metrics, MetricsFunction, Trial
+from app.scoring.trial_format import TrialFormat
 
 TimeoutRule = Callable[[Sequence[Trial]], ExpectedResponses | None]
 
@@ -30,3 +31,5 @@ class Scorer:
     """Whether `rt` is a reaction time, so anticipations and timer resolution mean something."""
     count_timeouts: TimeoutRule | None
     """Which trials expected a response and got none; None where a missing rt is no timeout."""
+    trial_format: TrialFormat
+    """The trial fields `compute_metrics` reads, published and checked (see `trial_format`)."""

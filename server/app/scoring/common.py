@@ -1,7 +1,9 @@
 """Rules shared by every scorer: reading untrusted trial fields, RT statistics and d'.
 
-Trials come from clients after light validation only, so every field is read defensively and a
-value that cannot be used is treated exactly as if it were missing:
+The submit endpoint refuses values of the wrong JSON type in the fields it types (`rt`,
+`trial_index`, `correct`, `is_practice` and each scorer's numeric fields), but scoring is also
+run on stored documents and on anything a caller passes, so every field is read defensively and
+a value that cannot be used is treated exactly as if it were missing:
 
 - Numbers (`rt`, PRO `response`, `min`, `max`, `visibility_changes`): JSON numbers only, that is
   `int` or `float`, finite and within float range. Booleans, strings (even "350"), NaN, ±inf and
@@ -36,6 +38,8 @@ ANTICIPATION_LIMIT_MS: Final = 100.0
 TARGET: Final = "target"
 NONTARGET: Final = "nontarget"
 _TARGET_LABELS: Final = {"target": TARGET, "go": TARGET, "nontarget": NONTARGET, "nogo": NONTARGET}
+TARGET_LABELS: Final = tuple(_TARGET_LABELS)
+"""`condition` labels of respond-to-targets tasks, canonical spelling."""
 _STANDARD_NORMAL: Final = statistics.NormalDist()
 
 

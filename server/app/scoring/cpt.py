@@ -21,6 +21,25 @@ from app.scoring.common import (
     scored_trials,
     targets_expect_response,
 )
+from app.scoring.trial_format import TrialFormat, target_condition_field
+
+_EXAMPLE_TARGETS: Final = {0: 402.7, 3: 377.1, 7: 451.9, 10: 389.3, 14: 420.6, 17: 366.2}
+_EXAMPLE_COMMISSIONS: Final = {12: 289.3}
+
+TRIAL_FORMAT: Final = TrialFormat(
+    description=(
+        "One stimulus per trial; any usable `rt` is a response (null or absent: withheld)."
+        " Correctness follows from `condition` and the response; `correct` is not read."
+    ),
+    fields=(target_condition_field(),),
+    example=tuple(
+        {
+            "condition": "target" if index in _EXAMPLE_TARGETS else "nontarget",
+            "rt": _EXAMPLE_TARGETS.get(index, _EXAMPLE_COMMISSIONS.get(index)),
+        }
+        for index in range(20)
+    ),
+)
 
 
 def cpt_metrics(trials: Sequence[Trial]) -> Metrics:
@@ -50,4 +69,5 @@ SCORER: Final = Scorer(
     compute_metrics=cpt_metrics,
     measures_reaction_time=True,
     count_timeouts=targets_expect_response,
+    trial_format=TRIAL_FORMAT,
 )

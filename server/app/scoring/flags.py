@@ -21,6 +21,14 @@ the thresholds in short:
 - FOCUS_LOST (session): device_info has `focus_lost: true`, `backgrounded: true`, a
   `visibility_changes` number above 0, or a non-empty `focus_events` list.
 - CLOCK_SKEW (session): |clock_offset_seconds| is more than 300.
+
+Data-quality flags, one per field, for the fields a scorer's metrics need (its `TrialFormat`):
+
+- MISSING_FIELD: scored trials where the field is absent, null or holds a value the scorer cannot
+  use (a label field's unknown values are UNRECOGNISED_CONDITION instead).
+- UNRECOGNISED_CONDITION: scored trials whose label field (`condition`, `cue`, `flanker`,
+  `direction`, `part`) holds a value the scorer does not recognise; the evidence names the 10
+  most frequent such values.
 """
 
 from __future__ import annotations
@@ -45,6 +53,7 @@ from app.scoring.common import (
     scored_trials,
 )
 from app.scoring.registry import canonical_task_id, scorer_for
+from app.scoring.trial_format import TrialFormat
 
 ANTICIPATION_SHARE_LIMIT: Final = Fraction(1, 10)
 TIMEOUT_SHARE_LIMIT: Final = Fraction(1, 5)
@@ -54,6 +63,7 @@ COARSE_TIMER_MIN_STEP_MS: Final = 8
 SUMMARY_RELATIVE_TOLERANCE: Final = 1e-6
 CLOCK_SKEW_LIMIT_SECONDS: Final = 300.0
 _TICKS_PER_MS: Final = 1_000_000
+MAX_EVIDENCE_LABELS: Final = 10
 
 
 class FlagCode(StrEnum):
@@ -64,6 +74,8 @@ class FlagCode(StrEnum):
     COARSE_TIMER = "COARSE_TIMER"
     CLOCK_SKEW = "CLOCK_SKEW"
     SUMMARY_MISMATCH = "SUMMARY_MISMATCH"
+    MISSING_FIELD = "MISSING_FIELD"
+    UNRECOGNISED_CONDITION = "UNRECOGNISED_CONDITION"
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +111,7 @@ def task_flags(
         FlagCode.COARSE_TIMER: _coarse_timer_evidence(scored) if measures_reaction_time else None,
         FlagCode.SUMMARY_MISMATCH: _mismatch_evidence(score.metrics, client_summary),
     }
-    return [
+    return _data_quality_flags(task_id, scorer.trial_format, scored) + [
         Flag(code=code.value, task=task_id, evidence=evidence)
         for code, evidence in evidence_by_code.items()
         if evidence is not None
@@ -117,6 +129,31 @@ def session_flags(
     if offset is not None and abs(offset) > CLOCK_SKEW_LIMIT_SECONDS:
         evidence = {"clock_offset_seconds": offset, "limit_seconds": CLOCK_SKEW_LIMIT_SECONDS}
         flags.append(Flag(code=FlagCode.CLOCK_SKEW.value, task=None, evidence=evidence))
+    return flags
+
+
+def _data_quality_flags(
+    task_id: str, trial_format: TrialFormat, scored: Sequence[Trial]
+) -> list[Flag]:
+    flags: list[Flag] = []
+    for report in trial_format.field_reports(scored):
+        field = report.field.name
+        if report.missing:
+            evidence = {"field": field, "count": report.missing, "trials": len(scored)}
+            flags.append(Flag(code=FlagCode.MISSING_FIELD.value, task=task_id, evidence=evidence))
+        if report.unrecognised:
+            evidence = {
+                "field": field,
+                "labels": [
+                    label for label, _ in report.unrecognised.most_common(MAX_EVIDENCE_LABELS)
+                ],
+                "count": report.unrecognised.total(),
+                "trials": len(scored),
+                "allowed": list(report.field.labels),
+            }
+            flags.append(
+                Flag(code=FlagCode.UNRECOGNISED_CONDITION.value, task=task_id, evidence=evidence)
+            )
     return flags
 
 

@@ -27,6 +27,33 @@ from app.scoring.common import (
     rt_statistics,
     scored_trials,
 )
+from app.scoring.trial_format import TrialFormat, correct_field
+
+TRIAL_FORMAT: Final = TrialFormat(
+    description=(
+        "One trial per response; `rt` is the response time (null or absent when none was"
+        " given), `correct` whether the response was right, where the task has right answers."
+        " Without any `correct`, accuracy is null and RT statistics use every response."
+    ),
+    fields=(correct_field(required=False),),
+    example=tuple(
+        {"rt": rt, "correct": correct}
+        for rt, correct in (
+            (812.4, True),
+            (745.9, True),
+            (903.2, True),
+            (688.7, True),
+            (1021.5, False),
+            (776.3, True),
+            (854.8, True),
+            (731.1, True),
+            (799.6, True),
+            (869.2, True),
+            (742.5, True),
+            (818.9, True),
+        )
+    ),
+)
 
 
 def generic_metrics(trials: Sequence[Trial]) -> Metrics:
@@ -58,4 +85,5 @@ SCORER: Final = Scorer(
     compute_metrics=generic_metrics,
     measures_reaction_time=True,
     count_timeouts=_count_timeouts,
+    trial_format=TRIAL_FORMAT,
 )

@@ -14,17 +14,50 @@ from app.scoring.common import (
     Metrics,
     Trial,
     accuracy,
-    as_label,
     difference,
     every_trial_expects_response,
     mean_or_none,
     scored_trials,
     statistic_rts,
 )
+from app.scoring.trial_format import TrialFormat, correct_field, label_field
+
+CONGRUENCY_LABELS: Final = ("congruent", "incongruent", "neutral")
+CONDITION: Final = label_field(
+    "condition",
+    CONGRUENCY_LABELS,
+    description="Whether the distractor agrees with the target (`neutral`: it says nothing).",
+)
+
+# (condition, rt, correct); the incongruent trials are slower and one of them is an error.
+_EXAMPLE_TRIALS: Final = (
+    ("congruent", 452.3, True),
+    ("incongruent", 538.7, True),
+    ("congruent", 441.9, True),
+    ("incongruent", 561.2, False),
+    ("incongruent", 549.4, True),
+    ("congruent", 468.1, True),
+    ("congruent", 437.6, True),
+    ("incongruent", 527.9, True),
+    ("congruent", 459.5, True),
+    ("incongruent", 552.8, True),
+)
+
+TRIAL_FORMAT: Final = TrialFormat(
+    description=(
+        "One target with distractors per trial; `correct` says whether the response was right,"
+        " `rt` is the response time (null or absent on a timeout)."
+    ),
+    fields=(CONDITION, correct_field(required=True)),
+    example=tuple(
+        {"condition": condition, "rt": rt, "correct": correct}
+        for condition, rt, correct in _EXAMPLE_TRIALS
+    ),
+)
 
 
 def _with_condition(trials: Sequence[Trial], condition: str) -> list[Trial]:
-    return [trial for trial in trials if as_label(trial.get("condition")) == condition]
+    return [trial for trial in trials if CONDITION.read(trial.get("condition")) == condition]
 
 
 def interference_metrics(trials: Sequence[Trial]) -> Metrics:
@@ -52,4 +85,5 @@ SCORER: Final = Scorer(
     compute_metrics=interference_metrics,
     measures_reaction_time=True,
     count_timeouts=every_trial_expects_response,
+    trial_format=TRIAL_FORMAT,
 )

@@ -27,19 +27,50 @@ from app.scoring.common import (
     target_kind,
     targets_expect_response,
 )
+from app.scoring.trial_format import TrialFormat, count_field, target_condition_field
 
 MAX_LEVEL: Final = 9
 
 
-def _level(trial: Trial) -> int | None:
-    level = as_count(trial.get("level"))
+def _level(value: object) -> int | None:
+    level = as_count(value)
     return level if level is not None and level <= MAX_LEVEL else None
+
+
+# Per level: (condition, rt) of each trial; one false alarm at 3-back.
+_EXAMPLE_BLOCKS: Final = {
+    1: (("nontarget", None), ("target", 512.4), ("nontarget", None), ("target", 488.1)),
+    2: (("nontarget", None), ("target", 603.7), ("nontarget", None), ("target", 571.9)),
+    3: (("target", 655.2), ("nontarget", 702.3), ("nontarget", None), ("target", 634.8)),
+}
+
+TRIAL_FORMAT: Final = TrialFormat(
+    description=(
+        "One stimulus per trial at load `level`; any usable `rt` is a response (null or absent:"
+        " withheld). Correctness follows from `condition` and the response; `correct` is not"
+        " read."
+    ),
+    fields=(
+        count_field(
+            "level",
+            description="The load n of the trial (0-back is a control condition).",
+            read=_level,
+            maximum=MAX_LEVEL,
+        ),
+        target_condition_field(),
+    ),
+    example=tuple(
+        {"level": level, "condition": condition, "rt": rt}
+        for level, block in _EXAMPLE_BLOCKS.items()
+        for condition, rt in block
+    ),
+)
 
 
 def _judgeable_trials_by_level(trials: Sequence[Trial]) -> dict[int, list[Trial]]:
     by_level: defaultdict[int, list[Trial]] = defaultdict(list)
     for trial in scored_trials(trials):
-        level = _level(trial)
+        level = _level(trial.get("level"))
         if level is not None and target_kind(trial) is not None:
             by_level[level].append(trial)
     return by_level
@@ -76,4 +107,5 @@ SCORER: Final = Scorer(
     compute_metrics=n_back_metrics,
     measures_reaction_time=True,
     count_timeouts=_count_timeouts,
+    trial_format=TRIAL_FORMAT,
 )

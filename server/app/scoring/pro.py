@@ -25,6 +25,7 @@ from app.scoring.common import (
     finite_or_none,
     scored_trials,
 )
+from app.scoring.trial_format import TrialField, TrialFormat, boolean_field, number_field
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +98,62 @@ def likert_metrics(trials: Sequence[Trial], default: ScaleBounds | None) -> Metr
     }
 
 
+_RESPONSE: Final = number_field(
+    "response",
+    description="The answer's position on the item's scale; null or absent: unanswered.",
+    required=True,
+)
+_REVERSE: Final = boolean_field(
+    "reverse", description="A reverse-keyed item, scored as min + max - response."
+)
+
+
+def _bound_field(name: str, *, required: bool) -> TrialField[float]:
+    which = "Lowest" if name == "min" else "Highest"
+    return number_field(
+        name,
+        description=f"{which} answer of the item's scale; overrides the instrument's default.",
+        required=required,
+    )
+
+
+def _trial_format(default: ScaleBounds | None) -> TrialFormat:
+    if default is None:
+        description = (
+            "One questionnaire item per trial. The items' ranges differ, so each item carries its"
+            " own `min` and `max`."
+        )
+        example: tuple[Trial, ...] = (
+            {"response": 1, "min": 0, "max": 1},
+            {"response": 0, "min": 0, "max": 1},
+            {"response": 2, "min": 0, "max": 3},
+            {"response": 4, "min": 0, "max": 10},
+            {"response": 7, "min": 0, "max": 10, "reverse": True},
+        )
+    else:
+        description = (
+            f"One questionnaire item per trial, answered from {default.low:g} to"
+            f" {default.high:g} unless the item carries its own `min` and `max`."
+        )
+        example = (
+            {"response": 1},
+            {"response": 3},
+            {"response": 0},
+            {"response": 2, "reverse": True},
+            {"response": 4},
+        )
+    return TrialFormat(
+        description=description,
+        fields=(
+            _RESPONSE,
+            _REVERSE,
+            _bound_field("min", required=default is None),
+            _bound_field("max", required=default is None),
+        ),
+        example=example,
+    )
+
+
 def scorer_for_instrument(instrument: str) -> Scorer:
     default = DEFAULT_SCALE_BOUNDS[instrument]
 
@@ -110,6 +167,7 @@ def scorer_for_instrument(instrument: str) -> Scorer:
         # An item's answer time is no reaction time, and an unanswered item is no timeout.
         measures_reaction_time=False,
         count_timeouts=None,
+        trial_format=_trial_format(default),
     )
 
 

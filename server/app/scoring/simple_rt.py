@@ -15,8 +15,17 @@ from app.scoring.common import (
     rt_statistics,
     scored_trials,
 )
+from app.scoring.trial_format import TrialFormat
 
 LAPSE_LIMIT_MS: Final = 500.0
+
+TRIAL_FORMAT: Final = TrialFormat(
+    description="One stimulus per trial; `rt` is the response time, null or absent on a timeout.",
+    fields=(),
+    example=tuple(
+        {"rt": rt} for rt in (312.4, 287.9, 345.1, 298.6, 401.3, 276.8, 333.2, 359.7, 305.5, 291.0)
+    ),
+)
 
 
 def simple_rt_metrics(trials: Sequence[Trial]) -> Metrics:
@@ -39,4 +48,5 @@ SCORER: Final = Scorer(
     compute_metrics=simple_rt_metrics,
     measures_reaction_time=True,
     count_timeouts=every_trial_expects_response,
+    trial_format=TRIAL_FORMAT,
 )

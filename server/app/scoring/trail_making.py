@@ -15,21 +15,35 @@ from app.scoring.common import (
     Metrics,
     Trial,
     as_count,
-    as_label,
+    as_number,
     difference,
     finite_or_none,
-    response_rt,
     scored_trials,
 )
+from app.scoring.trial_format import TrialFormat, count_field, label_field, rt_field
 
-PARTS: Final = ("a", "b")
+PART: Final = label_field("part", ("A", "B"), description="Which part of the test the trial is.")
 
 
-def _completion_time(trial: Trial | None) -> float | None:
-    if trial is None:
-        return None
-    time = response_rt(trial)
+def _completion_time(value: object) -> float | None:
+    time = as_number(value)
     return time if time is not None and time >= 0 else None
+
+
+TRIAL_FORMAT: Final = TrialFormat(
+    description="One trial per part: its completion time and its errors.",
+    fields=(
+        PART,
+        rt_field(
+            description="Completion time of the part, in ms.", read=_completion_time, required=True
+        ),
+        count_field("errors", description="Errors made in the part.", read=as_count),
+    ),
+    example=(
+        {"part": "A", "rt": 28450.5, "errors": 0},
+        {"part": "B", "rt": 61230.25, "errors": 1},
+    ),
+)
 
 
 def _ratio(numerator: float | None, denominator: float | None) -> float | None:
@@ -41,13 +55,13 @@ def _ratio(numerator: float | None, denominator: float | None) -> float | None:
 def trail_making_metrics(trials: Sequence[Trial]) -> Metrics:
     last_trial_of_part: dict[str, Trial] = {}
     for trial in scored_trials(trials):
-        part = as_label(trial.get("part"))
-        if part in PARTS:
+        part = PART.read(trial.get("part"))
+        if part is not None:
             last_trial_of_part[part] = trial
     part_a = last_trial_of_part.get("a")
     part_b = last_trial_of_part.get("b")
-    time_a = _completion_time(part_a)
-    time_b = _completion_time(part_b)
+    time_a = _completion_time(part_a.get("rt")) if part_a is not None else None
+    time_b = _completion_time(part_b.get("rt")) if part_b is not None else None
     return {
         "time_a": time_a,
         "time_b": time_b,
@@ -65,4 +79,5 @@ SCORER: Final = Scorer(
     # A completion time is no reaction time: no anticipations, no timeouts.
     measures_reaction_time=False,
     count_timeouts=None,
+    trial_format=TRIAL_FORMAT,
 )

@@ -9,7 +9,8 @@ from app.scoring import scorer_for
 
 def module_read(module: ModuleDefinition) -> ModuleRead:
     # The catalogue names scorer families loosely (`pro`, `flanker`); the scorer registry
-    # knows which scorer actually scores the task, and its version is what results record.
+    # knows which scorer actually scores the task, its version is what results record, and its
+    # trial format is what the task's trials must look like.
     scorer = scorer_for(module.id)
     return ModuleRead(
         id=module.id,
@@ -23,4 +24,6 @@ def module_read(module: ModuleDefinition) -> ModuleRead:
         chance_accuracy=module.chance_accuracy,
         scorer=scorer.name,
         scorer_version=scorer.version,
+        trial_schema=scorer.trial_format.json_schema(module.id),
+        trial_example=scorer.trial_format.example_trials(module.id),
     )

@@ -6,12 +6,13 @@ from typing import Any
 
 import httpx
 import pytest
+from jsonschema import Draft202012Validator
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.catalogue import MODULE_IDS, Domain, ModuleKind, list_modules
 from app.config import Settings
 from app.models.user import UserRole
-from app.scoring import SCORER_VERSIONS
+from app.scoring import SCORER_VERSIONS, score_task, task_flags
 from app.services.audit import AuditContext
 from app.services.participant_auth import open_participant_login
 from tests import factories
@@ -29,6 +30,8 @@ FIELDS = {
     "chance_accuracy",
     "scorer",
     "scorer_version",
+    "trial_schema",
+    "trial_example",
 }
 
 
@@ -147,6 +150,47 @@ async def test_paging_and_sorting(client: httpx.AsyncClient, headers: dict[str, 
         await client.get(URL, headers=headers, params={"sort": "id", "order": "desc"})
     ).json()
     assert [m["id"] for m in descending["data"]] == sorted(MODULE_IDS, reverse=True)
+
+
+@pytest.mark.parametrize("module_id", MODULE_IDS)
+async def test_the_published_trial_example_validates_and_scores_cleanly(
+    client: httpx.AsyncClient, headers: dict[str, str], module_id: str
+) -> None:
+    module = (await client.get(f"{URL}/{module_id}", headers=headers)).json()
+    schema = module["trial_schema"]
+    Draft202012Validator.check_schema(schema)
+    assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    validator = Draft202012Validator(schema)
+    trials = module["trial_example"]
+    assert trials, module_id
+    for trial in trials:
+        assert trial["task"] == module_id
+        assert not [error.message for error in validator.iter_errors(trial)], trial
+    score = score_task(module_id, trials)
+    assert score.scorer_version == module["scorer_version"]
+    flags = task_flags(
+        module_id,
+        trials,
+        score,
+        chance_accuracy=module["chance_accuracy"],
+        client_summary=None,
+    )
+    assert [flag.code for flag in flags] == []
+    for metric in module["summary_metrics"]:
+        assert score.metrics[metric] is not None, (module_id, metric)
+
+
+async def test_the_trial_schema_names_types_labels_and_units(
+    client: httpx.AsyncClient, headers: dict[str, str]
+) -> None:
+    flanker = (await client.get(f"{URL}/flanker", headers=headers)).json()["trial_schema"]
+    assert flanker["required"] == ["task", "trial_index", "condition", "correct"]
+    assert flanker["properties"]["condition"]["enum"] == ["congruent", "incongruent", "neutral"]
+    assert flanker["properties"]["rt"]["type"] == ["number", "null"]
+    assert "in ms" in flanker["properties"]["rt"]["description"]
+    span = (await client.get(f"{URL}/digit-span", headers=headers)).json()["trial_schema"]
+    assert span["properties"]["span_length"]["type"] == "integer"
+    assert span["properties"]["direction"]["enum"] == ["forward", "backward"]
 
 
 async def test_alias_resolves_to_the_canonical_module(

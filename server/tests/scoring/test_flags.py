@@ -207,6 +207,125 @@ def test_no_summary_no_mismatch() -> None:
     assert "SUMMARY_MISMATCH" not in _flags("simple-rt", SIMPLE_RT_TRIALS, client_summary=None)
 
 
+# --- MISSING_FIELD and UNRECOGNISED_CONDITION ----------------------------------------------
+
+
+def _data_flags(task: str, trials: Sequence[Mapping[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    flags = task_flags(
+        task, trials, score_task(task, trials), chance_accuracy=None, client_summary=None
+    )
+    data_codes = {"MISSING_FIELD", "UNRECOGNISED_CONDITION"}
+    return [(flag.code, flag.evidence) for flag in flags if flag.code in data_codes]
+
+
+def _flanker(*conditions: object) -> list[dict[str, Any]]:
+    return [{"condition": condition, "rt": 413, "correct": True} for condition in conditions]
+
+
+def test_flanker_with_short_condition_labels_is_flagged() -> None:
+    assert _data_flags("flanker", _flanker("C", "I", "I", "C", "I")) == [
+        (
+            "UNRECOGNISED_CONDITION",
+            {
+                "field": "condition",
+                "labels": ["I", "C"],
+                "count": 5,
+                "trials": 5,
+                "allowed": ["congruent", "incongruent", "neutral"],
+            },
+        )
+    ]
+
+
+def test_recognised_labels_in_other_spellings_are_not_flagged() -> None:
+    assert _data_flags("stroop", _flanker("Congruent", "IN_CONGRUENT", " neutral ")) == []
+    cpt = [{"condition": c, "rt": None} for c in ("Non-Target", "NO_GO", "go", "TARGET")]
+    assert _data_flags("cpt", cpt) == []
+
+
+def test_missing_and_unrecognised_labels_are_told_apart() -> None:
+    flags = _data_flags("flanker", _flanker("congruent", None, "sideways", 3))
+    assert flags == [
+        ("MISSING_FIELD", {"field": "condition", "count": 1, "trials": 4}),
+        (
+            "UNRECOGNISED_CONDITION",
+            {
+                "field": "condition",
+                "labels": ["sideways", "<number>"],
+                "count": 2,
+                "trials": 4,
+                "allowed": ["congruent", "incongruent", "neutral"],
+            },
+        ),
+    ]
+
+
+def test_digit_span_without_direction_is_flagged() -> None:
+    trials = [{"span_length": 3 + i, "correct": True} for i in range(4)]
+    assert score_task("digit-span", trials).metrics["total_correct"] == 0
+    assert _data_flags("digit-span", trials) == [
+        ("MISSING_FIELD", {"field": "direction", "count": 4, "trials": 4})
+    ]
+
+
+def test_each_field_gets_its_own_flag() -> None:
+    trials: list[dict[str, Any]] = [
+        {"direction": "sideways"},
+        {"direction": "forward", "span_length": 0},
+    ]
+    assert [(code, evidence["field"]) for code, evidence in _data_flags("digit-span", trials)] == [
+        ("UNRECOGNISED_CONDITION", "direction"),
+        ("MISSING_FIELD", "span_length"),
+        ("MISSING_FIELD", "correct"),
+    ]
+
+
+def test_unusable_values_count_as_missing() -> None:
+    # n-back levels run from 0 to 9; a trail-making time cannot be negative.
+    n_back = [{"level": 12, "condition": "target", "rt": 413}, {"level": 2, "condition": "target"}]
+    assert _data_flags("n-back", n_back) == [
+        ("MISSING_FIELD", {"field": "level", "count": 1, "trials": 2})
+    ]
+    trail = [{"part": "A", "rt": -5, "errors": 0}, {"part": "B", "rt": 61000}]
+    assert _data_flags("trail-making", trail) == [
+        ("MISSING_FIELD", {"field": "rt", "count": 1, "trials": 2}),
+        ("MISSING_FIELD", {"field": "errors", "count": 1, "trials": 2}),
+    ]
+
+
+def test_the_ant_checks_cue_and_flanker() -> None:
+    trials = [{"cue": "left", "flanker": "congruent", "correct": True, "rt": 413}]
+    assert [evidence["field"] for _, evidence in _data_flags("ant", trials)] == ["cue"]
+
+
+def test_compass_31_items_need_their_bounds_and_other_pros_do_not() -> None:
+    items = [{"response": 1}, {"response": 2, "min": 0, "max": 4}]
+    assert _data_flags("compass-31", items) == [
+        ("MISSING_FIELD", {"field": "min", "count": 1, "trials": 2}),
+        ("MISSING_FIELD", {"field": "max", "count": 1, "trials": 2}),
+    ]
+    assert _data_flags("mfis", items) == []
+    assert _data_flags("mfis", [{"answer": 3}]) == [
+        ("MISSING_FIELD", {"field": "response", "count": 1, "trials": 1})
+    ]
+
+
+def test_practice_trials_and_tasks_without_needed_fields_are_not_checked() -> None:
+    practice = [{"condition": "C", "is_practice": True, "rt": 413, "correct": True}]
+    assert _data_flags("flanker", practice) == []
+    assert _data_flags("simple-rt", [{"condition": "C"}, {"foo": 1}]) == []
+    assert _data_flags("wcst", [{"rt": 413}]) == []
+    assert _data_flags("flanker", []) == []
+
+
+def test_evidence_lists_at_most_ten_labels_each_cut_to_64_characters() -> None:
+    labels = [f"label-{i}" for i in range(12)] + ["x" * 100]
+    ((_, evidence),) = _data_flags("flanker", _flanker(*labels, "x" * 100))
+    assert evidence["count"] == 14
+    assert len(evidence["labels"]) == 10
+    assert evidence["labels"][0] == "x" * 64
+
+
 # --- session flags --------------------------------------------------------------------------
 
 

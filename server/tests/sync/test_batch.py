@@ -221,6 +221,45 @@ async def test_limits(client: httpx.AsyncClient, world: World, db_session: Async
     assert response.json()["error"]["code"] == "PAYLOAD_TOO_LARGE"
 
 
+async def test_items_use_the_submit_trial_model(
+    client: httpx.AsyncClient, world: World, db_session: AsyncSession
+) -> None:
+    """Numbers sent as strings are refused as by /api/submit; unusable data is flagged."""
+    string_rt = session_item(world, trials=[{"task": "simple-rt", "trial_index": 0, "rt": "350"}])
+    string_span = session_item(
+        world,
+        day=1,
+        trials=[{"task": "digit-span", "trial_index": 0, "span_length": "4", "correct": True}],
+    )
+    no_direction = session_item(
+        world,
+        day=2,
+        task_summaries={},
+        trials=[{"task": "digit-span", "trial_index": 0, "span_length": 4, "correct": True}],
+    )
+    before = await counts(db_session)
+    response = await client.post(
+        "/api/sync",
+        headers=world.participant,
+        json={"items": [string_rt, string_span, no_direction]},
+    )
+    assert statuses(response) == ["rejected", "rejected", "accepted"]
+    items = response.json()["items"]
+    fields = [
+        [error["field"] for error in item["error"]["details"]["errors"]] for item in items[:2]
+    ]
+    assert fields == [["session.trials.0.rt"], ["session.trials.0.span_length"]]
+    after = await counts(db_session)
+    assert after["sessions"] == before["sessions"] + 1
+    assert after["trials"] == before["trials"] + 1
+    flags = items[2]["result"]["receipt"]["flags"]
+    assert {
+        "code": "MISSING_FIELD",
+        "task": "digit-span",
+        "evidence": {"field": "direction", "count": 1, "trials": 1},
+    } in flags
+
+
 async def test_an_unexpected_error_in_one_item_spares_the_others(
     client: httpx.AsyncClient,
     world: World,
