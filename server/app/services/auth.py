@@ -34,6 +34,7 @@ from app.core.security import (
     create_token,
     decode_token,
     hash_password,
+    hash_secret,
     verify_password,
 )
 from app.models.audit import ActorType, AuditCategory
@@ -156,8 +157,11 @@ async def _ip_failures(store: SessionStore, ip: str | None, *, add: bool) -> int
     return int(counter) if isinstance(counter, int) else 0
 
 
-async def _unknown_account_failures(store: SessionStore, email: str, *, add: bool) -> int:
-    key = f"login-fail-email:{email}"
+async def _unknown_account_failures(
+    store: SessionStore, settings: Settings, email: str, *, add: bool
+) -> int:
+    # Keyed by a keyed hash: the store never holds the addresses people typed.
+    key = "login-fail-email:" + hash_secret(settings, "login-fail-email:" + email)
     try:
         if add:
             return await store.increment(key, LOCKOUT.total_seconds())
@@ -199,11 +203,11 @@ async def login(
 
     if user is None:
         await verify_password(password, None)  # same cost as a real check
-        failures = await _unknown_account_failures(store, email, add=False)
+        failures = await _unknown_account_failures(store, settings, email, add=False)
         if failures >= MAX_FAILED_LOGINS:
             raise _locked_error(LOCKOUT)
         await _ip_failures(store, context.ip, add=True)
-        failures = await _unknown_account_failures(store, email, add=True)
+        failures = await _unknown_account_failures(store, settings, email, add=True)
         await record_event(
             session,
             context,
