@@ -611,12 +611,13 @@ async def change_password(
 ) -> None:
     user = await _load_user(session, principal.user_id)
     await _require_password(user, current_password, field="current_password")
-    if current_password == new_password:
-        raise ValidationFailedError(
-            "The new password must differ from the current one",
-            details={"errors": [{"field": "new_password", "message": "same as current"}]},
-        )
-    check_password_policy(new_password, email=user.email, name=user.name, field="new_password")
+    check_password_policy(
+        new_password,
+        email=user.email,
+        name=user.name,
+        current_password=current_password,
+        field="new_password",
+    )
     user.password_hash = await hash_password(new_password)
     user.password_version += 1
     user.must_change_password = False
