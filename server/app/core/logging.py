@@ -1,18 +1,61 @@
 """structlog for our logs and for uvicorn's and SQLAlchemy's, through one pipeline.
 
 Every line carries the request id bound in contextvars by the request-context middleware.
+
+Nothing secret leaves through a log line: tracebacks are the standard library's plain text,
+without local variables (which held passwords and hashes, and whose pretty-printing stalled the
+event loop for seconds), and every event passes `redact_secrets` before it is rendered.
 """
 
 from __future__ import annotations
 
 import logging
 import logging.config
+import re
 from typing import Any
 
 import structlog
-from structlog.typing import Processor
+from structlog.typing import EventDict, Processor
 
 from app.config import Settings
+
+REDACTED = "[REDACTED]"
+
+# A key naming one of these (lower-cased, "-" read as "_") has its whole value redacted.
+_SECRET_KEY_PARTS = (
+    "password",
+    "passwd",
+    "secret",
+    "token",
+    "authorization",
+    "api_key",
+    "apikey",
+    "access_code",
+    "credential",
+    "cookie",
+    "email",
+    "phone",
+)
+# Too short or too common to look for inside other names ("status_code" is no secret).
+_SECRET_KEYS = frozenset({"code", "otp", "pin", "mobile"})
+
+# Values that are secrets or contact details whatever their key, even inside longer text
+# (an exception message, a traceback, a SQL parameter list).
+_SECRET_VALUE = re.compile(
+    "|".join(
+        (
+            r"\beyJ[\w-]{4,}\.[\w-]{4,}\.[\w-]*",  # a JWT: its header always starts with {"
+            r"\$argon2(?:id|i|d)\$[\w$=,.+/-]+",  # an Argon2 password hash
+            r"(?i:\bbearer\s+[\w.~+/=-]+)",  # a bearer credential of any shape
+            r"[\w.!#%&'*+/=?^`{|}~-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+",  # an email address
+            r"(?<![\w+])\+\d(?:[ .()-]{0,2}\d){6,14}(?!\w)",  # an international phone number
+            r"(?<![\w:.-])\(?\d{2,4}\)?(?: \d{2,4}){2,4}(?![\w:.-])",  # "06 12 34 56 78"
+            r"(?<![\w.-])\(?\d{3}\)?[ .-]\d{3}[ .-]\d{4}(?![\w.-])",  # "(555) 123-4567"
+        )
+    )
+)
+# Added by ProcessorFormatter for its own use and removed before rendering.
+_PROCESSOR_META_KEYS = frozenset({"_record", "_from_structlog"})
 
 
 def _render_as_json(settings: Settings) -> bool:
@@ -29,6 +72,36 @@ def _drop_color_message(
     return event_dict
 
 
+def _is_secret_key(key: object) -> bool:
+    if not isinstance(key, str):
+        return False
+    name = key.lower().replace("-", "_")
+    return name in _SECRET_KEYS or any(part in name for part in _SECRET_KEY_PARTS)
+
+
+def _redact(value: object) -> object:
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, str):
+        return _SECRET_VALUE.sub(REDACTED, value)
+    if isinstance(value, dict):
+        return {
+            key: REDACTED if _is_secret_key(key) else _redact(item) for key, item in value.items()
+        }
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_redact(item) for item in value]
+    # Renderers would print its repr; redact that text instead.
+    return _redact(repr(value))
+
+
+def redact_secrets(_logger: object, _method: str, event_dict: EventDict) -> EventDict:
+    """Replace secrets and contact details anywhere in the event, by key name and by value shape."""
+    for key, value in event_dict.items():
+        if key not in _PROCESSOR_META_KEYS:
+            event_dict[key] = REDACTED if _is_secret_key(key) else _redact(value)
+    return event_dict
+
+
 def configure_logging(settings: Settings) -> None:
     shared_processors: list[Processor] = [
         structlog.contextvars.merge_contextvars,
@@ -37,13 +110,19 @@ def configure_logging(settings: Settings) -> None:
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.stdlib.ExtraAdder(),
         _drop_color_message,
+        # The traceback becomes plain text here, in every format, so redaction sees it too.
+        structlog.processors.format_exc_info,
+        redact_secrets,
     ]
     renderer: Processor
     if _render_as_json(settings):
-        shared_processors.append(structlog.processors.format_exc_info)
         renderer = structlog.processors.JSONRenderer()
     else:
-        renderer = structlog.dev.ConsoleRenderer(colors=False)
+        # Its default exception formatter (Rich when installed) prints every frame's local
+        # variables; exceptions arrive formatted already, and plain_traceback keeps it that way.
+        renderer = structlog.dev.ConsoleRenderer(
+            colors=False, exception_formatter=structlog.dev.plain_traceback
+        )
 
     structlog.configure(
         processors=[

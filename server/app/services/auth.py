@@ -34,6 +34,7 @@ from app.core.security import (
     create_token,
     decode_token,
     hash_password,
+    hash_secret,
     verify_password,
 )
 from app.models.audit import ActorType, AuditCategory
@@ -156,8 +157,11 @@ async def _ip_failures(store: SessionStore, ip: str | None, *, add: bool) -> int
     return int(counter) if isinstance(counter, int) else 0
 
 
-async def _unknown_account_failures(store: SessionStore, email: str, *, add: bool) -> int:
-    key = f"login-fail-email:{email}"
+async def _unknown_account_failures(
+    store: SessionStore, settings: Settings, email: str, *, add: bool
+) -> int:
+    # Keyed by a keyed hash: the store never holds the addresses people typed.
+    key = "login-fail-email:" + hash_secret(settings, "login-fail-email:" + email)
     try:
         if add:
             return await store.increment(key, LOCKOUT.total_seconds())
@@ -199,11 +203,11 @@ async def login(
 
     if user is None:
         await verify_password(password, None)  # same cost as a real check
-        failures = await _unknown_account_failures(store, email, add=False)
+        failures = await _unknown_account_failures(store, settings, email, add=False)
         if failures >= MAX_FAILED_LOGINS:
             raise _locked_error(LOCKOUT)
         await _ip_failures(store, context.ip, add=True)
-        failures = await _unknown_account_failures(store, email, add=True)
+        failures = await _unknown_account_failures(store, settings, email, add=True)
         await record_event(
             session,
             context,
@@ -221,34 +225,18 @@ async def login(
 
     valid, new_hash = await verify_password(password, user.password_hash)
     if not valid or user.status != UserStatus.ACTIVE:
-        await _ip_failures(store, context.ip, add=True)
         reason = "invalid_credentials" if not valid else "account_disabled"
-        if not valid:
-            user.failed_login_count += 1
-            user.last_failed_login_at = now
-        locked = user.failed_login_count >= MAX_FAILED_LOGINS
-        if locked:
-            user.locked_until = now + LOCKOUT
-            user.failed_login_count = 0
-        await record_event(
-            session,
-            context,
-            action="user.login_failed",
-            category=AuditCategory.AUTH,
-            entity_type="user",
-            entity_id=user.id,
-            after={"email": email, "reason": reason, "locked": locked},
-        )
-        if locked:
+        if await _count_failed_sign_in(
+            session, store, context, user, reason=reason, counted=not valid
+        ):
             raise _locked_error(LOCKOUT)
         raise UnauthorizedError(INVALID_CREDENTIALS, keep_changes=True)
 
     if new_hash is not None:
         user.password_hash = new_hash
-    user.failed_login_count = 0
-    user.locked_until = None
 
     if user.totp_enabled:
+        # The failure count is cleared only once the second factor is right too.
         mfa = create_token(
             settings,
             subject=str(user.id),
@@ -260,6 +248,37 @@ async def login(
 
     tokens = await _open_login_session(session, settings, context, user, device, method="password")
     return LoginOutcome(user=user, tokens=tokens)
+
+
+async def _count_failed_sign_in(
+    session: AsyncSession,
+    store: SessionStore,
+    context: AuditContext,
+    user: User,
+    *,
+    reason: str,
+    counted: bool = True,
+) -> bool:
+    """Count and audit a failed sign-in (a wrong password or two-factor code); True: now locked."""
+    now = utcnow()
+    await _ip_failures(store, context.ip, add=True)
+    if counted:
+        user.failed_login_count += 1
+        user.last_failed_login_at = now
+    locked = user.failed_login_count >= MAX_FAILED_LOGINS
+    if locked:
+        user.locked_until = now + LOCKOUT
+        user.failed_login_count = 0
+    await record_event(
+        session,
+        context,
+        action="user.login_failed",
+        category=AuditCategory.AUTH,
+        entity_type="user",
+        entity_id=user.id,
+        after={"email": user.email, "reason": reason, "locked": locked},
+    )
+    return locked
 
 
 async def _open_login_session(
@@ -285,6 +304,8 @@ async def _open_login_session(
     tokens = issue_tokens(settings, user, login_session)
     session.add(login_session)
     user.last_login_at = now
+    user.failed_login_count = 0
+    user.locked_until = None
     await record_event(
         session,
         context.as_actor(ActorType.USER, str(user.id)),
@@ -318,15 +339,15 @@ async def complete_mfa_login(
     user = await session.get(User, user_id)
     if user is None or user.status != UserStatus.ACTIVE or not user.totp_enabled:
         raise UnauthorizedError("The two-factor challenge is invalid or has expired")
+    now = utcnow()
+    if user.locked_until is not None and user.locked_until > now:
+        raise _locked_error(user.locked_until - now)
     if not await _verify_totp(store, encryptor, user, code):
-        await record_event(
-            session,
-            context.as_actor(ActorType.USER, str(user.id)),
-            action="user.2fa_failed",
-            category=AuditCategory.AUTH,
-            entity_type="user",
-            entity_id=user.id,
-        )
+        # Counted with wrong passwords: the password alone must not buy unlimited code guesses.
+        if await _count_failed_sign_in(
+            session, store, context, user, reason="invalid_two_factor_code"
+        ):
+            raise _locked_error(LOCKOUT)
         raise UnauthorizedError("The two-factor code is not valid", keep_changes=True)
     device = claims.get("dev") or None
     tokens = await _open_login_session(
@@ -590,12 +611,13 @@ async def change_password(
 ) -> None:
     user = await _load_user(session, principal.user_id)
     await _require_password(user, current_password, field="current_password")
-    if current_password == new_password:
-        raise ValidationFailedError(
-            "The new password must differ from the current one",
-            details={"errors": [{"field": "new_password", "message": "same as current"}]},
-        )
-    check_password_policy(new_password, email=user.email, name=user.name, field="new_password")
+    check_password_policy(
+        new_password,
+        email=user.email,
+        name=user.name,
+        current_password=current_password,
+        field="new_password",
+    )
     user.password_hash = await hash_password(new_password)
     user.password_version += 1
     user.must_change_password = False

@@ -20,7 +20,7 @@ from app.services.principals import StaffPrincipal
 from app.services.users import create_user
 
 DEMO_STUDY_CODE = "DEMO-2026-001"
-DEMO_PASSWORD = "Metricis-demo-2026!"  # noqa: S105 - development only; refused in production
+DEMO_PASSWORD = "Orchid-Lantern-2026!"  # noqa: S105 - development only; refused in production
 DEMO_ADMIN_EMAIL = "admin@metricis.local"
 DEMO_STAFF = (
     (DEMO_ADMIN_EMAIL, "Demo Administrator", UserRole.ADMIN),

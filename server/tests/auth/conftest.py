@@ -62,6 +62,7 @@ class Accounts:
         role: UserRole = UserRole.RESEARCHER,
         *,
         email: str | None = None,
+        name: str | None = None,
         password: str = PASSWORD,
         must_change_password: bool = False,
     ) -> Account:
@@ -70,7 +71,7 @@ class Accounts:
             self.session,
             AuditContext.system(),
             email=email,
-            name=f"Test {role.value}",
+            name=name or f"Test {role.value}",
             role=role,
             password=password,
             must_change_password=must_change_password,

@@ -68,7 +68,46 @@ async def test_change_password_same_as_current_is_422(
         json={"current_password": researcher.password, "new_password": researcher.password},
         headers=researcher.headers,
     )
-    assert_error(response, 422, "VALIDATION_ERROR")
+    body = assert_error(response, 422, "VALIDATION_ERROR")
+    assert body["error"]["details"]["errors"] == [
+        {"field": "new_password", "message": "Password must differ from the current password"}
+    ]
+
+
+PERSONAL_EMAIL = "ada.lovelace@analytical-engine.example.org"
+PERSONAL_NAME = "Augusta Ada King"
+
+
+@pytest.mark.parametrize(
+    ("new_password", "reason"),
+    [
+        ("Metricis-Orbit-Giraffe-7", "must not contain the product's name"),
+        ("M3tr1c1s-Orbit-Giraffe-7", "must not contain the product's name"),
+        ("Lovelace-Orbit-Giraffe-7", "must not be or contain the email address or a word of it"),
+        ("Orbit-Giraffe-AUGUSTA-7", "must not contain the user's name"),
+    ],
+)
+async def test_change_password_refuses_product_and_personal_words(
+    client: httpx.AsyncClient, accounts: Accounts, new_password: str, reason: str
+) -> None:
+    account = await accounts.login(await accounts.create(email=PERSONAL_EMAIL, name=PERSONAL_NAME))
+    response = await client.post(
+        "/api/auth/change-password",
+        json={"current_password": account.password, "new_password": new_password},
+        headers=account.headers,
+    )
+    body = assert_error(response, 422, "VALIDATION_ERROR")
+    assert body["error"]["details"]["errors"] == [
+        {"field": "new_password", "message": f"Password {reason}"}
+    ]
+    assert new_password not in response.text
+    # The same account may still choose a password of its own.
+    accepted = await client.post(
+        "/api/auth/change-password",
+        json={"current_password": account.password, "new_password": NEW_PASSWORD},
+        headers=account.headers,
+    )
+    assert accepted.status_code == 204, accepted.text
 
 
 async def test_change_password_wrong_current_is_403(
@@ -167,6 +206,21 @@ async def test_register_with_given_password_checks_policy(
         headers=admin.headers,
     )
     assert_error(weak, 422, "VALIDATION_ERROR")
+    personal = await client.post(
+        "/api/auth/register",
+        json={
+            "email": "grace.hopper@example.org",
+            "name": "Grace Hopper",
+            "role": "read_only",
+            "password": "Hopper-Orbit-Giraffe-7",
+        },
+        headers=admin.headers,
+    )
+    body = assert_error(personal, 422, "VALIDATION_ERROR")
+    assert {error["message"] for error in body["error"]["details"]["errors"]} == {
+        "Password must not be or contain the email address or a word of it",
+        "Password must not contain the user's name",
+    }
     ok = await client.post(
         "/api/auth/register",
         json={

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import httpx
 import pyotp
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.clock import utcnow
+from app.models.user import User
 from tests.auth.conftest import Account, Accounts, AuditCounter, assert_error
 
 
@@ -125,7 +129,12 @@ async def test_verify_with_wrong_code_or_bad_token(
         "/api/auth/2fa/verify", json={"mfa_token": mfa_token, "code": _other_code(secret)}
     )
     assert_error(wrong, 401)
-    await audit.one("user.2fa_failed", researcher.id)
+    failed = await audit.one("user.login_failed", researcher.id)
+    assert failed.after == {
+        "email": researcher.email,
+        "reason": "invalid_two_factor_code",
+        "locked": False,
+    }
     garbage = await client.post(
         "/api/auth/2fa/verify", json={"mfa_token": "x.y.z", "code": "123456"}
     )
@@ -135,6 +144,74 @@ async def test_verify_with_wrong_code_or_bad_token(
         "/api/auth/2fa/verify", json={"mfa_token": researcher.access_token, "code": "123456"}
     )
     assert_error(access, 401)
+
+
+async def _wrong_code(client: httpx.AsyncClient, account: Account, secret: str) -> httpx.Response:
+    mfa_token = await _mfa_challenge(client, account)
+    return await client.post(
+        "/api/auth/2fa/verify", json={"mfa_token": mfa_token, "code": _other_code(secret)}
+    )
+
+
+async def test_wrong_codes_lock_the_account_like_wrong_passwords(
+    client: httpx.AsyncClient,
+    db_session: AsyncSession,
+    researcher: Account,
+    audit: AuditCounter,
+) -> None:
+    secret = await _enable(client, researcher)
+    # A challenge opened before the lock must not get through once the account is locked.
+    early_challenge = await _mfa_challenge(client, researcher)
+    for _ in range(4):
+        assert_error(await _wrong_code(client, researcher, secret), 401)
+    locked = await _wrong_code(client, researcher, secret)
+    body = assert_error(locked, 423, "ACCOUNT_LOCKED")
+    retry_after = int(locked.headers["Retry-After"])
+    assert 0 < retry_after <= 15 * 60
+    assert body["error"]["details"]["retry_after_seconds"] == retry_after
+
+    good_code = pyotp.TOTP(secret).at(time.time() + 30)
+    late = await client.post(
+        "/api/auth/2fa/verify", json={"mfa_token": early_challenge, "code": good_code}
+    )
+    assert_error(late, 423, "ACCOUNT_LOCKED")
+    signing_in = await client.post(
+        "/api/auth/login", json={"email": researcher.email, "password": researcher.password}
+    )
+    assert_error(signing_in, 423, "ACCOUNT_LOCKED")
+
+    failures = await audit.events("user.login_failed", researcher.id)
+    assert [event.after for event in failures] == [
+        {"email": researcher.email, "reason": "invalid_two_factor_code", "locked": index == 4}
+        for index in range(5)
+    ]
+
+    # Once the lock has passed, the right code signs in and clears the count.
+    user = await db_session.get(User, researcher.id)
+    assert user is not None
+    await db_session.refresh(user)
+    user.locked_until = utcnow() - timedelta(seconds=1)
+    await db_session.commit()
+    mfa_token = await _mfa_challenge(client, researcher)
+    verified = await client.post(
+        "/api/auth/2fa/verify", json={"mfa_token": mfa_token, "code": good_code}
+    )
+    assert verified.status_code == 200, verified.text
+    await db_session.refresh(user)
+    assert user.failed_login_count == 0 and user.locked_until is None
+
+
+async def test_wrong_passwords_and_wrong_codes_share_one_count(
+    client: httpx.AsyncClient, researcher: Account
+) -> None:
+    secret = await _enable(client, researcher)
+    wrong_password = {"email": researcher.email, "password": "Wrong-Password-123456"}
+    for _ in range(2):
+        assert_error(await client.post("/api/auth/login", json=wrong_password), 401)
+    # The right password alone does not clear the count while the second factor is missing.
+    for _ in range(2):
+        assert_error(await _wrong_code(client, researcher, secret), 401)
+    assert_error(await _wrong_code(client, researcher, secret), 423, "ACCOUNT_LOCKED")
 
 
 async def test_disable_requires_password(
