@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -93,9 +95,24 @@ def serve(
     )
 
 
+def _check_sqlite_folder(database_url: str) -> None:
+    """Refuse an SQLite path whose folder is missing before aiosqlite tries it: its worker thread
+    then reports the failure on a closed event loop, which prints a second traceback."""
+    url = make_url(database_url)
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        return
+    folder = Path(url.database).expanduser().resolve().parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK):
+        _fail(
+            f"Cannot open the SQLite database {url.database}: "
+            "create its folder or set DATABASE_URL to a writable path."
+        )
+
+
 @db_cli.command("upgrade")
 def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
     """Apply migrations up to REVISION (default: the latest)."""
+    _check_sqlite_folder(get_settings().DATABASE_URL)
     migrations.upgrade(get_settings().DATABASE_URL, revision)
     typer.echo(f"Database upgraded to {revision}.")
 
@@ -103,11 +120,13 @@ def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
 @db_cli.command("downgrade")
 def db_downgrade(revision: Annotated[str, typer.Argument()]) -> None:
     """Revert migrations down to REVISION (`-1` for one step, `base` for all)."""
+    _check_sqlite_folder(get_settings().DATABASE_URL)
     migrations.downgrade(get_settings().DATABASE_URL, revision)
     typer.echo(f"Database downgraded to {revision}.")
 
 
 def _in_transaction(work: Callable[[AsyncSession], Awaitable[ResultT]]) -> ResultT:
+    _check_sqlite_folder(get_settings().DATABASE_URL)
     configure_password_hashing(get_settings())
 
     async def run() -> ResultT:
