@@ -54,6 +54,8 @@ class Settings(BaseSettings):
     HOST: str = "127.0.0.1"
     PORT: int = Field(default=8000, ge=1, le=65535)
     WORKERS: int = Field(default=1, ge=1, le=64)
+    # Move start-up objects out of the garbage collector's scans (gc.freeze) once the app is up.
+    GC_FREEZE_AT_STARTUP: bool = True
     # On SIGTERM the server stops accepting at once and gives requests in flight this long to
     # finish; then they are cancelled and the process exits.
     SHUTDOWN_GRACE_SECONDS: float = Field(default=10.0, ge=0, le=300)
@@ -61,6 +63,8 @@ class Settings(BaseSettings):
     DATABASE_URL: str = DEFAULT_DATABASE_URL
     DATABASE_POOL_SIZE: int = Field(default=10, ge=1)
     DATABASE_MAX_OVERFLOW: int = Field(default=10, ge=0)
+    # Connections older than this are replaced when next checked out.
+    DATABASE_POOL_RECYCLE_SECONDS: int = Field(default=1800, ge=30)
     DATABASE_CONNECT_TIMEOUT_SECONDS: float = Field(default=5.0, gt=0)
     DATABASE_STATEMENT_TIMEOUT_SECONDS: float = Field(default=30.0, gt=0)
 

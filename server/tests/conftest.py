@@ -156,6 +156,8 @@ def make_settings(database_url: str, storage_dir: Path, **overrides: object) -> 
         "RATE_LIMIT_PER_MINUTE": 100_000,
         "AUTH_RATE_LIMIT_PER_MINUTE": 100_000,
         "AUTHENTICATED_RATE_LIMIT_PER_MINUTE": 100_000,
+        # The suite starts hundreds of apps in one process: frozen objects would never be freed.
+        "GC_FREEZE_AT_STARTUP": False,
         "LOG_LEVEL": "warning",
         "REDIS_URL": REDIS_URL,
         # Cheap hashing keeps the suite fast; production refuses such parameters.

@@ -1,8 +1,11 @@
-"""`Annotated` dependencies the routers declare: `SessionDep`, `SettingsDep`, ..."""
+"""`Annotated` dependencies the routers declare: `SessionDep`, `SettingsDep`, ...
+
+Every dependency is `async def`: FastAPI runs a plain `def` dependency in its thread pool, a
+thread hop per dependency per request for functions that never block."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated
 
 import jwt
@@ -31,17 +34,17 @@ from app.services.principals import ParticipantPrincipal, Principal, StaffPrinci
 from app.services.session_store import SessionStore
 
 
-def get_app_settings(request: Request) -> Settings:
+async def get_app_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_session_store(request: Request) -> SessionStore:
+async def get_session_store(request: Request) -> SessionStore:
     store: SessionStore = request.app.state.session_store
     return store
 
 
-def get_page_params(
+async def get_page_params(
     page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
     per_page: Annotated[int, Query(ge=1, le=100)] = 20,
     sort: Annotated[str | None, Query(max_length=64)] = None,
@@ -69,7 +72,7 @@ SessionStoreDep = Annotated[SessionStore, Depends(get_session_store)]
 PageParamsDep = Annotated[PageParams, Depends(get_page_params)]
 
 
-def request_id(request: Request) -> str:
+async def request_id(request: Request) -> str:
     value: str = request.scope.get("state", {}).get("request_id", "")
     return value
 
@@ -77,7 +80,7 @@ def request_id(request: Request) -> str:
 RequestIdDep = Annotated[str, Depends(request_id)]
 
 
-def get_audit_context(request: Request) -> AuditContext:
+async def get_audit_context(request: Request) -> AuditContext:
     settings: Settings = request.app.state.settings
     return AuditContext(
         actor_type=ActorType.ANONYMOUS,
@@ -87,7 +90,7 @@ def get_audit_context(request: Request) -> AuditContext:
     )
 
 
-def get_encryptor(request: Request) -> FieldEncryptor:
+async def get_encryptor(request: Request) -> FieldEncryptor:
     encryptor: FieldEncryptor | None = getattr(request.app.state, "encryptor", None)
     if encryptor is None:
         encryptor = FieldEncryptor.from_settings(request.app.state.settings)
@@ -136,17 +139,19 @@ async def get_current_principal(principal: PrincipalAllowingPasswordChange) -> S
 CurrentUser = Annotated[StaffPrincipal, Depends(get_current_principal)]
 
 
-def get_actor_context(principal: CurrentUser, context: RequestAuditContextDep) -> AuditContext:
+async def get_actor_context(
+    principal: CurrentUser, context: RequestAuditContextDep
+) -> AuditContext:
     return context.as_actor(ActorType.USER, str(principal.user_id))
 
 
 ActorContextDep = Annotated[AuditContext, Depends(get_actor_context)]
 
 
-def require_role(*roles: UserRole) -> Callable[[StaffPrincipal], StaffPrincipal]:
+def require_role(*roles: UserRole) -> Callable[[StaffPrincipal], Awaitable[StaffPrincipal]]:
     allowed = frozenset(roles)
 
-    def check(principal: CurrentUser) -> StaffPrincipal:
+    async def check(principal: CurrentUser) -> StaffPrincipal:
         if principal.role not in allowed:
             raise ForbiddenError(
                 "Your role does not allow this",
@@ -199,7 +204,9 @@ AnyPrincipal = Annotated[Principal, Depends(get_any_principal)]
 CurrentParticipant = Annotated[ParticipantPrincipal, Depends(get_current_participant)]
 
 
-def get_any_actor_context(principal: AnyPrincipal, context: RequestAuditContextDep) -> AuditContext:
+async def get_any_actor_context(
+    principal: AnyPrincipal, context: RequestAuditContextDep
+) -> AuditContext:
     if isinstance(principal, ParticipantPrincipal):
         return context.as_actor(ActorType.PARTICIPANT, str(principal.participant_id))
     return context.as_actor(ActorType.USER, str(principal.user_id))
@@ -208,7 +215,7 @@ def get_any_actor_context(principal: AnyPrincipal, context: RequestAuditContextD
 AnyActorContextDep = Annotated[AuditContext, Depends(get_any_actor_context)]
 
 
-def get_storage(request: Request) -> LocalStorage:
+async def get_storage(request: Request) -> LocalStorage:
     storage: LocalStorage | None = getattr(request.app.state, "storage", None)
     if storage is None:
         storage = LocalStorage(request.app.state.settings.STORAGE_DIR)

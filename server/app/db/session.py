@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from sqlalchemy import event
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -59,15 +60,35 @@ def create_engine(settings: Settings) -> AsyncEngine:
             "command_timeout": settings.DATABASE_STATEMENT_TIMEOUT_SECONDS,
             "server_settings": {"timezone": "UTC", "application_name": "metricis"},
         }
-    return create_async_engine(
+    engine = create_async_engine(
         settings.DATABASE_URL,
         echo=False,
         pool_size=settings.DATABASE_POOL_SIZE,
         max_overflow=settings.DATABASE_MAX_OVERFLOW,
-        pool_pre_ping=True,
+        # No pre-ping: it cost a round trip on every checkout. A connection the server closed
+        # (restart, idle kill) is noticed locally on checkout below; one broken in between
+        # fails its request with a retryable 503 and is replaced. Recycling bounds its age.
+        pool_pre_ping=False,
+        pool_recycle=settings.DATABASE_POOL_RECYCLE_SECONDS,
         pool_timeout=settings.DATABASE_CONNECT_TIMEOUT_SECONDS,
         connect_args=connect_args,
     )
+    _discard_closed_connections(engine)
+    return engine
+
+
+def _discard_closed_connections(engine: AsyncEngine) -> None:
+    """Refuse, without a round trip, a pooled connection whose socket the server has closed:
+    the pool then opens a new one instead of failing the request."""
+
+    @event.listens_for(engine.sync_engine, "checkout")
+    def _on_checkout(
+        dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry, _proxy: Any
+    ) -> None:
+        driver = getattr(dbapi_connection, "driver_connection", None)
+        is_closed = getattr(driver, "is_closed", None)
+        if callable(is_closed) and is_closed():
+            raise sa_exc.DisconnectionError("the server closed this connection")
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -68,7 +68,7 @@ def _task_specs(tasks: list[BatteryTaskIn] | None) -> list[service.TaskSpec] | N
     return [service.TaskSpec(module_id=task.module_id, config=task.config) for task in tasks]
 
 
-def get_version_page_params(
+async def get_version_page_params(
     page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
     per_page: Annotated[int, Query(ge=1, le=100)] = 20,
     sort: Annotated[str | None, Query(max_length=64)] = None,

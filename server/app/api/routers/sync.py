@@ -23,7 +23,7 @@ from app.services import sync as sync_service
 router = APIRouter(prefix="/sync", tags=["sync"])
 
 
-def get_item_sessionmaker(request: Request) -> sync_service.ItemSessionFactory:
+async def get_item_sessionmaker(request: Request) -> sync_service.ItemSessionFactory:
     """Where each batch item opens its own session. Tests override it (tests/sync/conftest.py)."""
     sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
     return sessionmaker
