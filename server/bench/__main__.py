@@ -20,7 +20,7 @@ import httpx
 from bench.load import run_load
 from bench.server import running_server
 
-ADMIN_PASSWORD = "Bench-Admin-Password-2026!"  # noqa: S105 - a throwaway local database
+ADMIN_PASSWORD = "Quartz-Harbor-Lattice-91!"  # noqa: S105 - a throwaway local database
 
 
 def parse_args() -> argparse.Namespace:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -28,9 +29,14 @@ METRICIS = str(Path(sys.executable).with_name("metricis"))
 
 @contextmanager
 def running_server(
-    env: dict[str, str], *, workers: int = 1, admin: tuple[str, str] | None = None
+    env: dict[str, str],
+    *,
+    workers: int = 1,
+    admin: tuple[str, str] | None = None,
+    cpu: int | None = None,
 ) -> Iterator[str]:
-    """Migrate, optionally create an administrator (email, password), serve, yield the URL."""
+    """Migrate, optionally create an administrator (email, password), serve, yield the URL.
+    `cpu` pins the server's processes to that core (Linux), away from the load generator."""
     port = free_port()
     full_env = {**os.environ, **env, "HOST": "127.0.0.1", "PORT": str(port), "LOG_LEVEL": "warning"}
     subprocess.run([METRICIS, "db", "upgrade"], cwd=SERVER_ROOT, env=full_env, check=True)
@@ -42,8 +48,9 @@ def running_server(
             env=full_env,
             check=True,
         )
+    pinned = ["taskset", "-c", str(cpu)] if cpu is not None and shutil.which("taskset") else []
     process = subprocess.Popen(
-        [METRICIS, "serve", "--workers", str(workers)], cwd=SERVER_ROOT, env=full_env
+        [*pinned, METRICIS, "serve", "--workers", str(workers)], cwd=SERVER_ROOT, env=full_env
     )
     base_url = f"http://127.0.0.1:{port}"
     try:

@@ -32,7 +32,7 @@ from bench.baseline_app import prepare_table
 from bench.load import LoadResult, run_load
 from bench.server import SERVER_ROOT, free_port, running_server
 
-ADMIN_PASSWORD = "Bench-Admin-Password-2026!"  # noqa: S105 - a throwaway local database
+ADMIN_PASSWORD = "Quartz-Harbor-Lattice-91!"  # noqa: S105 - a throwaway local database
 TASKS = [
     "simple-rt",
     "choice-rt",
