@@ -155,19 +155,30 @@ class ConsentRecordRead(BaseModel):
         return cls.model_validate(
             {
                 **{name: getattr(record, name) for name in _RECORD_COLUMNS},
-                "signature_image": record.signature_image,
+                "signature_image": servable_signature_image(record.signature_image),
                 "signature_image_type": signature_image_type(record.signature_image),
             }
         )
 
 
 class ConsentRecordDetailRead(ConsentRecordRead):
-    signature_image: str | None
+    signature_image: str | None = Field(
+        description=(
+            "The signature as a PNG data URI; null without an image, and for a signature stored "
+            "as SVG before SVG was refused (`signature_image_type` = `svg`): that markup is kept "
+            "in the record but never served"
+        )
+    )
 
 
 _RECORD_COLUMNS = tuple(
     name for name in ConsentRecordRead.model_fields if name != "signature_image_type"
 )
+
+
+def servable_signature_image(data_uri: str | None) -> str | None:
+    """The stored data URI when it is a PNG; stored SVG markup is never handed to a client."""
+    return data_uri if signature_image_type(data_uri) == "png" else None
 
 
 def signature_image_type(data_uri: str | None) -> str | None:

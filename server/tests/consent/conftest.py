@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import base64
 import io
+import re
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import pypdf
 import pytest
 from PIL import Image, ImageDraw
 from sqlalchemy import func, select
@@ -55,6 +57,16 @@ def png_data_uri(data: bytes | None = None) -> str:
 
 
 SIGNATURE = png_data_uri()
+
+
+def pdf_text(content: bytes) -> str:
+    reader = pypdf.PdfReader(io.BytesIO(content))
+    return "\n".join(page.extract_text() for page in reader.pages)
+
+
+def flat(text: str) -> str:
+    """Extracted text with line breaks and runs of spaces folded, for phrase checks."""
+    return re.sub(r"\s+", " ", text)
 
 
 def bearer(token: str) -> dict[str, str]:

@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import base64
 import io
-import re
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 import pypdf
 
 from app.services.consent.pdf import ConsentPdfData, PdfQuestion, render_consent_pdf
-from tests.consent.conftest import ConsentWorld, StudyBox, assert_error, png_bytes
+from tests.consent.conftest import (
+    ConsentWorld,
+    StudyBox,
+    assert_error,
+    flat,
+    pdf_text,
+    png_bytes,
+)
 
 CONTENT = """# Why this study
 
@@ -29,16 +35,6 @@ We study **memory** & <attention> in ageing; see [the site](https://example.org)
 
 Overlapping **bold *and** italic* stays as typed.
 """
-
-
-def pdf_text(content: bytes) -> str:
-    reader = pypdf.PdfReader(io.BytesIO(content))
-    return "\n".join(page.extract_text() for page in reader.pages)
-
-
-def flat(text: str) -> str:
-    """Extracted text with line breaks and runs of spaces folded, for phrase checks."""
-    return re.sub(r"\s+", " ", text)
 
 
 async def test_pdf_states_the_signature(world: ConsentWorld, box: StudyBox) -> None:

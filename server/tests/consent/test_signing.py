@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import base64
 import os
+import struct
 import uuid
+import zlib
 from typing import Any
 
 import pytest
@@ -14,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.models.consent import ConsentRecord
 from app.models.participant import ParticipantActor, ParticipantStatus
 from app.models.study import ConsentMode, MemberRole
-from app.services.consent.signatures import SIGNATURE_MAX_BYTES
+from app.services.consent.signatures import PNG_MAGIC, SIGNATURE_MAX_BYTES, SIGNATURE_MAX_SIDE
 from tests.consent.conftest import (
     ANSWERS,
     SIGNATURE,
@@ -22,6 +24,9 @@ from tests.consent.conftest import (
     ConsentWorld,
     StudyBox,
     assert_error,
+    flat,
+    pdf_text,
+    png_bytes,
     png_data_uri,
 )
 
@@ -337,44 +342,124 @@ async def test_signature_required_when_the_form_says_so(world: ConsentWorld, box
     assert response.json()["signature_image_type"] is None
 
 
-SVG_OK = (
-    '<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" '
-    'width="200" height="80"><defs><path id="s" d="M10 60 L80 15 L150 65"/></defs>'
-    '<use xlink:href="#s" stroke="black" fill="none"/></svg>'
-)
-
-
 def svg_base64(svg: str) -> str:
     return "data:image/svg+xml;base64," + base64.b64encode(svg.encode()).decode()
 
 
-@pytest.mark.parametrize(
-    "image",
-    [
-        svg_base64(SVG_OK),
-        "data:image/svg+xml;utf8," + SVG_OK,
-        "data:image/svg+xml;charset=utf-8," + SVG_OK.replace("#", "%23"),
-    ],
-    ids=["svg-base64", "svg-utf8", "svg-percent-encoded"],
+SVG_DRAWING = (
+    '<svg xmlns="http://www.w3.org/2000/svg" width="200" height="80">'
+    '<path d="M10 60 L80 15 L150 65" stroke="black" fill="none"/></svg>'
 )
-async def test_svg_signatures_are_accepted_and_stored_as_base64(
-    world: ConsentWorld, box: StudyBox, image: str
+# Known ways through SVG filters. With PNG-only signatures every one of them is refused, whether
+# declared as SVG (any spelling of the media type or encoding) or smuggled under image/png.
+SVG_BYPASSES: dict[str, str] = {
+    "script": '<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>',
+    "script-cdata": "<svg><script><![CDATA[alert(1)]]></script></svg>",
+    "cdata-hidden-tag": "<svg><![CDATA[<]]>script>alert(1)<![CDATA[</]]>script></svg>",
+    "uppercase-script": "<SVG><SCRIPT>alert(1)</SCRIPT></SVG>",
+    "mixed-case-handler": '<sVg OnLoAd="alert(1)"><path d="M0 0"/></sVg>',
+    "handler-on-path": '<svg><path d="M0 0" onmouseover="alert(1)"/></svg>',
+    "href-javascript": '<svg><a href="javascript:alert(1)"><path d="M0 0"/></a></svg>',
+    "xlink-javascript-entity": (
+        '<svg xmlns:xlink="http://www.w3.org/1999/xlink">'
+        '<a xlink:href="jav&#x61;script:alert(1)"><path d="M0 0"/></a></svg>'
+    ),
+    "set-href": (
+        '<svg><a href="#s"><set attributeName="href" to="javascript:alert(1)"/>'
+        '<path d="M0 0"/></a></svg>'
+    ),
+    "animate-href": (
+        '<svg><a><animate attributeName="href" values="javascript:alert(1)"/>'
+        '<path d="M0 0"/></a></svg>'
+    ),
+    "foreign-object": (
+        '<svg><foreignObject><iframe xmlns="http://www.w3.org/1999/xhtml" '
+        'src="javascript:alert(1)"/></foreignObject></svg>'
+    ),
+    "use-external": '<svg><use href="https://evil.example/sprite.svg#x"/></svg>',
+    "image-data-uri": (
+        '<svg><image href="data:text/html;base64,PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg=="/></svg>'
+    ),
+    "style-url": '<svg><path style="fill:url(https://evil.example/x)" d="M0 0"/></svg>',
+    "entity-expansion": (
+        '<!DOCTYPE svg [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">]>'
+        "<svg>&b;</svg>"
+    ),
+    "doctype-external": '<!DOCTYPE svg SYSTEM "https://evil.example/x.dtd"><svg/>',
+    "plain-drawing": SVG_DRAWING,
+}
+
+
+@pytest.mark.parametrize("svg", SVG_BYPASSES.values(), ids=SVG_BYPASSES.keys())
+async def test_svg_signatures_are_refused_however_they_are_sent(
+    world: ConsentWorld, box: StudyBox, svg: str
 ) -> None:
     form = await world.published_form(box)
     person = await world.participant(box)
-    response = await world.sign(person, form, box.coordinator.headers, signature_image=image)
-    assert response.status_code == 201, response.text
-    detail = await world.client.get(
-        f"/api/consent/records/{response.json()['id']}", headers=box.coordinator.headers
-    )
-    assert detail.json()["signature_image"] == svg_base64(SVG_OK)
+    encoded = base64.b64encode(svg.encode()).decode()
+    for image in (
+        svg_base64(svg),
+        "data:image/svg+xml;utf8," + svg,
+        "data:IMAGE/SVG+XML;base64," + encoded,
+        "data:image/svg;base64," + encoded,
+        "data:text/html;base64," + encoded,
+        # Declared as a PNG: the magic bytes give it away.
+        png_data_uri(svg.encode()),
+        png_data_uri(PNG_MAGIC + svg.encode()),
+    ):
+        response = await world.sign(person, form, box.coordinator.headers, signature_image=image)
+        details = assert_error(response, 422, "VALIDATION_ERROR")
+        assert details["errors"][0]["field"] == "signature_image", image[:40]
+    status = await world.status(person, box.coordinator.headers)
+    assert status["record_id"] is None
+
+
+async def test_a_signature_stored_as_svg_before_is_still_read_but_never_served(
+    world: ConsentWorld, box: StudyBox, db_session: AsyncSession
+) -> None:
+    form = await world.published_form(box)
+    person = await world.participant(box)
+    signed = await world.sign(person, form, box.coordinator.headers)
+    assert signed.status_code == 201, signed.text
+    record_id = uuid.UUID(signed.json()["id"])
+    # A record from before SVG was refused, holding markup the old checks let through.
+    legacy = svg_base64(SVG_BYPASSES["set-href"])
+    stored = await db_session.get(ConsentRecord, record_id)
+    assert stored is not None
+    stored.signature_image = legacy
+    await db_session.commit()
+
+    headers = box.researcher.headers
+    detail = await world.client.get(f"/api/consent/records/{record_id}", headers=headers)
+    assert detail.status_code == 200, detail.text
     assert detail.json()["signature_image_type"] == "svg"
+    assert detail.json()["signature_image"] is None
+    listed = await world.client.get(
+        "/api/consent/records", params={"participant_id": str(person.id)}, headers=headers
+    )
+    assert [row["signature_image_type"] for row in listed.json()["data"]] == ["svg"]
+
+    pdf = await world.client.get(f"/api/consent/records/{record_id}/pdf", headers=headers)
+    assert pdf.status_code == 200, pdf.text
+    assert "captured as an SVG drawing" in flat(pdf_text(pdf.content))
+    await db_session.refresh(stored)
+    assert stored.signature_image == legacy
+
+
+def png_chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+def png_with_size(width: int, height: int) -> bytes:
+    """A PNG header of that size and no pixels: refused by its dimensions before decoding."""
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return PNG_MAGIC + png_chunk(b"IHDR", header) + png_chunk(b"IEND", b"")
 
 
 BAD_IMAGES: list[tuple[str, str, int]] = [
     ("bad-base64", "data:image/png;base64,@@not*base64@@", 422),
     ("wrong-magic", png_data_uri(b"GIF89a" + b"\x00" * 64), 422),
-    ("png-magic-only", png_data_uri(b"\x89PNG\r\n\x1a\n" + b"\x00" * 64), 422),
+    ("png-magic-only", png_data_uri(PNG_MAGIC + b"\x00" * 64), 422),
     (
         "truncated-png",
         png_data_uri(base64.b64decode(SIGNATURE.split(",", 1)[1])[:60]),
@@ -384,33 +469,13 @@ BAD_IMAGES: list[tuple[str, str, int]] = [
     ("gif", "data:image/gif;base64,R0lGODlhAQABAAAAACw=", 422),
     ("png-not-base64", "data:image/png,abc", 422),
     ("empty", "data:image/png;base64,", 422),
-    ("too-big", png_data_uri(b"\x89PNG\r\n\x1a\n" + os.urandom(SIGNATURE_MAX_BYTES)), 413),
-    (
-        "svg-too-big",
-        "data:image/svg+xml;utf8,<svg>" + " " * SIGNATURE_MAX_BYTES + "</svg>",
-        413,
-    ),
-    (
-        "svg-script",
-        svg_base64('<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>'),
-        422,
-    ),
-    ("svg-handler", svg_base64('<svg onload="alert(1)"><path d="M0 0"/></svg>'), 422),
-    (
-        "svg-external-image",
-        svg_base64('<svg><image href="https://tracker.example/x.png"/></svg>'),
-        422,
-    ),
-    ("svg-xlink", svg_base64('<svg><use xlink:href="http://evil.example/a.svg#x"/></svg>'), 422),
-    ("svg-css-url", svg_base64('<svg><path style="fill:url(http://e.example/)"/></svg>'), 422),
-    ("svg-entity", svg_base64('<!DOCTYPE svg [<!ENTITY x "y">]><svg>&x;</svg>'), 422),
-    ("svg-foreign", svg_base64("<svg><foreignObject><p>hi</p></foreignObject></svg>"), 422),
-    ("svg-not-svg", svg_base64("<html><body/></html>"), 422),
-    (
-        "svg-not-utf8",
-        "data:image/svg+xml;base64," + base64.b64encode(b"\xff\xfe<svg>").decode(),
-        422,
-    ),
+    ("too-big", png_data_uri(PNG_MAGIC + os.urandom(SIGNATURE_MAX_BYTES)), 413),
+    ("svg-too-big", svg_base64("<svg>" + " " * SIGNATURE_MAX_BYTES + "</svg>"), 422),
+    ("too-wide", png_data_uri(png_with_size(SIGNATURE_MAX_SIDE + 1, 10)), 422),
+    ("too-many-pixels", png_data_uri(png_with_size(2001, 2000)), 422),
+    ("zero-height", png_data_uri(png_with_size(10, 0)), 422),
+    ("header-only", png_data_uri(png_with_size(10, 10)), 422),
+    ("html-after-iend", png_data_uri(png_bytes() + b"<html><script>alert(1)</script></html>"), 422),
 ]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -392,3 +393,30 @@ async def test_a_database_outage_fails_the_batch_for_a_retry(
     )
     assert response.status_code == 503
     assert response.json()["error"]["code"] == "SERVICE_UNAVAILABLE"
+
+
+async def test_synced_signatures_are_png_only_like_online_ones(
+    client: httpx.AsyncClient,
+    world: World,
+    consent_form_id: uuid.UUID,
+    db_session: AsyncSession,
+) -> None:
+    svg = '<svg><a><set attributeName="href" to="javascript:alert(1)"/></a></svg>'
+    refused = [
+        {**consent_item(consent_form_id), "signature_image": image}
+        for image in (
+            "data:image/svg+xml;base64," + base64.b64encode(svg.encode()).decode(),
+            "data:image/png;base64," + base64.b64encode(svg.encode()).decode(),
+        )
+    ]
+    before = await counts(db_session)
+    response = await client.post(
+        "/api/sync",
+        headers=world.participant,
+        json={"items": [*refused, consent_item(consent_form_id)]},
+    )
+    assert statuses(response) == ["rejected", "rejected", "accepted"]
+    for item in response.json()["items"][:2]:
+        assert item["error"]["code"] == "VALIDATION_ERROR"
+        assert item["error"]["details"]["errors"][0]["field"] == "signature_image"
+    assert (await counts(db_session))["consent_records"] == before["consent_records"] + 1

@@ -12,8 +12,8 @@ One module per concern; callers import from the module that owns what they use:
   the content hash (`form_content_hash`) and the version in force (`current_form`).
 - `gate`: who must consent or consent again: `consent_state` (what the status shows),
   `consent_gate` (asked before an assessment session starts), `get_consent_status`.
-- `signatures`: signature images: `parse_signature_image` checks a PNG or SVG data URI,
-  `stored_signature_image` reads a stored one back.
+- `signatures`: signature images: `parse_signature_image` checks a PNG data URI (SVG is
+  refused), `stored_signature_image` reads a stored one back.
 - `signing`: `sign_consent` (answers and signer checked) and `withdraw_consent`.
 - `records`: listing and reading consent records, and the signed form as a PDF (`record_pdf`,
   `render_consent_pdf`).
