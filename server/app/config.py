@@ -29,6 +29,12 @@ class SessionStorageBackend(StrEnum):
     REDIS = "redis"
 
 
+class EmailBackend(StrEnum):
+    CONSOLE = "console"
+    FILE = "file"
+    SMTP = "smtp"
+
+
 def _split_csv(value: Any) -> Any:
     """Accept `a,b` as well as a JSON list for list settings given in the environment."""
     if isinstance(value, str):
@@ -109,6 +115,11 @@ class Settings(BaseSettings):
 
     STORAGE_DIR: Path = Path("./data")
 
+    # How outgoing mail leaves: `smtp` (the SMTP_* settings), `console` (printed on standard
+    # output, sign-in links included) or `file` (one .eml file per message in EMAIL_FILE_DIR).
+    # Unset: console in development, smtp otherwise. Production accepts smtp only.
+    EMAIL_BACKEND: EmailBackend | None = None
+    EMAIL_FILE_DIR: Path = Path("./data/mail")
     SMTP_HOST: str = "localhost"
     SMTP_PORT: int = Field(default=25, ge=1, le=65535)
     SMTP_USERNAME: str | None = None
@@ -141,6 +152,14 @@ class Settings(BaseSettings):
     def uses_redis(self) -> bool:
         return self.SESSION_STORAGE_BACKEND is SessionStorageBackend.REDIS
 
+    @property
+    def email_backend(self) -> EmailBackend:
+        if self.EMAIL_BACKEND is not None:
+            return self.EMAIL_BACKEND
+        if self.ENVIRONMENT is Environment.DEVELOPMENT:
+            return EmailBackend.CONSOLE
+        return EmailBackend.SMTP
+
     def production_problems(self) -> list[str]:
         """What makes these settings unsafe for production; empty when they are fine."""
         problems: list[str] = []
@@ -160,6 +179,10 @@ class Settings(BaseSettings):
             problems.append("PASSWORD_HASH_* is below 19456 KiB of memory or 2 passes")
         if "*" in self.ALLOWED_ORIGINS:
             problems.append("ALLOWED_ORIGINS contains the wildcard '*'")
+        if self.email_backend is not EmailBackend.SMTP:
+            # Console and file backends put sign-in links and addresses where logs and disks
+            # keep them.
+            problems.append(f"EMAIL_BACKEND is {self.email_backend.value}; production needs smtp")
         return problems
 
 

@@ -37,6 +37,8 @@ def test_safe_production_settings_pass() -> None:
         ({"DATABASE_URL": "sqlite+aiosqlite:///./x.db"}, "SQLite"),
         ({"ALLOWED_ORIGINS": "https://a.org,*"}, "wildcard"),
         ({"ENCRYPTION_KEYS": None}, "ENCRYPTION_KEYS"),
+        ({"EMAIL_BACKEND": "console"}, "EMAIL_BACKEND is console; production needs smtp"),
+        ({"EMAIL_BACKEND": "file"}, "EMAIL_BACKEND is file; production needs smtp"),
     ],
 )
 def test_production_refuses_unsafe_settings(override: dict[str, object], complaint: str) -> None:
