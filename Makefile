@@ -10,7 +10,7 @@ VENV_BIN := $(CURDIR)/$(SERVER)/.venv/bin
 .PHONY: help setup lock run test test-postgres test-sqlite lint typecheck fmt migrate bench clean
 
 help:
-	@echo "make run        set up, migrate, create the demo admin and serve on http://127.0.0.1:8000"
+	@echo "make run        set up, migrate, create the demo data and serve on http://127.0.0.1:8000"
 	@echo "make test       set up and run the whole test suite"
 	@echo "make lint | typecheck | fmt | migrate | bench"
 

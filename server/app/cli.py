@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sys
 from collections.abc import Awaitable, Callable
@@ -16,7 +17,12 @@ from sqlalchemy import select
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.config import UnsafeProductionSettingsError, check_production_settings, get_settings
+from app.config import (
+    EmailBackend,
+    UnsafeProductionSettingsError,
+    check_production_settings,
+    get_settings,
+)
 from app.core.errors import DomainError, NotFoundError
 from app.core.security import FieldEncryptor, configure_password_hashing
 from app.db import migrations
@@ -26,8 +32,9 @@ from app.models.audit import ActorType
 from app.models.study import Study
 from app.models.user import User, UserRole
 from app.services.audit import AuditContext
-from app.services.demo import DEMO_PASSWORD, DemoSummary, seed_demo
+from app.services.demo.seed import DEMO_PASSWORD, DemoSummary, seed_demo
 from app.services.local_storage import LocalStorage
+from app.services.session_store import MemorySessionStore
 from app.services.submissions import rescore_session
 from app.services.users import create_user
 from app.serving import serve_with_reuse_port
@@ -179,27 +186,56 @@ def create_admin(
 
 @cli.command()
 def demo() -> None:
-    """Create the demo users and study (development only) and print how to sign in."""
+    """Create the demo users, study, consent form, battery and sessions (development only) and
+    print how to sign in; run again, it adds nothing and issues a fresh participant access code."""
     settings = get_settings()
     if settings.is_production:
         _fail("The demo data is for development; it is refused with ENVIRONMENT=production.")
 
     async def work(session: AsyncSession) -> DemoSummary:
-        return await seed_demo(session, settings, FieldEncryptor.from_settings(settings))
+        # The demo's session ends before the command does: its live state needs no shared store.
+        return await seed_demo(
+            session,
+            settings,
+            FieldEncryptor.from_settings(settings),
+            MemorySessionStore(),
+            LocalStorage(settings.STORAGE_DIR),
+        )
 
     summary = _in_transaction(work)
     base = f"http://{settings.HOST}:{settings.PORT}"
     typer.echo("Demo data " + ("created." if summary.created else "already present."))
-    typer.echo(f"  Sign in at {base}/docs (Authorize) or POST {base}/api/auth/login")
+    typer.echo(f"  Staff sign in at {base}/docs (Authorize) or POST {base}/api/auth/login")
     typer.echo(f"  password for every demo account: {DEMO_PASSWORD}")
     for email, role in summary.staff:
         typer.echo(f"  {role.value:<12} {email}")
-    typer.echo(f"  study: {summary.study_code}")
-    if summary.access_code:
-        typer.echo(
-            f"  participant {summary.participant_code} signs in with access code "
-            f"{summary.access_code} (POST {base}/api/auth/participant)"
-        )
+    typer.echo(f"  study: {summary.study_code}, battery id {summary.battery_id}")
+    typer.echo(
+        f"  participant {summary.completed_participant_code} has consented and completed a "
+        f"session (GET {base}/api/sessions as a staff member)"
+    )
+    if summary.access_code is None:
+        typer.echo(f"  participant {summary.participant_code} has withdrawn: no access code issued")
+        return
+    sign_in = {
+        "study_code": summary.study_code,
+        "participant_id": summary.participant_code,
+        "access_code": summary.access_code,
+    }
+    typer.echo(f"  participant {summary.participant_code} can start now:")
+    typer.echo(f"    POST {base}/api/auth/participant {json.dumps(sign_in)}")
+    typer.echo("    (every run issues a new access code; the previous one stops working)")
+    steps = ["GET /api/sync/manifest (the battery and the consent form)"]
+    if summary.participant_must_sign_consent:
+        steps.append("POST /api/consent/sign")
+    steps += [
+        "POST /api/session/start",
+        "POST /api/submit (header X-Session-ID)",
+        "POST /api/session/end",
+    ]
+    typer.echo("    then " + ", ".join(steps))
+    if settings.email_backend is EmailBackend.CONSOLE:
+        typer.echo("  magic-link emails are printed by the server (EMAIL_BACKEND=console)")
 
 
 @cli.command()

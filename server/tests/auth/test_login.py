@@ -9,8 +9,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.clock import utcnow
 from app.models.user import User, UserRole
-from app.services.demo import DEMO_ADMIN_EMAIL
-from app.services.demo import DEMO_PASSWORD as DEMO_ADMIN_PASSWORD
+from app.services.demo.seed import DEMO_ADMIN_EMAIL
+from app.services.demo.seed import DEMO_PASSWORD as DEMO_ADMIN_PASSWORD
 from tests.auth.conftest import Account, Accounts, AuditCounter, assert_error, bearer
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -14,7 +17,9 @@ from typer.testing import CliRunner
 
 from app.cli import cli
 from app.config import get_settings
-from app.services.demo import DEMO_PASSWORD
+from app.main import create_app
+from app.services.demo.seed import DEMO_PASSWORD
+from tests.conftest import lifespan_client
 
 
 @pytest.fixture
@@ -37,9 +42,10 @@ def test_upgrade_demo_and_create_admin(cli_database: str) -> None:
     assert first.exit_code == 0, first.output
     assert "Demo data created." in first.output
     assert DEMO_PASSWORD in first.output and "admin@metricis.local" in first.output
-    assert "access code" in first.output
+    assert "POST /api/consent/sign" in first.output
     second = runner.invoke(cli, ["demo"])
     assert second.exit_code == 0 and "already present" in second.output
+    assert printed_sign_in(second.output) != printed_sign_in(first.output)
 
     weak = runner.invoke(
         cli, ["create-admin", "--email", "ops@example.org", "--name", "Ops", "--password", "short"]
@@ -68,9 +74,38 @@ def test_upgrade_demo_and_create_admin(cli_database: str) -> None:
 
     rescored = runner.invoke(cli, ["rescore", "--study", "demo-2026-001"])
     assert rescored.exit_code == 0, rescored.output
-    assert "Rescored 0 tasks in 0 sessions" in rescored.output
+    assert "Rescored 3 tasks in 1 sessions" in rescored.output
     unknown = runner.invoke(cli, ["rescore", "--study", "NOPE-1"])
     assert unknown.exit_code == 1 and "No study" in unknown.output
+
+
+def printed_sign_in(output: str) -> dict[str, str]:
+    """The participant sign-in body `metricis demo` prints after POST .../api/auth/participant."""
+    found = re.search(r"/api/auth/participant (\{.*\})", output)
+    assert found is not None, output
+    body: dict[str, str] = json.loads(found.group(1))
+    return body
+
+
+async def test_every_demo_run_prints_an_access_code_that_signs_in(cli_database: str) -> None:
+    runner = CliRunner()
+    # The commands run their own event loop: off this test's loop, in a thread.
+    assert (await asyncio.to_thread(runner.invoke, cli, ["db", "upgrade"])).exit_code == 0
+    runs = [await asyncio.to_thread(runner.invoke, cli, ["demo"]) for _ in range(2)]
+    assert all(run.exit_code == 0 for run in runs), [run.output for run in runs]
+    first, second = (printed_sign_in(run.output) for run in runs)
+    assert first["study_code"] == second["study_code"] == "DEMO-2026-001"
+
+    async with lifespan_client(create_app(get_settings())) as client:
+        signed_in = await client.post("/api/auth/participant", json=second)
+        assert signed_in.status_code == 200, signed_in.text
+        token = {"Authorization": f"Bearer {signed_in.json()['access_token']}"}
+        manifest = await client.get("/api/sync/manifest", headers=token)
+        assert manifest.status_code == 200, manifest.text
+        assert len(manifest.json()["batteries"]) == 1
+        assert manifest.json()["consent"]["current_form"] is not None
+        replaced = await client.post("/api/auth/participant", json=first)
+        assert replaced.status_code == 401
 
 
 def test_demo_refused_in_production(cli_database: str, monkeypatch: pytest.MonkeyPatch) -> None:
