@@ -4,7 +4,8 @@ Most of what an operation can refuse follows from how the route is built, so it 
 rather than written on each route:
 
 - every operation: 422 (request validation, and the NUL/NaN guard that covers path and query);
-- an operation with a request body: 413 (the body size limit);
+- an operation with a request body: 400 (a body that cannot be parsed at all: not UTF-8, a broken
+  multipart upload) and 413 (the body size limit);
 - an operation with a path parameter: 404 (the id names nothing the caller can see, or is not a
   UUID at all);
 - an operation on a rate-limited path: 429;
@@ -30,6 +31,7 @@ from starlette.routing import BaseRoute
 from app.schemas.common import ErrorEnvelope
 
 ERROR_DESCRIPTIONS: dict[int, str] = {
+    400: "The body cannot be parsed at all (not UTF-8, a broken multipart upload)",
     401: "No token, or a token that is invalid, expired or revoked; or wrong credentials",
     403: "The caller is known but may not do this (`details` says what is missing)",
     404: "Not found, or not visible to the caller",
@@ -89,7 +91,7 @@ def derived_error_statuses(
     """The error statuses an operation can answer because of how its route is built."""
     statuses = {422}
     if "requestBody" in operation:
-        statuses.add(413)
+        statuses.update((400, 413))
     if any(parameter.get("in") == "path" for parameter in operation.get("parameters", ())):
         statuses.add(404)
     if rate_limited(path):
