@@ -118,7 +118,7 @@ async def login(
     return _login_response(outcome)
 
 
-@router.post("/2fa/verify", responses=error_responses(401))
+@router.post("/2fa/verify", responses=error_responses(401, 423))
 async def verify_mfa(
     body: MfaVerifyRequest,
     session: SessionDep,
