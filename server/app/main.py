@@ -17,12 +17,18 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
 
 from app import __version__
+from app.api.dependencies import ERRORS_BY_DEPENDENCY
 from app.api.docs import install_docs
 from app.api.errors import code_for_status, error_response
 from app.api.middleware.body_limit import BodySizeLimitMiddleware
-from app.api.middleware.rate_limit import RateLimiter, RateLimitMiddleware
+from app.api.middleware.rate_limit import (
+    RateLimiter,
+    RateLimitMiddleware,
+    is_rate_limited_path,
+)
 from app.api.middleware.request_context import RequestContextMiddleware
 from app.api.middleware.unstorable_values import UnstorableValueMiddleware
+from app.api.openapi import declare_error_responses, error_responses, publish_schema
 from app.api.routers import (
     assessments,
     audit,
@@ -45,7 +51,6 @@ from app.core.logging import configure_logging, get_logger
 from app.core.security import configure_password_hashing
 from app.db.session import create_engine, create_sessionmaker
 from app.schemas.assessments import SubmitRequest
-from app.schemas.common import ErrorEnvelope
 from app.services.session_store import create_session_store
 
 logger = get_logger(__name__)
@@ -189,19 +194,19 @@ def _install_exception_handlers(app: FastAPI) -> None:
 HAND_PARSED_BODIES: tuple[type[BaseModel], ...] = (SubmitRequest,)
 
 
-def _publish_hand_parsed_bodies(app: FastAPI) -> None:
+def _complete_openapi(app: FastAPI) -> None:
+    """Publish the hand-parsed bodies and declare every operation's error responses."""
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is not None:
             return app.openapi_schema
         document = generate()
-        schemas = document.setdefault("components", {}).setdefault("schemas", {})
         for model in HAND_PARSED_BODIES:
-            schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
-            for name, definition in schema.pop("$defs", {}).items():
-                schemas.setdefault(name, definition)
-            schemas.setdefault(model.__name__, schema)
+            publish_schema(document, model)
+        declare_error_responses(
+            document, app.routes, ERRORS_BY_DEPENDENCY, rate_limited=is_rate_limited_path
+        )
         app.openapi_schema = document
         return document
 
@@ -222,10 +227,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Served by install_docs with local assets instead of FastAPI's CDN-backed pages.
         docs_url=None,
         redoc_url=None,
-        responses={
-            422: {"model": ErrorEnvelope, "description": "Validation error"},
-            429: {"model": ErrorEnvelope, "description": "Rate limited"},
-        },
+        # In place of FastAPI's own 422 schema: request validation answers the error envelope.
+        responses=error_responses(422),
     )
     app.state.settings = settings
     # Created here rather than in the lifespan because the rate-limit middleware needs them;
@@ -279,6 +282,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     for router in routers:
         app.include_router(router, prefix="/api")
-    _publish_hand_parsed_bodies(app)
+    _complete_openapi(app)
     install_docs(app)
     return app

@@ -14,6 +14,7 @@ import asyncio
 import functools
 import os
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import asyncpg
@@ -24,10 +25,12 @@ from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from app.api.dependencies import get_db
+from app.api.routers.sync import get_item_sessionmaker
 from app.config import Environment, Settings
 from app.db import migrations
 from app.db.session import create_engine, transaction_scope
 from app.main import create_app
+from app.services.sync import ItemSessionFactory
 
 # One database per test run, dropped at the end, so runs side by side never share a schema.
 POSTGRES_URL = os.environ.get(
@@ -229,6 +232,23 @@ def app(settings: Settings, db_session: AsyncSession) -> FastAPI:
 
     application.dependency_overrides[get_db] = test_db
     return application
+
+
+def run_sync_items_in_test_session(app: FastAPI, db_session: AsyncSession) -> None:
+    """The batch sync endpoint opens one database session per item from `app.state.sessionmaker`,
+    which would neither see the test's uncommitted rows nor be rolled back with them. Every item
+    runs in the test's own session instead; that session joins the outer transaction with
+    savepoints, so each item's commit or rollback is a savepoint released or rolled back, and the
+    per-item isolation the endpoint promises is still what the tests exercise."""
+
+    @asynccontextmanager
+    async def test_session() -> AsyncIterator[AsyncSession]:
+        yield db_session
+
+    def item_sessions() -> ItemSessionFactory:
+        return test_session
+
+    app.dependency_overrides[get_item_sessionmaker] = item_sessions
 
 
 @pytest.fixture

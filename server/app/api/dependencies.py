@@ -224,3 +224,13 @@ async def get_storage(request: Request) -> LocalStorage:
 
 
 StorageDep = Annotated[LocalStorage, Depends(get_storage)]
+
+# What each dependency can refuse by itself, published on every operation that uses it, directly or
+# through another dependency (app/api/openapi.py): `Depends` carries no responses of its own.
+ERRORS_BY_DEPENDENCY: dict[Callable[..., object], tuple[int, ...]] = {
+    get_db: (503,),  # the database is unreachable
+    get_principal_allowing_password_change: (401, 403),  # 403: a participant token
+    get_current_principal: (403,),  # the temporary password must be changed first
+    get_any_principal: (401, 403),
+    get_current_participant: (403,),  # a staff token
+}

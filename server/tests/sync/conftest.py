@@ -1,10 +1,7 @@
 """Fixtures for the offline sync tests.
 
-`app` is the suite's application with one more override: the batch endpoint opens one database
-session per item from `app.state.sessionmaker`, which would not see the test's uncommitted rows.
-Here every item runs in the test's own session instead; that session joins the outer transaction
-with savepoints, so each item's commit or rollback is a savepoint released or rolled back, and
-the per-item isolation the endpoint promises is still what the tests exercise.
+`app` is the suite's application with every batch item run in the test's own session
+(`run_sync_items_in_test_session` in tests/conftest.py).
 """
 
 from __future__ import annotations
@@ -12,8 +9,6 @@ from __future__ import annotations
 import base64
 import io
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -24,7 +19,6 @@ from PIL import Image, ImageDraw
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.api.routers.sync import get_item_sessionmaker
 from app.config import Settings
 from app.core.clock import utcnow
 from app.models.assessment import AssessmentSession, TaskResult, Trial
@@ -32,8 +26,8 @@ from app.models.audit import AuditEvent
 from app.models.consent import ConsentForm, ConsentFormStatus, ConsentRecord
 from app.models.study import ConsentMode, Study
 from app.services.consent.forms import form_content_hash
-from app.services.sync import ItemSessionFactory
 from tests.assessments.conftest import World, build_world
+from tests.conftest import run_sync_items_in_test_session
 
 QUESTIONS: list[dict[str, Any]] = [
     {"id": "agree", "text": "I agree to take part", "type": "checkbox", "required": True},
@@ -43,14 +37,7 @@ ANSWERS: dict[str, Any] = {"agree": True}
 
 @pytest.fixture
 def app(app: FastAPI, db_session: AsyncSession) -> FastAPI:
-    @asynccontextmanager
-    async def test_session() -> AsyncIterator[AsyncSession]:
-        yield db_session
-
-    def item_sessions() -> ItemSessionFactory:
-        return test_session
-
-    app.dependency_overrides[get_item_sessionmaker] = item_sessions
+    run_sync_items_in_test_session(app, db_session)
     return app
 
 

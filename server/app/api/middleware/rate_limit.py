@@ -52,6 +52,11 @@ _PRINCIPAL_TOKEN_TYPES = {
 EXEMPT_PREFIXES = ("/api/health",)
 
 
+def is_rate_limited_path(path: str) -> bool:
+    """Whether requests to this path count against a rate limit (OPTIONS never does)."""
+    return path.startswith("/api") and not path.startswith(EXEMPT_PREFIXES)
+
+
 @dataclass(frozen=True, slots=True)
 class RateLimitDecision:
     allowed: bool
@@ -160,8 +165,7 @@ class RateLimitMiddleware:
         path: str = scope.get("path", "")
         if (
             scope["type"] != "http"
-            or not path.startswith("/api")
-            or path.startswith(EXEMPT_PREFIXES)
+            or not is_rate_limited_path(path)
             or scope["method"] == "OPTIONS"
         ):
             await self.app(scope, receive, send)

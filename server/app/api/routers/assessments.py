@@ -19,6 +19,7 @@ from app.api.dependencies import (
     SessionStoreDep,
     StorageDep,
 )
+from app.api.openapi import error_responses
 from app.core.clock import clock_offset_seconds, utcnow
 from app.core.errors import NotFoundError, ValidationFailedError
 from app.models.assessment import AssessmentSession, SessionStatus, TaskResult
@@ -78,7 +79,9 @@ def _session_read(
     )
 
 
-@router.post("/session/start", status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/session/start", status_code=status.HTTP_201_CREATED, responses=error_responses(404, 409)
+)
 async def start_session(
     body: SessionStartRequest,
     response: Response,
@@ -122,7 +125,7 @@ async def start_session(
     )
 
 
-@router.post("/session/end")
+@router.post("/session/end", responses=error_responses(404, 409))
 async def end_session(
     body: SessionEndRequest,
     principal: AnyPrincipal,
@@ -149,7 +152,7 @@ async def get_session(
     return _session_read(record, participant.participant_code, tasks)
 
 
-@router.get("/sessions")
+@router.get("/sessions", responses=error_responses(404))
 async def list_sessions(
     principal: AnyPrincipal,
     session: SessionDep,
@@ -214,7 +217,8 @@ _SUBMIT_BODY: dict[str, Any] = {
     status_code=status.HTTP_201_CREATED,
     openapi_extra=_SUBMIT_BODY,
     responses={
-        200: {"model": SubmitReceipt, "description": "An exact replay: the original receipt"}
+        200: {"model": SubmitReceipt, "description": "An exact replay: the original receipt"},
+        **error_responses(404, 409),
     },
 )
 async def submit(

@@ -6,6 +6,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from app.api.dependencies import AdminUser, CurrentUser, PageParamsDep, SessionDep
+from app.api.openapi import error_responses
 from app.models.audit import AuditCategory
 from app.schemas.audit import AuditEventRead, AuditVerificationRead
 from app.schemas.common import IsoDateTime, Page
@@ -15,7 +16,7 @@ from app.services.policy import audit_visible_studies
 router = APIRouter(prefix="/audit", tags=["audit"])
 
 
-@router.get("")
+@router.get("", responses=error_responses(404))
 async def list_audit_events(
     principal: CurrentUser,
     session: SessionDep,

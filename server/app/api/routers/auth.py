@@ -17,6 +17,7 @@ from app.api.dependencies import (
     SessionStoreDep,
     SettingsDep,
 )
+from app.api.openapi import error_responses
 from app.models.audit import ActorType
 from app.schemas.auth import (
     ChangePasswordRequest,
@@ -92,7 +93,7 @@ def _login_response(outcome: auth_service.LoginOutcome) -> LoginResponse:
 @router.post(
     "/login",
     openapi_extra=_LOGIN_BODY,
-    responses={200: {"model": LoginResponse | MfaRequiredResponse}},
+    responses={200: {"model": LoginResponse | MfaRequiredResponse}, **error_responses(401, 423)},
 )
 async def login(
     request: Request,
@@ -117,7 +118,7 @@ async def login(
     return _login_response(outcome)
 
 
-@router.post("/2fa/verify")
+@router.post("/2fa/verify", responses=error_responses(401, 423))
 async def verify_mfa(
     body: MfaVerifyRequest,
     session: SessionDep,
@@ -132,7 +133,7 @@ async def verify_mfa(
     return _login_response(outcome)
 
 
-@router.post("/refresh")
+@router.post("/refresh", responses=error_responses(401))
 async def refresh(
     body: RefreshRequest,
     session: SessionDep,
@@ -192,7 +193,7 @@ async def accept_terms(
     )
 
 
-@router.post("/register", status_code=status.HTTP_201_CREATED)
+@router.post("/register", status_code=status.HTTP_201_CREATED, responses=error_responses(409))
 async def register(
     body: RegisterRequest, _: AdminUser, session: SessionDep, context: ActorContextDep
 ) -> RegisterResponse:

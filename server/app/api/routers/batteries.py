@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, status
 
 from app.api.dependencies import ActorContextDep, CurrentUser, PageParamsDep, SessionDep
+from app.api.openapi import error_responses
 from app.models.battery import Battery, BatteryVersion
 from app.schemas.batteries import (
     BatteryCreate,
@@ -78,7 +79,7 @@ async def get_version_page_params(
     return PageParams(page=page, per_page=per_page, sort=sort, order=order)
 
 
-@router.get("")
+@router.get("", responses=error_responses(404))
 async def list_batteries(
     principal: CurrentUser,
     session: SessionDep,
@@ -96,7 +97,9 @@ async def list_batteries(
     )
 
 
-@router.post("", status_code=status.HTTP_201_CREATED)
+@router.post(
+    "", status_code=status.HTTP_201_CREATED, responses={**error_responses(404), **_CONFLICT}
+)
 async def create_battery(
     body: BatteryCreate, principal: CurrentUser, session: SessionDep, context: ActorContextDep
 ) -> BatteryRead:

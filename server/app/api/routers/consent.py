@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
 
@@ -15,6 +15,7 @@ from app.api.dependencies import (
     PageParamsDep,
     SessionDep,
 )
+from app.api.openapi import error_responses
 from app.models.consent import ConsentFormStatus
 from app.schemas.common import ErrorEnvelope, Page
 from app.schemas.consent import (
@@ -45,9 +46,7 @@ router = APIRouter(
     },
 )
 
-_CONFLICT: dict[int | str, dict[str, Any]] = {
-    409: {"model": ErrorEnvelope, "description": "Conflicts with the current state"}
-}
+_CONFLICT = error_responses(409)
 
 
 @router.get("/forms")
@@ -67,7 +66,7 @@ async def list_forms(
     )
 
 
-@router.post("/forms", status_code=status.HTTP_201_CREATED)
+@router.post("/forms", status_code=status.HTTP_201_CREATED, responses=_CONFLICT)
 async def create_form(
     body: ConsentFormCreate,
     principal: CurrentUser,

@@ -24,6 +24,7 @@ from app.api.dependencies import (
     SettingsDep,
     get_db,
 )
+from app.api.openapi import error_responses
 from app.config import Settings
 from app.core.logging import get_logger
 from app.core.security import FieldEncryptor
@@ -89,7 +90,7 @@ def _token_response(tokens: ParticipantTokens) -> ParticipantTokenResponse:
     )
 
 
-@router.post("/participant")
+@router.post("/participant", responses=error_responses(401, 423))
 async def participant_login(
     body: ParticipantLoginRequest,
     session: SessionDep,
@@ -148,7 +149,7 @@ async def _issue_and_send(
         await send_email(settings, to=message.to, subject=message.subject, text=message.text)
 
 
-@router.post("/magic-link/verify")
+@router.post("/magic-link/verify", responses=error_responses(401))
 async def verify_magic_link(
     body: MagicLinkVerifyRequest,
     session: SessionDep,

@@ -13,6 +13,7 @@ from app.api.dependencies import (
     SessionDep,
     SettingsDep,
 )
+from app.api.openapi import error_responses
 from app.core.security import FieldEncryptor
 from app.models.participant import Participant, ParticipantStatus
 from app.models.study import Study
@@ -68,7 +69,7 @@ def _fields(body: ParticipantCreate | ParticipantUpdate) -> service.ParticipantF
     )
 
 
-@router.get("")
+@router.get("", responses=error_responses(404))
 async def list_participants(
     principal: CurrentUser,
     session: SessionDep,
@@ -92,7 +93,7 @@ async def list_participants(
     )
 
 
-@router.post("", status_code=status.HTTP_201_CREATED)
+@router.post("", status_code=status.HTTP_201_CREATED, responses=error_responses(404, 409))
 async def create_participant(
     body: ParticipantCreate,
     principal: CurrentUser,
@@ -115,7 +116,7 @@ async def get_participant(
     return _read(participant, encryptor, access)
 
 
-@router.patch("/{participant_id:uuid}")
+@router.patch("/{participant_id:uuid}", responses=error_responses(409))
 async def update_participant(
     participant_id: uuid.UUID,
     body: ParticipantUpdate,
@@ -140,7 +141,7 @@ async def update_participant(
     return _read(participant, encryptor, access)
 
 
-@router.post("/{participant_id:uuid}/withdraw")
+@router.post("/{participant_id:uuid}/withdraw", responses=error_responses(409))
 async def withdraw_participant(
     participant_id: uuid.UUID,
     body: WithdrawRequest,
@@ -164,7 +165,11 @@ async def withdraw_participant(
     return _read(participant, encryptor, access)
 
 
-@router.post("/{participant_id:uuid}/access-code", status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/{participant_id:uuid}/access-code",
+    status_code=status.HTTP_201_CREATED,
+    responses=error_responses(409),
+)
 async def issue_access_code(
     participant_id: uuid.UUID,
     principal: CurrentUser,

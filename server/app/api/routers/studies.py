@@ -6,6 +6,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, status
 
 from app.api.dependencies import ActorContextDep, CurrentUser, PageParamsDep, SessionDep
+from app.api.openapi import error_responses
 from app.models.study import MemberRole, Site, Study, StudyMember, StudyRole, StudyStatus
 from app.models.user import User, UserRole
 from app.schemas.common import Page
@@ -71,7 +72,7 @@ async def list_studies(
     )
 
 
-@router.post("", status_code=status.HTTP_201_CREATED)
+@router.post("", status_code=status.HTTP_201_CREATED, responses=error_responses(409))
 async def create_study(
     body: StudyCreate, principal: CurrentUser, session: SessionDep, context: ActorContextDep
 ) -> StudyRead:
@@ -88,7 +89,7 @@ async def get_study(study_id: uuid.UUID, principal: CurrentUser, session: Sessio
     return _study_read(study, access.role, stats[study.id])
 
 
-@router.patch("/{study_id:uuid}")
+@router.patch("/{study_id:uuid}", responses=error_responses(409))
 async def update_study(
     study_id: uuid.UUID,
     body: StudyUpdate,
@@ -102,7 +103,7 @@ async def update_study(
     return _study_read(study, None, None)
 
 
-@router.post("/{study_id:uuid}/status")
+@router.post("/{study_id:uuid}/status", responses=error_responses(409))
 async def change_status(
     study_id: uuid.UUID,
     body: StudyStatusChange,
@@ -127,7 +128,9 @@ async def list_sites(
     ]
 
 
-@router.post("/{study_id:uuid}/sites", status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/{study_id:uuid}/sites", status_code=status.HTTP_201_CREATED, responses=error_responses(409)
+)
 async def create_site(
     study_id: uuid.UUID,
     body: SiteCreate,
@@ -169,7 +172,9 @@ async def list_members(
     return [_member_read(m, u) for m, u in await service.list_members(session, principal, study_id)]
 
 
-@router.post("/{study_id:uuid}/members", status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/{study_id:uuid}/members", status_code=status.HTTP_201_CREATED, responses=error_responses(409)
+)
 async def add_member(
     study_id: uuid.UUID,
     body: MemberCreate,
@@ -189,7 +194,7 @@ async def add_member(
     return _member_read(member, user)
 
 
-@router.patch("/{study_id:uuid}/members/{member_id:uuid}")
+@router.patch("/{study_id:uuid}/members/{member_id:uuid}", responses=error_responses(409))
 async def update_member(
     study_id: uuid.UUID,
     member_id: uuid.UUID,
@@ -211,7 +216,11 @@ async def update_member(
     return _member_read(member, user)
 
 
-@router.delete("/{study_id:uuid}/members/{member_id:uuid}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete(
+    "/{study_id:uuid}/members/{member_id:uuid}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=error_responses(409),
+)
 async def remove_member(
     study_id: uuid.UUID,
     member_id: uuid.UUID,

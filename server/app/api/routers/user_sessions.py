@@ -11,6 +11,7 @@ from app.api.dependencies import (
     SessionDep,
     SessionStoreDep,
 )
+from app.api.openapi import error_responses
 from app.schemas.auth import RevokedCount, UserSessionRead
 from app.schemas.common import Page
 from app.services import user_sessions as service
@@ -18,7 +19,7 @@ from app.services import user_sessions as service
 router = APIRouter(prefix="/user-sessions", tags=["user-sessions"])
 
 
-@router.get("")
+@router.get("", responses=error_responses(404))
 async def list_sessions(
     principal: CurrentUser,
     session: SessionDep,
