@@ -237,7 +237,7 @@ async def get_record(
 
 
 @router.get(
-    "/records/{record_id}/pdf",
+    "/records/{record_id:uuid}/pdf",
     response_class=Response,
     responses={200: {"content": {"application/pdf": {}}, "description": "The signed form"}},
 )
