@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeVar, TypeVarTuple
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Row, Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 from sqlalchemy.sql.elements import ColumnElement
@@ -14,17 +14,20 @@ from app.core.errors import ValidationFailedError
 from app.schemas.common import PageParams, Pagination
 
 RowT = TypeVar("RowT")
+ColumnsT = TypeVarTuple("ColumnsT")
+
+Sortable = Mapping[str, ColumnElement[Any] | InstrumentedAttribute[Any]]
 
 
-async def paginate(
+async def _page_statement(
     session: AsyncSession,
-    statement: Select[RowT],
+    statement: Select[*ColumnsT],
     params: PageParams,
     *,
-    sortable: Mapping[str, ColumnElement[Any] | InstrumentedAttribute[Any]],
+    sortable: Sortable,
     default_sort: str,
     tie_breaker: ColumnElement[Any] | InstrumentedAttribute[Any],
-) -> tuple[Sequence[RowT], Pagination]:
+) -> tuple[Select[*ColumnsT], Pagination]:
     sort_key = params.sort or default_sort
     if sort_key not in sortable:
         raise ValidationFailedError(
@@ -40,5 +43,50 @@ async def paginate(
     page_statement = (
         statement.order_by(ordering, tie_breaker).offset(params.offset).limit(params.per_page)
     )
+    return page_statement, Pagination.build(
+        page=params.page, per_page=params.per_page, total=total or 0
+    )
+
+
+async def paginate(
+    session: AsyncSession,
+    statement: Select[RowT],
+    params: PageParams,
+    *,
+    sortable: Sortable,
+    default_sort: str,
+    tie_breaker: ColumnElement[Any] | InstrumentedAttribute[Any],
+) -> tuple[Sequence[RowT], Pagination]:
+    """One page of a single-entity SELECT: the entities themselves."""
+    page_statement, pagination = await _page_statement(
+        session,
+        statement,
+        params,
+        sortable=sortable,
+        default_sort=default_sort,
+        tie_breaker=tie_breaker,
+    )
     rows: Sequence[RowT] = (await session.scalars(page_statement)).all()
-    return rows, Pagination.build(page=params.page, per_page=params.per_page, total=total or 0)
+    return rows, pagination
+
+
+async def paginate_rows(
+    session: AsyncSession,
+    statement: Select[*ColumnsT],
+    params: PageParams,
+    *,
+    sortable: Sortable,
+    default_sort: str,
+    tie_breaker: ColumnElement[Any] | InstrumentedAttribute[Any],
+) -> tuple[Sequence[Row[*ColumnsT]], Pagination]:
+    """One page of a SELECT of several entities or columns: whole rows."""
+    page_statement, pagination = await _page_statement(
+        session,
+        statement,
+        params,
+        sortable=sortable,
+        default_sort=default_sort,
+        tie_breaker=tie_breaker,
+    )
+    rows: Sequence[Row[*ColumnsT]] = (await session.execute(page_statement)).all()
+    return rows, pagination

@@ -20,7 +20,7 @@ from app.models.study import ConsentMode, MemberRole, Site, Study, StudyMember, 
 from app.models.user import User, UserStatus
 from app.schemas.common import PageParams, Pagination
 from app.services.audit import AuditContext, record_event
-from app.services.pagination import paginate
+from app.services.pagination import paginate, paginate_rows
 from app.services.participants import valid_timezone
 from app.services.policy import (
     Capability,
@@ -341,12 +341,17 @@ def site_snapshot(site: Site) -> dict[str, Any]:
 
 
 async def list_sites(
-    session: AsyncSession, principal: StaffPrincipal, study_id: uuid.UUID
-) -> Sequence[Site]:
+    session: AsyncSession, principal: StaffPrincipal, study_id: uuid.UUID, params: PageParams
+) -> tuple[Sequence[Site], Pagination]:
     await study_access(session, principal, study_id)
-    return (
-        await session.scalars(select(Site).where(Site.study_id == study_id).order_by(Site.code))
-    ).all()
+    return await paginate(
+        session,
+        select(Site).where(Site.study_id == study_id),
+        params,
+        sortable={"code": Site.code, "name": Site.name, "created_at": Site.created_at},
+        default_sort="code",
+        tie_breaker=Site.id,
+    )
 
 
 async def create_site(
@@ -429,16 +434,25 @@ def member_snapshot(member: StudyMember) -> dict[str, Any]:
 
 
 async def list_members(
-    session: AsyncSession, principal: StaffPrincipal, study_id: uuid.UUID
-) -> Sequence[tuple[StudyMember, User]]:
+    session: AsyncSession, principal: StaffPrincipal, study_id: uuid.UUID, params: PageParams
+) -> tuple[Sequence[tuple[StudyMember, User]], Pagination]:
     await study_access(session, principal, study_id)
-    rows = await session.execute(
+    rows, pagination = await paginate_rows(
+        session,
         select(StudyMember, User)
         .join(User, User.id == StudyMember.user_id)
-        .where(StudyMember.study_id == study_id)
-        .order_by(User.email)
+        .where(StudyMember.study_id == study_id),
+        params,
+        sortable={
+            "email": User.email,
+            "name": User.name,
+            "role": StudyMember.role,
+            "created_at": StudyMember.created_at,
+        },
+        default_sort="email",
+        tie_breaker=StudyMember.id,
     )
-    return [(member, user) for member, user in rows]
+    return [(member, user) for member, user in rows], pagination
 
 
 async def add_member(

@@ -37,7 +37,9 @@ async def test_researcher_creates_study_and_becomes_member(
     assert body["code"] == "NEURO-2024-001"
     assert body["status"] == "draft"
     members = await client.get(f"/api/studies/{body['id']}/members", headers=researcher.headers)
-    assert [(m["email"], m["role"]) for m in members.json()] == [(researcher.email, "researcher")]
+    assert [(m["email"], m["role"]) for m in members.json()["data"]] == [
+        (researcher.email, "researcher")
+    ]
     assert await events(db_session, "study.create") == 1
 
 
@@ -188,7 +190,7 @@ async def test_sites_and_members(client: httpx.AsyncClient, db_session: AsyncSes
     )
     assert refused.status_code == 403
     # The last researcher cannot be removed or demoted.
-    members = (await client.get(f"{base}/members", headers=researcher.headers)).json()
+    members = (await client.get(f"{base}/members", headers=researcher.headers)).json()["data"]
     own = next(m for m in members if m["role"] == "researcher")
     assert (
         await client.delete(f"{base}/members/{own['id']}", headers=researcher.headers)
@@ -248,3 +250,47 @@ async def test_list_carries_stats_scoped_to_site(
     site_view = (await client.get("/api/studies", headers=coordinator.headers)).json()
     assert site_view["data"][0]["stats"]["participants_total"] == 3
     assert site_view["data"][0]["stats"]["completion_rate"] == 0.0
+
+
+async def test_sites_and_members_are_paged_like_every_list(
+    client: httpx.AsyncClient, db_session: AsyncSession
+) -> None:
+    researcher = await factories.staff(db_session, client, UserRole.RESEARCHER)
+    study = await factories.study(db_session, code="PAGED-1")
+    await factories.member(db_session, study, researcher, MemberRole.RESEARCHER)
+    for code in ("NANTES", "LYON", "PARIS"):
+        await factories.site(db_session, study, code)
+    for _ in range(2):
+        colleague = await factories.staff(db_session, client, UserRole.READ_ONLY)
+        await factories.member(db_session, study, colleague, MemberRole.READ_ONLY)
+    base = f"/api/studies/{study.id}"
+
+    first = await client.get(f"{base}/sites?per_page=2", headers=researcher.headers)
+    assert first.status_code == 200, first.text
+    assert [s["code"] for s in first.json()["data"]] == ["LYON", "NANTES"]
+    assert first.json()["pagination"] == {
+        "page": 1,
+        "per_page": 2,
+        "total": 3,
+        "total_pages": 2,
+        "has_next": True,
+        "has_prev": False,
+    }
+    second = await client.get(f"{base}/sites?per_page=2&page=2", headers=researcher.headers)
+    assert [s["code"] for s in second.json()["data"]] == ["PARIS"]
+    by_name = await client.get(f"{base}/sites?sort=name&order=desc", headers=researcher.headers)
+    assert [s["name"] for s in by_name.json()["data"]] == ["PARIS", "NANTES", "LYON"]
+
+    members = await client.get(f"{base}/members?per_page=1", headers=researcher.headers)
+    assert members.status_code == 200, members.text
+    assert len(members.json()["data"]) == 1
+    assert members.json()["pagination"]["total"] == 3
+    by_role = await client.get(f"{base}/members?sort=role&per_page=100", headers=researcher.headers)
+    assert [m["role"] for m in by_role.json()["data"]] == ["read_only", "read_only", "researcher"]
+
+    for path in ("sites", "members"):
+        refused = await client.get(f"{base}/{path}?sort=timezone", headers=researcher.headers)
+        assert refused.status_code == 422
+        assert refused.json()["error"]["details"]["field"] == "sort"
+        too_many = await client.get(f"{base}/{path}?per_page=101", headers=researcher.headers)
+        assert too_many.status_code == 422

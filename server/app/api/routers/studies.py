@@ -120,12 +120,12 @@ async def change_status(
 
 @router.get("/{study_id:uuid}/sites")
 async def list_sites(
-    study_id: uuid.UUID, principal: CurrentUser, session: SessionDep
-) -> list[SiteRead]:
-    return [
-        SiteRead.model_validate(site)
-        for site in await service.list_sites(session, principal, study_id)
-    ]
+    study_id: uuid.UUID, principal: CurrentUser, session: SessionDep, page: PageParamsDep
+) -> Page[SiteRead]:
+    sites, pagination = await service.list_sites(session, principal, study_id, page)
+    return Page[SiteRead](
+        data=[SiteRead.model_validate(site) for site in sites], pagination=pagination
+    )
 
 
 @router.post(
@@ -167,9 +167,12 @@ async def update_site(
 
 @router.get("/{study_id:uuid}/members")
 async def list_members(
-    study_id: uuid.UUID, principal: CurrentUser, session: SessionDep
-) -> list[MemberRead]:
-    return [_member_read(m, u) for m, u in await service.list_members(session, principal, study_id)]
+    study_id: uuid.UUID, principal: CurrentUser, session: SessionDep, page: PageParamsDep
+) -> Page[MemberRead]:
+    members, pagination = await service.list_members(session, principal, study_id, page)
+    return Page[MemberRead](
+        data=[_member_read(member, user) for member, user in members], pagination=pagination
+    )
 
 
 @router.post(
