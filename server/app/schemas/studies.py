@@ -2,12 +2,12 @@ from __future__ import annotations
 
 import uuid
 from datetime import date, datetime
-from typing import Any
+from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
 from app.models.participant import ParticipantStatus
-from app.models.study import ConsentMode, MemberRole, StudyRole, StudyStatus
+from app.models.study import ConsentMode, MemberRole, Study, StudyRole, StudyStatus
 
 
 class StudyCreate(BaseModel):
@@ -57,7 +57,7 @@ class StudyStatsRead(BaseModel):
 
 
 class StudyRead(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
+    """A study as every route answers it (list, get, create, update, status change)."""
 
     id: uuid.UUID
     code: str
@@ -74,8 +74,16 @@ class StudyRead(BaseModel):
     redcap_enabled: bool
     created_at: datetime
     updated_at: datetime
-    my_role: StudyRole | None = None
-    stats: StudyStatsRead | None = None
+    my_role: StudyRole = Field(description="The caller's role here; `admin` for administrators")
+    stats: StudyStatsRead = Field(description="Counted within the caller's site if site-scoped")
+
+    @classmethod
+    def from_study(cls, study: Study, my_role: StudyRole, stats: StudyStatsRead) -> Self:
+        columns = {name: getattr(study, name) for name in _STUDY_COLUMNS}
+        return cls.model_validate({**columns, "my_role": my_role, "stats": stats})
+
+
+_STUDY_COLUMNS = tuple(name for name in StudyRead.model_fields if name not in ("my_role", "stats"))
 
 
 class SiteCreate(BaseModel):

@@ -16,8 +16,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.core.errors import ConflictError, NotFoundError, ValidationFailedError
 from app.models.audit import AuditCategory
 from app.models.participant import Participant, ParticipantStatus
-from app.models.study import ConsentMode, MemberRole, Site, Study, StudyMember, StudyStatus
-from app.models.user import User, UserStatus
+from app.models.study import (
+    ConsentMode,
+    MemberRole,
+    Site,
+    Study,
+    StudyMember,
+    StudyRole,
+    StudyStatus,
+)
+from app.models.user import User, UserRole, UserStatus
 from app.schemas.common import PageParams, Pagination
 from app.services.audit import AuditContext, record_event
 from app.services.pagination import paginate, paginate_rows
@@ -160,13 +168,11 @@ async def create_study(
     return study
 
 
-async def get_study(
-    session: AsyncSession, principal: StaffPrincipal, study_id: uuid.UUID
-) -> tuple[Study, StudyAccess]:
-    access = await study_access(session, principal, study_id)
+async def get_study(session: AsyncSession, principal: StaffPrincipal, study_id: uuid.UUID) -> Study:
+    await study_access(session, principal, study_id)
     study = await session.get(Study, study_id)
     assert study is not None
-    return study, access
+    return study
 
 
 async def list_studies(
@@ -246,6 +252,31 @@ async def study_stats(
             completion_rate=0.0,
         )
     return result
+
+
+@dataclass(frozen=True, slots=True)
+class StudyView:
+    """A study as every route answers it: with the caller's role in it and its statistics."""
+
+    study: Study
+    role: StudyRole
+    stats: StudyStats
+
+
+async def study_views(
+    session: AsyncSession, principal: StaffPrincipal, studies: Sequence[Study]
+) -> list[StudyView]:
+    """The read model of studies the caller can see, whichever route returns them."""
+    access = await member_study_access(session, principal)
+    stats = await study_stats(session, [study.id for study in studies], access)
+    return [
+        StudyView(
+            study=study,
+            role=access[study.id].role if access is not None else UserRole.ADMIN,
+            stats=stats[study.id],
+        )
+        for study in studies
+    ]
 
 
 async def update_study(

@@ -210,12 +210,14 @@ STUDY_PATCH = Route(
     "PATCH",
     S + "/{study_id}",
     lambda w, _: Call(f"{S}/{w.study_id}", json={"name": "Renamed study", "reason": "typo"}),
+    (study_view,),
 )
 STUDY_STATUS = Route(
     "study.status",
     "POST",
     S + "/{study_id}/status",
     lambda w, _: Call(f"{S}/{w.study_id}/status", json={"status": "active"}),
+    (study_view,),
 )
 SITES_LIST = Route(
     "sites.list", "GET", S + "/{study_id}/sites", lambda w, _: Call(f"{S}/{w.study_id}/sites")

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import uuid
+
 import httpx
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.models.audit import AuditEvent
-from app.models.study import MemberRole
+from app.models.study import MemberRole, Study
 from app.models.user import UserRole
 from tests import factories
 
@@ -294,3 +296,55 @@ async def test_sites_and_members_are_paged_like_every_list(
         assert refused.json()["error"]["details"]["field"] == "sort"
         too_many = await client.get(f"{base}/{path}?per_page=101", headers=researcher.headers)
         assert too_many.status_code == 422
+
+
+async def test_every_route_answers_the_same_study_read_model(
+    client: httpx.AsyncClient, db_session: AsyncSession
+) -> None:
+    researcher = await factories.staff(db_session, client, UserRole.RESEARCHER)
+    created = await client.post(
+        "/api/studies", headers=researcher.headers, json={"code": "SAME-1", "name": "Same"}
+    )
+    assert created.status_code == 201, created.text
+    study_id = created.json()["id"]
+    study = await db_session.get(Study, uuid.UUID(study_id))
+    assert study is not None
+    await factories.participant(db_session, study, "P1")
+    base = f"/api/studies/{study_id}"
+
+    answers = {
+        "create": created,
+        "get": await client.get(base, headers=researcher.headers),
+        "list": await client.get("/api/studies?q=SAME-1", headers=researcher.headers),
+        "patch": await client.patch(base, headers=researcher.headers, json={"name": "Renamed"}),
+        "status": await client.post(
+            f"{base}/status", headers=researcher.headers, json={"status": "active"}
+        ),
+    }
+    for route, response in answers.items():
+        assert response.status_code in (200, 201), (route, response.text)
+        body = response.json()
+        study_read = body["data"][0] if route == "list" else body
+        assert set(study_read) == set(created.json()), route
+        assert study_read["my_role"] == "researcher", route
+        expected_total = 0 if route == "create" else 1
+        assert study_read["stats"]["participants_total"] == expected_total, route
+    assert answers["status"].json()["status"] == "active"
+    assert answers["status"].json()["stats"]["participants_by_status"]["enrolled"] == 1
+
+
+async def test_administrators_see_their_role_as_admin_on_writes(
+    client: httpx.AsyncClient, db_session: AsyncSession
+) -> None:
+    admin = await factories.staff(db_session, client, UserRole.ADMIN)
+    created = await client.post(
+        "/api/studies", headers=admin.headers, json={"code": "ADM-1", "name": "A"}
+    )
+    assert created.json()["my_role"] == "admin"
+    moved = await client.post(
+        f"/api/studies/{created.json()['id']}/status",
+        headers=admin.headers,
+        json={"status": "active"},
+    )
+    assert moved.json()["my_role"] == "admin"
+    assert moved.json()["stats"]["participants_total"] == 0

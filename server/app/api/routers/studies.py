@@ -1,14 +1,16 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from typing import Annotated
 
 from fastapi import APIRouter, Query, status
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.api.dependencies import ActorContextDep, CurrentUser, PageParamsDep, SessionDep
 from app.api.openapi import error_responses
-from app.models.study import MemberRole, Site, Study, StudyMember, StudyRole, StudyStatus
-from app.models.user import User, UserRole
+from app.models.study import Site, Study, StudyMember, StudyStatus
+from app.models.user import User
 from app.schemas.common import Page
 from app.schemas.studies import (
     MemberCreate,
@@ -24,19 +26,18 @@ from app.schemas.studies import (
     StudyUpdate,
 )
 from app.services import studies as service
-from app.services.policy import member_study_access
+from app.services.principals import StaffPrincipal
 
 router = APIRouter(prefix="/studies", tags=["studies"])
 
 
-def _study_read(
-    study: Study, role: StudyRole | None, stats: service.StudyStats | None
-) -> StudyRead:
-    read = StudyRead.model_validate(study)
-    read.my_role = role
-    if stats is not None:
-        read.stats = StudyStatsRead.model_validate(stats)
-    return read
+async def _study_reads(
+    session: AsyncSession, principal: StaffPrincipal, studies: Sequence[Study]
+) -> list[StudyRead]:
+    return [
+        StudyRead.from_study(view.study, view.role, StudyStatsRead.model_validate(view.stats))
+        for view in await service.study_views(session, principal, studies)
+    ]
 
 
 def _member_read(member: StudyMember, user: User) -> MemberRead:
@@ -61,14 +62,8 @@ async def list_studies(
 ) -> Page[StudyRead]:
     """The studies the caller can see, each with participants by status and completion."""
     studies, pagination = await service.list_studies(session, principal, page, status=status, q=q)
-    access = await member_study_access(session, principal)
-    stats = await service.study_stats(session, [s.id for s in studies], access)
     return Page[StudyRead](
-        data=[
-            _study_read(s, access[s.id].role if access else UserRole.ADMIN, stats[s.id])
-            for s in studies
-        ],
-        pagination=pagination,
+        data=await _study_reads(session, principal, studies), pagination=pagination
     )
 
 
@@ -78,15 +73,13 @@ async def create_study(
 ) -> StudyRead:
     fields = service.StudyFields(**body.model_dump())
     study = await service.create_study(session, context, principal, fields)
-    creator_role: StudyRole = UserRole.ADMIN if principal.is_admin else MemberRole.RESEARCHER
-    return _study_read(study, creator_role, None)
+    return (await _study_reads(session, principal, [study]))[0]
 
 
 @router.get("/{study_id:uuid}")
 async def get_study(study_id: uuid.UUID, principal: CurrentUser, session: SessionDep) -> StudyRead:
-    study, access = await service.get_study(session, principal, study_id)
-    stats = await service.study_stats(session, [study.id], {study.id: access})
-    return _study_read(study, access.role, stats[study.id])
+    study = await service.get_study(session, principal, study_id)
+    return (await _study_reads(session, principal, [study]))[0]
 
 
 @router.patch("/{study_id:uuid}", responses=error_responses(409))
@@ -100,7 +93,7 @@ async def update_study(
     provided = body.model_fields_set - {"reason"}
     fields = service.StudyFields(**body.model_dump(exclude={"reason"}), provided=provided)
     study = await service.update_study(session, context, principal, study_id, fields, body.reason)
-    return _study_read(study, None, None)
+    return (await _study_reads(session, principal, [study]))[0]
 
 
 @router.post("/{study_id:uuid}/status", responses=error_responses(409))
@@ -115,7 +108,7 @@ async def change_status(
     study = await service.change_study_status(
         session, context, principal, study_id, body.status, body.reason
     )
-    return _study_read(study, None, None)
+    return (await _study_reads(session, principal, [study]))[0]
 
 
 @router.get("/{study_id:uuid}/sites")
