@@ -20,7 +20,7 @@ from app.core.security import FieldEncryptor, TokenType
 from app.db.session import transaction_scope
 from app.models.audit import ActorType
 from app.models.user import UserRole
-from app.schemas.common import PageParams, SortOrder
+from app.schemas.common import PageParams, Reference, SortOrder
 from app.services.audit import AuditContext
 from app.services.auth import (
     authenticate_access_token,
@@ -70,6 +70,15 @@ SessionDep = Annotated[AsyncSession, Depends(get_db, scope="function")]
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 SessionStoreDep = Annotated[SessionStore, Depends(get_session_store)]
 PageParamsDep = Annotated[PageParams, Depends(get_page_params)]
+
+# Query parameters naming a participant or a site the way a person types it (UUID or code).
+ParticipantQuery = Annotated[
+    Reference | None,
+    Query(description="The participant's UUID, or its code within the request's study"),
+]
+SiteQuery = Annotated[
+    Reference | None, Query(description="The site's UUID, or its code with study_id")
+]
 
 
 async def request_id(request: Request) -> str:

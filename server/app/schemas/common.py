@@ -6,7 +6,7 @@ import math
 import re
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import AwareDatetime, BaseModel, BeforeValidator, Field
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, Field, StringConstraints
 
 
 class ErrorDetail(BaseModel):
@@ -54,6 +54,10 @@ def _iso_8601_only(value: object) -> object:
 
 # Every date-time a client sends: an ISO 8601 string with an offset, nothing else.
 IsoDateTime = Annotated[AwareDatetime, BeforeValidator(_iso_8601_only)]
+
+# A participant or a site as a person names it in a body or a query: its UUID or its code
+# (docs/api-conventions.md, identifiers; resolved by app.services.references).
+Reference = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
 
 ItemT = TypeVar("ItemT")
 

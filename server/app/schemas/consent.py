@@ -10,6 +10,7 @@ from typing import Annotated, Any, Self
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from app.models.consent import ConsentFormStatus, ConsentRecord, SignerRole
+from app.schemas.common import Reference
 
 MAX_QUESTIONS = 100
 MAX_ANSWERS = MAX_QUESTIONS
@@ -105,8 +106,11 @@ class ConsentFormRead(BaseModel):
 
 
 class ConsentSignRequest(BaseModel):
-    # Optional for a participant token (its own); required for staff.
-    participant_id: uuid.UUID | None = None
+    participant_id: Reference | None = Field(
+        default=None,
+        description="The UUID, or the code within the form's study; a participant token may "
+        "leave it out, staff must give it",
+    )
     form_id: uuid.UUID
     signer_name: Text = Field(min_length=1, max_length=255)
     signer_role: SignerRole
@@ -117,7 +121,14 @@ class ConsentSignRequest(BaseModel):
 
 
 class ConsentWithdrawRequest(BaseModel):
-    participant_id: uuid.UUID | None = None
+    participant_id: Reference | None = Field(
+        default=None,
+        description="The UUID, or the code with study_id; a participant token may leave it "
+        "out, staff must give it",
+    )
+    study_id: uuid.UUID | None = Field(
+        default=None, description="The study a participant code is read in"
+    )
     reason: Text = Field(min_length=1, max_length=2000)
 
     @field_validator("reason")

@@ -6,6 +6,7 @@ from datetime import date, datetime
 from pydantic import BaseModel, EmailStr, Field
 
 from app.models.participant import ParticipantActor, ParticipantStatus, WithdrawalScope
+from app.schemas.common import Reference
 
 PARTICIPANT_CODE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 
@@ -13,7 +14,7 @@ PARTICIPANT_CODE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 class ParticipantCreate(BaseModel):
     study_id: uuid.UUID
     participant_id: str = Field(min_length=1, max_length=64, pattern=PARTICIPANT_CODE_PATTERN)
-    site_id: uuid.UUID | None = None
+    site_id: Reference | None = Field(default=None, description="The site's UUID or code")
     email: EmailStr | None = None
     phone: str | None = Field(default=None, max_length=32, pattern=r"^\+?[0-9 ()-]{4,32}$")
     enrollment_date: date | None = None
@@ -27,7 +28,7 @@ class ParticipantUpdate(BaseModel):
     participant_id: str | None = Field(
         default=None, min_length=1, max_length=64, pattern=PARTICIPANT_CODE_PATTERN
     )
-    site_id: uuid.UUID | None = None
+    site_id: Reference | None = Field(default=None, description="The site's UUID or code")
     email: EmailStr | None = None
     phone: str | None = Field(default=None, max_length=32, pattern=r"^\+?[0-9 ()-]{4,32}$")
     enrollment_date: date | None = None

@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
 from app.models.participant import ParticipantStatus
 from app.models.study import ConsentMode, MemberRole, Study, StudyRole, StudyStatus
+from app.schemas.common import Reference
 
 
 class StudyCreate(BaseModel):
@@ -110,12 +111,14 @@ class SiteRead(BaseModel):
 class MemberCreate(BaseModel):
     user_id: uuid.UUID
     role: MemberRole
-    site_id: uuid.UUID | None = None
+    site_id: Reference | None = Field(default=None, description="The site's UUID or code")
 
 
 class MemberUpdate(BaseModel):
     role: MemberRole | None = None
-    site_id: uuid.UUID | None = None
+    site_id: Reference | None = Field(
+        default=None, description="The site's UUID or code; null lifts the site scope"
+    )
 
 
 class MemberRead(BaseModel):

@@ -25,7 +25,7 @@ from app.models.consent import SignerRole
 from app.models.participant import ParticipantActor, ParticipantStatus
 from app.models.study import ConsentMode, StudyStatus
 from app.schemas.assessments import MAX_TRIALS_PER_REQUEST, TaskName, TrialIn, TrialList
-from app.schemas.common import IsoDateTime
+from app.schemas.common import IsoDateTime, Reference
 from app.schemas.consent import MAX_ANSWERS, ConsentQuestion, Text
 from app.schemas.modules import ModuleRead
 
@@ -123,11 +123,10 @@ class SessionItem(BaseModel):
     type: Literal["session"]
     id: ClientItemId
     session_id: uuid.UUID = Field(description="The client-generated session id")
-    participant_id: str | None = Field(
+    participant_id: Reference | None = Field(
         default=None,
-        min_length=1,
-        max_length=64,
-        description="UUID or study code; a participant token may leave it out",
+        description="UUID, or code within the battery's study; a participant token may leave "
+        "it out",
     )
     battery_id: uuid.UUID
     battery_version: int = Field(ge=1)
@@ -160,7 +159,10 @@ class ConsentItem(BaseModel):
 
     type: Literal["consent"]
     id: ClientItemId
-    participant_id: uuid.UUID | None = None
+    participant_id: Reference | None = Field(
+        default=None,
+        description="UUID, or code within the form's study; a participant token may leave it out",
+    )
     form_id: uuid.UUID
     signer_name: Text = Field(min_length=1, max_length=255)
     signer_role: SignerRole

@@ -31,7 +31,7 @@ from app.schemas.common import PageParams, Pagination
 from app.services.audit import AuditContext, record_event
 from app.services.batteries import get_battery_version
 from app.services.consent.gate import consent_gate
-from app.services.participants import participant_for_principal
+from app.services.participants import participant_for_principal, resolve_participant
 from app.services.policy import Capability, member_study_access, study_access
 from app.services.principals import ParticipantPrincipal, Principal, StaffPrincipal
 from app.services.session_store import SessionStore, SessionStoreUnavailableError
@@ -57,27 +57,6 @@ def live_key(session_id: uuid.UUID) -> str:
     return f"live-session:{session_id}"
 
 
-async def _participant_named(
-    session: AsyncSession, principal: Principal, reference: str, study_id: uuid.UUID
-) -> Participant:
-    """The participant named by UUID or by study code, as far as the caller may start sessions
-    for it."""
-    try:
-        participant_id = uuid.UUID(reference)
-    except ValueError:
-        named = await session.scalar(
-            select(Participant).where(
-                Participant.study_id == study_id, Participant.participant_code == reference
-            )
-        )
-        if named is None:
-            raise NotFoundError("Participant not found") from None
-        participant_id = named.id
-    return await participant_for_principal(
-        session, principal, participant_id, Capability.EDIT_PARTICIPANTS
-    )
-
-
 async def start_session(
     session: AsyncSession,
     store: SessionStore,
@@ -99,8 +78,8 @@ async def start_session(
     if participant_ref is None:
         # A participant token naming no one means itself; staff must name the participant and
         # hear so (422) before anything else is looked up.
-        participant = await participant_for_principal(
-            session, principal, None, Capability.EDIT_PARTICIPANTS
+        participant = await resolve_participant(
+            session, principal, None, Capability.EDIT_PARTICIPANTS, study_id=None
         )
     battery = await session.get(Battery, battery_id)
     if battery is None:
@@ -110,11 +89,13 @@ async def start_session(
     elif battery.study_id != principal.study_id:
         raise NotFoundError("Battery not found")
     if participant_ref is not None:
-        participant = await _participant_named(
-            session, principal, participant_ref, battery.study_id
+        participant = await resolve_participant(
+            session,
+            principal,
+            participant_ref,
+            Capability.EDIT_PARTICIPANTS,
+            study_id=battery.study_id,
         )
-    if participant.study_id != battery.study_id:
-        raise NotFoundError("Battery not found")
 
     if session_id is not None:
         existing = await session.get(AssessmentSession, session_id)

@@ -39,6 +39,7 @@ from app.services.audit import AuditContext, record_event
 from app.services.participants import email_index, valid_timezone
 from app.services.policy import Capability, StudyAccess, study_access
 from app.services.principals import StaffPrincipal
+from app.services.references import match_site
 
 IMPORT_COLUMNS: tuple[str, ...] = (
     "participant_id",
@@ -265,18 +266,14 @@ def _header(cells: list[str]) -> tuple[str, ...]:
 class _StudyRules:
     study: Study
     access: StudyAccess
-    sites_by_code: dict[str, Site]
-    sites_by_folded_code: dict[str, list[Site]]
+    sites: Sequence[Site]
     sites_by_id: dict[uuid.UUID, Site]
     languages: dict[str, str]  # case-folded -> the study's spelling
     existing_codes: frozenset[str]
     today: date
 
-    def site(self, code: str) -> Site | None:
-        if code in self.sites_by_code:
-            return self.sites_by_code[code]
-        matches = self.sites_by_folded_code.get(code.casefold(), [])
-        return matches[0] if len(matches) == 1 else None
+    def site(self, reference: str) -> Site | None:
+        return match_site(self.sites, reference)
 
 
 def _validate(record: CsvRecord, rules: _StudyRules, first_row_of: dict[str, int]) -> ImportRow:
@@ -306,10 +303,10 @@ def _validate(record: CsvRecord, rules: _StudyRules, first_row_of: dict[str, int
 
     scope_site = rules.sites_by_id.get(rules.access.site_id) if rules.access.site_id else None
     site: Site | None = scope_site
-    if site_code := cells.get("site", ""):
-        site = rules.site(site_code)
+    if site_reference := cells.get("site", ""):
+        site = rules.site(site_reference)
         if site is None:
-            error("site", f"Unknown site '{site_code}' for this study")
+            error("site", f"Unknown site '{site_reference}' for this study")
         elif rules.access.site_id is not None and site.id != rules.access.site_id:
             error("site", "You can only enroll participants at your own site")
 
@@ -388,9 +385,6 @@ async def _study_rules(session: AsyncSession, access: StudyAccess) -> _StudyRule
     study = await session.get(Study, access.study_id)
     assert study is not None  # study_access found it
     sites = (await session.scalars(select(Site).where(Site.study_id == study.id))).all()
-    by_folded: dict[str, list[Site]] = {}
-    for site in sites:
-        by_folded.setdefault(site.code.casefold(), []).append(site)
     # One query for the duplicate check: every code of the study (no bind-parameter limits).
     existing = await session.scalars(
         select(Participant.participant_code).where(Participant.study_id == study.id)
@@ -398,8 +392,7 @@ async def _study_rules(session: AsyncSession, access: StudyAccess) -> _StudyRule
     return _StudyRules(
         study=study,
         access=access,
-        sites_by_code={site.code: site for site in sites},
-        sites_by_folded_code=by_folded,
+        sites=sites,
         sites_by_id={site.id: site for site in sites},
         languages={lang.casefold(): lang for lang in study.supported_languages or []},
         existing_codes=frozenset(existing.all()),

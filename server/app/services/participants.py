@@ -41,6 +41,16 @@ from app.services.participant_auth import (
 )
 from app.services.policy import Capability, StudyAccess, member_study_access, study_access
 from app.services.principals import ParticipantPrincipal, Principal, StaffPrincipal
+from app.services.references import (
+    as_uuid,
+    code_without_study,
+    find_participant,
+    find_site,
+    names_participant,
+    resolve_site,
+    unknown_participant,
+    unknown_site,
+)
 
 
 def email_index(settings: Settings, email: str) -> str:
@@ -125,17 +135,10 @@ def _field_error(field: str, message: str) -> ValidationFailedError:
     )
 
 
-async def _site_in_study(session: AsyncSession, study_id: uuid.UUID, site_id: uuid.UUID) -> Site:
-    site = await session.get(Site, site_id)
-    if site is None or site.study_id != study_id:
-        raise _field_error("site_id", "The site does not belong to this study")
-    return site
-
-
 @dataclass(slots=True)
 class ParticipantFields:
     participant_code: str | None = None
-    site_id: uuid.UUID | None = None
+    site: str | None = None  # the site's UUID or code
     email: str | None = None
     phone: str | None = None
     enrollment_date: date | None = None
@@ -160,10 +163,14 @@ async def create_participant(
     assert study is not None
     if not fields.participant_code:
         raise _field_error("participant_id", "The participant code is required")
-    site_id = fields.site_id if fields.site_id is not None else access.site_id
-    if access.site_id is not None and site_id != access.site_id:
-        raise _field_error("site_id", "You can only enroll participants at your own site")
-    site = await _site_in_study(session, study_id, site_id) if site_id else None
+    site: Site | None
+    if fields.site is not None:
+        site = await resolve_site(session, study_id, fields.site)
+        if access.site_id is not None and site.id != access.site_id:
+            raise _field_error("site_id", "You can only enroll participants at your own site")
+    else:
+        # A site-scoped member who names no site enrolls at their own.
+        site = await session.get(Site, access.site_id) if access.site_id else None
     language = fields.language or (study.supported_languages or ["en"])[0]
     if language not in (study.supported_languages or []):
         raise _field_error("language", f"'{language}' is not one of the study's languages")
@@ -177,7 +184,7 @@ async def create_participant(
         id=uuid.uuid4(),
         study_id=study_id,
         participant_code=fields.participant_code,
-        site_id=site_id,
+        site_id=site.id if site else None,
         status=status,
         actor=fields.actor or ParticipantActor.PATIENT,
         language=language,
@@ -242,16 +249,23 @@ async def get_participant(
 ) -> tuple[Participant, StudyAccess]:
     """The participant if the caller's study role and site let them see it; 404 otherwise."""
     participant = await session.get(Participant, participant_id)
-    if participant is None:
-        raise NotFoundError("Participant not found")
-    try:
-        access = await study_access(session, principal, participant.study_id)
-    except NotFoundError:
-        raise NotFoundError("Participant not found") from None
-    if not access.sees_site(participant.site_id):
+    access = await _visible_to(session, principal, participant) if participant else None
+    if participant is None or access is None:
         raise NotFoundError("Participant not found")
     access.require(capability)
     return participant, access
+
+
+async def _visible_to(
+    session: AsyncSession, principal: StaffPrincipal, participant: Participant
+) -> StudyAccess | None:
+    """The caller's access to the participant's study, or None when the participant is hidden
+    from them (another study, or another site for a site-scoped member)."""
+    try:
+        access = await study_access(session, principal, participant.study_id)
+    except NotFoundError:
+        return None
+    return access if access.sees_site(participant.site_id) else None
 
 
 async def list_participants(
@@ -261,9 +275,10 @@ async def list_participants(
     *,
     study_id: uuid.UUID | None,
     status: ParticipantStatus | None,
-    site_id: uuid.UUID | None,
+    site: str | None,
     q: str | None,
 ) -> tuple[Sequence[Participant], Pagination, dict[uuid.UUID, StudyAccess] | None]:
+    """`site` is the site's UUID or, with `study_id`, its code."""
     statement = select(Participant)
     memberships = await member_study_access(session, principal)
     if study_id is not None:
@@ -282,8 +297,13 @@ async def list_participants(
         statement = statement.where(or_(*visible))
     if status is not None:
         statement = statement.where(Participant.status == status)
-    if site_id is not None:
-        statement = statement.where(Participant.site_id == site_id)
+    if site is not None:
+        if study_id is None and as_uuid(site) is None:
+            raise code_without_study("site_id", "site")
+        site_row = await find_site(session, site, study_id)
+        if site_row is None or (memberships is not None and site_row.study_id not in memberships):
+            raise unknown_site()
+        statement = statement.where(Participant.site_id == site_row.id)
     if q:
         statement = statement.where(Participant.participant_code.ilike(f"%{q.strip()}%"))
     rows, pagination = await paginate(
@@ -334,11 +354,15 @@ async def update_participant(
             )
         participant.participant_code = fields.participant_code
     if "site_id" in provided:
-        if access.site_id is not None and fields.site_id != access.site_id:
+        site = (
+            await resolve_site(session, participant.study_id, fields.site)
+            if fields.site is not None
+            else None
+        )
+        site_id = site.id if site else None
+        if access.site_id is not None and site_id != access.site_id:
             raise _field_error("site_id", "You can only assign participants to your own site")
-        if fields.site_id is not None:
-            await _site_in_study(session, participant.study_id, fields.site_id)
-        participant.site_id = fields.site_id
+        participant.site_id = site_id
     if "language" in provided and fields.language is not None:
         if fields.language not in (study.supported_languages or []):
             raise _field_error(
@@ -521,21 +545,55 @@ async def issue_access_code(
 async def participant_for_principal(
     session: AsyncSession,
     principal: Principal,
-    participant_id: uuid.UUID | None,
+    participant_id: uuid.UUID,
+    capability: Capability,
+) -> Participant:
+    """The participant behind a stored id (a session's, a consent record's): a participant token
+    reaches only itself, staff what `get_participant` lets them; 404 otherwise, like a path id."""
+    if isinstance(principal, ParticipantPrincipal):
+        participant = await session.get(Participant, principal.participant_id)
+        if participant is None or participant_id != principal.participant_id:
+            raise NotFoundError("Participant not found")
+        return participant
+    found, _ = await get_participant(session, principal, participant_id, capability)
+    return found
+
+
+async def resolve_participant(
+    session: AsyncSession,
+    principal: Principal,
+    reference: str | None,
     capability: Capability,
     *,
-    field: str = "participant_id",
+    study_id: uuid.UUID | None,
 ) -> Participant:
-    """A participant token reaches only itself (another id is 404); staff must name the
-    participant and hold `capability` on it (invisible is 404, lacking the right 403)."""
+    """The participant a body or a query names: its UUID, or its code within `study_id` (the
+    study the request names, or a participant token's own).
+
+    A participant token names only itself and may leave the field out. Staff must name a
+    participant they can see and hold `capability` on it. A study the caller cannot see is
+    404; a reference matching no participant the caller can reach is 422 naming `field`, the
+    same whether the participant does not exist or is hidden; a missing capability is 403.
+    Errors name the field `participant_id`, as every body and query that takes one calls it.
+    """
     if isinstance(principal, ParticipantPrincipal):
-        if participant_id is not None and participant_id != principal.participant_id:
-            raise NotFoundError("Participant not found")
+        if study_id is not None and study_id != principal.study_id:
+            raise NotFoundError("Study not found")
         participant = await session.get(Participant, principal.participant_id)
         if participant is None:
             raise NotFoundError("Participant not found")
+        if reference is not None and not names_participant(participant, reference):
+            raise unknown_participant()
         return participant
-    if participant_id is None:
-        raise _field_error(field, "participant_id is required for staff")
-    found, _ = await get_participant(session, principal, participant_id, capability)
-    return found
+    if reference is None:
+        raise _field_error("participant_id", "participant_id is required for staff")
+    if study_id is not None:
+        await study_access(session, principal, study_id)
+    elif as_uuid(reference) is None:
+        raise code_without_study("participant_id", "participant")
+    participant = await find_participant(session, reference, study_id)
+    access = await _visible_to(session, principal, participant) if participant else None
+    if participant is None or access is None:
+        raise unknown_participant()
+    access.require(capability)
+    return participant

@@ -2,7 +2,8 @@
 
 Staff sign in with a password (and TOTP); participants with an access code or a magic link. A
 route that serves both takes a `Principal`; which participant such a caller may reach is decided
-by `app.services.participants.participant_for_principal`, the one function for that rule.
+in `app.services.participants`: `resolve_participant` for one a request names,
+`participant_for_principal` for one behind a stored id.
 """
 
 from __future__ import annotations

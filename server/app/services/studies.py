@@ -39,6 +39,7 @@ from app.services.policy import (
     study_access,
 )
 from app.services.principals import StaffPrincipal
+from app.services.references import resolve_site
 
 STUDY_CODE_PATTERN = re.compile(r"^[A-Z][A-Z0-9]{1,19}(-[A-Z0-9]{1,20}){0,4}$")
 SITE_CODE_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,49}$")
@@ -494,16 +495,14 @@ async def add_member(
     *,
     user_id: uuid.UUID,
     role: MemberRole,
-    site_id: uuid.UUID | None,
+    site: str | None,
 ) -> tuple[StudyMember, User]:
+    """`site` is the UUID or code of the site the membership is limited to."""
     await require_study_capability(session, principal, study_id, Capability.CONFIGURE_STUDY)
     user = await session.get(User, user_id)
     if user is None or user.status != UserStatus.ACTIVE:
         raise _invalid("user_id", "No active user with this id")
-    if site_id is not None:
-        site = await session.get(Site, site_id)
-        if site is None or site.study_id != study_id:
-            raise _invalid("site_id", "The site does not belong to this study")
+    site_id = (await resolve_site(session, study_id, site)).id if site is not None else None
     if await session.scalar(
         select(StudyMember.id).where(
             StudyMember.study_id == study_id, StudyMember.user_id == user_id
@@ -545,9 +544,10 @@ async def update_member(
     member_id: uuid.UUID,
     *,
     role: MemberRole | None,
-    site_id: uuid.UUID | None,
+    site: str | None,
     site_provided: bool,
 ) -> tuple[StudyMember, User]:
+    """`site` is the UUID or code of the site the membership is limited to; None lifts it."""
     await require_study_capability(session, principal, study_id, Capability.CONFIGURE_STUDY)
     member = await _member(session, study_id, member_id)
     before = member_snapshot(member)
@@ -555,11 +555,9 @@ async def update_member(
         await _keep_one_researcher(session, study_id, member, role)
         member.role = role
     if site_provided:
-        if site_id is not None:
-            site = await session.get(Site, site_id)
-            if site is None or site.study_id != study_id:
-                raise _invalid("site_id", "The site does not belong to this study")
-        member.site_id = site_id
+        member.site_id = (
+            (await resolve_site(session, study_id, site)).id if site is not None else None
+        )
     if member_snapshot(member) != before:
         await record_event(
             session,

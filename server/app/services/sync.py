@@ -54,10 +54,10 @@ from app.services.assessment_sessions import close_session, start_session
 from app.services.audit import AuditContext
 from app.services.batteries import get_battery_version
 from app.services.consent.gate import consent_state
-from app.services.consent.signing import SignatureInput, sign_consent
+from app.services.consent.signing import SignatureInput, sign_consent, signing_participant
 from app.services.local_storage import LocalStorage
 from app.services.modules import module_read
-from app.services.participants import participant_for_principal
+from app.services.participants import resolve_participant
 from app.services.policy import Capability
 from app.services.principals import Principal
 from app.services.session_store import SessionStore
@@ -92,11 +92,16 @@ def manifest_etag(content: SyncManifest) -> str:
 
 
 async def build_manifest(
-    session: AsyncSession, principal: Principal, participant_id: uuid.UUID | None
+    session: AsyncSession,
+    principal: Principal,
+    participant_ref: str | None,
+    study_id: uuid.UUID | None,
 ) -> Manifest:
-    """What the participant's device needs offline; only that participant's own data."""
-    participant = await participant_for_principal(
-        session, principal, participant_id, Capability.READ, field="query.participant_id"
+    """What the participant's device needs offline; only that participant's own data.
+
+    `participant_ref` is the UUID, or the code within `study_id`."""
+    participant = await resolve_participant(
+        session, principal, participant_ref, Capability.READ, study_id=study_id
     )
     state = await consent_state(session, participant)
     study = state.study
@@ -296,8 +301,8 @@ async def _replayed_signature(
 async def _apply_consent(
     session: AsyncSession, context: AuditContext, principal: Principal, item: ConsentItem
 ) -> _Applied:
-    participant = await participant_for_principal(
-        session, principal, item.participant_id, Capability.EDIT_PARTICIPANTS
+    participant, _ = await signing_participant(
+        session, principal, item.participant_id, item.form_id
     )
     existing = await _replayed_signature(session, participant.id, item)
     status = ItemStatus.DUPLICATE
@@ -307,7 +312,7 @@ async def _apply_consent(
             context,
             principal,
             SignatureInput(
-                participant_id=participant.id,
+                participant_ref=str(participant.id),
                 form_id=item.form_id,
                 signer_name=item.signer_name,
                 signer_role=item.signer_role,

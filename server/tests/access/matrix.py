@@ -11,9 +11,13 @@ and docs/roles.md (the capability matrix), with the routers' documented choices:
 - audit trail: admin, researcher; coordinator and read_only 403;
 - researcher of another study: 404 everywhere;
 - participant tokens: their own consent (status, sign, withdraw, records, PDF) and the published
-  forms of their study; another participant's consent is 404; staff-only routes answer
-  `STAFF_ONLY` (docs/consent.md and docs/batteries.md: staff-only routes refuse a valid
-  participant token with 403, details.reason STAFF_ONLY);
+  forms of their study; staff-only routes answer `STAFF_ONLY` (docs/consent.md and
+  docs/batteries.md: staff-only routes refuse a valid participant token with 403, details.reason
+  STAFF_ONLY);
+- a participant named in a body or a query (by UUID, or by code within a study) that the caller
+  cannot reach is 422 VALIDATION_ERROR naming `participant_id`, as for one that does not exist
+  (docs/api-conventions.md, identifiers); the study it is named in, when invisible, is 404; a
+  record reached by its path is 404;
 - no token: 401 everywhere.
 
 Every cell runs against the same starting state (the test rolls each request back), so writes
@@ -391,7 +395,10 @@ CONSENT_STATUS = Route(
     "consent.status",
     "GET",
     C + "/status",
-    lambda w, _: Call(C + "/status", params={"participant_id": str(w.target_id)}),
+    # By code within the study: the outsider cannot see the study (404).
+    lambda w, _: Call(
+        C + "/status", params={"participant_id": w.target_code, "study_id": str(w.study_id)}
+    ),
     (is_target,),
 )
 CONSENT_SIGN = Route(
@@ -400,8 +407,9 @@ CONSENT_SIGN = Route(
     C + "/sign",
     lambda w, _: Call(
         C + "/sign",
+        # By code within the form's study.
         json={
-            "participant_id": str(w.target_id),
+            "participant_id": w.target_code,
             "form_id": str(w.published_form_id),
             "signer_name": "Ada Lovelace",
             "signer_role": "participant",
@@ -422,6 +430,7 @@ RECORDS_BY_PARTICIPANT = Route(
     "consent.records(participant)",
     "GET",
     C + "/records",
+    # By UUID without a study: the outsider names a participant it cannot reach (422).
     lambda w, _: Call(C + "/records", params={"participant_id": str(w.target_id)}),
     (record_visibility,),
 )
@@ -495,10 +504,10 @@ MATRIX: tuple[Row, ...] = (
     row(FORM_PATCH,              200,  200,   403,   403,   403,   404,   X,     X,     401),
     row(FORM_PUBLISH,            200,  200,   403,   403,   403,   404,   X,     X,     401),
     row(FORM_DELETE,             204,  204,   403,   403,   403,   404,   X,     X,     401),
-    row(CONSENT_STATUS,          200,  200,   200,   404,   200,   404,   200,   404,   401),
-    row(CONSENT_SIGN,            201,  201,   201,   404,   403,   404,   201,   404,   401),
-    row(CONSENT_WITHDRAW,        200,  200,   200,   404,   403,   404,   200,   404,   401),
-    row(RECORDS_BY_PARTICIPANT,  200,  200,   200,   404,   200,   404,   200,   404,   401),
+    row(CONSENT_STATUS,          200,  200,   200,   422,   200,   404,   200,   422,   401),
+    row(CONSENT_SIGN,            201,  201,   201,   422,   403,   404,   201,   422,   401),
+    row(CONSENT_WITHDRAW,        200,  200,   200,   422,   403,   422,   200,   422,   401),
+    row(RECORDS_BY_PARTICIPANT,  200,  200,   200,   422,   200,   422,   200,   422,   401),
     row(RECORDS_BY_STUDY,        200,  200,   200,   200,   200,   404,   200,   200,   401),
     row(RECORD_GET,              200,  200,   200,   404,   200,   404,   200,   404,   401),
     row(RECORD_PDF,              200,  200,   200,   404,   200,   404,   200,   404,   401),
@@ -506,7 +515,12 @@ MATRIX: tuple[Row, ...] = (
     row(AUDIT_LIST_ALL,          200,  200,   403,   403,   403,   200,   X,     X,     401),
 )  # fmt: skip
 
-ERROR_CODES: Mapping[int, str] = {401: "UNAUTHORIZED", 403: "FORBIDDEN", 404: "NOT_FOUND"}
+ERROR_CODES: Mapping[int, str] = {
+    401: "UNAUTHORIZED",
+    403: "FORBIDDEN",
+    404: "NOT_FOUND",
+    422: "VALIDATION_ERROR",
+}
 
 
 def judge(row_: Row, world: World, principal: Principal, response: httpx.Response) -> list[str]:

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.models.assessment import TaskResult, Trial
 from app.models.audit import AuditEvent
 from app.models.participant import Participant, ParticipantStatus
+from tests import factories
 from tests.assessments.conftest import World, cpt_trials, simple_rt_trials
 
 
@@ -325,3 +326,64 @@ async def test_times_without_an_offset_are_refused(client: httpx.AsyncClient, wo
         {"trials": simple_rt_trials(), "client_time": "2026-11-20T10:00:00"},
     )
     assert response.status_code == 422
+
+
+async def test_sessions_name_participants_by_uuid_or_code_and_refuse_unknown_ones(
+    client: httpx.AsyncClient, db_session: AsyncSession, world: World
+) -> None:
+    other_study = await factories.study(db_session)
+    stranger = await factories.participant(db_session, other_study, "P001")
+    stranger_id = stranger.id
+
+    def refused_naming_participant(response: httpx.Response) -> None:
+        assert response.status_code == 422, response.text
+        assert response.json()["error"]["code"] == "VALIDATION_ERROR"
+        assert response.json()["error"]["details"]["errors"][0]["field"] == "participant_id"
+
+    # A code of no participant, a random UUID and another study's participant: the same 422.
+    for reference in ("P999", str(uuid.uuid4()), str(stranger_id)):
+        refused_naming_participant(
+            await client.post(
+                "/api/session/start",
+                headers=world.coordinator,
+                json={"participant_id": reference, "battery_id": str(world.battery_id)},
+            )
+        )
+    # A participant token names itself by UUID or code, and nobody else.
+    own_code = await start(client, world, participant_id="P001")
+    assert own_code.status_code == 201, own_code.text
+    refused_naming_participant(await start(client, world, participant_id="P002"))
+
+    await start(client, world, participant_id=str(world.participant_id))
+    listing = await client.get(
+        "/api/sessions",
+        headers=world.coordinator,
+        params={"study_id": str(world.study_id), "participant_id": "P001"},
+    )
+    assert listing.status_code == 200, listing.text
+    assert listing.json()["pagination"]["total"] == 2
+    assert {s["participant_code"] for s in listing.json()["data"]} == {"P001"}
+    by_uuid = await client.get(
+        "/api/sessions",
+        headers=world.coordinator,
+        params={"participant_id": str(world.participant_id)},
+    )
+    assert by_uuid.json()["pagination"]["total"] == 2
+    # A code is read within a study; a participant the caller cannot reach is 422, not [].
+    refused_naming_participant(
+        await client.get(
+            "/api/sessions", headers=world.coordinator, params={"participant_id": "P001"}
+        )
+    )
+    refused_naming_participant(
+        await client.get(
+            "/api/sessions",
+            headers=world.coordinator,
+            params={"participant_id": str(stranger_id)},
+        )
+    )
+    refused_naming_participant(
+        await client.get(
+            "/api/sessions", headers=world.other_participant, params={"participant_id": "P001"}
+        )
+    )

@@ -9,6 +9,7 @@ import uuid
 import zlib
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -166,36 +167,50 @@ async def test_participant_cannot_name_a_witness(world: ConsentWorld, box: Study
 async def test_participant_cannot_act_for_another_participant(
     world: ConsentWorld, box: StudyBox
 ) -> None:
+    """Naming another participant in a body or a query is the 422 of a participant that does
+    not exist; another participant's record by its path is 404."""
     form = await world.published_form(box)
     me = await world.participant(box)
     other = await world.participant(box)
     headers = await world.participant_headers(me)
-    body = world.sign_body(other, form)
-    assert_error(
-        await world.client.post("/api/consent/sign", json=body, headers=headers), 404, "NOT_FOUND"
+
+    def unknown_participant(response: httpx.Response) -> None:
+        details = assert_error(response, 422, "VALIDATION_ERROR")
+        assert [error["field"] for error in details["errors"]] == ["participant_id"]
+
+    unknown_participant(
+        await world.client.post(
+            "/api/consent/sign", json=world.sign_body(other, form), headers=headers
+        )
     )
-    assert_error(
-        await world.client.get(
-            "/api/consent/status", params={"participant_id": str(other.id)}, headers=headers
-        ),
-        404,
-    )
-    assert_error(
+    for reference in (str(other.id), other.code, str(uuid.uuid4())):
+        unknown_participant(
+            await world.client.get(
+                "/api/consent/status", params={"participant_id": reference}, headers=headers
+            )
+        )
+    unknown_participant(
         await world.client.post(
             "/api/consent/withdraw",
             json={"participant_id": str(other.id), "reason": "x"},
             headers=headers,
-        ),
-        404,
+        )
     )
     signed = await world.sign(other, form, box.coordinator.headers)
     record_id = signed.json()["id"]
     for path in (f"/api/consent/records/{record_id}", f"/api/consent/records/{record_id}/pdf"):
         assert_error(await world.client.get(path, headers=headers), 404)
-    listing = await world.client.get(
-        "/api/consent/records", params={"participant_id": str(other.id)}, headers=headers
+    unknown_participant(
+        await world.client.get(
+            "/api/consent/records", params={"participant_id": str(other.id)}, headers=headers
+        )
     )
-    assert_error(listing, 404)
+    # Its own code names it as well as its UUID.
+    own = await world.client.get(
+        "/api/consent/status", params={"participant_id": me.code}, headers=headers
+    )
+    assert own.status_code == 200, own.text
+    assert own.json()["participant_id"] == str(me.id)
 
 
 async def test_read_only_staff_cannot_sign(world: ConsentWorld, box: StudyBox) -> None:
@@ -227,11 +242,23 @@ async def test_staff_of_another_study_get_404(world: ConsentWorld, box: StudyBox
         f"/api/consent/records/{signed['id']}/pdf",
     ):
         assert_error(await world.client.get(path, headers=headers), 404)
+    # Named by UUID without a study, the participant is one the outsider cannot reach: 422,
+    # as for a participant that does not exist. Named within the study, the study is 404.
     assert_error(
         await world.client.get(
             "/api/consent/status", params={"participant_id": str(person.id)}, headers=headers
         ),
+        422,
+        "VALIDATION_ERROR",
+    )
+    assert_error(
+        await world.client.get(
+            "/api/consent/status",
+            params={"participant_id": person.code, "study_id": str(box.id)},
+            headers=headers,
+        ),
         404,
+        "NOT_FOUND",
     )
     # A participant of the outsider's own study cannot sign a form of this study.
     theirs = await world.participant(outsider)
@@ -248,7 +275,7 @@ async def test_site_scoped_coordinator_sees_only_their_site(
     here = await world.participant(box, site_id=north)
     there = await world.participant(box, site_id=south)
     assert (await world.sign(here, form, northern.headers)).status_code == 201
-    assert_error(await world.sign(there, form, northern.headers), 404)
+    assert_error(await world.sign(there, form, northern.headers), 422, "VALIDATION_ERROR")
     await world.sign(there, form, box.coordinator.headers)
     listing = await world.client.get(
         "/api/consent/records", params={"study_id": str(box.id)}, headers=northern.headers

@@ -131,7 +131,8 @@ async def test_a_batch_mixing_new_replayed_conflicting_and_invalid_items(
     assert items[3]["error"]["details"]["errors"][0]["field"] == "session.battery_id"
     assert items[3]["id"] == missing_battery["id"]
     assert items[4]["error"]["code"] == "VALIDATION_ERROR"
-    assert items[5]["error"]["code"] == "NOT_FOUND"
+    assert items[5]["error"]["code"] == "VALIDATION_ERROR"
+    assert items[5]["error"]["details"]["errors"][0]["field"] == "participant_id"
     assert items[6]["error"]["code"] == "CONFLICT"
     assert items[7]["id"] is None and items[7]["error"]["code"] == "VALIDATION_ERROR"
     assert items[8]["id"] == "r-1"
@@ -352,6 +353,24 @@ async def test_staff_sync_for_a_participant(
     )
     record = await db_session.get(AssessmentSession, uuid.UUID(named["session_id"]))
     assert record is not None and record.participant_id == world.participant_id
+
+
+async def test_staff_sync_a_signature_naming_the_participant_by_code(
+    client: httpx.AsyncClient, world: World, consent_form_id: uuid.UUID
+) -> None:
+    """A consent item reads the participant's code within the form's study; a code of nobody
+    there is rejected naming the field, as the online route answers it."""
+    by_code = {**consent_item(consent_form_id), "participant_id": "P002"}
+    unknown = {**consent_item(consent_form_id), "participant_id": "P404"}
+    response = await client.post(
+        "/api/sync", headers=world.coordinator, json={"items": [by_code, unknown]}
+    )
+    assert statuses(response) == ["accepted", "rejected"]
+    error = response.json()["items"][1]["error"]
+    assert error["code"] == "VALIDATION_ERROR"
+    assert error["details"]["errors"][0]["field"] == "participant_id"
+    status = await client.get("/api/consent/status", headers=world.other_participant)
+    assert status.json()["record_id"] == response.json()["items"][0]["result"]["record_id"]
 
 
 async def test_a_session_first_started_online_is_completed_by_sync(

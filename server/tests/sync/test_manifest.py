@@ -128,8 +128,9 @@ async def test_participant_cannot_fetch_another_participants_manifest(
         headers=world.participant,
         params={"participant_id": str(world.other_participant_id)},
     )
-    assert response.status_code == 404
-    assert response.json()["error"]["code"] == "NOT_FOUND"
+    assert response.status_code == 422
+    assert response.json()["error"]["code"] == "VALIDATION_ERROR"
+    assert response.json()["error"]["details"]["errors"][0]["field"] == "participant_id"
     own = await client.get(
         "/api/sync/manifest",
         headers=world.participant,
@@ -149,16 +150,23 @@ async def test_staff_read_a_participants_manifest(client: httpx.AsyncClient, wor
         headers=world.coordinator,
         params={"participant_id": str(uuid.uuid4())},
     )
-    assert unknown.status_code == 404
-    staff = await client.get(
-        "/api/sync/manifest",
-        headers=world.coordinator,
-        params={"participant_id": str(world.participant_id)},
+    assert unknown.status_code == 422
+    assert unknown.json()["error"]["details"]["errors"][0]["field"] == "participant_id"
+    # A code is read within a study: without study_id it names nobody.
+    code_alone = await client.get(
+        "/api/sync/manifest", headers=world.coordinator, params={"participant_id": "P001"}
     )
+    assert code_alone.status_code == 422
+    assert "study_id" in code_alone.json()["error"]["message"]
     own = await client.get("/api/sync/manifest", headers=world.participant)
-    assert staff.status_code == 200
-    assert staff.json() == own.json()
-    assert staff.headers["ETag"] == own.headers["ETag"]
+    for params in (
+        {"participant_id": str(world.participant_id)},
+        {"participant_id": "P001", "study_id": str(world.study_id)},
+    ):
+        staff = await client.get("/api/sync/manifest", headers=world.coordinator, params=params)
+        assert staff.status_code == 200, staff.text
+        assert staff.json() == own.json()
+        assert staff.headers["ETag"] == own.headers["ETag"]
 
 
 async def test_manifest_needs_authentication(client: httpx.AsyncClient, world: World) -> None:

@@ -15,6 +15,7 @@ from app.api.dependencies import (
     AnyPrincipal,
     CurrentUser,
     PageParamsDep,
+    ParticipantQuery,
     SessionDep,
     SessionStoreDep,
     StorageDep,
@@ -40,6 +41,7 @@ from app.schemas.assessments import (
 from app.schemas.common import IsoDateTime, Page
 from app.services import assessment_sessions as sessions_service
 from app.services import submissions as submissions_service
+from app.services.participants import resolve_participant
 from app.services.policy import Capability, require_study_capability
 
 router = APIRouter(tags=["assessments"])
@@ -158,17 +160,24 @@ async def list_sessions(
     session: SessionDep,
     page: PageParamsDep,
     study_id: uuid.UUID | None = None,
-    participant_id: uuid.UUID | None = None,
+    participant_id: ParticipantQuery = None,
     status: SessionStatus | None = None,
     start_date: IsoDateTime | None = None,
     end_date: IsoDateTime | None = None,
 ) -> Page[SessionRead]:
+    participant = (
+        await resolve_participant(
+            session, principal, participant_id, Capability.READ, study_id=study_id
+        )
+        if participant_id is not None
+        else None
+    )
     rows, pagination = await sessions_service.list_sessions(
         session,
         principal,
         page,
         study_id=study_id,
-        participant_id=participant_id,
+        participant_id=participant.id if participant else None,
         status=status,
         start_date=start_date,
         end_date=end_date,

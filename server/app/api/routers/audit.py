@@ -5,13 +5,20 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from app.api.dependencies import AdminUser, CurrentUser, PageParamsDep, SessionDep
+from app.api.dependencies import (
+    AdminUser,
+    CurrentUser,
+    PageParamsDep,
+    ParticipantQuery,
+    SessionDep,
+)
 from app.api.openapi import error_responses
 from app.models.audit import AuditCategory
 from app.schemas.audit import AuditEventRead, AuditVerificationRead
 from app.schemas.common import IsoDateTime, Page
 from app.services import audit as audit_service
-from app.services.policy import audit_visible_studies
+from app.services.participants import resolve_participant
+from app.services.policy import Capability, audit_visible_studies
 
 router = APIRouter(prefix="/audit", tags=["audit"])
 
@@ -22,7 +29,7 @@ async def list_audit_events(
     session: SessionDep,
     page: PageParamsDep,
     study_id: uuid.UUID | None = None,
-    participant_id: uuid.UUID | None = None,
+    participant_id: ParticipantQuery = None,
     category: AuditCategory | None = None,
     actor_id: Annotated[str | None, Query(max_length=64)] = None,
     action: Annotated[str | None, Query(max_length=64)] = None,
@@ -35,11 +42,18 @@ async def list_audit_events(
     includes the audit trail (docs/roles.md, capabilities). A study filter the caller cannot see
     answers 404, one where their role lacks the audit trail 403."""
     visible = await audit_visible_studies(session, principal, study_id)
+    participant = (
+        await resolve_participant(
+            session, principal, participant_id, Capability.READ, study_id=study_id
+        )
+        if participant_id is not None
+        else None
+    )
     events, pagination = await audit_service.list_events(
         session,
         page,
         study_id=study_id,
-        participant_id=participant_id,
+        participant_id=participant.id if participant else None,
         category=category,
         actor_id=actor_id,
         action=action,

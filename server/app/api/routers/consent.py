@@ -13,6 +13,7 @@ from app.api.dependencies import (
     AnyPrincipal,
     CurrentUser,
     PageParamsDep,
+    ParticipantQuery,
     SessionDep,
 )
 from app.api.openapi import error_responses
@@ -143,10 +144,13 @@ async def publish_form(
 
 @router.get("/status")
 async def consent_status(
-    principal: AnyPrincipal, session: SessionDep, participant_id: uuid.UUID | None = None
+    principal: AnyPrincipal,
+    session: SessionDep,
+    participant_id: ParticipantQuery = None,
+    study_id: uuid.UUID | None = None,
 ) -> ConsentStatusRead:
     """The participant's consent: a participant token reads its own, staff need READ."""
-    state = await gate_service.get_consent_status(session, principal, participant_id)
+    state = await gate_service.get_consent_status(session, principal, participant_id, study_id)
     record = state.active_record
     return ConsentStatusRead(
         participant_id=state.participant.id,
@@ -181,7 +185,7 @@ async def sign(
         context,
         principal,
         signing_service.SignatureInput(
-            participant_id=body.participant_id,
+            participant_ref=body.participant_id,
             form_id=body.form_id,
             signer_name=body.signer_name,
             signer_role=body.signer_role,
@@ -201,7 +205,12 @@ async def withdraw(
     context: AnyActorContextDep,
 ) -> ConsentWithdrawalRead:
     withdrawal = await signing_service.withdraw_consent(
-        session, context, principal, participant_id=body.participant_id, reason=body.reason
+        session,
+        context,
+        principal,
+        participant_ref=body.participant_id,
+        study_id=body.study_id,
+        reason=body.reason,
     )
     return ConsentWithdrawalRead(
         participant_id=withdrawal.participant.id,
@@ -216,11 +225,11 @@ async def list_records(
     principal: AnyPrincipal,
     session: SessionDep,
     page: PageParamsDep,
-    participant_id: uuid.UUID | None = None,
+    participant_id: ParticipantQuery = None,
     study_id: uuid.UUID | None = None,
 ) -> Page[ConsentRecordRead]:
     records, pagination = await records_service.list_records(
-        session, principal, page, participant_id=participant_id, study_id=study_id
+        session, principal, page, participant_ref=participant_id, study_id=study_id
     )
     return Page[ConsentRecordRead](
         data=[ConsentRecordRead.from_record(record) for record in records],

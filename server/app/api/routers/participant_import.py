@@ -58,7 +58,7 @@ async def import_participants(
 ) -> ImportReportRead:
     """Check every row of the file; create all the participants, or none when a row is invalid.
 
-    `participant_id` is required; `site` is a site code; `enrollment_date` is YYYY-MM-DD;
+    `participant_id` is required; `site` is a site code or UUID; `enrollment_date` is YYYY-MM-DD;
     `status` is screened, enrolled or completed; `actor` is patient or caregiver.
     """
     # One byte over the limit is enough to refuse, without reading a larger file into memory.

@@ -12,6 +12,7 @@ from app.api.dependencies import (
     PageParamsDep,
     SessionDep,
     SettingsDep,
+    SiteQuery,
 )
 from app.api.openapi import error_responses
 from app.core.security import FieldEncryptor
@@ -58,7 +59,7 @@ def _read(
 def _fields(body: ParticipantCreate | ParticipantUpdate) -> service.ParticipantFields:
     return service.ParticipantFields(
         participant_code=body.participant_id,
-        site_id=body.site_id,
+        site=body.site_id,
         email=str(body.email) if body.email else None,
         phone=body.phone,
         enrollment_date=body.enrollment_date,
@@ -77,11 +78,11 @@ async def list_participants(
     page: PageParamsDep,
     study_id: uuid.UUID | None = None,
     status: ParticipantStatus | None = None,
-    site_id: uuid.UUID | None = None,
+    site_id: SiteQuery = None,
     q: Annotated[str | None, Query(max_length=64, description="Participant code contains")] = None,
 ) -> Page[ParticipantRead]:
     rows, pagination, access = await service.list_participants(
-        session, principal, page, study_id=study_id, status=status, site_id=site_id, q=q
+        session, principal, page, study_id=study_id, status=status, site=site_id, q=q
     )
     # `access` is None for administrators, who see every contact detail.
     return Page[ParticipantRead](

@@ -185,7 +185,7 @@ async def add_member(
         study_id,
         user_id=body.user_id,
         role=body.role,
-        site_id=body.site_id,
+        site=body.site_id,
     )
     return _member_read(member, user)
 
@@ -206,7 +206,7 @@ async def update_member(
         study_id,
         member_id,
         role=body.role,
-        site_id=body.site_id,
+        site=body.site_id,
         site_provided="site_id" in body.model_fields_set,
     )
     return _member_read(member, user)

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.api.dependencies import (
     AnyActorContextDep,
     AnyPrincipal,
+    ParticipantQuery,
     SessionDep,
     SessionStoreDep,
     StorageDep,
@@ -43,12 +44,13 @@ async def manifest(
     response: Response,
     principal: AnyPrincipal,
     session: SessionDep,
-    participant_id: uuid.UUID | None = None,
+    participant_id: ParticipantQuery = None,
+    study_id: uuid.UUID | None = None,
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> SyncManifest | Response:
     """What a device needs to work offline: a participant token reads its own; staff give
-    `participant_id`."""
-    built = await sync_service.build_manifest(session, principal, participant_id)
+    `participant_id` (the UUID, or the code with `study_id`)."""
+    built = await sync_service.build_manifest(session, principal, participant_id, study_id)
     headers = {"ETag": built.etag, "Cache-Control": "private, no-cache"}
     if sync_service.etag_matches(if_none_match, built.etag):
         return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers=headers)

@@ -20,7 +20,7 @@ from app.models.consent import ConsentForm, ConsentRecord, SignerRole
 from app.models.participant import Participant
 from app.models.study import ConsentMode, Study
 from app.services.consent.forms import current_form
-from app.services.participants import participant_for_principal
+from app.services.participants import resolve_participant
 from app.services.policy import Capability
 from app.services.principals import Principal
 
@@ -149,9 +149,13 @@ async def consent_gate(session: AsyncSession, participant: Participant) -> Conse
 
 
 async def get_consent_status(
-    session: AsyncSession, principal: Principal, participant_id: uuid.UUID | None
+    session: AsyncSession,
+    principal: Principal,
+    participant_ref: str | None,
+    study_id: uuid.UUID | None,
 ) -> ConsentState:
-    participant = await participant_for_principal(
-        session, principal, participant_id, Capability.READ
+    """`participant_ref` is the UUID, or the code within `study_id`."""
+    participant = await resolve_participant(
+        session, principal, participant_ref, Capability.READ, study_id=study_id
     )
     return await consent_state(session, participant)

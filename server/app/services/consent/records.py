@@ -23,7 +23,7 @@ from app.schemas.common import PageParams, Pagination
 from app.services.consent.errors import field_error
 from app.services.consent.signatures import stored_signature_image
 from app.services.pagination import paginate
-from app.services.participants import participant_for_principal
+from app.services.participants import participant_for_principal, resolve_participant
 from app.services.policy import Capability, require_study_capability
 from app.services.principals import ParticipantPrincipal, Principal, StaffPrincipal
 
@@ -33,13 +33,15 @@ async def list_records(
     principal: Principal,
     params: PageParams,
     *,
-    participant_id: uuid.UUID | None,
+    participant_ref: str | None,
     study_id: uuid.UUID | None,
 ) -> tuple[Sequence[ConsentRecord], Pagination]:
+    """One participant's records (`participant_ref`: the UUID, or the code within `study_id`),
+    or the records of a study."""
     statement = select(ConsentRecord)
-    if isinstance(principal, ParticipantPrincipal) or participant_id is not None:
-        participant = await participant_for_principal(
-            session, principal, participant_id, Capability.READ
+    if isinstance(principal, ParticipantPrincipal) or participant_ref is not None:
+        participant = await resolve_participant(
+            session, principal, participant_ref, Capability.READ, study_id=study_id
         )
         statement = statement.where(ConsentRecord.participant_id == participant.id)
     elif study_id is not None:

@@ -27,7 +27,7 @@ from app.services.consent.errors import field_error
 from app.services.consent.forms import published_form
 from app.services.consent.gate import CONSENTING_ROLES
 from app.services.consent.signatures import SignatureImage, parse_signature_image
-from app.services.participants import participant_for_principal
+from app.services.participants import resolve_participant
 from app.services.policy import Capability
 from app.services.principals import Principal, StaffPrincipal
 
@@ -175,7 +175,7 @@ async def _active_records(
 
 @dataclass(frozen=True, slots=True)
 class SignatureInput:
-    participant_id: uuid.UUID | None
+    participant_ref: str | None  # the UUID or the code; a participant token may leave it out
     form_id: uuid.UUID
     signer_name: str
     signer_role: SignerRole
@@ -185,14 +185,27 @@ class SignatureInput:
     device_signed_at: datetime | None = None
 
 
+async def signing_participant(
+    session: AsyncSession, principal: Principal, participant_ref: str | None, form_id: uuid.UUID
+) -> tuple[Participant, ConsentForm]:
+    """The participant a signature is for, named within the study of the form to sign."""
+    form = await session.get(ConsentForm, form_id)
+    if form is None:
+        raise NotFoundError("Consent form not found")
+    participant = await resolve_participant(
+        session, principal, participant_ref, Capability.EDIT_PARTICIPANTS, study_id=form.study_id
+    )
+    return participant, form
+
+
 async def sign_consent(
     session: AsyncSession,
     context: AuditContext,
     principal: Principal,
     signature: SignatureInput,
 ) -> ConsentRecord:
-    participant = await participant_for_principal(
-        session, principal, signature.participant_id, Capability.EDIT_PARTICIPANTS
+    participant, form = await signing_participant(
+        session, principal, signature.participant_ref, signature.form_id
     )
     # Serialises signatures and withdrawals of one participant.
     await session.refresh(participant, with_for_update=True)
@@ -211,9 +224,6 @@ async def sign_consent(
             "This study does not record consent in Metricis",
             details={"consent_mode": study.consent_mode},
         )
-    form = await session.get(ConsentForm, signature.form_id)
-    if form is None or form.study_id != participant.study_id:
-        raise NotFoundError("Consent form not found")
     if form.status != ConsentFormStatus.PUBLISHED or form.content_hash is None:
         published = await published_form(session, form.study_id, form.language)
         raise ConflictError(
@@ -299,11 +309,14 @@ async def withdraw_consent(
     context: AuditContext,
     principal: Principal,
     *,
-    participant_id: uuid.UUID | None,
+    participant_ref: str | None,
+    study_id: uuid.UUID | None,
     reason: str,
 ) -> Withdrawal:
-    participant = await participant_for_principal(
-        session, principal, participant_id, Capability.EDIT_PARTICIPANTS
+    """`participant_ref` is the UUID, or the code within `study_id` (a participant token's own
+    study when left out)."""
+    participant = await resolve_participant(
+        session, principal, participant_ref, Capability.EDIT_PARTICIPANTS, study_id=study_id
     )
     await session.refresh(participant, with_for_update=True)
     active = await _active_records(session, participant.id)

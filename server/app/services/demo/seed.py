@@ -156,7 +156,7 @@ async def _create_study(
         study.id,
         user_id=users[UserRole.COORDINATOR].id,
         role=MemberRole.COORDINATOR,
-        site_id=paris.id,
+        site=paris.code,
     )
     await studies.add_member(
         session,
@@ -165,7 +165,7 @@ async def _create_study(
         study.id,
         user_id=users[UserRole.READ_ONLY].id,
         role=MemberRole.READ_ONLY,
-        site_id=None,
+        site=None,
     )
     await studies.change_study_status(
         session, context, principal, study.id, StudyStatus.ACTIVE, "demo"
@@ -180,7 +180,7 @@ async def _create_study(
             study.id,
             participants.ParticipantFields(
                 participant_code=f"P{index:03d}",
-                site_id=paris.id,
+                site=paris.code,
                 email=f"participant{index}@example.org",
                 actor=ParticipantActor.CAREGIVER if index == 5 else ParticipantActor.PATIENT,
                 status=ParticipantStatus.SCREENED if index == 4 else ParticipantStatus.ENROLLED,
@@ -277,7 +277,7 @@ async def _ensure_completed_visit(
         context,
         principal,
         signing.SignatureInput(
-            participant_id=participant.id,
+            participant_ref=str(participant.id),
             form_id=form.id,
             signer_name=COMPLETED_SIGNER_NAME,
             signer_role=SignerRole.PARTICIPANT,
