@@ -96,6 +96,12 @@ async def start_session(
             Capability.EDIT_PARTICIPANTS,
             study_id=battery.study_id,
         )
+    if visit_id is not None:
+        # Visits come with schedules, which are not built yet: no id can name one.
+        raise ValidationFailedError(
+            "No visit has this id: visits do not exist yet",
+            details={"errors": [{"field": "visit_id", "message": "No visit has this id"}]},
+        )
 
     if session_id is not None:
         existing = await session.get(AssessmentSession, session_id)

@@ -9,7 +9,7 @@ import httpx
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.models.assessment import TaskResult, Trial
+from app.models.assessment import AssessmentSession, TaskResult, Trial
 from app.models.audit import AuditEvent
 from app.models.participant import Participant, ParticipantStatus
 from tests import factories
@@ -387,3 +387,25 @@ async def test_sessions_name_participants_by_uuid_or_code_and_refuse_unknown_one
             "/api/sessions", headers=world.other_participant, params={"participant_id": "P001"}
         )
     )
+
+
+async def test_a_visit_id_is_refused_until_visits_exist(
+    client: httpx.AsyncClient, db_session: AsyncSession, world: World
+) -> None:
+    before = await count(db_session, AssessmentSession)
+    for headers in (world.participant, world.coordinator):
+        response = await client.post(
+            "/api/session/start",
+            headers=headers,
+            json={
+                "participant_id": "P001",
+                "battery_id": str(world.battery_id),
+                "visit_id": str(uuid.uuid4()),
+            },
+        )
+        assert response.status_code == 422, response.text
+        error = response.json()["error"]
+        assert error["code"] == "VALIDATION_ERROR"
+        assert [e["field"] for e in error["details"]["errors"]] == ["visit_id"]
+    assert await count(db_session, AssessmentSession) == before
+    assert (await start(client, world, visit_id=None)).status_code == 201

@@ -373,6 +373,21 @@ async def test_staff_sync_a_signature_naming_the_participant_by_code(
     assert status.json()["record_id"] == response.json()["items"][0]["result"]["record_id"]
 
 
+async def test_a_session_item_with_a_visit_id_is_rejected_until_visits_exist(
+    client: httpx.AsyncClient, world: World, db_session: AsyncSession
+) -> None:
+    with_visit = session_item(world, visit_id=str(uuid.uuid4()))
+    before = await counts(db_session)
+    response = await client.post(
+        "/api/sync", headers=world.participant, json={"items": [with_visit, session_item(world)]}
+    )
+    assert statuses(response) == ["rejected", "accepted"]
+    error = response.json()["items"][0]["error"]
+    assert error["code"] == "VALIDATION_ERROR"
+    assert error["details"]["errors"][0]["field"] == "visit_id"
+    assert (await counts(db_session))["sessions"] == before["sessions"] + 1
+
+
 async def test_a_session_first_started_online_is_completed_by_sync(
     client: httpx.AsyncClient, world: World
 ) -> None:
