@@ -178,7 +178,11 @@ class SessionRead(BaseModel):
     expires_at: datetime
     ended_at: datetime | None
     clock_offset_seconds: float | None
-    tasks: list[TaskResultRead] | None = None
+    tasks: list[TaskResultRead] | None = Field(
+        default=None,
+        description="The task results: always in GET /session/{id}, in GET /sessions with "
+        "`include=tasks`; null otherwise",
+    )
 
 
 class RescoreResponse(BaseModel):

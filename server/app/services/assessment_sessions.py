@@ -279,13 +279,24 @@ async def close_session(
 
 
 async def task_results(session: AsyncSession, session_id: uuid.UUID) -> Sequence[TaskResult]:
-    return (
-        await session.scalars(
+    return (await task_results_of(session, [session_id]))[session_id]
+
+
+async def task_results_of(
+    session: AsyncSession, session_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, list[TaskResult]]:
+    """Each session's task results in the order they were accepted, in one query for them all
+    (a page of the sessions list embeds them without a query per session)."""
+    results: dict[uuid.UUID, list[TaskResult]] = {session_id: [] for session_id in session_ids}
+    if session_ids:
+        rows = await session.scalars(
             select(TaskResult)
-            .where(TaskResult.session_id == session_id)
+            .where(TaskResult.session_id.in_(list(session_ids)))
             .order_by(TaskResult.accepted_at, TaskResult.task)
         )
-    ).all()
+        for result in rows:
+            results[result.session_id].append(result)
+    return results
 
 
 async def list_sessions(

@@ -6,8 +6,8 @@ import uuid
 from pathlib import Path
 
 import httpx
-from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import event, func, select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from app.models.assessment import AssessmentSession, TaskResult, Trial
 from app.models.audit import AuditEvent
@@ -409,3 +409,63 @@ async def test_a_visit_id_is_refused_until_visits_exist(
         assert [e["field"] for e in error["details"]["errors"]] == ["visit_id"]
     assert await count(db_session, AssessmentSession) == before
     assert (await start(client, world, visit_id=None)).status_code == 201
+
+
+async def test_the_sessions_list_embeds_task_results_in_one_query_per_page(
+    client: httpx.AsyncClient, db_connection: AsyncConnection, world: World
+) -> None:
+    for day in range(3):
+        session_id = (await start(client, world)).json()["session_id"]
+        stored = await submit(
+            client,
+            world.participant,
+            session_id,
+            {"trials": simple_rt_trials(base=300.0 + day)},
+        )
+        assert stored.status_code == 201, stored.text
+    await start(client, world)  # a session without data yet: an empty list of tasks
+
+    statements: list[str] = []
+
+    def remember(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        statements.append(statement)
+
+    async def listing(**params: str) -> httpx.Response:
+        statements.clear()
+        event.listen(db_connection.sync_connection, "before_cursor_execute", remember)
+        try:
+            return await client.get(
+                "/api/sessions",
+                headers=world.researcher,
+                params={"study_id": str(world.study_id), **params},
+            )
+        finally:
+            event.remove(db_connection.sync_connection, "before_cursor_execute", remember)
+
+    plain = await listing()
+    assert [item["tasks"] for item in plain.json()["data"]] == [None] * 4
+
+    one = await listing(include="tasks", per_page="1")
+    queries_for_one = len(statements)
+    page = await listing(include="tasks", per_page="4")
+    assert page.status_code == 200, page.text
+    # The same number of queries whatever the page holds, one of them for the task results.
+    assert len(statements) == queries_for_one
+    assert sum("task_results" in statement for statement in statements) == 1
+    assert len(one.json()["data"]) == 1
+
+    items = page.json()["data"]
+    assert sorted(len(item["tasks"]) for item in items) == [0, 1, 1, 1]
+    with_data = next(item for item in items if item["tasks"])
+    scored = with_data["tasks"][0]
+    assert scored["task"] == "simple-rt"
+    assert scored["scorer_version"] and scored["scores"]
+    assert isinstance(scored["flags"], list)
+    detail = await client.get(f"/api/session/{with_data['id']}", headers=world.researcher)
+    assert detail.json()["tasks"] == with_data["tasks"]
+
+    unknown = await client.get(
+        "/api/sessions", headers=world.researcher, params={"include": "trials"}
+    )
+    assert unknown.status_code == 422
+    assert unknown.json()["error"]["details"]["errors"][0]["field"] == "query.include"

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Header, Request, Response, status
+from fastapi import APIRouter, Header, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
@@ -164,7 +164,13 @@ async def list_sessions(
     status: SessionStatus | None = None,
     start_date: IsoDateTime | None = None,
     end_date: IsoDateTime | None = None,
+    include: Annotated[
+        Literal["tasks"] | None,
+        Query(description="`tasks`: embed each session's task results (scores, flags, scorer)"),
+    ] = None,
 ) -> Page[SessionRead]:
+    """Sessions the caller may see; `include=tasks` fills `tasks` as `GET /session/{id}` does,
+    with one more query for the whole page."""
     participant = (
         await resolve_participant(
             session, principal, participant_id, Capability.READ, study_id=study_id
@@ -182,8 +188,14 @@ async def list_sessions(
         start_date=start_date,
         end_date=end_date,
     )
+    tasks = (
+        await sessions_service.task_results_of(session, [record.id for record, _ in rows])
+        if include == "tasks"
+        else {}
+    )
     return Page[SessionRead](
-        data=[_session_read(record, code) for record, code in rows], pagination=pagination
+        data=[_session_read(record, code, tasks.get(record.id)) for record, code in rows],
+        pagination=pagination,
     )
 
 
