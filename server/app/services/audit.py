@@ -16,12 +16,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.elements import ColumnElement
 
 from app.core.clock import utcnow
 from app.core.json_values import normalize_json, to_json_value
 from app.models.audit import GENESIS_HASH, ActorType, AuditCategory, AuditChainHead, AuditEvent
+from app.models.participant import Participant
 from app.schemas.common import PageParams, Pagination
 from app.services.pagination import paginate
 
@@ -230,6 +232,18 @@ async def verify_chain(session: AsyncSession) -> ChainVerification:
     )
 
 
+def _scope_condition(study_id: uuid.UUID, site_id: uuid.UUID | None) -> ColumnElement[bool]:
+    in_study = AuditEvent.study_id == study_id
+    if site_id is None:
+        return in_study
+    of_the_site = select(Participant.id).where(
+        Participant.study_id == study_id, Participant.site_id == site_id
+    )
+    return in_study & or_(
+        AuditEvent.participant_id.is_(None), AuditEvent.participant_id.in_(of_the_site)
+    )
+
+
 async def list_events(
     session: AsyncSession,
     params: PageParams,
@@ -241,12 +255,15 @@ async def list_events(
     action: str | None = None,
     occurred_from: datetime | None = None,
     occurred_to: datetime | None = None,
-    visible_studies: Sequence[uuid.UUID] | None = None,
+    scopes: Mapping[uuid.UUID, uuid.UUID | None] | None = None,
 ) -> tuple[Sequence[AuditEvent], Pagination]:
-    """`visible_studies` None: every event (administrators); else only those studies' events."""
+    """`scopes` None: every event (administrators). Else the events of those studies (study →
+    site): within a site-scoped study, those about no participant or about one of that site."""
     statement = select(AuditEvent)
-    if visible_studies is not None:
-        statement = statement.where(AuditEvent.study_id.in_(list(visible_studies)))
+    if scopes is not None:
+        statement = statement.where(
+            or_(*(_scope_condition(study, site) for study, site in scopes.items()))
+        )
     if study_id is not None:
         statement = statement.where(AuditEvent.study_id == study_id)
     if participant_id is not None:

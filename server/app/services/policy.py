@@ -26,6 +26,7 @@ class Capability(StrEnum):
     EDIT_PARTICIPANTS = "edit_participants"
     CONFIGURE_STUDY = "configure_study"
     EXPORT = "export"
+    AUDIT = "audit"
 
 
 _CAPABILITIES: dict[StudyRole, frozenset[Capability]] = {
@@ -115,29 +116,30 @@ def require_study_creator(principal: StaffPrincipal) -> None:
         )
 
 
-async def audit_visible_studies(
+async def audit_scopes(
     session: AsyncSession, principal: StaffPrincipal, study_id: uuid.UUID | None
-) -> list[uuid.UUID] | None:
-    """Studies whose audit trail the caller may read; None means all (administrators).
-
-    The audit trail goes with the export capability (docs/roles.md, capabilities).
-    """
+) -> dict[uuid.UUID, uuid.UUID | None] | None:
+    """Whose audit events the caller may read: study → the member's site (None: the whole
+    study); None means every event (administrators). Needs the audit capability
+    (docs/roles.md, the audit trail): a `study_id` the caller cannot see is 404, one where
+    their role lacks it 403, and without `study_id` 403 when no study grants it."""
     if principal.is_admin:
         if study_id is not None:
             await study_access(session, principal, study_id)
-            return [study_id]
+            return {study_id: None}
         return None
     memberships = await member_study_access(session, principal) or {}
-    allowed = [sid for sid, access in memberships.items() if access.can(Capability.EXPORT)]
     if study_id is not None:
         if study_id not in memberships:
             raise NotFoundError("Study not found")
-        if study_id not in allowed:
-            memberships[study_id].require(Capability.EXPORT)
-        return [study_id]
+        memberships[study_id].require(Capability.AUDIT)
+        return {study_id: memberships[study_id].site_id}
+    allowed = {
+        sid: access.site_id for sid, access in memberships.items() if access.can(Capability.AUDIT)
+    }
     if not allowed:
         raise ForbiddenError(
             "Your roles do not include reading the audit trail",
-            details={"required": Capability.EXPORT.value},
+            details={"required": Capability.AUDIT.value},
         )
     return allowed

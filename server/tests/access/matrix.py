@@ -8,7 +8,7 @@ and docs/roles.md (the capability matrix), with the routers' documented choices:
 - contact details: masked for read_only;
 - create/edit participants, record consent: admin, researcher, coordinator; read_only 403;
 - study configuration (study, sites, members, consent forms): admin, researcher; others 403;
-- audit trail: admin, researcher; coordinator and read_only 403;
+- audit trail (the `audit` capability): admin, researcher; coordinator and read_only 403;
 - researcher of another study: 404 everywhere;
 - participant tokens: their own consent (status, sign, withdraw, records, PDF) and the published
   forms of their study; staff-only routes answer `STAFF_ONLY` (docs/consent.md and

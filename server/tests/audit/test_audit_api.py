@@ -48,3 +48,97 @@ async def test_the_participant_filter_takes_a_uuid_or_a_code_within_the_study(
         refused = await client.get("/api/audit", headers=researcher.headers, params=params)
         assert refused.status_code == 422, refused.text
         assert refused.json()["error"]["details"]["errors"][0]["field"] == "participant_id"
+
+
+async def test_the_audit_capability_decides_who_reads_a_studys_trail(
+    client: httpx.AsyncClient, db_session: AsyncSession
+) -> None:
+    study = await factories.study(db_session)
+    other_study = await factories.study(db_session)
+    researcher = await factories.staff(db_session, client, UserRole.RESEARCHER)
+    await factories.member(db_session, study, researcher, MemberRole.RESEARCHER)
+    outsider = await factories.staff(db_session, client, UserRole.RESEARCHER)
+    await factories.member(db_session, other_study, outsider, MemberRole.RESEARCHER)
+    lesser: dict[MemberRole, factories.Staff] = {}
+    for role in (MemberRole.COORDINATOR, MemberRole.READ_ONLY):
+        member = await factories.staff(db_session, client, UserRole(role.value))
+        await factories.member(db_session, study, member, role)
+        lesser[role] = member
+    study_id, other_study_id = study.id, other_study.id
+    for study_ref in (study_id, other_study_id):
+        created = await client.post(
+            f"/api/studies/{study_ref}/sites",
+            headers=(researcher if study_ref == study_id else outsider).headers,
+            json={"code": "SITE", "name": "Site"},
+        )
+        assert created.status_code == 201, created.text
+
+    own = await client.get("/api/audit", headers=researcher.headers)
+    assert own.status_code == 200, own.text
+    assert {e["study_id"] for e in own.json()["data"]} == {str(study_id)}
+    assert "site.create" in {e["action"] for e in own.json()["data"]}
+    hidden = await client.get(
+        "/api/audit", headers=researcher.headers, params={"study_id": str(other_study_id)}
+    )
+    assert hidden.status_code == 404
+
+    for role, member in lesser.items():
+        for params in ({"study_id": str(study_id)}, {}):
+            refused = await client.get("/api/audit", headers=member.headers, params=params)
+            assert refused.status_code == 403, (role, params, refused.text)
+            details = refused.json()["error"]["details"]
+            assert details["required"] == "audit", details
+            if params:
+                assert details["study_role"] == role.value
+
+    # The whole chain runs through every study and account: only administrators verify it.
+    refused_verify = await client.get("/api/audit/verify", headers=researcher.headers)
+    assert refused_verify.status_code == 403
+    admin = await factories.staff(db_session, client, UserRole.ADMIN)
+    verified = await client.get("/api/audit/verify", headers=admin.headers)
+    assert verified.status_code == 200 and verified.json()["valid"] is True
+
+
+async def test_a_site_scoped_reader_sees_the_events_of_their_sites_participants(
+    client: httpx.AsyncClient, db_session: AsyncSession
+) -> None:
+    study = await factories.study(db_session)
+    north = await factories.site(db_session, study, "NORTH")
+    await factories.site(db_session, study, "SOUTH")
+    researcher = await factories.staff(db_session, client, UserRole.RESEARCHER)
+    await factories.member(db_session, study, researcher, MemberRole.RESEARCHER)
+    northern = await factories.staff(db_session, client, UserRole.RESEARCHER)
+    await factories.member(db_session, study, northern, MemberRole.RESEARCHER, north)
+    study_id = study.id
+    for code, site in (("N1", "NORTH"), ("S1", "SOUTH")):
+        created = await client.post(
+            "/api/participants",
+            headers=researcher.headers,
+            json={"study_id": str(study_id), "participant_id": code, "site_id": site},
+        )
+        assert created.status_code == 201, created.text
+    renamed = await client.patch(
+        f"/api/studies/{study_id}", headers=researcher.headers, json={"name": "Renamed"}
+    )
+    assert renamed.status_code == 200
+
+    def about(response: httpx.Response) -> set[str]:
+        assert response.status_code == 200, response.text
+        return {
+            (e["after"] or {}).get("participant_id") or e["action"] for e in response.json()["data"]
+        }
+
+    everything = await client.get(
+        "/api/audit", headers=researcher.headers, params={"study_id": str(study_id)}
+    )
+    assert {"N1", "S1", "study.update"} <= about(everything)
+    for params in ({"study_id": str(study_id)}, {}):
+        scoped = await client.get("/api/audit", headers=northern.headers, params=params)
+        assert {"N1", "study.update"} <= about(scoped)
+        assert "S1" not in about(scoped)
+    other_site = await client.get(
+        "/api/audit",
+        headers=northern.headers,
+        params={"study_id": str(study_id), "participant_id": "S1"},
+    )
+    assert other_site.status_code == 422

@@ -18,7 +18,7 @@ from app.schemas.audit import AuditEventRead, AuditVerificationRead
 from app.schemas.common import IsoDateTime, Page
 from app.services import audit as audit_service
 from app.services.participants import resolve_participant
-from app.services.policy import Capability, audit_visible_studies
+from app.services.policy import Capability, audit_scopes
 
 router = APIRouter(prefix="/audit", tags=["audit"])
 
@@ -38,13 +38,14 @@ async def list_audit_events(
 ) -> Page[AuditEventRead]:
     """The audit trail, oldest first by default.
 
-    Administrators see every event; others see the events of the studies where their role
-    includes the audit trail (docs/roles.md, capabilities). A study filter the caller cannot see
-    answers 404, one where their role lacks the audit trail 403."""
-    visible = await audit_visible_studies(session, principal, study_id)
+    Administrators see every event; others the events of the studies where their role holds
+    the `audit` capability, within their site if the membership has one (docs/roles.md, the
+    audit trail). A study filter the caller cannot see answers 404, one where their role lacks
+    the capability 403. `participant_id` is the UUID, or the code with `study_id`."""
+    scopes = await audit_scopes(session, principal, study_id)
     participant = (
         await resolve_participant(
-            session, principal, participant_id, Capability.READ, study_id=study_id
+            session, principal, participant_id, Capability.AUDIT, study_id=study_id
         )
         if participant_id is not None
         else None
@@ -59,7 +60,7 @@ async def list_audit_events(
         action=action,
         occurred_from=from_,
         occurred_to=to,
-        visible_studies=visible,
+        scopes=scopes,
     )
     return Page[AuditEventRead](
         data=[AuditEventRead.model_validate(event) for event in events], pagination=pagination
@@ -68,6 +69,7 @@ async def list_audit_events(
 
 @router.get("/verify")
 async def verify_audit_chain(_: AdminUser, session: SessionDep) -> AuditVerificationRead:
-    """Walk the hash chain and report the first event that does not hold."""
+    """Walk the whole hash chain and report the first event that does not hold; administrators
+    only, as the chain runs through every study and the sign-in events of every account."""
     result = await audit_service.verify_chain(session)
     return AuditVerificationRead.model_validate(result)
