@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import ConflictError, NotFoundError, ValidationFailedError
+from app.models.assessment import AssessmentSession, SessionStatus
 from app.models.audit import AuditCategory
 from app.models.participant import Participant, ParticipantStatus
 from app.models.study import (
@@ -225,10 +226,9 @@ async def study_stats(
     study_ids: Sequence[uuid.UUID],
     access: dict[uuid.UUID, StudyAccess] | None,
 ) -> dict[uuid.UUID, StudyStats]:
-    """Participants by status per study (site-scoped members count their site only).
-
-    Sessions are counted from zero until assessments exist.
-    """
+    """Participants by status and assessment sessions per study, in two grouped queries;
+    site-scoped members count their site only. The completion rate is completed sessions over
+    all sessions (0 when there are none)."""
     counts: dict[uuid.UUID, dict[ParticipantStatus, int]] = {sid: {} for sid in study_ids}
     if study_ids:
         rows = await session.execute(
@@ -242,15 +242,36 @@ async def study_stats(
                 continue
             by_status = counts[study_id]
             by_status[status] = by_status.get(status, 0) + int(count)
+    sessions: dict[uuid.UUID, list[int]] = {sid: [0, 0] for sid in study_ids}  # total, completed
+    if study_ids:
+        session_rows = await session.execute(
+            select(
+                AssessmentSession.study_id,
+                Participant.site_id,
+                AssessmentSession.status,
+                func.count(),
+            )
+            .join(Participant, Participant.id == AssessmentSession.participant_id)
+            .where(AssessmentSession.study_id.in_(list(study_ids)))
+            .group_by(AssessmentSession.study_id, Participant.site_id, AssessmentSession.status)
+        )
+        for study_id, site_id, session_status, count in session_rows:
+            scope = access.get(study_id) if access is not None else None
+            if scope is not None and not scope.sees_site(site_id):
+                continue
+            sessions[study_id][0] += int(count)
+            if session_status == SessionStatus.COMPLETED:
+                sessions[study_id][1] += int(count)
     result: dict[uuid.UUID, StudyStats] = {}
     for study_id, by_status in counts.items():
         full = {status: by_status.get(status, 0) for status in ParticipantStatus}
+        total, completed = sessions[study_id]
         result[study_id] = StudyStats(
             participants_by_status=full,
             participants_total=sum(full.values()),
-            sessions_total=0,
-            sessions_completed=0,
-            completion_rate=0.0,
+            sessions_total=total,
+            sessions_completed=completed,
+            completion_rate=round(completed / total, 4) if total else 0.0,
         )
     return result
 

@@ -6,6 +6,8 @@ import httpx
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.clock import utcnow
+from app.models.assessment import AssessmentSession, SessionStatus
 from app.models.audit import AuditEvent
 from app.models.study import MemberRole, Study
 from app.models.user import UserRole
@@ -243,15 +245,44 @@ async def test_list_carries_stats_scoped_to_site(
     paris = await factories.site(db_session, study, "PARIS")
     lyon = await factories.site(db_session, study, "LYON")
     await factories.member(db_session, study, coordinator, MemberRole.COORDINATOR, paris)
-    for index in range(3):
-        await factories.participant(db_session, study, f"P{index}", paris)
-    await factories.participant(db_session, study, "L1", lyon)
+    parisians = [
+        await factories.participant(db_session, study, f"P{index}", paris) for index in range(3)
+    ]
+    lyonnais = await factories.participant(db_session, study, "L1", lyon)
+    battery_id, version_id = await factories.battery(db_session, study, ["simple-rt"])
+    now = utcnow()
+    for who, status in [
+        (parisians[0], SessionStatus.COMPLETED),
+        (parisians[1], SessionStatus.STARTED),
+        (parisians[2], SessionStatus.COMPLETED),
+        (parisians[2], SessionStatus.ABANDONED),
+        (lyonnais, SessionStatus.COMPLETED),
+    ]:
+        db_session.add(
+            AssessmentSession(
+                id=uuid.uuid4(),
+                study_id=study.id,
+                participant_id=who.id,
+                battery_id=battery_id,
+                battery_version_id=version_id,
+                battery_version=1,
+                status=status,
+                started_at=now,
+                expires_at=now,
+            )
+        )
+    await db_session.commit()
     admin_view = (await client.get("/api/studies?q=STATS", headers=admin.headers)).json()
-    assert admin_view["data"][0]["stats"]["participants_by_status"]["enrolled"] == 4
+    admin_stats = admin_view["data"][0]["stats"]
+    assert admin_stats["participants_by_status"]["enrolled"] == 4
+    assert (admin_stats["sessions_total"], admin_stats["sessions_completed"]) == (5, 3)
+    assert admin_stats["completion_rate"] == 0.6
     assert admin_view["pagination"]["total"] == 1
     site_view = (await client.get("/api/studies", headers=coordinator.headers)).json()
-    assert site_view["data"][0]["stats"]["participants_total"] == 3
-    assert site_view["data"][0]["stats"]["completion_rate"] == 0.0
+    site_stats = site_view["data"][0]["stats"]
+    assert site_stats["participants_total"] == 3
+    assert (site_stats["sessions_total"], site_stats["sessions_completed"]) == (4, 2)
+    assert site_stats["completion_rate"] == 0.5
 
 
 async def test_sites_and_members_are_paged_like_every_list(
