@@ -4,9 +4,12 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import Column, MetaData, Table, select
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from app.db.base import UTCDateTime
+from app.db.concurrent_writes import insert_unless_present
+from app.models.study import Study
+from tests import factories
 
 _metadata = MetaData()
 _probe = Table("utc_probe", _metadata, Column("at", UTCDateTime()), prefixes=["TEMPORARY"])
@@ -28,3 +31,13 @@ async def test_naive_datetimes_are_refused(db_connection: AsyncConnection) -> No
     await db_connection.run_sync(_metadata.create_all)
     with pytest.raises(Exception, match="naive datetime"):
         await db_connection.execute(_probe.insert().values(at=datetime(2026, 1, 1)))
+
+
+async def test_an_insert_unless_present_stores_once(db_session: AsyncSession) -> None:
+    study = await factories.study(db_session)
+    again = insert_unless_present(db_session, Study).values(
+        id=study.id, code="OTHER", name="Other", config={}
+    )
+    assert (await db_session.execute(again.returning(Study.id))).all() == []
+    await db_session.refresh(study)
+    assert study.code != "OTHER"
