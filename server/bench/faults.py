@@ -1,6 +1,7 @@
 """Fault scenarios for submissions, run by hand against a real server on this machine.
 
-    python -m bench.faults storm|db-restart|redis-stop|kill-worker [--submissions N]
+    python -m bench.faults storm|db-restart|redis-stop|kill-worker|sync-torn|sync-concurrent
+        [--submissions N] [--port PORT]
 
 Each scenario starts the real server (2 workers, PostgreSQL, Redis session store), prepares a
 study, a battery of ten tasks and sessions through the API, then drives submissions from 16
@@ -16,6 +17,9 @@ can act on (2xx or 409). It then checks the database against what the clients we
 - sync-torn: sends one offline sync batch (five sessions) three times, each time closing the
   connection before the answer, then once normally: the final state must be that of one batch
   and the last answer all `duplicate`.
+- sync-concurrent: sends each of a few new offline batches (two sessions of three tasks, 100
+  to 500 trials each) five times at once, as a device retrying while its first upload still
+  runs: every item must be `accepted` once and `duplicate` otherwise, stored once, promptly.
 
 It restarts the machine's PostgreSQL or Redis: do not run it while a test suite is running.
 """
@@ -70,12 +74,12 @@ class Outcome:
     seconds: float = 0.0
 
 
-def task_body(session_id: str, task: str, seed: int) -> bytes:
-    trials = [
+def task_body(session_id: str, task: str, seed: int, trials: int = TRIALS_PER_TASK) -> bytes:
+    rows = [
         {"task": task, "trial_index": i, "rt": 200.0 + (i * 31 + seed) % 500, "correct": i % 5 != 0}
-        for i in range(TRIALS_PER_TASK)
+        for i in range(trials)
     ]
-    return json.dumps({"session_id": session_id, "trials": trials}, separators=(",", ":")).encode()
+    return json.dumps({"session_id": session_id, "trials": rows}, separators=(",", ":")).encode()
 
 
 def plan(session_ids: list[str], total: int) -> list[Submission]:
@@ -327,55 +331,99 @@ async def send_and_tear(base_url: str, headers: dict[str, str], body: bytes, wai
     del reader
 
 
+@dataclass(frozen=True)
+class SyncStudy:
+    """An active study without consent requirement and a battery of the first three tasks."""
+
+    headers: dict[str, str]  # the administrator's
+    study_id: str
+    battery_id: str
+
+    async def participant(self, client: httpx.AsyncClient, code: str) -> str:
+        created = await client.post(
+            "/api/participants",
+            headers=self.headers,
+            json={"study_id": self.study_id, "participant_id": code},
+        )
+        created.raise_for_status()
+        participant_id: str = created.json()["id"]
+        return participant_id
+
+    def session_item(
+        self, item_id: str, participant_id: str, trials_per_task: list[int], seed: int
+    ) -> dict[str, object]:
+        session_id = str(uuid.uuid4())
+        trials = [
+            trial
+            for task, count in zip(TASKS[:3], trials_per_task, strict=True)
+            for trial in json.loads(task_body(session_id, task, seed, count))["trials"]
+        ]
+        return {
+            "type": "session",
+            "id": item_id,
+            "session_id": session_id,
+            "participant_id": participant_id,
+            "battery_id": self.battery_id,
+            "battery_version": 1,
+            "started_at": "2026-11-20T09:00:00+00:00",
+            "ended_at": "2026-11-20T09:20:00+00:00",
+            "status": "completed",
+            "trials": trials,
+        }
+
+
+async def prepare_sync_study(client: httpx.AsyncClient, email: str, code: str) -> SyncStudy:
+    login = await client.post("/api/auth/login", json={"email": email, "password": ADMIN_PASSWORD})
+    login.raise_for_status()
+    headers = {"Authorization": f"Bearer {login.json()['access_token']}"}
+    study = await client.post(
+        "/api/studies",
+        headers=headers,
+        json={"code": code, "name": "Sync", "consent_mode": "none"},
+    )
+    study.raise_for_status()
+    study_id = study.json()["id"]
+    activated = await client.post(
+        f"/api/studies/{study_id}/status", headers=headers, json={"status": "active"}
+    )
+    activated.raise_for_status()
+    battery = await client.post(
+        "/api/batteries",
+        headers=headers,
+        json={
+            "study_id": study_id,
+            "name": "B",
+            "tasks": [{"module_id": t, "config": {}} for t in TASKS[:3]],
+        },
+    )
+    battery.raise_for_status()
+    return SyncStudy(headers, study_id, battery.json()["id"])
+
+
+async def stored_counts(database: str) -> dict[str, int]:
+    connection = await asyncpg.connect(f"{POSTGRES}/{database}")
+    try:
+        return {
+            table: await connection.fetchval(f"SELECT count(*) FROM {table}")  # noqa: S608
+            for table in ("assessment_sessions", "task_results", "trials")
+        }
+    finally:
+        await connection.close()
+
+
 async def sync_torn(base_url: str, email: str, database: str) -> dict[str, object]:
     async with httpx.AsyncClient(base_url=base_url, timeout=60) as client:
-        login = await client.post(
-            "/api/auth/login", json={"email": email, "password": ADMIN_PASSWORD}
-        )
-        headers = {"Authorization": f"Bearer {login.json()['access_token']}"}
-        study = await client.post(
-            "/api/studies",
-            headers=headers,
-            json={"code": "SYNC-TORN", "name": "Sync", "consent_mode": "none"},
-        )
-        study_id = study.json()["id"]
-        await client.post(
-            f"/api/studies/{study_id}/status", headers=headers, json={"status": "active"}
-        )
-        battery = await client.post(
-            "/api/batteries",
-            headers=headers,
-            json={
-                "study_id": study_id,
-                "name": "B",
-                "tasks": [{"module_id": t, "config": {}} for t in TASKS[:3]],
-            },
-        )
-        items = []
-        for index in range(5):
-            participant = await client.post(
-                "/api/participants",
-                headers=headers,
-                json={"study_id": study_id, "participant_id": f"S{index}"},
+        study = await prepare_sync_study(client, email, "SYNC-TORN")
+        headers = study.headers
+        items = [
+            study.session_item(
+                f"item-{index}",
+                await study.participant(client, f"S{index}"),
+                [TRIALS_PER_TASK] * 3,
+                index,
             )
-            session_id = str(uuid.uuid4())
-            trials = [
-                json.loads(task_body(session_id, task, index))["trials"] for task in TASKS[:3]
-            ]
-            items.append(
-                {
-                    "type": "session",
-                    "id": f"item-{index}",
-                    "session_id": session_id,
-                    "participant_id": participant.json()["id"],
-                    "battery_id": battery.json()["id"],
-                    "battery_version": 1,
-                    "started_at": "2026-11-20T09:00:00+00:00",
-                    "ended_at": "2026-11-20T09:20:00+00:00",
-                    "status": "completed",
-                    "trials": [trial for task_trials in trials for trial in task_trials],
-                }
-            )
+            for index in range(5)
+        ]
         body = json.dumps({"items": items}).encode()
         for attempt, wait in enumerate((0.0, 0.05, 0.3)):
             await send_and_tear(base_url, headers, body, wait)
@@ -386,14 +434,7 @@ async def sync_torn(base_url: str, email: str, database: str) -> dict[str, objec
         )
         if final.status_code != 200:
             raise SystemExit(f"final sync answered {final.status_code}: {final.text}")
-    connection = await asyncpg.connect(f"{POSTGRES}/{database}")
-    try:
-        counts = {
-            table: await connection.fetchval(f"SELECT count(*) FROM {table}")  # noqa: S608
-            for table in ("assessment_sessions", "task_results", "trials")
-        }
-    finally:
-        await connection.close()
+    counts = await stored_counts(database)
     statuses = [item["status"] for item in final.json()["items"]]
     return {
         "final_status_code": final.status_code,
@@ -405,12 +446,75 @@ async def sync_torn(base_url: str, email: str, database: str) -> dict[str, objec
     }
 
 
+CONCURRENT_COPIES = 5
+CONCURRENT_ROUNDS = 5
+CONCURRENT_TRIALS_PER_TASK = [100, 300, 500]
+
+
+async def sync_concurrent(base_url: str, email: str, database: str) -> dict[str, object]:
+    """Each round: a new two-session batch sent five times at once; its wall time and answers."""
+    seconds: list[float] = []
+    answers: dict[str, int] = {}
+    wrong_rounds = 0
+    async with httpx.AsyncClient(base_url=base_url, timeout=120) as client:
+        study = await prepare_sync_study(client, email, "SYNC-CONCURRENT")
+        for round_index in range(CONCURRENT_ROUNDS):
+            participant_id = await study.participant(client, f"C{round_index}")
+            items = [
+                study.session_item(
+                    f"item-{index}", participant_id, CONCURRENT_TRIALS_PER_TASK, round_index
+                )
+                for index in range(2)
+            ]
+            body = json.dumps({"items": items}).encode()
+            headers = {**study.headers, "content-type": "application/json"}
+            started = time.perf_counter()
+            responses = await asyncio.gather(
+                *(
+                    client.post("/api/sync", headers=headers, content=body)
+                    for _ in range(CONCURRENT_COPIES)
+                )
+            )
+            seconds.append(time.perf_counter() - started)
+            for response in responses:
+                if response.status_code != 200:
+                    raise SystemExit(f"sync answered {response.status_code}: {response.text}")
+                for item in response.json()["items"]:
+                    key = item["error"]["code"] if item["error"] else item["status"]
+                    answers[key] = answers.get(key, 0) + 1
+            for index in range(2):
+                per_item = sorted(r.json()["items"][index]["status"] for r in responses)
+                if per_item != ["accepted"] + ["duplicate"] * (CONCURRENT_COPIES - 1):
+                    wrong_rounds += 1
+    trials = sum(CONCURRENT_TRIALS_PER_TASK)
+    return {
+        "seconds_per_round": [round(s, 2) for s in seconds],
+        "answers": answers,
+        "items_not_one_accepted_rest_duplicate": wrong_rounds,
+        **await stored_counts(database),
+        "expected": {
+            "assessment_sessions": 2 * CONCURRENT_ROUNDS,
+            "task_results": 6 * CONCURRENT_ROUNDS,
+            "trials": 2 * trials * CONCURRENT_ROUNDS,
+        },
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument(
-        "scenario", choices=["storm", "db-restart", "redis-stop", "kill-worker", "sync-torn"]
+        "scenario",
+        choices=[
+            "storm",
+            "db-restart",
+            "redis-stop",
+            "kill-worker",
+            "sync-torn",
+            "sync-concurrent",
+        ],
     )
     parser.add_argument("--submissions", type=int, default=None)
+    parser.add_argument("--port", type=int, default=None, help="default: a free port")
     args = parser.parse_args()
     total = args.submissions or (10_000 if args.scenario == "storm" else 3_000)
     database = f"metricis_faults_{os.getpid()}"
@@ -427,9 +531,13 @@ def main() -> None:
                 "DATABASE_CONNECT_TIMEOUT_SECONDS": "2",
             }
             email = f"faults-{uuid.uuid4().hex[:8]}@example.org"
-            with running_server(env, workers=2, admin=(email, ADMIN_PASSWORD)) as base_url:
-                if args.scenario == "sync-torn":
-                    for name, value in asyncio.run(sync_torn(base_url, email, database)).items():
+            with running_server(
+                env, workers=2, admin=(email, ADMIN_PASSWORD), port=args.port
+            ) as base_url:
+                sync_scenarios = {"sync-torn": sync_torn, "sync-concurrent": sync_concurrent}
+                if args.scenario in sync_scenarios:
+                    scenario = sync_scenarios[args.scenario]
+                    for name, value in asyncio.run(scenario(base_url, email, database)).items():
                         print(f"  {name}: {value}")
                     return
                 sessions_needed = -(-total // len(TASKS)) + 1

@@ -34,10 +34,12 @@ def running_server(
     workers: int = 1,
     admin: tuple[str, str] | None = None,
     cpu: int | None = None,
+    port: int | None = None,
 ) -> Iterator[str]:
-    """Migrate, optionally create an administrator (email, password), serve, yield the URL.
-    `cpu` pins the server's processes to that core (Linux), away from the load generator."""
-    port = free_port()
+    """Migrate, optionally create an administrator (email, password), serve on `port` (default:
+    a free one), yield the URL. `cpu` pins the server's processes to that core (Linux), away
+    from the load generator."""
+    port = port or free_port()
     full_env = {**os.environ, **env, "HOST": "127.0.0.1", "PORT": str(port), "LOG_LEVEL": "warning"}
     subprocess.run([METRICIS, "db", "upgrade"], cwd=SERVER_ROOT, env=full_env, check=True)
     if admin is not None:

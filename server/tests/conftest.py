@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -188,6 +189,30 @@ def _upgrade_with_connection(connection: object) -> None:
     from alembic import command
 
     command.upgrade(migrations.alembic_config(connection=connection), "head")  # type: ignore[arg-type]
+
+
+@pytest.fixture
+async def isolated_settings(tmp_path: Path, storage_dir: Path) -> AsyncIterator[Settings]:
+    """Settings on a database of the run's backend built for this test alone, dropped after it.
+
+    For tests that commit for real from several connections at once: nothing they commit (audit
+    events cannot be deleted) reaches the database the other tests share.
+    """
+    if chosen_backend() == "postgres":
+        url = f"{POSTGRES_URL}_{uuid.uuid4().hex[:8]}"
+        await ensure_postgres_database(url)
+    else:
+        url = f"sqlite+aiosqlite:///{tmp_path / 'isolated.db'}"
+    settings = make_settings(url, storage_dir)
+    engine = create_engine(settings)
+    try:
+        async with engine.begin() as connection:
+            await connection.run_sync(_upgrade_with_connection)
+        yield settings
+    finally:
+        await engine.dispose()
+        if url.startswith("postgresql"):
+            await drop_postgres_database(url)
 
 
 @pytest.fixture

@@ -22,6 +22,7 @@ from app.core.errors import (
     ValidationFailedError,
 )
 from app.core.logging import get_logger
+from app.db.concurrent_writes import insert_unless_present
 from app.models.assessment import AssessmentSession, SessionStatus, TaskResult
 from app.models.audit import AuditCategory
 from app.models.battery import Battery, BatteryVersion
@@ -106,15 +107,7 @@ async def start_session(
     if session_id is not None:
         existing = await session.get(AssessmentSession, session_id)
         if existing is not None:
-            if existing.participant_id != participant.id or existing.battery_id != battery.id:
-                raise ConflictError(
-                    "This session id is already used by another session",
-                    details={"session_id": str(session_id)},
-                )
-            _, version = await get_battery_version(
-                session, existing.battery_id, existing.battery_version
-            )
-            return StartedSession(existing, version, created=False)
+            return await _started_before(session, existing, participant, battery)
 
     if participant.status == ParticipantStatus.WITHDRAWN:
         raise ConflictError(
@@ -140,23 +133,39 @@ async def start_session(
 
     now = utcnow()
     started = min(started_at, now) if started_at is not None else now
-    record = AssessmentSession(
-        id=session_id or uuid.uuid4(),
-        study_id=participant.study_id,
-        participant_id=participant.id,
-        battery_id=battery.id,
-        battery_version_id=version.id,
-        battery_version=version.version,
-        visit_id=visit_id,
-        status=SessionStatus.STARTED,
-        started_at=started,
-        expires_at=started + SESSION_LIFETIME,
-        device=device,
-        clock_offset_seconds=clock_offset_seconds,
-        started_by_user_id=principal.user_id if isinstance(principal, StaffPrincipal) else None,
+    record_id = session_id or uuid.uuid4()
+    # Inserted unless present, not read then inserted: of concurrent starts with one client id
+    # exactly one stores, and the others (on PostgreSQL after waiting for its commit) answer the
+    # session it stored, as a repeated start does.
+    record = await session.scalar(
+        insert_unless_present(session, AssessmentSession)
+        .values(
+            id=record_id,
+            study_id=participant.study_id,
+            participant_id=participant.id,
+            battery_id=battery.id,
+            battery_version_id=version.id,
+            battery_version=version.version,
+            visit_id=visit_id,
+            status=SessionStatus.STARTED,
+            started_at=started,
+            expires_at=started + SESSION_LIFETIME,
+            device=device,
+            clock_offset_seconds=clock_offset_seconds,
+            started_by_user_id=(
+                principal.user_id if isinstance(principal, StaffPrincipal) else None
+            ),
+        )
+        .returning(AssessmentSession)
     )
-    session.add(record)
-    await session.flush()
+    if record is None:
+        stored = await session.get(AssessmentSession, record_id)
+        if stored is None:  # stored and erased again between the two statements
+            raise ConflictError(
+                "This session id is already used by another session",
+                details={"session_id": str(record_id)},
+            )
+        return await _started_before(session, stored, participant, battery)
     await record_event(
         session,
         context,
@@ -174,6 +183,20 @@ async def start_session(
     )
     await _remember_live(store, record, [])
     return StartedSession(record, version, created=True)
+
+
+async def _started_before(
+    session: AsyncSession, existing: AssessmentSession, participant: Participant, battery: Battery
+) -> StartedSession:
+    """A start repeated with the client id of a stored session: that session, if it is the same
+    participant's with the same battery."""
+    if existing.participant_id != participant.id or existing.battery_id != battery.id:
+        raise ConflictError(
+            "This session id is already used by another session",
+            details={"session_id": str(existing.id)},
+        )
+    _, version = await get_battery_version(session, existing.battery_id, existing.battery_version)
+    return StartedSession(existing, version, created=False)
 
 
 async def _remember_live(store: SessionStore, record: AssessmentSession, tasks: list[str]) -> None:

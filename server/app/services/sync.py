@@ -28,6 +28,7 @@ from app.core.clock import clock_offset_seconds, utcnow
 from app.core.errors import ConflictError, DomainError
 from app.core.json_values import unstorable_errors
 from app.core.logging import get_logger
+from app.db.concurrent_writes import is_unique_violation
 from app.db.session import transaction_scope
 from app.models.assessment import SessionStatus
 from app.models.battery import Battery
@@ -64,6 +65,9 @@ from app.services.session_store import SessionStore
 from app.services.submissions import accept_submission
 
 logger = get_logger(__name__)
+
+# Attempts of an item that keeps colliding with concurrent writers of the same rows.
+ITEM_ATTEMPTS = 3
 
 ItemSessionFactory = Callable[[], AbstractAsyncContextManager[AsyncSession]]
 """Opens the database session one item runs in (`app.state.sessionmaker` in production)."""
@@ -304,6 +308,9 @@ async def _apply_consent(
     participant, _ = await signing_participant(
         session, principal, item.participant_id, item.form_id
     )
+    # The lock `sign_consent` takes, taken before looking for the replay: a concurrent copy of
+    # this item waits for the first one's commit, then finds its record (`duplicate`).
+    await session.refresh(participant, with_for_update=True)
     existing = await _replayed_signature(session, participant.id, item)
     status = ItemStatus.DUPLICATE
     if existing is None:
@@ -380,6 +387,55 @@ def _raw_field(raw: object, name: str) -> str | None:
     return None
 
 
+async def _apply_item(
+    sessions: ItemSessionFactory,
+    store: SessionStore,
+    storage: LocalStorage,
+    context: AuditContext,
+    principal: Principal,
+    item: SessionItem | ConsentItem,
+    offset: float | None,
+) -> _Applied:
+    """One item in a transaction of its own, run again when it collided with a concurrent writer.
+
+    A unique violation means another request stored the same row meanwhile and has committed: run
+    again, the item reads that row and answers `duplicate` or `conflict`. The writes known to race
+    (a session's creation) do not collide at all; this covers any other.
+    """
+    attempts_left = ITEM_ATTEMPTS
+    while True:
+        try:
+            return await _apply_item_once(
+                sessions, store, storage, context, principal, item, offset
+            )
+        except sa_exc.IntegrityError as exc:
+            attempts_left -= 1
+            if not is_unique_violation(exc):
+                raise
+            if attempts_left == 0:
+                raise ConflictError(
+                    "Other requests were storing the same data at the same time; send the item "
+                    "again",
+                    details={"reason": "CONCURRENT_WRITE"},
+                ) from exc
+            logger.info("sync_item_collided", item_type=item.type)
+
+
+async def _apply_item_once(
+    sessions: ItemSessionFactory,
+    store: SessionStore,
+    storage: LocalStorage,
+    context: AuditContext,
+    principal: Principal,
+    item: SessionItem | ConsentItem,
+    offset: float | None,
+) -> _Applied:
+    async with sessions() as session, transaction_scope(session):
+        if isinstance(item, SessionItem):
+            return await _apply_session(session, store, storage, context, principal, item, offset)
+        return await _apply_consent(session, context, principal, item)
+
+
 async def apply_batch(
     sessions: ItemSessionFactory,
     store: SessionStore,
@@ -410,13 +466,7 @@ async def apply_batch(
             continue
         offset = clock_offset_seconds(item.client_time or client_time, received_at)
         try:
-            async with sessions() as session, transaction_scope(session):
-                if isinstance(item, SessionItem):
-                    applied = await _apply_session(
-                        session, store, storage, context, principal, item, offset
-                    )
-                else:
-                    applied = await _apply_consent(session, context, principal, item)
+            applied = await _apply_item(sessions, store, storage, context, principal, item, offset)
         except DomainError as exc:
             error = ItemError(code=exc.code, message=exc.message, details=exc.details)
             status = ItemStatus.CONFLICT if exc.status_code == 409 else ItemStatus.REJECTED

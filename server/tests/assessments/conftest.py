@@ -8,7 +8,8 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
-from app.models.study import ConsentMode, MemberRole, StudyStatus
+from app.models.participant import Participant, ParticipantStatus
+from app.models.study import ConsentMode, MemberRole, Study, StudyStatus
 from app.models.user import UserRole
 from app.services.audit import AuditContext
 from app.services.participant_auth import open_participant_login
@@ -99,3 +100,63 @@ def cpt_trials() -> list[dict[str, object]]:
             }
         )
     return trials
+
+
+@dataclass(frozen=True, slots=True)
+class CommittedParticipant:
+    study_id: uuid.UUID
+    battery_id: uuid.UUID
+    participant_id: uuid.UUID
+    headers: dict[str, str]  # the participant's token
+
+
+async def committed_participant(
+    db: AsyncSession, settings: Settings, tasks: list[str]
+) -> CommittedParticipant:
+    """An active study without consent requirement, a battery of `tasks` and one participant
+    with a token, committed for real: for tests whose requests run on connections of their own."""
+    study = Study(
+        id=uuid.uuid4(),
+        code=f"CONC-{uuid.uuid4().hex[:8].upper()}",
+        name="Concurrency",
+        status=StudyStatus.ACTIVE,
+        consent_mode=ConsentMode.NONE,
+        supported_languages=["en"],
+        config={},
+    )
+    db.add(study)
+    await db.flush()
+    battery_id, _ = await factories.battery(db, study, tasks)
+    participant = Participant(
+        id=uuid.uuid4(),
+        study_id=study.id,
+        participant_code="C1",
+        status=ParticipantStatus.ENROLLED,
+        language="en",
+        timezone="UTC",
+    )
+    db.add(participant)
+    await db.flush()
+    login = await open_participant_login(
+        db, settings, AuditContext.system(), participant, method="access_code"
+    )
+    await db.commit()
+    return CommittedParticipant(
+        study.id, battery_id, participant.id, {"Authorization": f"Bearer {login.access_token}"}
+    )
+
+
+def task_trials(task: str, n: int, *, seed: int = 0) -> list[dict[str, object]]:
+    """`n` plausible trials of any reaction-time task (`seed` varies the content)."""
+    return [
+        {
+            "task": task,
+            "trial_index": i,
+            "rt": 250.0 + (i * 37 + seed) % 400,
+            "correct": (i + seed) % 7 != 0,
+            "response": "left" if i % 2 else "right",
+            "stimulus": f"s{i % 12}",
+            "condition": "congruent" if i % 3 else "incongruent",
+        }
+        for i in range(n)
+    ]

@@ -62,12 +62,17 @@ async def world(client: httpx.AsyncClient, db_session: AsyncSession, settings: S
 @pytest.fixture
 async def consent_form_id(world: World, db_session: AsyncSession) -> uuid.UUID:
     """The study now records consent in Metricis, with one published form nobody has signed."""
-    study = await db_session.get(Study, world.study_id)
+    return await require_consent(db_session, world.study_id)
+
+
+async def require_consent(db_session: AsyncSession, study_id: uuid.UUID) -> uuid.UUID:
+    """The study records consent in Metricis from now on, with one published form: its id."""
+    study = await db_session.get(Study, study_id)
     assert study is not None
     study.consent_mode = ConsentMode.BUILTIN
     form = ConsentForm(
         id=uuid.uuid4(),
-        study_id=world.study_id,
+        study_id=study_id,
         language="en",
         version=1,
         title="Consent",

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import base64
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy import select
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.clock import utcnow
@@ -458,3 +459,55 @@ async def test_synced_signatures_are_png_only_like_online_ones(
         assert item["error"]["code"] == "VALIDATION_ERROR"
         assert item["error"]["details"]["errors"][0]["field"] == "signature_image"
     assert (await counts(db_session))["consent_records"] == before["consent_records"] + 1
+
+
+class _UniqueViolationError(Exception):
+    """What the PostgreSQL driver raises for a duplicate key."""
+
+    sqlstate = "23505"
+
+
+def _colliding(times: int, apply: Callable[..., Awaitable[object]]) -> Callable[..., object]:
+    """`apply`, refused with a unique violation the first `times` calls."""
+    calls = 0
+
+    async def collide_then_apply(*args: object, **kwargs: object) -> object:
+        nonlocal calls
+        calls += 1
+        if calls <= times:
+            raise IntegrityError("INSERT", {}, _UniqueViolationError("duplicate key"))
+        return await apply(*args, **kwargs)
+
+    return collide_then_apply
+
+
+async def test_an_item_that_collided_with_a_concurrent_writer_runs_again(
+    client: httpx.AsyncClient, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(
+        sync_service,
+        "_apply_session",
+        _colliding(sync_service.ITEM_ATTEMPTS - 1, sync_service._apply_session),
+    )
+    response = await client.post(
+        "/api/sync", headers=world.participant, json={"items": [session_item(world)]}
+    )
+    assert statuses(response) == ["accepted"]
+
+
+async def test_an_item_that_keeps_colliding_is_a_conflict_to_send_again(
+    client: httpx.AsyncClient, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(
+        sync_service,
+        "_apply_session",
+        _colliding(sync_service.ITEM_ATTEMPTS, sync_service._apply_session),
+    )
+    item = session_item(world)
+    response = await client.post("/api/sync", headers=world.participant, json={"items": [item]})
+    assert statuses(response) == ["conflict"]
+    assert response.json()["items"][0]["error"]["details"] == {"reason": "CONCURRENT_WRITE"}
+
+    monkeypatch.undo()
+    again = await client.post("/api/sync", headers=world.participant, json={"items": [item]})
+    assert statuses(again) == ["accepted"]
