@@ -3,7 +3,8 @@
 uvicorn's `--workers` shares one socket between its processes, and long-lived keep-alive
 connections then pile up on whichever process accepts first (measured: one worker at 80 % CPU,
 the other at 20 %). With a socket per process the kernel spreads new connections across them.
-The supervisor restarts a process that dies and stops them all on SIGTERM or SIGINT.
+The supervisor restarts a process that dies and stops them all on SIGTERM or SIGINT, together
+with the embedded background worker when there is one.
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ from __future__ import annotations
 import multiprocessing
 import signal
 import socket
+import subprocess
 import time
+from collections.abc import Sequence
 from multiprocessing.process import BaseProcess
 from types import FrameType
 from typing import Any
@@ -41,12 +44,49 @@ def _run_worker(host: str, port: int, options: dict[str, Any]) -> None:
     uvicorn.Server(config).run(sockets=[sock])
 
 
+class Companion:
+    """A child command run beside the API processes (the embedded background worker): started
+    with them, restarted when it dies, stopped with them."""
+
+    def __init__(self, command: Sequence[str]) -> None:
+        self.command = list(command)
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(self.command)  # noqa: S603 - our own fixed command
+
+    def restart_if_dead(self) -> None:
+        if self.process is not None and self.process.poll() is not None:
+            logger.warning("companion_died", pid=self.process.pid, exitcode=self.process.returncode)
+            self.start()
+
+    def terminate(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+
+    def join(self, timeout: float) -> None:
+        if self.process is None:
+            return
+        try:
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            logger.warning("companion_killed_after_grace", pid=self.process.pid)
+            self.process.kill()
+            self.process.wait()
+
+
 def serve_with_reuse_port(
-    host: str, port: int, workers: int, options: dict[str, Any], *, stop_timeout: float
+    host: str,
+    port: int,
+    workers: int,
+    options: dict[str, Any],
+    *,
+    stop_timeout: float,
+    companion: Companion | None = None,
 ) -> None:
-    """Run `workers` processes until SIGTERM/SIGINT, then stop them: each stops accepting at once
-    and finishes its requests within its graceful-shutdown timeout; one still alive after
-    `stop_timeout` is killed."""
+    """Run `workers` processes (and the companion) until SIGTERM/SIGINT, then stop them: each
+    stops accepting at once and finishes its requests within its graceful-shutdown timeout; one
+    still alive after `stop_timeout` is killed."""
     context = multiprocessing.get_context("spawn")
     stopping = False
 
@@ -62,6 +102,8 @@ def serve_with_reuse_port(
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     processes = [start() for _ in range(workers)]
+    if companion is not None:
+        companion.start()
     logger.info("supervisor_started", workers=workers, host=host, port=port)
     while not stopping:
         time.sleep(RESTART_DELAY_SECONDS)
@@ -69,8 +111,12 @@ def serve_with_reuse_port(
             if not process.is_alive() and not stopping:
                 logger.warning("worker_died", pid=process.pid, exitcode=process.exitcode)
                 processes[index] = start()
+        if companion is not None and not stopping:
+            companion.restart_if_dead()
     for process in processes:
         process.terminate()
+    if companion is not None:
+        companion.terminate()
     deadline = time.monotonic() + stop_timeout
     for process in processes:
         process.join(timeout=max(0.0, deadline - time.monotonic()))
@@ -78,3 +124,5 @@ def serve_with_reuse_port(
             logger.warning("worker_killed_after_grace", pid=process.pid)
             process.kill()
             process.join()
+    if companion is not None:
+        companion.join(timeout=max(0.0, deadline - time.monotonic()))
