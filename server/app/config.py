@@ -232,6 +232,11 @@ class Settings(BaseSettings):
             # Console and file backends put sign-in links and addresses where logs and disks
             # keep them.
             problems.append(f"EMAIL_BACKEND is {self.email_backend.value}; production needs smtp")
+        if self.uses_embedded_broker:
+            problems.append(
+                "background work would use the embedded broker; production needs Redis "
+                "(CELERY_BROKER_URL, or SESSION_STORAGE_BACKEND=redis)"
+            )
         return problems
 
 
