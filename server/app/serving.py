@@ -9,7 +9,9 @@ with the embedded background worker when there is one.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
+import os
 import signal
 import socket
 import subprocess
@@ -46,18 +48,26 @@ def _run_worker(host: str, port: int, options: dict[str, Any]) -> None:
 
 class Companion:
     """A child command run beside the API processes (the embedded background worker): started
-    with them, restarted when it dies, stopped with them."""
+    with them, restarted when it dies, stopped with them.
+
+    It runs in a process group of its own, and the whole group is killed when it dies or is
+    stopped: a Celery worker killed outright leaves its children (the embedded beat, pool
+    processes) running, and an orphaned beat would keep sending periodic tasks beside the
+    restarted one.
+    """
 
     def __init__(self, command: Sequence[str]) -> None:
         self.command = list(command)
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        self.process = subprocess.Popen(self.command)  # noqa: S603 - our own fixed command
+        # A session of its own: a terminal's Ctrl-C reaches the supervisor, which stops it.
+        self.process = subprocess.Popen(self.command, start_new_session=True)  # noqa: S603
 
     def restart_if_dead(self) -> None:
         if self.process is not None and self.process.poll() is not None:
             logger.warning("companion_died", pid=self.process.pid, exitcode=self.process.returncode)
+            self._kill_group()
             self.start()
 
     def terminate(self) -> None:
@@ -65,14 +75,21 @@ class Companion:
             self.process.terminate()
 
     def join(self, timeout: float) -> None:
+        """Wait for a warm stop (running tasks finish), then kill whatever is left of it."""
         if self.process is None:
             return
         try:
             self.process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             logger.warning("companion_killed_after_grace", pid=self.process.pid)
-            self.process.kill()
-            self.process.wait()
+        self._kill_group()
+        self.process.wait()
+
+    def _kill_group(self) -> None:
+        assert self.process is not None
+        # The group id is the leader's pid, taken by no other group while any member lives.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
 
 
 def serve_with_reuse_port(

@@ -191,8 +191,23 @@ def test_serve_runs_the_embedded_worker_and_beat_and_stops_them(
     deadline = time.monotonic() + WAIT_SECONDS
     while time.monotonic() < deadline and _companions(server.pid) in ([], [companion]):
         time.sleep(0.3)
-    assert len(_companions(server.pid)) == 1
-    assert _companions(server.pid) != [companion]
+    [restarted] = _companions(server.pid)
+    assert restarted != companion
+    # Nothing of the killed worker is left: its embedded beat would tick beside the new one.
+    assert _group_gone(companion)
 
     assert _stop(server) == 0
     assert _companions(server.pid) == []
+    assert _group_gone(restarted)
+
+
+def _group_gone(group_id: int) -> bool:
+    """Whether no process of the group is left, allowing a moment for killed ones to be reaped."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(group_id, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.2)
+    return False
