@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import sys
@@ -12,6 +11,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 import uvicorn
+from celery import Celery
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import select
 from sqlalchemy.engine import make_url
@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import (
     EmailBackend,
+    Settings,
     UnsafeProductionSettingsError,
     check_production_settings,
     get_settings,
@@ -26,7 +27,7 @@ from app.config import (
 from app.core.errors import DomainError, NotFoundError
 from app.core.security import FieldEncryptor, configure_password_hashing
 from app.db import migrations
-from app.db.session import create_engine, create_sessionmaker
+from app.db.session import run_in_transaction
 from app.models.assessment import AssessmentSession
 from app.models.audit import ActorType
 from app.models.study import Study
@@ -37,7 +38,9 @@ from app.services.local_storage import LocalStorage
 from app.services.session_store import MemorySessionStore
 from app.services.submissions import rescore_session
 from app.services.users import create_user
-from app.serving import serve_with_reuse_port
+from app.serving import Companion, serve_with_reuse_port
+from app.workers.commands import CELERY_APP, beat_arguments, worker_arguments
+from app.workers.queues import QUEUES
 
 ResultT = TypeVar("ResultT")
 
@@ -83,13 +86,19 @@ def serve(
         "timeout_graceful_shutdown": settings.SHUTDOWN_GRACE_SECONDS,
     }
     processes = workers or settings.WORKERS
-    if processes > 1 and not reload:
+    if settings.uses_embedded_broker and reload:
+        typer.echo(
+            "The embedded background worker does not run with --reload: "
+            "start `metricis worker --beat` in another terminal."
+        )
+    if (processes > 1 or settings.uses_embedded_broker) and not reload:
         serve_with_reuse_port(
             host or settings.HOST,
             port or settings.PORT,
             processes,
             options,
             stop_timeout=settings.SHUTDOWN_GRACE_SECONDS + STOP_MARGIN_SECONDS,
+            companion=_embedded_worker(settings) if settings.uses_embedded_broker else None,
         )
         return
     uvicorn.run(
@@ -100,6 +109,55 @@ def serve(
         reload=reload,
         **options,
     )
+
+
+def _embedded_worker(settings: Settings) -> Companion:
+    """Without a broker server the API supervisor runs one worker, beat embedded, on every
+    queue: the same tasks a production deployment runs in services of its own."""
+    arguments = worker_arguments(concurrency=1, with_beat=True, log_level=settings.LOG_LEVEL)
+    return Companion([sys.executable, "-m", "celery", "-A", CELERY_APP, *arguments])
+
+
+@cli.command()
+def worker(
+    queues: Annotated[str, typer.Option(help="Comma-separated queues to work on")] = ",".join(
+        QUEUES
+    ),
+    concurrency: Annotated[
+        int | None, typer.Option(help="Task processes (default: one per core)")
+    ] = None,
+    beat: Annotated[
+        bool, typer.Option(help="Run beat inside this worker (one machine only)")
+    ] = False,
+) -> None:
+    """Run a background worker (Celery) until SIGTERM, which lets running tasks finish."""
+    chosen = [name.strip() for name in queues.split(",") if name.strip()]
+    unknown = sorted(set(chosen) - set(QUEUES))
+    if unknown or not chosen:
+        _fail(
+            f"Unknown queue(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(QUEUES)}."
+        )
+    settings = get_settings()
+    _check_sqlite_folder(settings.DATABASE_URL)
+    arguments = worker_arguments(
+        queues=chosen, concurrency=concurrency, with_beat=beat, log_level=settings.LOG_LEVEL
+    )
+    _celery_app().worker_main(arguments)
+
+
+@cli.command()
+def beat() -> None:
+    """Run celery beat, the clock of periodic tasks: exactly one per deployment."""
+    settings = get_settings()
+    _celery_app().start(beat_arguments(log_level=settings.LOG_LEVEL))
+
+
+def _celery_app() -> Celery:
+    # Imported here, not at the top: the module builds its application from the settings on
+    # import, and other commands must not depend on the broker's configuration.
+    from app.workers.celery_app import celery_app
+
+    return celery_app
 
 
 def _check_sqlite_folder(database_url: str) -> None:
@@ -135,16 +193,7 @@ def db_downgrade(revision: Annotated[str, typer.Argument()]) -> None:
 def _in_transaction(work: Callable[[AsyncSession], Awaitable[ResultT]]) -> ResultT:
     _check_sqlite_folder(get_settings().DATABASE_URL)
     configure_password_hashing(get_settings())
-
-    async def run() -> ResultT:
-        engine = create_engine(get_settings())
-        try:
-            async with create_sessionmaker(engine)() as session, session.begin():
-                return await work(session)
-        finally:
-            await engine.dispose()
-
-    return asyncio.run(run())
+    return run_in_transaction(get_settings(), work)
 
 
 def _cli_context() -> AuditContext:

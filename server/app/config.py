@@ -16,6 +16,8 @@ DEFAULT_SESSION_SECRET = "dev-only-session-secret-change-me-0123456789"  # noqa:
 # A valid Fernet key for development only; production must set ENCRYPTION_KEYS.
 DEFAULT_ENCRYPTION_KEY = "ZGV2LW9ubHktZmVybmV0LWtleS1jaGFuZ2UtbWUtMDA="
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./metricis.db"
+# kombu's filesystem transport: messages are files in folders under STORAGE_DIR.
+EMBEDDED_BROKER_URL = "filesystem://"
 
 
 class Environment(StrEnum):
@@ -77,6 +79,16 @@ class Settings(BaseSettings):
     REDIS_URL: str = "redis://localhost:6379/0"
     REDIS_TIMEOUT_SECONDS: float = Field(default=1.0, gt=0)
     SESSION_STORAGE_BACKEND: SessionStorageBackend = SessionStorageBackend.MEMORY
+
+    # Background work (Celery). Unset: REDIS_URL when Redis is the session store, otherwise the
+    # embedded broker, folders under STORAGE_DIR that `metricis serve` works through itself.
+    CELERY_BROKER_URL: str | None = None
+    # A task still running after the soft limit is told to stop (SoftTimeLimitExceeded); after
+    # the hard limit its worker process is killed and the message goes back to the queue.
+    WORKER_TASK_SOFT_TIME_LIMIT_SECONDS: int = Field(default=240, ge=1)
+    WORKER_TASK_TIME_LIMIT_SECONDS: int = Field(default=300, ge=1)
+    # How often beat records that it runs; health reports it stale after three missed ticks.
+    BEAT_HEARTBEAT_SECONDS: float = Field(default=30.0, ge=1)
 
     JWT_SECRET_KEY: SecretStr = SecretStr(DEFAULT_JWT_SECRET)
     SESSION_SECRET_KEY: SecretStr = SecretStr(DEFAULT_SESSION_SECRET)
@@ -160,6 +172,43 @@ class Settings(BaseSettings):
             return EmailBackend.CONSOLE
         return EmailBackend.SMTP
 
+    @property
+    def broker_url(self) -> str:
+        if self.CELERY_BROKER_URL:
+            return self.CELERY_BROKER_URL
+        return self.REDIS_URL if self.uses_redis else EMBEDDED_BROKER_URL
+
+    @property
+    def uses_embedded_broker(self) -> bool:
+        return self.broker_url == EMBEDDED_BROKER_URL
+
+    @property
+    def beat_stale_after_seconds(self) -> float:
+        """Three missed ticks: one late tick is normal on a busy machine, three are not."""
+        return 3 * self.BEAT_HEARTBEAT_SECONDS
+
+    @property
+    def embedded_broker_dir(self) -> Path:
+        return self.STORAGE_DIR / "broker"
+
+    @property
+    def broker_transport_options(self) -> dict[str, Any]:
+        if self.uses_embedded_broker:
+            # One folder both ways: every process reads and writes the same queue files.
+            queue_folder = str(self.embedded_broker_dir / "queue")
+            return {
+                "data_folder_in": queue_folder,
+                "data_folder_out": queue_folder,
+                "control_folder": str(self.embedded_broker_dir / "control"),
+                "store_processed": False,
+            }
+        return {
+            "socket_connect_timeout": self.REDIS_TIMEOUT_SECONDS,
+            # Unacknowledged messages (acks_late) come back after this long if their worker died;
+            # longer than the hard time limit, so a slow task is never run twice at once.
+            "visibility_timeout": self.WORKER_TASK_TIME_LIMIT_SECONDS * 2,
+        }
+
     def production_problems(self) -> list[str]:
         """What makes these settings unsafe for production; empty when they are fine."""
         problems: list[str] = []
@@ -183,6 +232,11 @@ class Settings(BaseSettings):
             # Console and file backends put sign-in links and addresses where logs and disks
             # keep them.
             problems.append(f"EMAIL_BACKEND is {self.email_backend.value}; production needs smtp")
+        if self.uses_embedded_broker:
+            problems.append(
+                "background work would use the embedded broker; production needs Redis "
+                "(CELERY_BROKER_URL, or SESSION_STORAGE_BACKEND=redis)"
+            )
         return problems
 
 

@@ -23,6 +23,7 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 from fastapi import FastAPI
+from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from app.api.dependencies import get_db
@@ -31,6 +32,7 @@ from app.config import Environment, Settings
 from app.db import migrations
 from app.db.session import create_engine, transaction_scope
 from app.main import create_app
+from app.models.worker import WorkerHeartbeat
 from app.services.sync import ItemSessionFactory
 
 # One database per test run, dropped at the end, so runs side by side never share a schema.
@@ -213,6 +215,20 @@ async def isolated_settings(tmp_path: Path, storage_dir: Path) -> AsyncIterator[
         await engine.dispose()
         if url.startswith("postgresql"):
             await drop_postgres_database(url)
+
+
+@pytest.fixture
+async def heartbeats(migrated_engine: AsyncEngine) -> AsyncIterator[AsyncEngine]:
+    """The test database as other connections (worker processes, health checks) see it: the
+    heartbeats a test commits there are removed afterwards."""
+    await _clear_heartbeats(migrated_engine)
+    yield migrated_engine
+    await _clear_heartbeats(migrated_engine)
+
+
+async def _clear_heartbeats(engine: AsyncEngine) -> None:
+    async with engine.begin() as connection:
+        await connection.execute(delete(WorkerHeartbeat))
 
 
 @pytest.fixture

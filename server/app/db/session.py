@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
@@ -20,6 +21,8 @@ from sqlalchemy.pool import ConnectionPoolEntry
 from app.config import Settings
 from app.core.errors import DomainError
 from app.core.events import discard_pending, dispatch_pending
+
+ResultT = TypeVar("ResultT")
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:
@@ -119,3 +122,23 @@ async def transaction_scope(session: AsyncSession) -> AsyncIterator[AsyncSession
     else:
         await session.commit()
         await dispatch_pending(session)
+
+
+def run_in_transaction(
+    settings: Settings, work: Callable[[AsyncSession], Awaitable[ResultT]]
+) -> ResultT:
+    """Run `work` in one transaction from synchronous code (a command, a worker task).
+
+    The engine lives only as long as the call: its pooled connections belong to the event loop
+    `asyncio.run` creates, which is gone afterwards.
+    """
+
+    async def run() -> ResultT:
+        engine = create_engine(settings)
+        try:
+            async with create_sessionmaker(engine)() as session, transaction_scope(session):
+                return await work(session)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())

@@ -15,6 +15,7 @@ from app.models.participant import (
 )
 from app.models.study import ConsentMode, MemberRole, Site, Study, StudyMember, StudyStatus
 from app.models.user import User, UserRole, UserSession, UserStatus
+from app.models.worker import WorkerHeartbeat
 
 __all__ = [
     "ActorType",
@@ -48,4 +49,5 @@ __all__ = [
     "UserSession",
     "UserStatus",
     "WithdrawalScope",
+    "WorkerHeartbeat",
 ]

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel
@@ -15,6 +16,8 @@ class DependencyHealth(BaseModel):
     latency_ms: float
     required: bool
     error: str | None = None
+    # Beat only: when it last ticked.
+    last_seen_at: datetime | None = None
 
 
 class DetailedHealthRead(BaseModel):

@@ -18,6 +18,7 @@ SAFE = {
     "SESSION_SECRET_KEY": "s" * 48,
     "ENCRYPTION_KEYS": "x2Yc0Yl6Wm2-5VhT4A6mX3cY2p8bS9dQ1rF7gH0jK4M=",
     "ALLOWED_ORIGINS": "https://portal.example.org",
+    "CELERY_BROKER_URL": "redis://redis.internal:6379/1",
 }
 
 
@@ -39,6 +40,7 @@ def test_safe_production_settings_pass() -> None:
         ({"ENCRYPTION_KEYS": None}, "ENCRYPTION_KEYS"),
         ({"EMAIL_BACKEND": "console"}, "EMAIL_BACKEND is console; production needs smtp"),
         ({"EMAIL_BACKEND": "file"}, "EMAIL_BACKEND is file; production needs smtp"),
+        ({"CELERY_BROKER_URL": None}, "embedded broker"),
     ],
 )
 def test_production_refuses_unsafe_settings(override: dict[str, object], complaint: str) -> None:

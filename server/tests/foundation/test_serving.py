@@ -24,7 +24,8 @@ def _free_port() -> int:
 
 
 def _children(pid: int) -> list[int]:
-    """The supervisor's API processes (not multiprocessing's resource tracker), zombies excluded."""
+    """The supervisor's API processes (not multiprocessing's resource tracker nor the embedded
+    background worker), zombies excluded."""
     found = subprocess.run(
         ["ps", "-ww", "--ppid", str(pid), "-o", "pid=,stat=,args="],
         capture_output=True,
@@ -34,7 +35,7 @@ def _children(pid: int) -> list[int]:
     workers = []
     for line in found.stdout.splitlines():
         pid_text, state, args = line.split(maxsplit=2)
-        if "resource_tracker" not in args and not state.startswith("Z"):
+        if "resource_tracker" not in args and "celery" not in args and not state.startswith("Z"):
             workers.append(int(pid_text))
     return workers
 

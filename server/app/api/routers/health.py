@@ -31,7 +31,7 @@ async def health_detailed(
     request: Request, settings: SettingsDep, store: SessionStoreDep
 ) -> DetailedHealthRead:
     """Readiness: each dependency with its latency; 503 when a required one is down."""
-    results = await check_dependencies(request.app.state.engine, store, settings.STORAGE_DIR)
+    results = await check_dependencies(request.app.state.engine, store, settings)
     required_down = any(r.status == "down" and r.required for r in results)
     optional_down = any(r.status == "down" and not r.required for r in results)
     overall = "down" if required_down else "degraded" if optional_down else "ok"
@@ -44,6 +44,7 @@ async def health_detailed(
                 latency_ms=r.latency_ms,
                 required=r.required,
                 error=r.error,
+                last_seen_at=r.last_seen_at,
             )
             for r in results
         },

@@ -1,0 +1,80 @@
+"""The Celery application: `celery -A app.workers.celery_app worker -Q reminders`.
+
+One configuration for every deployment. With Redis (CELERY_BROKER_URL, or REDIS_URL when Redis is
+the session store) workers and beat run as services of their own; without it the broker is
+kombu's filesystem transport under STORAGE_DIR and `metricis serve` starts one worker with beat
+embedded beside the API. Either way the same tasks run.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from celery import Celery
+from celery.signals import beat_init, worker_init
+from kombu import Exchange, Queue
+
+from app.config import Settings, get_settings
+from app.workers.queues import QUEUES, REMINDERS
+from app.workers.tasks import BEAT_HEARTBEAT_TASK
+
+
+def prepare_embedded_broker(settings: Settings) -> None:
+    """Create the embedded broker's folders (kombu expects them); nothing to do with Redis."""
+    if settings.uses_embedded_broker:
+        for folder in settings.broker_transport_options.values():
+            if isinstance(folder, str):
+                Path(folder).mkdir(parents=True, exist_ok=True)
+
+
+def _prepare_on_start(**_: Any) -> None:
+    prepare_embedded_broker(get_settings())
+
+
+worker_init.connect(_prepare_on_start, weak=False)
+beat_init.connect(_prepare_on_start, weak=False)
+
+
+def create_celery_app(settings: Settings) -> Celery:
+    app = Celery("metricis", include=["app.workers.tasks"])
+    app.conf.update(
+        broker_url=settings.broker_url,
+        broker_transport_options=settings.broker_transport_options,
+        broker_connection_retry_on_startup=True,
+        task_queues=[Queue(name, Exchange(name), routing_key=name) for name in QUEUES],
+        task_default_queue=REMINDERS,
+        task_routes={BEAT_HEARTBEAT_TASK: {"queue": REMINDERS}},
+        task_serializer="json",
+        accept_content=["json"],
+        # Results live in the database, written by the services the tasks call.
+        task_ignore_result=True,
+        # A message is acknowledged only once its task has finished, and given back when the
+        # worker process dies, so a crash re-runs the task instead of losing it; tasks are
+        # idempotent for that reason.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_soft_time_limit=settings.WORKER_TASK_SOFT_TIME_LIMIT_SECONDS,
+        task_time_limit=settings.WORKER_TASK_TIME_LIMIT_SECONDS,
+        timezone="UTC",
+        enable_utc=True,
+        beat_schedule={
+            "beat-heartbeat": {
+                "task": BEAT_HEARTBEAT_TASK,
+                "schedule": timedelta(seconds=settings.BEAT_HEARTBEAT_SECONDS),
+                # A tick nobody ran before health calls beat stale is useless later: expiring it
+                # keeps a stopped worker from finding a backlog of heartbeats.
+                "options": {"expires": settings.beat_stale_after_seconds},
+            }
+        },
+        beat_schedule_filename=str(settings.STORAGE_DIR / "celerybeat-schedule"),
+        # The filesystem transport has no broadcast: remote control needs a real broker.
+        worker_enable_remote_control=not settings.uses_embedded_broker,
+        worker_hijack_root_logger=False,
+    )
+    return app
+
+
+celery_app = create_celery_app(get_settings())

@@ -1,0 +1,10 @@
+"""The queues, one per kind of work, so a slow export never delays a reminder."""
+
+from __future__ import annotations
+
+REMINDERS = "reminders"  # reminders and the periodic scans (visit windows, beat heartbeat)
+REDCAP = "redcap"
+EXPORTS = "exports"
+WEBHOOKS = "webhooks"
+
+QUEUES = (REMINDERS, REDCAP, EXPORTS, WEBHOOKS)

@@ -1,0 +1,52 @@
+"""The tasks. Each opens a transaction of its own and calls a service: rules live in the
+services, so the API and the workers share one implementation.
+
+Every task is idempotent: with acks_late a task whose worker died runs again, and a retry after
+a lost connection may repeat work that had committed. A task claims its work in the database
+(a conditional update, an upsert) so that a second run finds nothing left to do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, ParamSpec, TypeVar, cast
+
+from celery import shared_task
+from sqlalchemy import exc as sa_exc
+
+from app.config import get_settings
+from app.core.clock import utcnow
+from app.db.session import run_in_transaction
+from app.services.heartbeats import BEAT_HEARTBEAT, record_heartbeat
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+BEAT_HEARTBEAT_TASK = "metricis.beat_heartbeat"
+
+# Failures of the infrastructure, worth trying again later; a domain error is not retried.
+RETRYABLE_ERRORS = (sa_exc.OperationalError, sa_exc.InterfaceError, ConnectionError, TimeoutError)
+MAX_RETRIES = 8
+RETRY_BACKOFF_MAX_SECONDS = 600
+
+
+def metricis_task(name: str) -> Callable[[Callable[P, R]], Any]:
+    """A task retried on infrastructure errors with exponential backoff (1 s, 2 s, 4 s, ...
+    capped at ten minutes, with jitter so retries of many tasks do not arrive together)."""
+    decorator = shared_task(
+        name=name,
+        autoretry_for=RETRYABLE_ERRORS,
+        retry_backoff=True,
+        retry_backoff_max=RETRY_BACKOFF_MAX_SECONDS,
+        retry_jitter=True,
+        max_retries=MAX_RETRIES,
+    )
+    return cast(Callable[[Callable[P, R]], Any], decorator)
+
+
+@metricis_task(BEAT_HEARTBEAT_TASK)
+def beat_heartbeat() -> None:
+    """Record that beat and a worker of the reminders queue are running (read by health)."""
+    run_in_transaction(
+        get_settings(), lambda session: record_heartbeat(session, BEAT_HEARTBEAT, utcnow())
+    )

@@ -1,0 +1,213 @@
+"""Celery workers and beat as real processes: the Redis broker, the embedded (filesystem) broker
+and `metricis serve` supervising the embedded worker run the same task."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+from app.services.heartbeats import BEAT_HEARTBEAT, last_heartbeat
+from app.workers.celery_app import create_celery_app, prepare_embedded_broker
+from app.workers.tasks import BEAT_HEARTBEAT_TASK
+from tests.conftest import make_settings
+from tests.foundation.test_serving import _free_port, _wait_healthy
+
+METRICIS = str(Path(sys.executable).with_name("metricis"))
+SERVER_ROOT = Path(__file__).resolve().parents[2]
+WAIT_SECONDS = 60
+
+
+async def _heartbeat(engine: AsyncEngine) -> datetime | None:
+    async with AsyncSession(engine) as session:
+        return await last_heartbeat(session, BEAT_HEARTBEAT)
+
+
+async def _wait_for_heartbeat(engine: AsyncEngine, process: subprocess.Popen[bytes]) -> datetime:
+    deadline = time.monotonic() + WAIT_SECONDS
+    while time.monotonic() < deadline:
+        beat_at = await _heartbeat(engine)
+        if beat_at is not None:
+            return beat_at
+        assert process.poll() is None, "the worker exited"
+        await asyncio.sleep(0.3)
+    raise AssertionError(f"no heartbeat within {WAIT_SECONDS} s")
+
+
+def _environment(database_url: str, storage_dir: Path, **values: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "STORAGE_DIR": str(storage_dir),
+        "LOG_LEVEL": "warning",
+        **values,
+    }
+
+
+def _start(
+    processes: list[subprocess.Popen[bytes]], arguments: list[str], env: dict[str, str]
+) -> subprocess.Popen[bytes]:
+    process = subprocess.Popen([METRICIS, *arguments], cwd=SERVER_ROOT, env=env)
+    processes.append(process)
+    return process
+
+
+def _stop(process: subprocess.Popen[bytes]) -> int:
+    process.send_signal(signal.SIGTERM)
+    return process.wait(timeout=WAIT_SECONDS)
+
+
+@pytest.fixture
+def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
+    """Processes a test starts, killed if the test failed before stopping them."""
+    started: list[subprocess.Popen[bytes]] = []
+    yield started
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+async def test_a_worker_on_the_redis_broker_runs_a_task_end_to_end(
+    database_url: str,
+    tmp_path: Path,
+    redis_url: str,
+    heartbeats: AsyncEngine,
+    processes: list[subprocess.Popen[bytes]],
+) -> None:
+    env = _environment(database_url, tmp_path, CELERY_BROKER_URL=redis_url)
+    worker = _start(processes, ["worker", "--queues", "reminders", "--concurrency", "1"], env)
+    sender = create_celery_app(make_settings(database_url, tmp_path, CELERY_BROKER_URL=redis_url))
+    sender.send_task(BEAT_HEARTBEAT_TASK)
+
+    await _wait_for_heartbeat(heartbeats, worker)
+    assert _stop(worker) == 0
+
+
+async def test_the_embedded_broker_runs_the_same_task_without_a_server(
+    database_url: str,
+    tmp_path: Path,
+    heartbeats: AsyncEngine,
+    processes: list[subprocess.Popen[bytes]],
+) -> None:
+    settings = make_settings(database_url, tmp_path)
+    assert settings.uses_embedded_broker
+    env = _environment(database_url, tmp_path)
+    worker = _start(processes, ["worker", "--concurrency", "1"], env)
+    prepare_embedded_broker(settings)
+    create_celery_app(settings).send_task(BEAT_HEARTBEAT_TASK)
+
+    await _wait_for_heartbeat(heartbeats, worker)
+    assert _stop(worker) == 0
+    assert list((tmp_path / "broker" / "queue").iterdir()) == []
+
+
+def test_beat_sends_the_heartbeat_on_schedule_and_stops(
+    database_url: str, tmp_path: Path, redis_url: str, processes: list[subprocess.Popen[bytes]]
+) -> None:
+    env = _environment(
+        database_url, tmp_path, CELERY_BROKER_URL=redis_url, BEAT_HEARTBEAT_SECONDS="1"
+    )
+    beat = _start(processes, ["beat"], env)
+    broker = redis.Redis.from_url(redis_url)
+    deadline = time.monotonic() + WAIT_SECONDS
+    while broker.llen("reminders") < 2 and time.monotonic() < deadline:
+        assert beat.poll() is None, "beat exited"
+        time.sleep(0.3)
+    assert broker.llen("reminders") >= 2
+    assert _stop(beat) == 0
+
+
+def test_an_unknown_queue_is_refused(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [METRICIS, "worker", "--queues", "reminders,mail"],
+        cwd=SERVER_ROOT,
+        env=_environment(f"sqlite+aiosqlite:///{tmp_path / 'x.db'}", tmp_path),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "Unknown queue(s) mail" in result.stderr
+
+
+def _companions(pid: int) -> list[int]:
+    found = subprocess.run(
+        ["ps", "-ww", "--ppid", str(pid), "-o", "pid=,stat=,args="],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return [
+        int(line.split()[0])
+        for line in found.stdout.splitlines()
+        if "celery" in line and not line.split()[1].startswith("Z")
+    ]
+
+
+def test_serve_runs_the_embedded_worker_and_beat_and_stops_them(
+    tmp_path: Path, processes: list[subprocess.Popen[bytes]]
+) -> None:
+    port = _free_port()
+    env = _environment(
+        f"sqlite+aiosqlite:///{tmp_path / 'serve.db'}",
+        tmp_path / "storage",
+        HOST="127.0.0.1",
+        PORT=str(port),
+        BEAT_HEARTBEAT_SECONDS="1",
+        SHUTDOWN_GRACE_SECONDS="1",
+    )
+    subprocess.run([METRICIS, "db", "upgrade"], cwd=SERVER_ROOT, env=env, check=True)
+    server = _start(processes, ["serve"], env)
+    url = f"http://127.0.0.1:{port}/api/health/detailed"
+    _wait_healthy(f"http://127.0.0.1:{port}/api/health")
+
+    def beat_ticks() -> dict[str, object]:
+        deadline = time.monotonic() + WAIT_SECONDS
+        while time.monotonic() < deadline:
+            body: dict[str, object] = httpx.get(url, timeout=5).json()
+            dependencies = body["dependencies"]
+            assert isinstance(dependencies, dict)
+            if dependencies["beat"]["status"] == "ok":
+                return body
+            time.sleep(0.5)
+        raise AssertionError("beat did not tick")
+
+    report = beat_ticks()
+    assert report["status"] == "ok"
+    [companion] = _companions(server.pid)
+    os.kill(companion, signal.SIGKILL)
+    deadline = time.monotonic() + WAIT_SECONDS
+    while time.monotonic() < deadline and _companions(server.pid) in ([], [companion]):
+        time.sleep(0.3)
+    [restarted] = _companions(server.pid)
+    assert restarted != companion
+    # Nothing of the killed worker is left: its embedded beat would tick beside the new one.
+    assert _group_gone(companion)
+
+    assert _stop(server) == 0
+    assert _companions(server.pid) == []
+    assert _group_gone(restarted)
+
+
+def _group_gone(group_id: int) -> bool:
+    """Whether no process of the group is left, allowing a moment for killed ones to be reaped."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(group_id, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.2)
+    return False
