@@ -24,13 +24,12 @@ import tempfile
 import uuid
 from pathlib import Path
 
-import asyncpg
 import httpx
 
 from bench.server import running_server
+from bench.submit import create_database, drop_database
 
 ADMIN_PASSWORD = "Quartz-Harbor-Lattice-91!"  # noqa: S105 - a throwaway local database
-POSTGRES = "postgresql://postgres@127.0.0.1:5432"
 _REQUESTS_PER_SECOND = re.compile(r"Requests/sec:\s+([\d.]+)")
 _NON_2XX = re.compile(r"Non-2xx or 3xx responses:\s+(\d+)")
 
@@ -98,22 +97,6 @@ def wrk(url: str, token: str, seconds: int, connections: int) -> tuple[float, in
     if rate is None:
         raise RuntimeError(f"wrk said: {result.stdout}\n{result.stderr}")
     return float(rate.group(1)), int(errors.group(1)) if errors else 0
-
-
-async def create_database(name: str) -> None:
-    admin = await asyncpg.connect(f"{POSTGRES}/postgres")
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-
-
-async def drop_database(name: str) -> None:
-    admin = await asyncpg.connect(f"{POSTGRES}/postgres")
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
 
 
 def main() -> None:
