@@ -67,6 +67,18 @@ class TooManyRequestsError(DomainError):
     code = "RATE_LIMITED"
 
 
+class PayloadTooLargeError(DomainError):
+    status_code = 413
+    code = "PAYLOAD_TOO_LARGE"
+
+
 class ServiceUnavailableError(DomainError):
     status_code = 503
     code = "SERVICE_UNAVAILABLE"
+
+
+def field_error(field: str, message: str, **details: Any) -> ValidationFailedError:
+    """422 naming the request field at fault, in the `errors` list clients read field by field."""
+    return ValidationFailedError(
+        message, details={"errors": [{"field": field, "message": message}], **details}
+    )

@@ -39,7 +39,8 @@ from app.core.security import (
 )
 from app.models.audit import ActorType, AuditCategory
 from app.models.user import User, UserRole, UserSession, UserStatus
-from app.services.audit import AuditContext, record_event
+from app.services.audit import AuditContext
+from app.services.audit_subjects import AuditSubject, record_about
 from app.services.passwords import check_password_policy
 from app.services.principals import StaffPrincipal
 from app.services.session_store import SessionStore, SessionStoreUnavailableError
@@ -144,6 +145,26 @@ async def revoke_login_sessions(
     return ids
 
 
+async def end_login_session(
+    session: AsyncSession,
+    store: SessionStore,
+    context: AuditContext,
+    login_session_id: uuid.UUID,
+    user_id: uuid.UUID,
+    *,
+    reason: str,
+    action: str,
+    after: dict[str, Any] | None = None,
+) -> None:
+    """Revoke one login session of the user and record why, as one event about it."""
+    await revoke_login_sessions(
+        session, store, user_id=user_id, reason=reason, only=login_session_id
+    )
+    await record_about(
+        session, context, AuditSubject.login_session(login_session_id), action, after=after
+    )
+
+
 async def _ip_failures(store: SessionStore, ip: str | None, *, add: bool) -> int:
     if not ip:
         return 0
@@ -208,11 +229,11 @@ async def login(
             raise _locked_error(LOCKOUT)
         await _ip_failures(store, context.ip, add=True)
         failures = await _unknown_account_failures(store, settings, email, add=True)
-        await record_event(
+        await record_about(
             session,
             context,
-            action="user.login_failed",
-            category=AuditCategory.AUTH,
+            AuditSubject(AuditCategory.AUTH),
+            "user.login_failed",
             after={"email": email, "reason": "invalid_credentials"},
         )
         if failures >= MAX_FAILED_LOGINS:
@@ -269,13 +290,11 @@ async def _count_failed_sign_in(
     if locked:
         user.locked_until = now + LOCKOUT
         user.failed_login_count = 0
-    await record_event(
+    await record_about(
         session,
         context,
-        action="user.login_failed",
-        category=AuditCategory.AUTH,
-        entity_type="user",
-        entity_id=user.id,
+        AuditSubject.account(user.id),
+        "user.login_failed",
         after={"email": user.email, "reason": reason, "locked": locked},
     )
     return locked
@@ -306,13 +325,11 @@ async def _open_login_session(
     user.last_login_at = now
     user.failed_login_count = 0
     user.locked_until = None
-    await record_event(
+    await record_about(
         session,
         context.as_actor(ActorType.USER, str(user.id)),
-        action="user.login",
-        category=AuditCategory.AUTH,
-        entity_type="user_session",
-        entity_id=login_session.id,
+        AuditSubject.login_session(login_session.id),
+        "user.login",
         after={"method": method, "device": login_session.device},
     )
     return tokens
@@ -377,6 +394,17 @@ async def _verify_totp(
     return await _first_use(store, f"totp-used:{user.id}:{code}", timedelta(seconds=120))
 
 
+def _decode_login_token(
+    settings: Settings, token: str, token_type: TokenType
+) -> tuple[dict[str, Any], uuid.UUID, uuid.UUID]:
+    """A staff token's claims, its login session's id and its user's id; one 401 for any fault."""
+    try:
+        claims = decode_token(settings, token, token_type)
+        return claims, uuid.UUID(str(claims.get("sid"))), uuid.UUID(claims["sub"])
+    except (InvalidTokenError, ValueError) as exc:
+        raise UnauthorizedError(f"The {token_type} token is invalid or has expired") from exc
+
+
 async def refresh_tokens(
     session: AsyncSession,
     store: SessionStore,
@@ -385,12 +413,7 @@ async def refresh_tokens(
     *,
     refresh_token: str,
 ) -> TokenPair:
-    try:
-        claims = decode_token(settings, refresh_token, TokenType.REFRESH)
-        session_id = uuid.UUID(str(claims.get("sid")))
-        user_id = uuid.UUID(claims["sub"])
-    except (InvalidTokenError, ValueError) as exc:
-        raise UnauthorizedError("The refresh token is invalid or has expired") from exc
+    claims, session_id, user_id = _decode_login_token(settings, refresh_token, TokenType.REFRESH)
     jti = str(claims["jti"])
     login_session = await session.get(UserSession, session_id, with_for_update=True)
     if login_session is None or login_session.user_id != user_id:
@@ -421,16 +444,14 @@ async def refresh_tokens(
             return replay
 
     # A used refresh token came back: someone holds a copy. End the whole family.
-    await revoke_login_sessions(
-        session, store, user_id=user.id, reason="refresh_reuse", only=login_session.id
-    )
-    await record_event(
+    await end_login_session(
         session,
+        store,
         context.as_actor(ActorType.USER, str(user.id)),
+        login_session.id,
+        user.id,
+        reason="refresh_reuse",
         action="user.refresh_reuse_revoked",
-        category=AuditCategory.AUTH,
-        entity_type="user_session",
-        entity_id=login_session.id,
         after={"revoked_reason": "refresh_reuse"},
     )
     raise UnauthorizedError(
@@ -476,16 +497,14 @@ def _idle_expired(settings: Settings, login_session: UserSession, now: datetime)
 async def _end_idle(
     session: AsyncSession, store: SessionStore, context: AuditContext, login_session: UserSession
 ) -> None:
-    await revoke_login_sessions(
-        session, store, user_id=login_session.user_id, reason="idle_timeout", only=login_session.id
-    )
-    await record_event(
+    await end_login_session(
         session,
+        store,
         context.as_actor(ActorType.SYSTEM, "system"),
+        login_session.id,
+        login_session.user_id,
+        reason="idle_timeout",
         action="user.session_expired",
-        category=AuditCategory.AUTH,
-        entity_type="user_session",
-        entity_id=login_session.id,
         after={"revoked_reason": "idle_timeout"},
     )
     raise UnauthorizedError("The login session expired after inactivity", keep_changes=True)
@@ -499,12 +518,7 @@ async def authenticate_access_token(
     token: str,
 ) -> StaffPrincipal:
     """Check an access token and its login session; every failure is the same 401."""
-    try:
-        claims = decode_token(settings, token, TokenType.ACCESS)
-        session_id = uuid.UUID(str(claims.get("sid")))
-        user_id = uuid.UUID(claims["sub"])
-    except (InvalidTokenError, ValueError) as exc:
-        raise UnauthorizedError("The access token is invalid or has expired") from exc
+    _, session_id, user_id = _decode_login_token(settings, token, TokenType.ACCESS)
 
     now = utcnow()
     cached = await _cached_principal(store, session_id)
@@ -587,16 +601,14 @@ def _principal_from_cache(cached: dict[str, Any], session_id: uuid.UUID) -> Staf
 async def logout(
     session: AsyncSession, store: SessionStore, context: AuditContext, principal: StaffPrincipal
 ) -> None:
-    await revoke_login_sessions(
-        session, store, user_id=principal.user_id, reason="logout", only=principal.session_id
-    )
-    await record_event(
+    await end_login_session(
         session,
+        store,
         context,
+        principal.session_id,
+        principal.user_id,
+        reason="logout",
         action="user.logout",
-        category=AuditCategory.AUTH,
-        entity_type="user_session",
-        entity_id=principal.session_id,
     )
 
 
@@ -626,13 +638,11 @@ async def change_password(
         session, store, user_id=user.id, reason="password_changed", keep=principal.session_id
     )
     await forget_cached_principals(store, [principal.session_id])
-    await record_event(
+    await record_about(
         session,
         context,
-        action="user.password_changed",
-        category=AuditCategory.AUTH,
-        entity_type="user",
-        entity_id=user.id,
+        AuditSubject.account(user.id),
+        "user.password_changed",
         after={"other_sessions_revoked": len(revoked)},
     )
 
@@ -643,14 +653,7 @@ async def accept_terms(
     user = await _load_user(session, principal.user_id)
     if user.terms_accepted_at is None:
         user.terms_accepted_at = utcnow()
-        await record_event(
-            session,
-            context,
-            action="user.terms_accepted",
-            category=AuditCategory.AUTH,
-            entity_type="user",
-            entity_id=user.id,
-        )
+        await record_about(session, context, AuditSubject.account(user.id), "user.terms_accepted")
     return user
 
 
@@ -688,14 +691,7 @@ async def setup_totp(
         raise ValidationFailedError("Two-factor authentication is already enabled")
     secret = pyotp.random_base32()
     user.totp_secret_encrypted = encryptor.encrypt(secret)
-    await record_event(
-        session,
-        context,
-        action="user.2fa_setup_started",
-        category=AuditCategory.AUTH,
-        entity_type="user",
-        entity_id=user.id,
-    )
+    await record_about(session, context, AuditSubject.account(user.id), "user.2fa_setup_started")
     uri = pyotp.TOTP(secret).provisioning_uri(name=user.email, issuer_name=TOTP_ISSUER)
     return TotpSetup(secret=secret, otpauth_uri=uri)
 
@@ -720,14 +716,7 @@ async def enable_totp(
             details={"errors": [{"field": "code", "message": "invalid code"}]},
         )
     user.totp_enabled = True
-    await record_event(
-        session,
-        context,
-        action="user.2fa_enabled",
-        category=AuditCategory.AUTH,
-        entity_type="user",
-        entity_id=user.id,
-    )
+    await record_about(session, context, AuditSubject.account(user.id), "user.2fa_enabled")
 
 
 async def disable_totp(
@@ -743,11 +732,4 @@ async def disable_totp(
         raise ValidationFailedError("Two-factor authentication is not enabled")
     user.totp_enabled = False
     user.totp_secret_encrypted = None
-    await record_event(
-        session,
-        context,
-        action="user.2fa_disabled",
-        category=AuditCategory.AUTH,
-        entity_type="user",
-        entity_id=user.id,
-    )
+    await record_about(session, context, AuditSubject.account(user.id), "user.2fa_disabled")

@@ -29,12 +29,12 @@ from app.catalogue import (
 )
 from app.core.clock import utcnow
 from app.core.errors import ConflictError, NotFoundError, ValidationFailedError
-from app.models.audit import AuditCategory
 from app.models.battery import Battery, BatteryVersion
 from app.models.study import Study, StudyStatus
 from app.schemas.batteries import MAX_BATTERY_TASKS
 from app.schemas.common import PageParams, Pagination
-from app.services.audit import AuditContext, record_event
+from app.services.audit import AuditContext
+from app.services.audit_subjects import AuditSubject, record_about
 from app.services.pagination import paginate
 from app.services.policy import (
     Capability,
@@ -71,6 +71,10 @@ class _Content:
     description: str | None
     tasks: list[dict[str, Any]]
     estimated_minutes: int | None
+
+
+def _subject(battery: Battery) -> AuditSubject:
+    return AuditSubject.configuration("battery", battery.id, battery.study_id)
 
 
 def version_snapshot(version: BatteryVersion) -> dict[str, Any]:
@@ -266,15 +270,8 @@ async def create_battery(
     )
     session.add(version)
     await session.flush()
-    await record_event(
-        session,
-        context,
-        action="battery.create",
-        category=AuditCategory.CONFIG,
-        entity_type="battery",
-        entity_id=battery.id,
-        study_id=study_id,
-        after=version_snapshot(version),
+    await record_about(
+        session, context, _subject(battery), "battery.create", after=version_snapshot(version)
     )
     return battery, version
 
@@ -339,14 +336,11 @@ async def update_battery(
         await session.flush()
     except IntegrityError as exc:
         raise ConflictError("The battery was changed at the same time; retry") from exc
-    await record_event(
+    await record_about(
         session,
         context,
-        action="battery.update",
-        category=AuditCategory.CONFIG,
-        entity_type="battery",
-        entity_id=battery.id,
-        study_id=battery.study_id,
+        _subject(battery),
+        "battery.update",
         before=version_snapshot(current),
         after=version_snapshot(version),
         reason=reason,
@@ -372,14 +366,11 @@ async def archive_battery(
         return
     await _require_study_open(session, battery.study_id)
     battery.archived = True
-    await record_event(
+    await record_about(
         session,
         context,
-        action="battery.archive",
-        category=AuditCategory.CONFIG,
-        entity_type="battery",
-        entity_id=battery.id,
-        study_id=battery.study_id,
+        _subject(battery),
+        "battery.archive",
         before={"archived": False, "current_version": battery.current_version},
         after={"archived": True, "current_version": battery.current_version},
         reason=reason,

@@ -28,8 +28,13 @@ from app.core.logging import get_logger
 from app.core.security import FieldEncryptor, generate_secret_token, hash_secret
 from app.models.audit import ActorType, AuditCategory
 from app.models.participant import MagicLinkToken, Participant, ParticipantStatus
-from app.services.audit import AuditContext, record_event
-from app.services.participant_auth import ParticipantTokens, open_participant_login
+from app.services.audit import AuditContext
+from app.services.audit_subjects import AuditSubject, record_about
+from app.services.participant_auth import (
+    ParticipantTokens,
+    open_participant_login,
+    record_failed_sign_in,
+)
 from app.services.participants import email_index
 from app.services.session_store import SessionStore, SessionStoreUnavailableError
 
@@ -150,15 +155,11 @@ async def issue_magic_links(
             expires_at=expires_at,
         )
         session.add(link)
-        await record_event(
+        await record_about(
             session,
             context,
-            action="participant.magic_link_issued",
-            category=AuditCategory.AUTH,
-            entity_type="participant",
-            entity_id=participant.id,
-            study_id=participant.study_id,
-            participant_id=participant.id,
+            AuditSubject.participant(participant, AuditCategory.AUTH),
+            "participant.magic_link_issued",
             after={"link_id": str(link.id), "expires_at": expires_at.isoformat()},
         )
         emails.append(
@@ -207,27 +208,15 @@ async def verify_magic_link(
         reason = await _refusal_reason(session, token_hash, now, consumed is not None)
         if context.ip:
             await _hit(store, ip_key, VERIFY_IP_FAILURE_WINDOW)
-        await record_event(
-            session,
-            context,
-            action="participant.login_failed",
-            category=AuditCategory.AUTH,
-            entity_type="participant" if participant else None,
-            entity_id=participant.id if participant else None,
-            study_id=participant.study_id if participant else None,
-            participant_id=participant.id if participant else None,
-            after={"method": "magic_link", "reason": reason},
+        await record_failed_sign_in(
+            session, context, participant, {"method": "magic_link", "reason": reason}
         )
         raise UnauthorizedError(INVALID_LINK, keep_changes=True)
-    await record_event(
+    await record_about(
         session,
         context.as_actor(ActorType.PARTICIPANT, str(participant.id)),
-        action="participant.magic_link_used",
-        category=AuditCategory.AUTH,
-        entity_type="participant",
-        entity_id=participant.id,
-        study_id=participant.study_id,
-        participant_id=participant.id,
+        AuditSubject.participant(participant, AuditCategory.AUTH),
+        "participant.magic_link_used",
         after={"link_id": str(consumed[0])},
     )
     return await open_participant_login(

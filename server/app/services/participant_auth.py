@@ -27,7 +27,8 @@ from app.core.security import (
 from app.models.audit import ActorType, AuditCategory
 from app.models.participant import Participant, ParticipantLogin, WithdrawalScope
 from app.models.study import Study
-from app.services.audit import AuditContext, record_event
+from app.services.audit import AuditContext
+from app.services.audit_subjects import AuditSubject, record_about
 from app.services.principals import ParticipantPrincipal
 from app.services.session_store import SessionStore, SessionStoreUnavailableError
 
@@ -88,15 +89,11 @@ async def open_participant_login(
         session_id=login.id,
         extra_claims={"study": str(participant.study_id)},
     )
-    await record_event(
+    await record_about(
         session,
         context.as_actor(ActorType.PARTICIPANT, str(participant.id)),
-        action="participant.login",
-        category=AuditCategory.AUTH,
-        entity_type="participant",
-        entity_id=participant.id,
-        study_id=participant.study_id,
-        participant_id=participant.id,
+        AuditSubject.participant(participant, AuditCategory.AUTH),
+        "participant.login",
         after={"method": method},
     )
     return ParticipantTokens(
@@ -153,22 +150,29 @@ async def login_with_access_code(
         if context.ip:
             await _count(store, ip_key, IP_FAILURE_WINDOW, add=True)
         failures = await _count(store, account_key, CODE_LOCKOUT, add=True)
-        await record_event(
-            session,
-            context,
-            action="participant.login_failed",
-            category=AuditCategory.AUTH,
-            entity_type="participant" if participant else None,
-            entity_id=participant.id if participant else None,
-            study_id=participant.study_id if participant else None,
-            participant_id=participant.id if participant else None,
-            after={"method": "access_code"},
-        )
+        await record_failed_sign_in(session, context, participant, {"method": "access_code"})
         if failures >= MAX_FAILED_CODES:
             raise _locked()
         raise UnauthorizedError(INVALID_CODE, keep_changes=True)
     return await open_participant_login(
         session, settings, context, participant, method="access_code"
+    )
+
+
+async def record_failed_sign_in(
+    session: AsyncSession,
+    context: AuditContext,
+    participant: Participant | None,
+    details: dict[str, str],
+) -> None:
+    """A refused participant sign-in, whatever the method; `participant` is None when the
+    credentials named nobody."""
+    await record_about(
+        session,
+        context,
+        AuditSubject.participant(participant, AuditCategory.AUTH),
+        "participant.login_failed",
+        after=details,
     )
 
 

@@ -30,12 +30,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
 from app.core.clock import utcnow
-from app.core.errors import ConflictError, DomainError, ValidationFailedError
+from app.core.errors import ConflictError, PayloadTooLargeError, ValidationFailedError
 from app.core.security import FieldEncryptor
 from app.models.audit import AuditCategory
 from app.models.participant import Participant, ParticipantActor, ParticipantStatus
 from app.models.study import Site, Study
-from app.services.audit import AuditContext, record_event
+from app.services.audit import AuditContext
+from app.services.audit_subjects import AuditSubject, record_about
 from app.services.participants import email_index, valid_timezone
 from app.services.policy import Capability, StudyAccess, study_access
 from app.services.principals import StaffPrincipal
@@ -71,11 +72,6 @@ IMPORTABLE_STATUSES: tuple[ParticipantStatus, ...] = (
     ParticipantStatus.COMPLETED,
 )
 DELIMITERS = (",", ";", "\t")
-
-
-class PayloadTooLargeError(DomainError):
-    status_code = 413
-    code = "PAYLOAD_TOO_LARGE"
 
 
 @dataclass(frozen=True, slots=True)
@@ -477,14 +473,11 @@ async def import_participants(
             "A participant code of the file was enrolled meanwhile; nothing was imported",
             details={"field": "participant_id"},
         ) from exc
-    await record_event(
+    await record_about(
         session,
         context,
-        action="participant.import",
-        category=AuditCategory.DATA,
-        entity_type="study",
-        entity_id=study_id,
-        study_id=study_id,
+        AuditSubject(AuditCategory.DATA, "study", study_id, study_id),
+        "participant.import",
         after=_import_summary(rows, values, content),
     )
     return ImportReport(dry_run=False, rows=rows, created=len(values))

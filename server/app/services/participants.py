@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
 from app.core.clock import utcnow
-from app.core.errors import ConflictError, NotFoundError, ValidationFailedError
+from app.core.errors import ConflictError, NotFoundError, field_error
 from app.core.events import DomainEvent, emit, subscribe
 from app.core.security import FieldEncryptor, hash_secret
 from app.models.assessment import AssessmentSession, TaskResult, Trial
@@ -31,7 +31,8 @@ from app.models.participant import (
 )
 from app.models.study import Site, Study
 from app.schemas.common import PageParams, Pagination
-from app.services.audit import AuditContext, record_event
+from app.services.audit import AuditContext
+from app.services.audit_subjects import AuditSubject, record_about
 from app.services.local_storage import LocalStorage
 from app.services.pagination import paginate
 from app.services.participant_auth import (
@@ -129,12 +130,6 @@ def participant_snapshot(participant: Participant) -> dict[str, Any]:
     }
 
 
-def _field_error(field: str, message: str) -> ValidationFailedError:
-    return ValidationFailedError(
-        message, details={"errors": [{"field": field, "message": message}]}
-    )
-
-
 @dataclass(slots=True)
 class ParticipantFields:
     participant_code: str | None = None
@@ -162,24 +157,24 @@ async def create_participant(
     study = await session.get(Study, study_id)
     assert study is not None
     if not fields.participant_code:
-        raise _field_error("participant_id", "The participant code is required")
+        raise field_error("participant_id", "The participant code is required")
     site: Site | None
     if fields.site is not None:
         site = await resolve_site(session, study_id, fields.site)
         if access.site_id is not None and site.id != access.site_id:
-            raise _field_error("site_id", "You can only enroll participants at your own site")
+            raise field_error("site_id", "You can only enroll participants at your own site")
     else:
         # A site-scoped member who names no site enrolls at their own.
         site = await session.get(Site, access.site_id) if access.site_id else None
     language = fields.language or (study.supported_languages or ["en"])[0]
     if language not in (study.supported_languages or []):
-        raise _field_error("language", f"'{language}' is not one of the study's languages")
+        raise field_error("language", f"'{language}' is not one of the study's languages")
     timezone = fields.timezone or (site.timezone if site else "UTC")
     if not valid_timezone(timezone):
-        raise _field_error("timezone", f"'{timezone}' is not an IANA time zone")
+        raise field_error("timezone", f"'{timezone}' is not an IANA time zone")
     status = fields.status or ParticipantStatus.ENROLLED
     if status is ParticipantStatus.WITHDRAWN:
-        raise _field_error("status", "Use the withdrawal endpoint to withdraw a participant")
+        raise field_error("status", "Use the withdrawal endpoint to withdraw a participant")
     participant = Participant(
         id=uuid.uuid4(),
         study_id=study_id,
@@ -211,15 +206,11 @@ async def create_participant(
             "A participant with this code already exists in the study",
             details={"field": "participant_id"},
         ) from exc
-    await record_event(
+    await record_about(
         session,
         context,
-        action="participant.create",
-        category=AuditCategory.DATA,
-        entity_type="participant",
-        entity_id=participant.id,
-        study_id=study_id,
-        participant_id=participant.id,
+        AuditSubject.participant(participant, AuditCategory.DATA),
+        "participant.create",
         after=participant_snapshot(participant),
     )
     return participant, access
@@ -361,21 +352,21 @@ async def update_participant(
         )
         site_id = site.id if site else None
         if access.site_id is not None and site_id != access.site_id:
-            raise _field_error("site_id", "You can only assign participants to your own site")
+            raise field_error("site_id", "You can only assign participants to your own site")
         participant.site_id = site_id
     if "language" in provided and fields.language is not None:
         if fields.language not in (study.supported_languages or []):
-            raise _field_error(
+            raise field_error(
                 "language", f"'{fields.language}' is not one of the study's languages"
             )
         participant.language = fields.language
     if "timezone" in provided and fields.timezone is not None:
         if not valid_timezone(fields.timezone):
-            raise _field_error("timezone", f"'{fields.timezone}' is not an IANA time zone")
+            raise field_error("timezone", f"'{fields.timezone}' is not an IANA time zone")
         participant.timezone = fields.timezone
     if "status" in provided and fields.status is not None:
         if fields.status is ParticipantStatus.WITHDRAWN:
-            raise _field_error("status", "Use the withdrawal endpoint to withdraw a participant")
+            raise field_error("status", "Use the withdrawal endpoint to withdraw a participant")
         participant.status = fields.status
     if "actor" in provided and fields.actor is not None:
         participant.actor = fields.actor
@@ -391,15 +382,11 @@ async def update_participant(
         participant.phone_encrypted = encryptor.encrypt(fields.phone) if fields.phone else None
     after = participant_snapshot(participant)
     if after != before or contact_changed:
-        await record_event(
+        await record_about(
             session,
             context,
-            action="participant.update",
-            category=AuditCategory.DATA,
-            entity_type="participant",
-            entity_id=participant.id,
-            study_id=participant.study_id,
-            participant_id=participant.id,
+            AuditSubject.participant(participant, AuditCategory.DATA),
+            "participant.update",
             before=before,
             after={**after, "contact_details_changed": contact_changed},
             reason=reason,
@@ -436,17 +423,15 @@ async def withdraw_participant(
     erased: dict[str, Any] = {}
     if scope is WithdrawalScope.DELETE_DATA:
         erased = await erase_participant_data(session, participant, storage_root)
-    await record_event(
+    after = {**participant_snapshot(participant), "scope": scope.value, "erased": erased}
+    subject = AuditSubject.participant(participant, AuditCategory.DATA)
+    await record_about(
         session,
         context,
-        action="participant.withdrawn",
-        category=AuditCategory.DATA,
-        entity_type="participant",
-        entity_id=participant.id,
-        study_id=participant.study_id,
-        participant_id=participant.id,
+        subject,
+        "participant.withdrawn",
         before=before,
-        after={**participant_snapshot(participant), "scope": scope.value, "erased": erased},
+        after=after,
         reason=reason,
     )
     return participant, access
@@ -528,15 +513,11 @@ async def issue_access_code(
     participant.access_code_created_at = utcnow()
     # A new code ends sign-ins made with the old one.
     await revoke_participant_logins(session, participant.id)
-    await record_event(
+    await record_about(
         session,
         context,
-        action="participant.access_code_issued",
-        category=AuditCategory.AUTH,
-        entity_type="participant",
-        entity_id=participant.id,
-        study_id=participant.study_id,
-        participant_id=participant.id,
+        AuditSubject.participant(participant, AuditCategory.AUTH),
+        "participant.access_code_issued",
         after={"replaced_previous_code": replaced},
     )
     return participant, code
@@ -586,7 +567,7 @@ async def resolve_participant(
             raise unknown_participant()
         return participant
     if reference is None:
-        raise _field_error("participant_id", "participant_id is required for staff")
+        raise field_error("participant_id", "participant_id is required for staff")
     if study_id is not None:
         await study_access(session, principal, study_id)
     elif as_uuid(reference) is None:

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.errors import ValidationFailedError
+from app.core.errors import ValidationFailedError, field_error
 from app.models.participant import Participant
 from app.models.study import Site
 
@@ -27,22 +27,16 @@ def as_uuid(reference: str) -> uuid.UUID | None:
         return None
 
 
-def _reference_error(field: str, message: str) -> ValidationFailedError:
-    return ValidationFailedError(
-        message, details={"errors": [{"field": field, "message": message}]}
-    )
-
-
 def unknown_site() -> ValidationFailedError:
-    return _reference_error("site_id", "No site you can reach has this id or code")
+    return field_error("site_id", "No site you can reach has this id or code")
 
 
 def unknown_participant() -> ValidationFailedError:
-    return _reference_error("participant_id", "No participant you can reach has this id or code")
+    return field_error("participant_id", "No participant you can reach has this id or code")
 
 
 def code_without_study(field: str, what: str) -> ValidationFailedError:
-    return _reference_error(field, f"A {what} code is read within a study: give study_id too")
+    return field_error(field, f"A {what} code is read within a study: give study_id too")
 
 
 def match_site(sites: Iterable[Site], reference: str) -> Site | None:

@@ -13,9 +13,8 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.errors import ConflictError, NotFoundError, ValidationFailedError
+from app.core.errors import ConflictError, NotFoundError, field_error
 from app.models.assessment import AssessmentSession, SessionStatus
-from app.models.audit import AuditCategory
 from app.models.participant import Participant, ParticipantStatus
 from app.models.study import (
     ConsentMode,
@@ -28,7 +27,8 @@ from app.models.study import (
 )
 from app.models.user import User, UserRole, UserStatus
 from app.schemas.common import PageParams, Pagination
-from app.services.audit import AuditContext, record_event
+from app.services.audit import AuditContext
+from app.services.audit_subjects import AuditSubject, record_about, record_change
 from app.services.pagination import paginate, paginate_rows
 from app.services.participants import valid_timezone
 from app.services.policy import (
@@ -60,10 +60,8 @@ ALLOWED_TRANSITIONS: dict[StudyStatus, frozenset[StudyStatus]] = {
 }
 
 
-def _invalid(field_name: str, message: str) -> ValidationFailedError:
-    return ValidationFailedError(
-        message, details={"errors": [{"field": field_name, "message": message}]}
-    )
+def _study_subject(study: Study) -> AuditSubject:
+    return AuditSubject.configuration("study", study.id, study.id)
 
 
 def study_snapshot(study: Study) -> dict[str, Any]:
@@ -101,20 +99,20 @@ class StudyFields:
 
 def _check_study_fields(study: Study) -> None:
     if not STUDY_CODE_PATTERN.match(study.code):
-        raise _invalid(
+        raise field_error(
             "code",
             "Use upper-case letters, digits and hyphens, e.g. NEURO-2024-001",
         )
     if study.start_date and study.end_date and study.end_date < study.start_date:
-        raise _invalid("end_date", "The end date is before the start date")
+        raise field_error("end_date", "The end date is before the start date")
     languages = study.supported_languages or []
     if not languages:
-        raise _invalid("supported_languages", "At least one language is required")
+        raise field_error("supported_languages", "At least one language is required")
     bad = [lang for lang in languages if not LANGUAGE_PATTERN.match(lang)]
     if bad:
-        raise _invalid("supported_languages", f"Not language codes: {', '.join(bad)}")
+        raise field_error("supported_languages", f"Not language codes: {', '.join(bad)}")
     if len(set(languages)) != len(languages):
-        raise _invalid("supported_languages", "Languages are listed twice")
+        raise field_error("supported_languages", "Languages are listed twice")
 
 
 async def create_study(
@@ -157,15 +155,8 @@ async def create_study(
             role=MemberRole.RESEARCHER,
         )
     )
-    await record_event(
-        session,
-        context,
-        action="study.create",
-        category=AuditCategory.CONFIG,
-        entity_type="study",
-        entity_id=study.id,
-        study_id=study.id,
-        after=study_snapshot(study),
+    await record_about(
+        session, context, _study_subject(study), "study.create", after=study_snapshot(study)
     )
     return study
 
@@ -329,23 +320,13 @@ async def update_study(
             name in ("code", "name", "supported_languages", "config", "consent_mode")
             and value is None
         ):
-            raise _invalid(name, "This field cannot be empty")
+            raise field_error(name, "This field cannot be empty")
         setattr(study, name, value)
     _check_study_fields(study)
     after = study_snapshot(study)
-    if after != before:
-        await record_event(
-            session,
-            context,
-            action="study.update",
-            category=AuditCategory.CONFIG,
-            entity_type="study",
-            entity_id=study.id,
-            study_id=study.id,
-            before=before,
-            after=after,
-            reason=reason,
-        )
+    await record_change(
+        session, context, _study_subject(study), "study.update", before, after, reason
+    )
     return study
 
 
@@ -374,19 +355,20 @@ async def change_study_status(
             },
         )
     study.status = new_status
-    await record_event(
+    await record_about(
         session,
         context,
-        action="study.status_changed",
-        category=AuditCategory.CONFIG,
-        entity_type="study",
-        entity_id=study.id,
-        study_id=study.id,
+        _study_subject(study),
+        "study.status_changed",
         before={"status": current.value},
         after={"status": new_status.value},
         reason=reason,
     )
     return study
+
+
+def _site_subject(site: Site) -> AuditSubject:
+    return AuditSubject.configuration("site", site.id, site.study_id)
 
 
 def site_snapshot(site: Site) -> dict[str, Any]:
@@ -419,9 +401,9 @@ async def create_site(
 ) -> Site:
     await require_study_capability(session, principal, study_id, Capability.CONFIGURE_STUDY)
     if not SITE_CODE_PATTERN.match(code):
-        raise _invalid("code", "Use letters, digits, '-' and '_' (at most 50)")
+        raise field_error("code", "Use letters, digits, '-' and '_' (at most 50)")
     if not valid_timezone(timezone):
-        raise _invalid("timezone", f"'{timezone}' is not an IANA time zone")
+        raise field_error("timezone", f"'{timezone}' is not an IANA time zone")
     if await session.scalar(select(Site.id).where(Site.study_id == study_id, Site.code == code)):
         raise ConflictError(
             "This study already has a site with this code", details={"field": "code"}
@@ -429,15 +411,8 @@ async def create_site(
     site = Site(id=uuid.uuid4(), study_id=study_id, code=code, name=name.strip(), timezone=timezone)
     session.add(site)
     await session.flush()
-    await record_event(
-        session,
-        context,
-        action="site.create",
-        category=AuditCategory.CONFIG,
-        entity_type="site",
-        entity_id=site.id,
-        study_id=study_id,
-        after=site_snapshot(site),
+    await record_about(
+        session, context, _site_subject(site), "site.create", after=site_snapshot(site)
     )
     return site
 
@@ -461,21 +436,16 @@ async def update_site(
         site.name = name.strip()
     if timezone is not None:
         if not valid_timezone(timezone):
-            raise _invalid("timezone", f"'{timezone}' is not an IANA time zone")
+            raise field_error("timezone", f"'{timezone}' is not an IANA time zone")
         site.timezone = timezone
-    if site_snapshot(site) != before:
-        await record_event(
-            session,
-            context,
-            action="site.update",
-            category=AuditCategory.CONFIG,
-            entity_type="site",
-            entity_id=site.id,
-            study_id=study_id,
-            before=before,
-            after=site_snapshot(site),
-        )
+    await record_change(
+        session, context, _site_subject(site), "site.update", before, site_snapshot(site)
+    )
     return site
+
+
+def _member_subject(member: StudyMember) -> AuditSubject:
+    return AuditSubject.configuration("study_member", member.id, member.study_id)
 
 
 def member_snapshot(member: StudyMember) -> dict[str, Any]:
@@ -522,7 +492,7 @@ async def add_member(
     await require_study_capability(session, principal, study_id, Capability.CONFIGURE_STUDY)
     user = await session.get(User, user_id)
     if user is None or user.status != UserStatus.ACTIVE:
-        raise _invalid("user_id", "No active user with this id")
+        raise field_error("user_id", "No active user with this id")
     site_id = (await resolve_site(session, study_id, site)).id if site is not None else None
     if await session.scalar(
         select(StudyMember.id).where(
@@ -537,15 +507,8 @@ async def add_member(
     )
     session.add(member)
     await session.flush()
-    await record_event(
-        session,
-        context,
-        action="member.add",
-        category=AuditCategory.CONFIG,
-        entity_type="study_member",
-        entity_id=member.id,
-        study_id=study_id,
-        after=member_snapshot(member),
+    await record_about(
+        session, context, _member_subject(member), "member.add", after=member_snapshot(member)
     )
     return member, user
 
@@ -579,18 +542,8 @@ async def update_member(
         member.site_id = (
             (await resolve_site(session, study_id, site)).id if site is not None else None
         )
-    if member_snapshot(member) != before:
-        await record_event(
-            session,
-            context,
-            action="member.update",
-            category=AuditCategory.CONFIG,
-            entity_type="study_member",
-            entity_id=member.id,
-            study_id=study_id,
-            before=before,
-            after=member_snapshot(member),
-        )
+    after = member_snapshot(member)
+    await record_change(session, context, _member_subject(member), "member.update", before, after)
     user = await session.get(User, member.user_id)
     assert user is not None
     return member, user
@@ -623,13 +576,4 @@ async def remove_member(
     await _keep_one_researcher(session, study_id, member, None)
     before = member_snapshot(member)
     await session.delete(member)
-    await record_event(
-        session,
-        context,
-        action="member.remove",
-        category=AuditCategory.CONFIG,
-        entity_type="study_member",
-        entity_id=member_id,
-        study_id=study_id,
-        before=before,
-    )
+    await record_about(session, context, _member_subject(member), "member.remove", before=before)

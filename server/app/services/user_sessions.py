@@ -9,13 +9,11 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import NotFoundError
-from app.models.audit import AuditCategory
 from app.models.user import UserSession
 from app.schemas.common import PageParams, Pagination
-from app.services.audit import AuditContext, record_event
-from app.services.auth import (
-    revoke_login_sessions,
-)
+from app.services.audit import AuditContext
+from app.services.audit_subjects import AuditSubject, record_about
+from app.services.auth import end_login_session, revoke_login_sessions
 from app.services.pagination import paginate
 from app.services.principals import StaffPrincipal
 from app.services.session_store import SessionStore
@@ -60,16 +58,14 @@ async def revoke_login_session(
         raise NotFoundError("Login session not found")
     if login_session.revoked_at is not None:
         return
-    await revoke_login_sessions(
-        session, store, user_id=login_session.user_id, reason="revoked", only=login_session.id
-    )
-    await record_event(
+    await end_login_session(
         session,
+        store,
         context,
+        login_session.id,
+        login_session.user_id,
+        reason="revoked",
         action="user.session_revoked",
-        category=AuditCategory.AUTH,
-        entity_type="user_session",
-        entity_id=login_session.id,
         after={"user_id": str(login_session.user_id)},
     )
 
@@ -81,13 +77,11 @@ async def revoke_other_sessions(
         session, store, user_id=principal.user_id, reason="revoked", keep=principal.session_id
     )
     if revoked:
-        await record_event(
+        await record_about(
             session,
             context,
-            action="user.sessions_revoked",
-            category=AuditCategory.AUTH,
-            entity_type="user",
-            entity_id=principal.user_id,
+            AuditSubject.account(principal.user_id),
+            "user.sessions_revoked",
             after={"revoked": len(revoked)},
         )
     return len(revoked)

@@ -13,10 +13,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import ConflictError, NotFoundError, ValidationFailedError
 from app.core.security import generate_secret_token, hash_password
-from app.models.audit import AuditCategory
 from app.models.user import User, UserRole, UserSession, UserStatus
 from app.schemas.common import PageParams, Pagination
-from app.services.audit import AuditContext, record_event
+from app.services.audit import AuditContext
+from app.services.audit_subjects import AuditSubject, record_about, record_change
 from app.services.auth import (
     forget_cached_principals,
     normalize_email,
@@ -81,14 +81,8 @@ async def create_user(
         raise ConflictError(
             "A user with this email already exists", details={"field": "email"}
         ) from exc
-    await record_event(
-        session,
-        context,
-        action="user.create",
-        category=AuditCategory.AUTH,
-        entity_type="user",
-        entity_id=user.id,
-        after=user_snapshot(user),
+    await record_about(
+        session, context, AuditSubject.account(user.id), "user.create", after=user_snapshot(user)
     )
     return CreatedUser(user=user, temporary_password=generated)
 
@@ -175,16 +169,8 @@ async def update_user(
         action = "user.disabled" if after["status"] == UserStatus.DISABLED else "user.enabled"
     elif before["role"] != after["role"]:
         action = "user.role_changed"
-    await record_event(
-        session,
-        context,
-        action=action,
-        category=AuditCategory.AUTH,
-        entity_type="user",
-        entity_id=user.id,
-        before=before,
-        after=after,
-        reason=reason,
+    await record_change(
+        session, context, AuditSubject.account(user.id), action, before, after, reason
     )
     return user
 

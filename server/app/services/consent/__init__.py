@@ -17,5 +17,4 @@ One module per concern; callers import from the module that owns what they use:
 - `signing`: `sign_consent` (answers and signer checked) and `withdraw_consent`.
 - `records`: listing and reading consent records, and the signed form as a PDF (`record_pdf`,
   `render_consent_pdf`).
-- `errors`: `field_error`, the 422 naming a request field that the modules share.
 """

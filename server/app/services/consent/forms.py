@@ -19,13 +19,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.clock import utcnow
-from app.core.errors import ConflictError, NotFoundError
+from app.core.errors import ConflictError, NotFoundError, field_error
 from app.models.audit import AuditCategory
 from app.models.consent import ConsentForm, ConsentFormStatus
 from app.models.study import Study
 from app.schemas.common import PageParams, Pagination
-from app.services.audit import AuditContext, record_event
-from app.services.consent.errors import field_error
+from app.services.audit import AuditContext
+from app.services.audit_subjects import AuditSubject, record_about, record_change
 from app.services.pagination import paginate
 from app.services.policy import (
     Capability,
@@ -92,6 +92,10 @@ def form_content_hash(form: ConsentForm) -> str:
 
 # ---------------------------------------------------------------------------------------------
 # Snapshots written to the audit trail
+
+
+def _subject(form: ConsentForm) -> AuditSubject:
+    return AuditSubject(AuditCategory.CONSENT, "consent_form", form.id, form.study_id)
 
 
 def form_snapshot(form: ConsentForm) -> dict[str, Any]:
@@ -188,15 +192,8 @@ async def create_form(
         raise ConflictError(
             "Another version of this form was created at the same time; retry"
         ) from exc
-    await record_event(
-        session,
-        context,
-        action="consent.form_created",
-        category=AuditCategory.CONSENT,
-        entity_type="consent_form",
-        entity_id=form.id,
-        study_id=study_id,
-        after=form_snapshot(form),
+    await record_about(
+        session, context, _subject(form), "consent.form_created", after=form_snapshot(form)
     )
     return form
 
@@ -293,19 +290,9 @@ async def update_form(
     for name, value in changes.items():
         setattr(form, name, normalized_questions(value) if name == "questions" else value)
     after = form_snapshot(form)
-    if after != before:
-        await record_event(
-            session,
-            context,
-            action="consent.form_updated",
-            category=AuditCategory.CONSENT,
-            entity_type="consent_form",
-            entity_id=form.id,
-            study_id=form.study_id,
-            before=before,
-            after=after,
-            reason=reason,
-        )
+    await record_change(
+        session, context, _subject(form), "consent.form_updated", before, after, reason
+    )
     return form
 
 
@@ -321,16 +308,8 @@ async def delete_form(
     _require_draft(form, "deleted")
     before = form_snapshot(form)
     await session.delete(form)
-    await record_event(
-        session,
-        context,
-        action="consent.form_deleted",
-        category=AuditCategory.CONSENT,
-        entity_type="consent_form",
-        entity_id=form.id,
-        study_id=form.study_id,
-        before=before,
-        reason=reason,
+    await record_about(
+        session, context, _subject(form), "consent.form_deleted", before=before, reason=reason
     )
 
 
@@ -369,14 +348,11 @@ async def publish_form(
         "reconsent_required": form.reconsent_required,
         "retired": _form_summary(previous) if previous else None,
     }
-    await record_event(
+    await record_about(
         session,
         context,
-        action="consent.form_published",
-        category=AuditCategory.CONSENT,
-        entity_type="consent_form",
-        entity_id=form.id,
-        study_id=form.study_id,
+        _subject(form),
+        "consent.form_published",
         before=before,
         after=after,
         reason=reason,

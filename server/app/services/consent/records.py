@@ -14,13 +14,12 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.clock import utcnow
-from app.core.errors import NotFoundError
+from app.core.errors import NotFoundError, field_error
 from app.models.consent import ConsentForm, ConsentRecord
 from app.models.participant import Participant
 from app.models.study import Study
 from app.models.user import User
 from app.schemas.common import PageParams, Pagination
-from app.services.consent.errors import field_error
 from app.services.consent.signatures import stored_signature_image
 from app.services.pagination import paginate
 from app.services.participants import participant_for_principal, resolve_participant

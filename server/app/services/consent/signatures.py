@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 from PIL import Image
 
-from app.core.errors import DomainError, ValidationFailedError
+from app.core.errors import PayloadTooLargeError, ValidationFailedError, field_error
 
 SIGNATURE_MAX_BYTES = 512 * 1024
 SIGNATURE_MAX_SIDE = 4000
@@ -31,11 +31,6 @@ PNG_HEADER_CHUNK = b"\x00\x00\x00\x0dIHDR"
 # The last chunk of every PNG: length 0, type IEND, and its fixed CRC.
 PNG_END_CHUNK = b"\x00\x00\x00\x00IEND\xaeB`\x82"
 PNG_MEDIA_TYPE = "image/png"
-
-
-class PayloadTooLargeError(DomainError):
-    status_code = 413
-    code = "PAYLOAD_TOO_LARGE"
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,10 +52,7 @@ class SignatureImage:
 
 
 def _image_error(message: str, **details: Any) -> ValidationFailedError:
-    return ValidationFailedError(
-        message,
-        details={"errors": [{"field": "signature_image", "message": message}], **details},
-    )
+    return field_error("signature_image", message, **details)
 
 
 def _too_large() -> PayloadTooLargeError:

@@ -17,13 +17,13 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.clock import utcnow
-from app.core.errors import ConflictError, NotFoundError, ValidationFailedError
+from app.core.errors import ConflictError, NotFoundError, ValidationFailedError, field_error
 from app.models.audit import AuditCategory
 from app.models.consent import ConsentForm, ConsentFormStatus, ConsentRecord, SignerRole
 from app.models.participant import Participant, ParticipantActor, ParticipantStatus
 from app.models.study import ConsentMode, Study
-from app.services.audit import AuditContext, record_event
-from app.services.consent.errors import field_error
+from app.services.audit import AuditContext
+from app.services.audit_subjects import AuditSubject, record_about
 from app.services.consent.forms import published_form
 from app.services.consent.gate import CONSENTING_ROLES
 from app.services.consent.signatures import SignatureImage, parse_signature_image
@@ -279,18 +279,15 @@ async def sign_consent(
         recorded_by=staff.user_id if staff else None,
     )
     session.add(record)
-    await record_event(
+    active_before = _record_summary(consenting_before[-1]) if consenting_before else None
+    await record_about(
         session,
         context,
-        action="consent.signed",
-        category=AuditCategory.CONSENT,
-        entity_type="consent_record",
-        entity_id=record.id,
-        study_id=participant.study_id,
-        participant_id=participant.id,
-        before={
-            "active_consent": _record_summary(consenting_before[-1]) if consenting_before else None
-        },
+        AuditSubject(
+            AuditCategory.CONSENT, "consent_record", record.id, participant.study_id, participant.id
+        ),
+        "consent.signed",
+        before={"active_consent": active_before},
         after=_record_snapshot(record, image),
     )
     return record
@@ -327,20 +324,12 @@ async def withdraw_consent(
     for record in active:
         record.withdrawn_at = now
         record.withdrawal_reason = reason
-    await record_event(
-        session,
-        context,
-        action="consent.withdrawn",
-        category=AuditCategory.CONSENT,
-        entity_type="participant",
-        entity_id=participant.id,
-        study_id=participant.study_id,
-        participant_id=participant.id,
-        before=before,
-        after={
-            "withdrawn_records": [_record_summary(record) for record in active],
-            "withdrawn_at": now.isoformat(),
-        },
-        reason=reason,
+    after = {
+        "withdrawn_records": [_record_summary(record) for record in active],
+        "withdrawn_at": now.isoformat(),
+    }
+    subject = AuditSubject.participant(participant, AuditCategory.CONSENT)
+    await record_about(
+        session, context, subject, "consent.withdrawn", before=before, after=after, reason=reason
     )
     return Withdrawal(participant=participant, withdrawn_at=now, reason=reason, records=active)
