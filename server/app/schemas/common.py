@@ -39,6 +39,11 @@ class Pagination(BaseModel):
             has_prev=page > 1,
         )
 
+    @classmethod
+    def empty(cls, params: PageParams) -> Pagination:
+        """The requested page of a list with nothing in it."""
+        return cls.build(page=params.page, per_page=params.per_page, total=0)
+
 
 _NUMBER = re.compile(r"\s*[+-]?\d+(\.\d*)?\s*")
 

@@ -43,7 +43,11 @@ from app.services.audit import AuditContext
 from app.services.audit_subjects import AuditSubject, record_about
 from app.services.passwords import check_password_policy
 from app.services.principals import StaffPrincipal
-from app.services.session_store import SessionStore, SessionStoreUnavailableError
+from app.services.session_store import (
+    SessionStore,
+    SessionStoreUnavailableError,
+    throttle_count,
+)
 
 logger = get_logger(__name__)
 
@@ -168,14 +172,7 @@ async def end_login_session(
 async def _ip_failures(store: SessionStore, ip: str | None, *, add: bool) -> int:
     if not ip:
         return 0
-    key = f"login-fail-ip:{ip}"
-    try:
-        if add:
-            return await store.increment(key, IP_FAILURE_WINDOW.total_seconds())
-        counter = await store.get(key)
-    except SessionStoreUnavailableError:
-        return 0
-    return int(counter) if isinstance(counter, int) else 0
+    return await throttle_count(store, f"login-fail-ip:{ip}", IP_FAILURE_WINDOW, add=add)
 
 
 async def _unknown_account_failures(
@@ -183,13 +180,7 @@ async def _unknown_account_failures(
 ) -> int:
     # Keyed by a keyed hash: the store never holds the addresses people typed.
     key = "login-fail-email:" + hash_secret(settings, "login-fail-email:" + email)
-    try:
-        if add:
-            return await store.increment(key, LOCKOUT.total_seconds())
-        counter = await store.get(key)
-    except SessionStoreUnavailableError:
-        return 0
-    return int(counter) if isinstance(counter, int) else 0
+    return await throttle_count(store, key, LOCKOUT, add=add)
 
 
 def _locked_error(retry_after: timedelta) -> LockedError:

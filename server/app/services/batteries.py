@@ -38,7 +38,7 @@ from app.services.audit_subjects import AuditSubject, record_about
 from app.services.pagination import paginate
 from app.services.policy import (
     Capability,
-    member_study_access,
+    limit_to_readable_studies,
     require_study_capability,
 )
 from app.services.principals import StaffPrincipal
@@ -415,16 +415,11 @@ async def list_batteries(
     include_archived: bool,
 ) -> tuple[list[tuple[Battery, BatteryVersion]], Pagination]:
     """Batteries of one study, or of every study the caller can see when `study_id` is None."""
-    statement = select(Battery)
-    if study_id is not None:
-        await require_study_capability(session, principal, study_id, Capability.READ)
-        statement = statement.where(Battery.study_id == study_id)
-    else:
-        memberships = await member_study_access(session, principal)
-        if memberships is not None:
-            if not memberships:
-                return [], Pagination.build(page=params.page, per_page=params.per_page, total=0)
-            statement = statement.where(Battery.study_id.in_(list(memberships)))
+    statement = await limit_to_readable_studies(
+        session, principal, select(Battery), Battery.study_id, study_id
+    )
+    if statement is None:
+        return [], Pagination.empty(params)
     if not include_archived:
         statement = statement.where(Battery.archived.is_(False))
     batteries, pagination = await paginate(

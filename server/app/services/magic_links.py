@@ -36,7 +36,7 @@ from app.services.participant_auth import (
     record_failed_sign_in,
 )
 from app.services.participants import email_index
-from app.services.session_store import SessionStore, SessionStoreUnavailableError
+from app.services.session_store import SessionStore, throttle_count
 
 logger = get_logger(__name__)
 
@@ -83,23 +83,6 @@ def _email_text(settings: Settings, url: str, token: str) -> str:
     )
 
 
-async def _hit(store: SessionStore, key: str, window: timedelta) -> int:
-    """Count one event; 0 when the store is unreachable (fail open, like the rate limiter)."""
-    try:
-        return await store.increment(key, window.total_seconds())
-    except SessionStoreUnavailableError:
-        logger.warning("magic_link_throttle_unavailable")
-        return 0
-
-
-async def _peek(store: SessionStore, key: str) -> int:
-    try:
-        value: object = await store.get(key)
-    except SessionStoreUnavailableError:
-        return 0
-    return value if isinstance(value, int) else 0
-
-
 async def issue_magic_links(
     session: AsyncSession,
     store: SessionStore,
@@ -118,12 +101,13 @@ async def issue_magic_links(
     if not address or len(address) > MAX_EMAIL_LENGTH:
         return []
     if context.ip and (
-        await _hit(store, f"magic-link-ip:{context.ip}", IP_REQUEST_WINDOW) > IP_REQUEST_LIMIT
+        await throttle_count(store, f"magic-link-ip:{context.ip}", IP_REQUEST_WINDOW, add=True)
+        > IP_REQUEST_LIMIT
     ):
         logger.warning("magic_link_throttled", scope="ip")
         return []
     email_key = "magic-link-email:" + hash_secret(settings, "magic-link-email:" + address)
-    if await _hit(store, email_key, EMAIL_REQUEST_WINDOW) > EMAIL_REQUEST_LIMIT:
+    if await throttle_count(store, email_key, EMAIL_REQUEST_WINDOW, add=True) > EMAIL_REQUEST_LIMIT:
         logger.warning("magic_link_throttled", scope="email")
         return []
     participants = (
@@ -182,7 +166,10 @@ async def verify_magic_link(
 ) -> ParticipantTokens:
     """Exchange a link's token for a participant token, once. Every refusal is the same 401."""
     ip_key = f"magic-link-fail-ip:{context.ip}"
-    if context.ip and await _peek(store, ip_key) >= VERIFY_IP_FAILURE_LIMIT:
+    if (
+        context.ip
+        and await throttle_count(store, ip_key, VERIFY_IP_FAILURE_WINDOW) >= VERIFY_IP_FAILURE_LIMIT
+    ):
         seconds = int(VERIFY_IP_FAILURE_WINDOW.total_seconds())
         raise TooManyRequestsError(
             "Too many failed sign-in attempts from this address",
@@ -207,7 +194,7 @@ async def verify_magic_link(
     if consumed is None or participant is None or participant.status == ParticipantStatus.WITHDRAWN:
         reason = await _refusal_reason(session, token_hash, now, consumed is not None)
         if context.ip:
-            await _hit(store, ip_key, VERIFY_IP_FAILURE_WINDOW)
+            await throttle_count(store, ip_key, VERIFY_IP_FAILURE_WINDOW, add=True)
         await record_failed_sign_in(
             session, context, participant, {"method": "magic_link", "reason": reason}
         )

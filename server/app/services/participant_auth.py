@@ -30,7 +30,7 @@ from app.models.study import Study
 from app.services.audit import AuditContext
 from app.services.audit_subjects import AuditSubject, record_about
 from app.services.principals import ParticipantPrincipal
-from app.services.session_store import SessionStore, SessionStoreUnavailableError
+from app.services.session_store import SessionStore, throttle_count
 
 ACCESS_CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: read aloud and typed
 ACCESS_CODE_LENGTH = 10
@@ -101,16 +101,6 @@ async def open_participant_login(
     )
 
 
-async def _count(store: SessionStore, key: str, window: timedelta, *, add: bool) -> int:
-    try:
-        if add:
-            return await store.increment(key, window.total_seconds())
-        value = await store.get(key)
-    except SessionStoreUnavailableError:
-        return 0
-    return int(value) if isinstance(value, int) else 0
-
-
 async def login_with_access_code(
     session: AsyncSession,
     store: SessionStore,
@@ -122,7 +112,7 @@ async def login_with_access_code(
     access_code: str,
 ) -> ParticipantTokens:
     ip_key = f"participant-fail-ip:{context.ip}"
-    if context.ip and await _count(store, ip_key, IP_FAILURE_WINDOW, add=False) >= IP_FAILURE_LIMIT:
+    if context.ip and await throttle_count(store, ip_key, IP_FAILURE_WINDOW) >= IP_FAILURE_LIMIT:
         raise TooManyRequestsError(
             "Too many failed sign-in attempts from this address",
             headers={"Retry-After": str(int(IP_FAILURE_WINDOW.total_seconds()))},
@@ -130,7 +120,7 @@ async def login_with_access_code(
     account_key = "participant-fail:" + hash_secret(
         settings, f"{study_code.strip().upper()}/{participant_code.strip()}"
     )
-    if await _count(store, account_key, CODE_LOCKOUT, add=False) >= MAX_FAILED_CODES:
+    if await throttle_count(store, account_key, CODE_LOCKOUT) >= MAX_FAILED_CODES:
         raise _locked()
     participant = await session.scalar(
         select(Participant)
@@ -148,8 +138,8 @@ async def login_with_access_code(
     )
     if not valid or participant is None:
         if context.ip:
-            await _count(store, ip_key, IP_FAILURE_WINDOW, add=True)
-        failures = await _count(store, account_key, CODE_LOCKOUT, add=True)
+            await throttle_count(store, ip_key, IP_FAILURE_WINDOW, add=True)
+        failures = await throttle_count(store, account_key, CODE_LOCKOUT, add=True)
         await record_failed_sign_in(session, context, participant, {"method": "access_code"})
         if failures >= MAX_FAILED_CODES:
             raise _locked()

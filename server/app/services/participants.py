@@ -284,7 +284,7 @@ async def list_participants(
             for sid, a in memberships.items()
         ]
         if not visible:
-            return [], Pagination.build(page=params.page, per_page=params.per_page, total=0), {}
+            return [], Pagination.empty(params), {}
         statement = statement.where(or_(*visible))
     if status is not None:
         statement = statement.where(Participant.status == status)
@@ -538,6 +538,24 @@ async def participant_for_principal(
         return participant
     found, _ = await get_participant(session, principal, participant_id, capability)
     return found
+
+
+async def participant_filter(
+    session: AsyncSession,
+    principal: Principal,
+    reference: str | None,
+    capability: Capability,
+    *,
+    study_id: uuid.UUID | None,
+) -> uuid.UUID | None:
+    """The id of the participant a list's `participant_id` query names, checked as
+    `resolve_participant` checks it; None when the query leaves it out."""
+    if reference is None:
+        return None
+    participant = await resolve_participant(
+        session, principal, reference, capability, study_id=study_id
+    )
+    return participant.id
 
 
 async def resolve_participant(

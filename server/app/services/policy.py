@@ -10,9 +10,11 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any, TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
 
 from app.core.errors import ForbiddenError, NotFoundError
 from app.models.study import MemberRole, Study, StudyMember, StudyRole
@@ -42,6 +44,8 @@ _CAPABILITIES: dict[StudyRole, frozenset[Capability]] = {
 # a coordinator can set up a study end to end (issue: "a coordinator can create a study with a
 # site ..."); rights in studies they were added to stay those of their membership.
 STUDY_CREATORS = frozenset({UserRole.ADMIN, UserRole.RESEARCHER, UserRole.COORDINATOR})
+
+SelectT = TypeVar("SelectT", bound=Select[Any])
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +110,27 @@ async def member_study_access(
         m.study_id: StudyAccess(study_id=m.study_id, role=m.role, site_id=m.site_id)
         for m in members
     }
+
+
+async def limit_to_readable_studies(
+    session: AsyncSession,
+    principal: StaffPrincipal,
+    statement: SelectT,
+    study_column: InstrumentedAttribute[uuid.UUID],
+    study_id: uuid.UUID | None,
+) -> SelectT | None:
+    """`statement` limited to the rows of `study_id`, which the caller must be able to read,
+    or without it to the studies the caller is a member of (administrators: every study).
+    None when the caller is a member of no study: the list is empty without a query."""
+    if study_id is not None:
+        await require_study_capability(session, principal, study_id, Capability.READ)
+        return statement.where(study_column == study_id)
+    memberships = await member_study_access(session, principal)
+    if memberships is None:
+        return statement
+    if not memberships:
+        return None
+    return statement.where(study_column.in_(list(memberships)))
 
 
 def require_study_creator(principal: StaffPrincipal) -> None:

@@ -11,12 +11,16 @@ import asyncio
 import json
 import time
 from abc import ABC, abstractmethod
+from datetime import timedelta
 from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from app.config import Settings
+from app.core.logging import get_logger
+
+logger = get_logger(__name__)
 
 JSONValue = dict[str, Any]
 
@@ -227,6 +231,23 @@ class RedisSessionStore(SessionStore):
 
     async def close(self) -> None:
         await self._redis.aclose()
+
+
+async def throttle_count(
+    store: SessionStore, key: str, window: timedelta, *, add: bool = False
+) -> int:
+    """A throttle's counter over `window`, after counting one more event when `add`.
+
+    0 when the store cannot be reached: throttles fail open, like the rate limiter, rather than
+    refuse every sign-in while Redis is down."""
+    try:
+        if add:
+            return await store.increment(key, window.total_seconds())
+        value: object = await store.get(key)
+    except SessionStoreUnavailableError:
+        logger.warning("session_store_unavailable", operation="throttle")
+        return 0
+    return value if isinstance(value, int) else 0
 
 
 def _millis(seconds: float) -> int:

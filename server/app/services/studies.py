@@ -34,6 +34,7 @@ from app.services.participants import valid_timezone
 from app.services.policy import (
     Capability,
     StudyAccess,
+    limit_to_readable_studies,
     member_study_access,
     require_study_capability,
     require_study_creator,
@@ -176,12 +177,9 @@ async def list_studies(
     status: StudyStatus | None,
     q: str | None,
 ) -> tuple[Sequence[Study], Pagination]:
-    statement = select(Study)
-    memberships = await member_study_access(session, principal)
-    if memberships is not None:
-        if not memberships:
-            return [], Pagination.build(page=params.page, per_page=params.per_page, total=0)
-        statement = statement.where(Study.id.in_(list(memberships)))
+    statement = await limit_to_readable_studies(session, principal, select(Study), Study.id, None)
+    if statement is None:
+        return [], Pagination.empty(params)
     if status is not None:
         statement = statement.where(Study.status == status)
     if q:

@@ -41,7 +41,7 @@ from app.schemas.assessments import (
 from app.schemas.common import IsoDateTime, Page
 from app.services import assessment_sessions as sessions_service
 from app.services import submissions as submissions_service
-from app.services.participants import resolve_participant
+from app.services.participants import participant_filter
 from app.services.policy import Capability, require_study_capability
 
 router = APIRouter(tags=["assessments"])
@@ -171,19 +171,15 @@ async def list_sessions(
 ) -> Page[SessionRead]:
     """Sessions the caller may see; `include=tasks` fills `tasks` as `GET /session/{id}` does,
     with one more query for the whole page."""
-    participant = (
-        await resolve_participant(
-            session, principal, participant_id, Capability.READ, study_id=study_id
-        )
-        if participant_id is not None
-        else None
+    participant = await participant_filter(
+        session, principal, participant_id, Capability.READ, study_id=study_id
     )
     rows, pagination = await sessions_service.list_sessions(
         session,
         principal,
         page,
         study_id=study_id,
-        participant_id=participant.id if participant else None,
+        participant_id=participant,
         status=status,
         start_date=start_date,
         end_date=end_date,

@@ -17,7 +17,7 @@ from app.models.audit import AuditCategory
 from app.schemas.audit import AuditEventRead, AuditVerificationRead
 from app.schemas.common import IsoDateTime, Page
 from app.services import audit as audit_service
-from app.services.participants import resolve_participant
+from app.services.participants import participant_filter
 from app.services.policy import Capability, audit_scopes
 
 router = APIRouter(prefix="/audit", tags=["audit"])
@@ -43,18 +43,14 @@ async def list_audit_events(
     audit trail). A study filter the caller cannot see answers 404, one where their role lacks
     the capability 403. `participant_id` is the UUID, or the code with `study_id`."""
     scopes = await audit_scopes(session, principal, study_id)
-    participant = (
-        await resolve_participant(
-            session, principal, participant_id, Capability.AUDIT, study_id=study_id
-        )
-        if participant_id is not None
-        else None
+    participant = await participant_filter(
+        session, principal, participant_id, Capability.AUDIT, study_id=study_id
     )
     events, pagination = await audit_service.list_events(
         session,
         page,
         study_id=study_id,
-        participant_id=participant.id if participant else None,
+        participant_id=participant,
         category=category,
         actor_id=actor_id,
         action=action,

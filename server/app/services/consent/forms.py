@@ -29,7 +29,7 @@ from app.services.audit_subjects import AuditSubject, record_about, record_chang
 from app.services.pagination import paginate
 from app.services.policy import (
     Capability,
-    member_study_access,
+    limit_to_readable_studies,
     require_study_capability,
     study_access,
 )
@@ -207,16 +207,11 @@ async def list_forms(
     language: str | None,
     status: ConsentFormStatus | None,
 ) -> tuple[Sequence[ConsentForm], Pagination]:
-    statement = select(ConsentForm)
-    if study_id is not None:
-        await require_study_capability(session, principal, study_id, Capability.READ)
-        statement = statement.where(ConsentForm.study_id == study_id)
-    else:
-        memberships = await member_study_access(session, principal)
-        if memberships is not None:
-            if not memberships:
-                return [], Pagination.build(page=params.page, per_page=params.per_page, total=0)
-            statement = statement.where(ConsentForm.study_id.in_(list(memberships)))
+    statement = await limit_to_readable_studies(
+        session, principal, select(ConsentForm), ConsentForm.study_id, study_id
+    )
+    if statement is None:
+        return [], Pagination.empty(params)
     if language is not None:
         statement = statement.where(ConsentForm.language == language)
     if status is not None:
