@@ -7,7 +7,8 @@ it compares only values of the right type and leaves the rest to the schema's er
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+import operator
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from app.catalogue.errors import FieldError
@@ -28,29 +29,32 @@ def _show(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else str(value)
 
 
-def at_most(field: str, other: str) -> Check:
-    """`config[field] <= config[other]`."""
+def _violation(field: str, requirement: str, limit: float) -> list[FieldError]:
+    return [FieldError(field=field, message=f"must be {requirement} ({_show(limit)})")]
+
+
+def _relation(
+    field: str, other: str, holds: Callable[[float, float], bool], requirement: str
+) -> Check:
+    """`holds(config[field], config[other])`; otherwise `field` "must be <requirement> <other>"."""
 
     def check(config: Mapping[str, Any]) -> list[FieldError]:
         value, limit = numeric(config, field), numeric(config, other)
-        if value is None or limit is None or value <= limit:
+        if value is None or limit is None or holds(value, limit):
             return []
-        message = f"must be less than or equal to {other} ({_show(limit)})"
-        return [FieldError(field=field, message=message)]
+        return _violation(field, f"{requirement} {other}", limit)
 
     return check
+
+
+def at_most(field: str, other: str) -> Check:
+    """`config[field] <= config[other]`."""
+    return _relation(field, other, operator.le, "less than or equal to")
 
 
 def below(field: str, other: str) -> Check:
     """`config[field] < config[other]`."""
-
-    def check(config: Mapping[str, Any]) -> list[FieldError]:
-        value, limit = numeric(config, field), numeric(config, other)
-        if value is None or limit is None or value < limit:
-            return []
-        return [FieldError(field=field, message=f"must be less than {other} ({_show(limit)})")]
-
-    return check
+    return _relation(field, other, operator.lt, "less than")
 
 
 def at_most_sum(field: str, *others: str) -> Check:
@@ -65,20 +69,13 @@ def at_most_sum(field: str, *others: str) -> Check:
         limit = sum(part for part in parts if part is not None)
         if value <= limit:
             return []
-        message = f"must be less than or equal to {' + '.join(others)} ({_show(limit)})"
-        return [FieldError(field=field, message=message)]
+        return _violation(field, f"less than or equal to {' + '.join(others)}", limit)
 
     return check
 
 
 def multiple_of(field: str, other: str) -> Check:
     """`config[field]` is a whole multiple of `config[other]` (balanced blocks)."""
-
-    def check(config: Mapping[str, Any]) -> list[FieldError]:
-        value, step = numeric(config, field), numeric(config, other)
-        if value is None or step is None or step <= 0 or value % step == 0:
-            return []
-        message = f"must be a multiple of {other} ({_show(step)})"
-        return [FieldError(field=field, message=message)]
-
-    return check
+    return _relation(
+        field, other, lambda value, step: step <= 0 or value % step == 0, "a multiple of"
+    )

@@ -85,11 +85,12 @@ class ConsentFormPublish(BaseModel):
     reason: Text | None = Field(default=None, max_length=2000)
 
 
-class ConsentFormRead(BaseModel):
+class ConsentFormContent(BaseModel):
+    """A form version as a signer reads it and signs it: the fields every reader shares."""
+
     model_config = ConfigDict(from_attributes=True)
 
     id: uuid.UUID
-    study_id: uuid.UUID
     language: str
     version: int
     title: str
@@ -97,9 +98,13 @@ class ConsentFormRead(BaseModel):
     questions: list[ConsentQuestion]
     requires_signature: bool
     reconsent_required: bool
-    status: ConsentFormStatus
     content_hash: str | None
     published_at: datetime | None
+
+
+class ConsentFormRead(ConsentFormContent):
+    study_id: uuid.UUID
+    status: ConsentFormStatus
     created_by: uuid.UUID | None
     created_at: datetime
     updated_at: datetime

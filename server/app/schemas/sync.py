@@ -26,7 +26,7 @@ from app.models.participant import ParticipantActor, ParticipantStatus
 from app.models.study import ConsentMode, StudyStatus
 from app.schemas.assessments import MAX_TRIALS_PER_REQUEST, TaskName, TrialIn, TrialList
 from app.schemas.common import IsoDateTime, Reference
-from app.schemas.consent import MAX_ANSWERS, ConsentQuestion, Text
+from app.schemas.consent import MAX_ANSWERS, ConsentFormContent, Text
 from app.schemas.modules import ModuleRead
 
 MAX_SYNC_ITEMS = 50
@@ -74,19 +74,8 @@ class ManifestBattery(BaseModel):
     tasks: list[ManifestTask]
 
 
-class ManifestConsentForm(BaseModel):
+class ManifestConsentForm(ConsentFormContent):
     """A published form as the device shows and signs it (no staff fields)."""
-
-    id: uuid.UUID
-    language: str
-    version: int
-    title: str
-    content: str
-    questions: list[ConsentQuestion]
-    requires_signature: bool
-    reconsent_required: bool
-    content_hash: str | None
-    published_at: datetime | None
 
 
 class ManifestConsent(BaseModel):

@@ -142,26 +142,33 @@ def finite_or_none(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def mean_or_none(values: Sequence[float]) -> float | None:
-    if not values:
+def _finite_statistic(
+    values: Sequence[float], statistic: Callable[[Sequence[float]], float], *, minimum: int = 1
+) -> float | None:
+    """`statistic(values)`, or None with fewer than `minimum` values or a result that is not a
+    finite number (huge values overflow)."""
+    if len(values) < minimum:
         return None
     try:
-        return finite_or_none(statistics.fmean(values))
+        return finite_or_none(float(statistic(values)))
     except OverflowError:
         return None
+
+
+def mean_or_none(values: Sequence[float]) -> float | None:
+    return _finite_statistic(values, statistics.fmean)
 
 
 def median_or_none(values: Sequence[float]) -> float | None:
-    return finite_or_none(float(statistics.median(values))) if values else None
+    return _finite_statistic(values, statistics.median)
 
 
 def sample_sd_or_none(values: Sequence[float]) -> float | None:
-    if len(values) < 2:
-        return None
-    try:
-        return finite_or_none(statistics.stdev(values))
-    except OverflowError:
-        return None
+    return _finite_statistic(values, statistics.stdev, minimum=2)
+
+
+def sum_or_none(values: Sequence[float]) -> float | None:
+    return _finite_statistic(values, math.fsum)
 
 
 def rt_statistics(trials: Iterable[Trial], *, correct_only: bool, suffix: str = "") -> Metrics:

@@ -10,7 +10,6 @@ here.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -24,6 +23,7 @@ from app.scoring.common import (
     as_number,
     finite_or_none,
     scored_trials,
+    sum_or_none,
 )
 from app.scoring.trial_format import TrialField, TrialFormat, boolean_field, number_field
 
@@ -77,19 +77,10 @@ def _item_score(item: Trial, default: ScaleBounds | None) -> float | None:
     return finite_or_none(bounds.low + bounds.high - response) if reverse else response
 
 
-def _sum_or_none(values: Sequence[float]) -> float | None:
-    if not values:
-        return None
-    try:
-        return finite_or_none(math.fsum(values))
-    except OverflowError:
-        return None
-
-
 def likert_metrics(trials: Sequence[Trial], default: ScaleBounds | None) -> Metrics:
     items = scored_trials(trials)
     item_scores = [score for item in items if (score := _item_score(item, default)) is not None]
-    raw_score = _sum_or_none(item_scores)
+    raw_score = sum_or_none(item_scores)
     return {
         "n_items": len(items),
         "n_answered": len(item_scores),

@@ -40,6 +40,10 @@ async def _study_reads(
     ]
 
 
+async def _study_read(session: AsyncSession, principal: StaffPrincipal, study: Study) -> StudyRead:
+    return (await _study_reads(session, principal, [study]))[0]
+
+
 def _member_read(member: StudyMember, user: User) -> MemberRead:
     return MemberRead(
         id=member.id,
@@ -73,13 +77,13 @@ async def create_study(
 ) -> StudyRead:
     fields = service.StudyFields(**body.model_dump())
     study = await service.create_study(session, context, principal, fields)
-    return (await _study_reads(session, principal, [study]))[0]
+    return await _study_read(session, principal, study)
 
 
 @router.get("/{study_id:uuid}")
 async def get_study(study_id: uuid.UUID, principal: CurrentUser, session: SessionDep) -> StudyRead:
     study = await service.get_study(session, principal, study_id)
-    return (await _study_reads(session, principal, [study]))[0]
+    return await _study_read(session, principal, study)
 
 
 @router.patch("/{study_id:uuid}", responses=error_responses(409))
@@ -93,7 +97,7 @@ async def update_study(
     provided = body.model_fields_set - {"reason"}
     fields = service.StudyFields(**body.model_dump(exclude={"reason"}), provided=provided)
     study = await service.update_study(session, context, principal, study_id, fields, body.reason)
-    return (await _study_reads(session, principal, [study]))[0]
+    return await _study_read(session, principal, study)
 
 
 @router.post("/{study_id:uuid}/status", responses=error_responses(409))
@@ -108,7 +112,7 @@ async def change_status(
     study = await service.change_study_status(
         session, context, principal, study_id, body.status, body.reason
     )
-    return (await _study_reads(session, principal, [study]))[0]
+    return await _study_read(session, principal, study)
 
 
 @router.get("/{study_id:uuid}/sites")
