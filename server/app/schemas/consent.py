@@ -111,6 +111,8 @@ class ConsentFormRead(ConsentFormContent):
 
 
 class ConsentSignRequest(BaseModel):
+    """A signature of one form version: `POST /api/consent/sign`, and a sync item given offline."""
+
     participant_id: Reference | None = Field(
         default=None,
         description="The UUID, or the code within the form's study; a participant token may "

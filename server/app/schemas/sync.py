@@ -21,12 +21,11 @@ from pydantic import (
     field_validator,
 )
 
-from app.models.consent import SignerRole
 from app.models.participant import ParticipantActor, ParticipantStatus
 from app.models.study import ConsentMode, StudyStatus
 from app.schemas.assessments import MAX_TRIALS_PER_REQUEST, TaskName, TrialIn, TrialList
 from app.schemas.common import IsoDateTime, Reference
-from app.schemas.consent import MAX_ANSWERS, ConsentFormContent, Text
+from app.schemas.consent import ConsentFormContent, ConsentSignRequest
 from app.schemas.modules import ModuleRead
 
 MAX_SYNC_ITEMS = 50
@@ -141,23 +140,13 @@ class SessionItem(BaseModel):
         return trials
 
 
-class ConsentItem(BaseModel):
+class ConsentItem(ConsentSignRequest):
     """A consent signature given offline, applied through the consent service."""
 
     model_config = ConfigDict(extra="forbid")
 
     type: Literal["consent"]
     id: ClientItemId
-    participant_id: Reference | None = Field(
-        default=None,
-        description="UUID, or code within the form's study; a participant token may leave it out",
-    )
-    form_id: uuid.UUID
-    signer_name: Text = Field(min_length=1, max_length=255)
-    signer_role: SignerRole
-    answers: dict[Text, bool | Text] = Field(default_factory=dict, max_length=MAX_ANSWERS)
-    signature_image: str | None = None
-    witness_name: Text | None = Field(default=None, min_length=1, max_length=255)
     signed_at: IsoDateTime | None = None
     client_time: IsoDateTime | None = None
 

@@ -612,8 +612,9 @@ async def change_password(
     current_password: str,
     new_password: str,
 ) -> None:
-    user = await _load_user(session, principal.user_id)
-    await _require_password(user, current_password, field="current_password")
+    user = await _reauthenticated_user(
+        session, principal, current_password, field="current_password"
+    )
     check_password_policy(
         new_password,
         email=user.email,
@@ -648,14 +649,26 @@ async def accept_terms(
     return user
 
 
-async def _require_password(user: User, password: str, *, field: str) -> None:
+async def _reauthenticated_user(
+    session: AsyncSession, principal: StaffPrincipal, password: str, *, field: str
+) -> User:
     """Re-authentication for sensitive changes: 403 naming the field when the password is wrong."""
+    user = await _load_user(session, principal.user_id)
     valid, _ = await verify_password(password, user.password_hash)
     if not valid:
         raise ForbiddenError(
             "The password is not correct",
             details={"errors": [{"field": field, "message": "incorrect"}]},
         )
+    return user
+
+
+async def _user_without_totp(session: AsyncSession, principal: StaffPrincipal) -> User:
+    """The caller's account, about to set up two-factor: 422 when it is already enabled."""
+    user = await _load_user(session, principal.user_id)
+    if user.totp_enabled:
+        raise ValidationFailedError("Two-factor authentication is already enabled")
+    return user
 
 
 async def _load_user(session: AsyncSession, user_id: uuid.UUID) -> User:
@@ -677,9 +690,7 @@ async def setup_totp(
     context: AuditContext,
     principal: StaffPrincipal,
 ) -> TotpSetup:
-    user = await _load_user(session, principal.user_id)
-    if user.totp_enabled:
-        raise ValidationFailedError("Two-factor authentication is already enabled")
+    user = await _user_without_totp(session, principal)
     secret = pyotp.random_base32()
     user.totp_secret_encrypted = encryptor.encrypt(secret)
     await record_about(session, context, AuditSubject.account(user.id), "user.2fa_setup_started")
@@ -696,9 +707,7 @@ async def enable_totp(
     *,
     code: str,
 ) -> None:
-    user = await _load_user(session, principal.user_id)
-    if user.totp_enabled:
-        raise ValidationFailedError("Two-factor authentication is already enabled")
+    user = await _user_without_totp(session, principal)
     if not user.totp_secret_encrypted:
         raise ValidationFailedError("Start with POST /api/auth/2fa/setup")
     if not await _verify_totp(store, encryptor, user, code):
@@ -717,8 +726,7 @@ async def disable_totp(
     *,
     password: str,
 ) -> None:
-    user = await _load_user(session, principal.user_id)
-    await _require_password(user, password, field="password")
+    user = await _reauthenticated_user(session, principal, password, field="password")
     if not user.totp_enabled and not user.totp_secret_encrypted:
         raise ValidationFailedError("Two-factor authentication is not enabled")
     user.totp_enabled = False
