@@ -20,6 +20,7 @@ from app.models.consent import ConsentForm, ConsentRecord, SignerRole
 from app.models.participant import Participant
 from app.models.study import ConsentMode, Study
 from app.services.consent.forms import current_form
+from app.services.consent.records import participant_records
 from app.services.participants import resolve_participant
 from app.services.policy import Capability
 from app.services.principals import Principal
@@ -69,16 +70,12 @@ class ConsentState:
 async def _consenting_records(
     session: AsyncSession, participant_id: uuid.UUID
 ) -> Sequence[ConsentRecord]:
-    return (
-        await session.scalars(
-            select(ConsentRecord)
-            .where(
-                ConsentRecord.participant_id == participant_id,
-                ConsentRecord.signer_role.in_(list(CONSENTING_ROLES)),
-            )
-            .order_by(ConsentRecord.signed_at.desc(), ConsentRecord.id)
-        )
-    ).all()
+    return await participant_records(
+        session,
+        participant_id,
+        ConsentRecord.signer_role.in_(list(CONSENTING_ROLES)),
+        newest_first=True,
+    )
 
 
 async def _needs_reconsent(

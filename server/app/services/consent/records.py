@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.elements import ColumnElement
 
 from app.core.clock import utcnow
 from app.core.errors import NotFoundError, field_error
@@ -25,6 +26,23 @@ from app.services.pagination import paginate
 from app.services.participants import participant_for_principal, resolve_participant
 from app.services.policy import Capability, require_study_capability
 from app.services.principals import ParticipantPrincipal, Principal, StaffPrincipal
+
+
+async def participant_records(
+    session: AsyncSession,
+    participant_id: uuid.UUID,
+    *criteria: ColumnElement[bool],
+    newest_first: bool,
+) -> Sequence[ConsentRecord]:
+    """A participant's records matching `criteria`, in signing order (ties by id)."""
+    signed_at = ConsentRecord.signed_at.desc() if newest_first else ConsentRecord.signed_at
+    return (
+        await session.scalars(
+            select(ConsentRecord)
+            .where(ConsentRecord.participant_id == participant_id, *criteria)
+            .order_by(signed_at, ConsentRecord.id)
+        )
+    ).all()
 
 
 async def list_records(

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.clock import utcnow
@@ -26,6 +25,7 @@ from app.services.audit import AuditContext
 from app.services.audit_subjects import AuditSubject, record_about
 from app.services.consent.forms import published_form
 from app.services.consent.gate import CONSENTING_ROLES
+from app.services.consent.records import participant_records
 from app.services.consent.signatures import SignatureImage, parse_signature_image
 from app.services.participants import resolve_participant
 from app.services.policy import Capability
@@ -161,16 +161,9 @@ def _check_signer(
 async def _active_records(
     session: AsyncSession, participant_id: uuid.UUID
 ) -> Sequence[ConsentRecord]:
-    return (
-        await session.scalars(
-            select(ConsentRecord)
-            .where(
-                ConsentRecord.participant_id == participant_id,
-                ConsentRecord.withdrawn_at.is_(None),
-            )
-            .order_by(ConsentRecord.signed_at, ConsentRecord.id)
-        )
-    ).all()
+    return await participant_records(
+        session, participant_id, ConsentRecord.withdrawn_at.is_(None), newest_first=False
+    )
 
 
 @dataclass(frozen=True, slots=True)
