@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 
@@ -82,3 +84,13 @@ def field_error(field: str, message: str, **details: Any) -> ValidationFailedErr
     return ValidationFailedError(
         message, details={"errors": [{"field": field, "message": message}], **details}
     )
+
+
+@contextmanager
+def not_found_as(message: str) -> Iterator[None]:
+    """A row whose study or participant the caller may not see is itself "not found": inside,
+    any NotFoundError becomes one saying `message`, so the answer never tells which it was."""
+    try:
+        yield
+    except NotFoundError:
+        raise NotFoundError(message) from None

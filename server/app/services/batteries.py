@@ -28,7 +28,7 @@ from app.catalogue import (
     validate_task_config,
 )
 from app.core.clock import utcnow
-from app.core.errors import ConflictError, NotFoundError, ValidationFailedError
+from app.core.errors import ConflictError, NotFoundError, ValidationFailedError, not_found_as
 from app.models.battery import Battery, BatteryVersion
 from app.models.study import Study, StudyStatus
 from app.schemas.batteries import MAX_BATTERY_TASKS
@@ -224,10 +224,8 @@ async def _battery_for(
     if battery is None:
         raise NotFoundError("Battery not found")
     # An invisible study answers 404 for its batteries too (policy.study_access).
-    try:
+    with not_found_as("Battery not found"):
         await require_study_capability(session, principal, battery.study_id, capability)
-    except NotFoundError:
-        raise NotFoundError("Battery not found") from None
     if lock:
         # Serialises writers of one battery, so two PATCHes cannot both write version n + 1.
         await session.refresh(battery, with_for_update=True)

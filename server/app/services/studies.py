@@ -210,6 +210,15 @@ class StudyStats:
     completion_rate: float
 
 
+def _counts_for(
+    access: dict[uuid.UUID, StudyAccess] | None, study_id: uuid.UUID, site_id: uuid.UUID | None
+) -> bool:
+    """Whether a row of a study's site enters the caller's statistics (a site-scoped member
+    counts their own site only; administrators, with no `access`, count everything)."""
+    scope = access.get(study_id) if access is not None else None
+    return scope is None or scope.sees_site(site_id)
+
+
 async def study_stats(
     session: AsyncSession,
     study_ids: Sequence[uuid.UUID],
@@ -226,8 +235,7 @@ async def study_stats(
             .group_by(Participant.study_id, Participant.site_id, Participant.status)
         )
         for study_id, site_id, status, count in rows:
-            scope = access.get(study_id) if access is not None else None
-            if scope is not None and not scope.sees_site(site_id):
+            if not _counts_for(access, study_id, site_id):
                 continue
             by_status = counts[study_id]
             by_status[status] = by_status.get(status, 0) + int(count)
@@ -245,8 +253,7 @@ async def study_stats(
             .group_by(AssessmentSession.study_id, Participant.site_id, AssessmentSession.status)
         )
         for study_id, site_id, session_status, count in session_rows:
-            scope = access.get(study_id) if access is not None else None
-            if scope is not None and not scope.sees_site(site_id):
+            if not _counts_for(access, study_id, site_id):
                 continue
             sessions[study_id][0] += int(count)
             if session_status == SessionStatus.COMPLETED:
@@ -290,6 +297,15 @@ async def study_views(
     ]
 
 
+async def _study_to_configure(
+    session: AsyncSession, principal: StaffPrincipal, study_id: uuid.UUID
+) -> Study:
+    await require_study_capability(session, principal, study_id, Capability.CONFIGURE_STUDY)
+    study = await session.get(Study, study_id)
+    assert study is not None  # study_access found it
+    return study
+
+
 async def update_study(
     session: AsyncSession,
     context: AuditContext,
@@ -298,9 +314,7 @@ async def update_study(
     fields: StudyFields,
     reason: str | None,
 ) -> Study:
-    await require_study_capability(session, principal, study_id, Capability.CONFIGURE_STUDY)
-    study = await session.get(Study, study_id)
-    assert study is not None
+    study = await _study_to_configure(session, principal, study_id)
     if study.status == StudyStatus.ARCHIVED:
         raise ConflictError("An archived study cannot be changed")
     before = study_snapshot(study)
@@ -336,9 +350,7 @@ async def change_study_status(
     new_status: StudyStatus,
     reason: str | None,
 ) -> Study:
-    await require_study_capability(session, principal, study_id, Capability.CONFIGURE_STUDY)
-    study = await session.get(Study, study_id)
-    assert study is not None
+    study = await _study_to_configure(session, principal, study_id)
     current = study.status
     if new_status == current:
         return study

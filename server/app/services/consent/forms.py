@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.clock import utcnow
-from app.core.errors import ConflictError, NotFoundError, field_error
+from app.core.errors import ConflictError, NotFoundError, field_error, not_found_as
 from app.models.audit import AuditCategory
 from app.models.consent import ConsentForm, ConsentFormStatus
 from app.models.study import Study
@@ -241,10 +241,8 @@ async def get_form(session: AsyncSession, principal: Principal, form_id: uuid.UU
         if form.study_id != principal.study_id or form.published_at is None:
             raise NotFoundError("Consent form not found")
         return form
-    try:
+    with not_found_as("Consent form not found"):
         await study_access(session, principal, form.study_id)
-    except NotFoundError:
-        raise NotFoundError("Consent form not found") from None
     return form
 
 

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
 from app.core.clock import utcnow
-from app.core.errors import NotFoundError, field_error
+from app.core.errors import NotFoundError, field_error, not_found_as
 from app.models.consent import ConsentForm, ConsentRecord
 from app.models.participant import Participant
 from app.models.study import Study
@@ -87,12 +87,10 @@ async def get_record(
     record = await session.get(ConsentRecord, record_id)
     if record is None:
         raise NotFoundError("Consent record not found")
-    try:
+    with not_found_as("Consent record not found"):
         participant = await participant_for_principal(
             session, principal, record.participant_id, Capability.READ
         )
-    except NotFoundError:
-        raise NotFoundError("Consent record not found") from None
     return record, participant
 
 
