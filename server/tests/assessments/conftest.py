@@ -8,11 +8,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
-from app.models.participant import Participant, ParticipantStatus
-from app.models.study import ConsentMode, MemberRole, Study, StudyStatus
-from app.models.user import UserRole
-from app.services.audit import AuditContext
-from app.services.participant_auth import open_participant_login
+from app.models.study import MemberRole
 from tests import factories
 
 
@@ -38,26 +34,14 @@ async def build_world(
     client: httpx.AsyncClient, db_session: AsyncSession, settings: Settings
 ) -> World:
     """An active study without consent requirement, a battery of three tasks, two participants."""
-    study = await factories.study(db_session)
-    study.status = StudyStatus.ACTIVE
-    study.consent_mode = ConsentMode.NONE
-    await db_session.commit()
-    coordinator = await factories.staff(db_session, client, UserRole.COORDINATOR)
-    await factories.member(db_session, study, coordinator, MemberRole.COORDINATOR)
-    researcher = await factories.staff(db_session, client, UserRole.RESEARCHER)
-    await factories.member(db_session, study, researcher, MemberRole.RESEARCHER)
+    study = await factories.active_study(db_session)
+    coordinator = await factories.study_member(db_session, client, study, MemberRole.COORDINATOR)
+    researcher = await factories.study_member(db_session, client, study, MemberRole.RESEARCHER)
     battery_id, _ = await factories.battery(
         db_session, study, ["simple-rt", "cpt-go-nogo", "digit-span"]
     )
     first = await factories.participant(db_session, study, "P001")
     second = await factories.participant(db_session, study, "P002")
-    tokens = []
-    for row in (first, second):
-        login = await open_participant_login(
-            db_session, settings, AuditContext.system(), row, method="access_code"
-        )
-        tokens.append({"Authorization": f"Bearer {login.access_token}"})
-    await db_session.commit()
     return World(
         study_id=study.id,
         study_code=study.code,
@@ -66,40 +50,20 @@ async def build_world(
         other_participant_id=second.id,
         coordinator=coordinator.headers,
         researcher=researcher.headers,
-        participant=tokens[0],
-        other_participant=tokens[1],
+        participant=await factories.participant_headers(db_session, settings, first),
+        other_participant=await factories.participant_headers(db_session, settings, second),
     )
 
 
-def simple_rt_trials(n: int = 10, *, base: float = 300.0) -> list[dict[str, object]]:
-    return [
-        {
-            "task": "simple-rt",
-            "trial_index": i,
-            "rt": base + i * 7,
-            "response": "tap",
-            "stimulus": "dot",
-        }
-        for i in range(n)
-    ]
-
-
-def cpt_trials() -> list[dict[str, object]]:
-    trials: list[dict[str, object]] = []
-    for i in range(20):
-        target = i % 4 == 0
-        responded = (target and i != 8) or (not target and i == 3)
-        trials.append(
-            {
-                "task": "cpt",
-                "trial_index": i,
-                "condition": "target" if target else "nontarget",
-                "rt": 350.0 + i if responded else None,
-                "stimulus": "X" if target else "O",
-                "correct": (responded == target),
-            }
-        )
-    return trials
+async def start(
+    client: httpx.AsyncClient, world: World, participant_id: str | None = None, **extra: object
+) -> httpx.Response:
+    """The world's first participant starts a session on the world's battery, naming itself by
+    UUID unless `participant_id` names someone."""
+    reference = world.participant_id if participant_id is None else participant_id
+    return await factories.start_session(
+        client, world.participant, reference, world.battery_id, **extra
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,48 +79,8 @@ async def committed_participant(
 ) -> CommittedParticipant:
     """An active study without consent requirement, a battery of `tasks` and one participant
     with a token, committed for real: for tests whose requests run on connections of their own."""
-    study = Study(
-        id=uuid.uuid4(),
-        code=f"CONC-{uuid.uuid4().hex[:8].upper()}",
-        name="Concurrency",
-        status=StudyStatus.ACTIVE,
-        consent_mode=ConsentMode.NONE,
-        supported_languages=["en"],
-        config={},
-    )
-    db.add(study)
-    await db.flush()
+    study = await factories.active_study(db, f"CONC-{uuid.uuid4().hex[:8].upper()}")
     battery_id, _ = await factories.battery(db, study, tasks)
-    participant = Participant(
-        id=uuid.uuid4(),
-        study_id=study.id,
-        participant_code="C1",
-        status=ParticipantStatus.ENROLLED,
-        language="en",
-        timezone="UTC",
-    )
-    db.add(participant)
-    await db.flush()
-    login = await open_participant_login(
-        db, settings, AuditContext.system(), participant, method="access_code"
-    )
-    await db.commit()
-    return CommittedParticipant(
-        study.id, battery_id, participant.id, {"Authorization": f"Bearer {login.access_token}"}
-    )
-
-
-def task_trials(task: str, n: int, *, seed: int = 0) -> list[dict[str, object]]:
-    """`n` plausible trials of any reaction-time task (`seed` varies the content)."""
-    return [
-        {
-            "task": task,
-            "trial_index": i,
-            "rt": 250.0 + (i * 37 + seed) % 400,
-            "correct": (i + seed) % 7 != 0,
-            "response": "left" if i % 2 else "right",
-            "stimulus": f"s{i % 12}",
-            "condition": "congruent" if i % 3 else "incongruent",
-        }
-        for i in range(n)
-    ]
+    participant = await factories.participant(db, study, "C1")
+    headers = await factories.participant_headers(db, settings, participant)
+    return CommittedParticipant(study.id, battery_id, participant.id, headers)

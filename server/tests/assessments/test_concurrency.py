@@ -19,12 +19,9 @@ from app.db.session import create_sessionmaker
 from app.main import create_app
 from app.models.assessment import AssessmentSession, TaskResult, Trial
 from app.models.audit import AuditEvent
-from tests.assessments.conftest import (
-    CommittedParticipant,
-    committed_participant,
-    simple_rt_trials,
-)
+from tests.assessments.conftest import CommittedParticipant, committed_participant
 from tests.conftest import lifespan_client
+from tests.factories import simple_rt_trials
 
 COPIES = 6
 # Generous for a loaded machine: the copies wait only for the first writer's transaction.

@@ -9,23 +9,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.models.assessment import AssessmentSession, TaskResult, Trial
 from app.models.audit import AuditEvent
-from tests.assessments.conftest import World, simple_rt_trials
+from tests.assessments.conftest import World, start
+from tests.factories import simple_rt_trials, submit
 
 
 async def test_delete_data_erases_sessions_trials_and_source_documents(
     client: httpx.AsyncClient, db_session: AsyncSession, world: World, storage_dir: Path
 ) -> None:
-    started = await client.post(
-        "/api/session/start",
-        headers=world.participant,
-        json={"participant_id": str(world.participant_id), "battery_id": str(world.battery_id)},
-    )
-    session_id = started.json()["session_id"]
-    submitted = await client.post(
-        "/api/submit",
-        headers={**world.participant, "X-Session-ID": session_id},
-        json={"session_id": session_id, "trials": simple_rt_trials()},
-    )
+    session_id = (await start(client, world)).json()["session_id"]
+    submitted = await submit(client, world.participant, session_id, {"trials": simple_rt_trials()})
     assert submitted.status_code == 201
     source_dir = storage_dir / "sources" / str(world.study_id) / str(world.participant_id)
     assert any(source_dir.rglob("*.json"))

@@ -6,24 +6,13 @@ import httpx
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.models.study import ConsentMode, Study
-from tests.assessments.conftest import World, simple_rt_trials
+from tests.assessments.conftest import World, start
+from tests.factories import simple_rt_trials
 
 PNG = (
     "data:image/png;base64,"
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
 )
-
-
-async def start(client: httpx.AsyncClient, world: World, **extra: object) -> httpx.Response:
-    return await client.post(
-        "/api/session/start",
-        headers=world.participant,
-        json={
-            "participant_id": str(world.participant_id),
-            "battery_id": str(world.battery_id),
-            **extra,
-        },
-    )
 
 
 async def test_consent_gate_at_session_start(

@@ -13,29 +13,8 @@ from app.models.assessment import AssessmentSession, TaskResult, Trial
 from app.models.audit import AuditEvent
 from app.models.participant import Participant, ParticipantStatus
 from tests import factories
-from tests.assessments.conftest import World, cpt_trials, simple_rt_trials
-
-
-async def start(client: httpx.AsyncClient, world: World, **extra: object) -> httpx.Response:
-    return await client.post(
-        "/api/session/start",
-        headers=world.participant,
-        json={
-            "participant_id": str(world.participant_id),
-            "battery_id": str(world.battery_id),
-            **extra,
-        },
-    )
-
-
-async def submit(
-    client: httpx.AsyncClient, headers: dict[str, str], session_id: str, body: dict[str, object]
-) -> httpx.Response:
-    return await client.post(
-        "/api/submit",
-        headers={**headers, "X-Session-ID": session_id},
-        json={"session_id": session_id, **body},
-    )
+from tests.assessments.conftest import World, start
+from tests.factories import cpt_trials, simple_rt_trials, submit
 
 
 async def count(db_session: AsyncSession, model: type[object], **where: object) -> int:

@@ -16,8 +16,9 @@ from app.models.assessment import TaskResult, Trial
 from app.models.study import Study
 from app.services.modules import module_read
 from tests import factories
-from tests.assessments.conftest import World, simple_rt_trials
-from tests.assessments.test_sessions_and_submit import count, start, submit
+from tests.assessments.conftest import World, start
+from tests.assessments.test_sessions_and_submit import count
+from tests.factories import simple_rt_trials, submit
 
 
 async def _session_of(
@@ -27,10 +28,8 @@ async def _session_of(
     study = await db_session.get(Study, world.study_id)
     assert study is not None
     battery_id, _ = await factories.battery(db_session, study, tasks, name="Trial data")
-    started = await client.post(
-        "/api/session/start",
-        headers=world.participant,
-        json={"participant_id": str(world.participant_id), "battery_id": str(battery_id)},
+    started = await factories.start_session(
+        client, world.participant, world.participant_id, battery_id
     )
     assert started.status_code == 201, started.text
     session_id: str = started.json()["session_id"]

@@ -19,8 +19,8 @@ from app.db.session import transaction_scope
 from app.main import create_app
 from app.models.user import UserRole
 from tests import factories
-from tests.assessments.conftest import simple_rt_trials
 from tests.conftest import lifespan_client, make_settings
+from tests.factories import simple_rt_trials
 
 
 class TcpRelay:

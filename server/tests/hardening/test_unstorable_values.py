@@ -24,7 +24,8 @@ from app.models.assessment import TaskResult
 from app.models.study import Study
 from app.models.user import UserRole
 from tests import factories
-from tests.assessments.conftest import World, build_world, simple_rt_trials
+from tests.assessments.conftest import World, build_world
+from tests.factories import simple_rt_trials
 
 NUL = "a\u0000b"
 # A bare Infinity in JSON text: what a careless client serialiser writes for float('inf').

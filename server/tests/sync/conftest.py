@@ -28,6 +28,7 @@ from app.models.study import ConsentMode, Study
 from app.services.consent.forms import form_content_hash
 from tests.assessments.conftest import World, build_world
 from tests.conftest import run_sync_items_in_test_session
+from tests.factories import simple_rt_trials
 
 QUESTIONS: list[dict[str, Any]] = [
     {"id": "agree", "text": "I agree to take part", "type": "checkbox", "required": True},
@@ -87,19 +88,6 @@ async def require_consent(db_session: AsyncSession, study_id: uuid.UUID) -> uuid
     db_session.add(form)
     await db_session.commit()
     return form.id
-
-
-def simple_rt_trials(n: int = 10, *, base: float = 300.0) -> list[dict[str, object]]:
-    return [
-        {
-            "task": "simple-rt",
-            "trial_index": i,
-            "rt": base + i * 7,
-            "response": "tap",
-            "stimulus": "dot",
-        }
-        for i in range(n)
-    ]
 
 
 def session_item(

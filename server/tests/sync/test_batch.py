@@ -19,11 +19,11 @@ from app.models.assessment import AssessmentSession
 from app.schemas.sync import MAX_SYNC_ITEMS, MAX_TRIALS_PER_TASK
 from app.services import sync as sync_service
 from tests.assessments.conftest import World
+from tests.factories import simple_rt_trials
 from tests.sync.conftest import (
     consent_item,
     counts,
     session_item,
-    simple_rt_trials,
     statuses,
 )
 

@@ -21,8 +21,9 @@ from app.main import create_app
 from app.models.assessment import AssessmentSession, TaskResult, Trial
 from app.models.audit import AuditEvent
 from app.models.consent import ConsentRecord
-from tests.assessments.conftest import committed_participant, task_trials
+from tests.assessments.conftest import committed_participant
 from tests.conftest import lifespan_client
+from tests.factories import task_trials
 from tests.sync.conftest import consent_item, require_consent
 
 TRIALS_PER_TASK = {"simple-rt": 100, "choice-rt": 300, "flanker": 500}
