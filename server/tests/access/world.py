@@ -16,11 +16,8 @@ import httpx
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
-from app.models.participant import Participant
 from app.models.study import MemberRole
 from app.models.user import UserRole
-from app.services.audit import AuditContext
-from app.services.participant_auth import open_participant_login
 from tests import factories
 
 
@@ -66,10 +63,6 @@ class World:
     headers: Mapping[Principal, Mapping[str, str]]
 
 
-def _bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
 async def _post(
     client: httpx.AsyncClient, url: str, headers: Mapping[str, str], body: dict[str, Any]
 ) -> dict[str, Any]:
@@ -77,18 +70,6 @@ async def _post(
     assert response.status_code in (200, 201), (url, response.text)
     payload: dict[str, Any] = response.json()
     return payload
-
-
-async def _participant_token(
-    db_session: AsyncSession, settings: Settings, participant_id: uuid.UUID
-) -> str:
-    row = await db_session.get(Participant, participant_id)
-    assert row is not None
-    tokens = await open_participant_login(
-        db_session, settings, AuditContext.system(), row, method="access_code"
-    )
-    await db_session.commit()
-    return tokens.access_token
 
 
 async def build_world(
@@ -104,23 +85,21 @@ async def build_world(
     other_study_id = other_study_row.id
 
     admin = await factories.staff(db_session, client, UserRole.ADMIN)
-    researcher = await factories.staff(db_session, client, UserRole.RESEARCHER)
-    coordinator = await factories.staff(db_session, client, UserRole.COORDINATOR)
-    site_coordinator = await factories.staff(db_session, client, UserRole.COORDINATOR)
-    read_only = await factories.staff(db_session, client, UserRole.READ_ONLY)
-    outsider = await factories.staff(db_session, client, UserRole.RESEARCHER)
-    spare = await factories.staff(db_session, client, UserRole.READ_ONLY)
-    newcomer = await factories.staff(db_session, client, UserRole.READ_ONLY)
-
-    await factories.member(db_session, study_row, researcher, MemberRole.RESEARCHER)
-    await factories.member(db_session, study_row, coordinator, MemberRole.COORDINATOR)
-    await factories.member(
-        db_session, study_row, site_coordinator, MemberRole.COORDINATOR, site_row=site_b
+    researcher = await factories.study_member(db_session, client, study_row, MemberRole.RESEARCHER)
+    coordinator = await factories.study_member(
+        db_session, client, study_row, MemberRole.COORDINATOR
     )
-    await factories.member(db_session, study_row, read_only, MemberRole.READ_ONLY)
+    site_coordinator = await factories.study_member(
+        db_session, client, study_row, MemberRole.COORDINATOR, site_b
+    )
+    read_only = await factories.study_member(db_session, client, study_row, MemberRole.READ_ONLY)
+    outsider = await factories.study_member(
+        db_session, client, other_study_row, MemberRole.RESEARCHER
+    )
+    spare = await factories.staff(db_session, client, UserRole.READ_ONLY)
     spare_member = await factories.member(db_session, study_row, spare, MemberRole.READ_ONLY)
     spare_member_id = spare_member.id
-    await factories.member(db_session, other_study_row, outsider, MemberRole.RESEARCHER)
+    newcomer = await factories.staff(db_session, client, UserRole.READ_ONLY)
 
     # Through the API, so the contact details are encrypted the way the application does it.
     target = await _post(
@@ -166,8 +145,8 @@ async def build_world(
         },
     )
 
-    participant_token = await _participant_token(db_session, settings, target_id)
-    other_participant_token = await _participant_token(db_session, settings, other_id)
+    participant_headers = await factories.participant_headers(db_session, settings, target_id)
+    other_headers = await factories.participant_headers(db_session, settings, other_id)
 
     headers: dict[Principal, Mapping[str, str]] = {
         Principal.ADMIN: admin.headers,
@@ -176,8 +155,8 @@ async def build_world(
         Principal.SITE_COORDINATOR: site_coordinator.headers,
         Principal.READ_ONLY: read_only.headers,
         Principal.OUTSIDER: outsider.headers,
-        Principal.PARTICIPANT: _bearer(participant_token),
-        Principal.OTHER_PARTICIPANT: _bearer(other_participant_token),
+        Principal.PARTICIPANT: participant_headers,
+        Principal.OTHER_PARTICIPANT: other_headers,
         Principal.ANONYMOUS: {},
     }
     return World(

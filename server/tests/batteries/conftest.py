@@ -42,15 +42,11 @@ async def world(client: httpx.AsyncClient, db_session: AsyncSession) -> World:
     study = await factories.study(db_session)
     other = await factories.study(db_session)
     study_id, other_id = study.id, other.id
-    researcher = await factories.staff(db_session, client, UserRole.RESEARCHER)
-    coordinator = await factories.staff(db_session, client, UserRole.COORDINATOR)
-    read_only = await factories.staff(db_session, client, UserRole.READ_ONLY)
-    outsider = await factories.staff(db_session, client, UserRole.RESEARCHER)
+    researcher = await factories.study_member(db_session, client, study, MemberRole.RESEARCHER)
+    coordinator = await factories.study_member(db_session, client, study, MemberRole.COORDINATOR)
+    read_only = await factories.study_member(db_session, client, study, MemberRole.READ_ONLY)
+    outsider = await factories.study_member(db_session, client, other, MemberRole.RESEARCHER)
     admin = await factories.staff(db_session, client, UserRole.ADMIN)
-    await factories.member(db_session, study, researcher, MemberRole.RESEARCHER)
-    await factories.member(db_session, study, coordinator, MemberRole.COORDINATOR)
-    await factories.member(db_session, study, read_only, MemberRole.READ_ONLY)
-    await factories.member(db_session, other, outsider, MemberRole.RESEARCHER)
     return World(
         study_id=study_id,
         other_study_id=other_id,

@@ -11,8 +11,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.config import Settings
 from app.models.participant import Participant
 from app.models.study import Study
-from app.services.audit import AuditContext
-from app.services.participant_auth import open_participant_login
 from tests import factories
 from tests.batteries.conftest import URL, World, audit_events, battery_body, create_battery
 
@@ -120,11 +118,7 @@ async def test_participant_token_is_refused(
     study = await db_session.get(Study, world.study_id)
     assert study is not None
     person: Participant = await factories.participant(db_session, study, "P001")
-    tokens = await open_participant_login(
-        db_session, settings, AuditContext.system(), person, method="access_code"
-    )
-    await db_session.commit()
-    headers = {"Authorization": f"Bearer {tokens.access_token}"}
+    headers = await factories.participant_headers(db_session, settings, person)
     for method, path, body in reads(battery_id, world) + writes(battery_id, world):
         response = await call(client, method, path, body, headers)
         # A valid participant token is a signed-in caller without the right (staff routes).

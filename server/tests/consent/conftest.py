@@ -23,13 +23,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.config import Settings
 from app.models.audit import AuditEvent
 from app.models.participant import Participant, ParticipantActor, ParticipantStatus
-from app.models.study import ConsentMode, MemberRole, Site, Study, StudyMember
-from app.models.user import UserRole
-from app.services.audit import AuditContext
-from app.services.participant_auth import open_participant_login
-from app.services.users import create_user
-
-PASSWORD = "Correct-Horse-Battery-42"
+from app.models.study import ConsentMode, MemberRole
+from tests import factories
+from tests.factories import Staff
 
 QUESTIONS: list[dict[str, Any]] = [
     {"id": "agree", "text": "I agree to take part", "type": "checkbox", "required": True},
@@ -69,10 +65,6 @@ def flat(text: str) -> str:
     return re.sub(r"\s+", " ", text)
 
 
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
 def assert_error(response: httpx.Response, status: int, code: str | None = None) -> dict[str, Any]:
     assert response.status_code == status, response.text
     body: dict[str, Any] = response.json()
@@ -81,14 +73,6 @@ def assert_error(response: httpx.Response, status: int, code: str | None = None)
         assert body["error"]["code"] == code, body
     details: dict[str, Any] = body["error"]["details"]
     return details
-
-
-@dataclass
-class Staff:
-    user_id: uuid.UUID
-    name: str
-    email: str
-    headers: dict[str, str]
 
 
 @dataclass(frozen=True)
@@ -120,40 +104,10 @@ class ConsentWorld:
         self.client = client
         self.settings = settings
 
-    async def user(self, role: UserRole) -> Staff:
-        email = f"{role.value}-{uuid.uuid4().hex[:10]}@example.org"
-        name = f"Test {role.value.replace('_', ' ').title()}"
-        created = await create_user(
-            self.session,
-            AuditContext.system(),
-            email=email,
-            name=name,
-            role=role,
-            password=PASSWORD,
-            must_change_password=False,
-        )
-        await self.session.commit()
-        response = await self.client.post(
-            "/api/auth/login", json={"email": email, "password": PASSWORD}
-        )
-        assert response.status_code == 200, response.text
-        return Staff(created.user.id, name, email, bearer(response.json()["access_token"]))
-
     async def member(
         self, study_id: uuid.UUID, role: MemberRole, *, site_id: uuid.UUID | None = None
     ) -> Staff:
-        staff = await self.user(UserRole(role.value))
-        self.session.add(
-            StudyMember(
-                id=uuid.uuid4(),
-                study_id=study_id,
-                user_id=staff.user_id,
-                role=role,
-                site_id=site_id,
-            )
-        )
-        await self.session.commit()
-        return staff
+        return await factories.study_member(self.session, self.client, study_id, role, site_id)
 
     async def study(
         self,
@@ -161,29 +115,21 @@ class ConsentWorld:
         languages: list[str] | None = None,
         consent_mode: ConsentMode = ConsentMode.BUILTIN,
     ) -> StudyBox:
-        study_id = uuid.uuid4()
-        code = f"CONS-{uuid.uuid4().hex[:8].upper()}"
-        study = Study(
-            id=study_id,
-            code=code,
+        study = await factories.study(
+            self.session,
+            f"CONS-{uuid.uuid4().hex[:8].upper()}",
+            languages or ["en", "fr"],
             name="Memory and Attention in Ageing",
-            supported_languages=languages or ["en", "fr"],
             consent_mode=consent_mode,
-            config={},
         )
-        self.session.add(study)
-        await self.session.commit()
+        study_id, code = study.id, study.code
         researcher = await self.member(study_id, MemberRole.RESEARCHER)
         coordinator = await self.member(study_id, MemberRole.COORDINATOR)
         return StudyBox(id=study_id, code=code, researcher=researcher, coordinator=coordinator)
 
     async def site(self, box: StudyBox, code: str) -> uuid.UUID:
-        site_id = uuid.uuid4()
-        self.session.add(
-            Site(id=site_id, study_id=box.id, code=code, name=f"Site {code}", timezone="UTC")
-        )
-        await self.session.commit()
-        return site_id
+        site = await factories.site(self.session, box.id, code, name=f"Site {code}")
+        return site.id
 
     async def participant(
         self,
@@ -195,20 +141,16 @@ class ConsentWorld:
         timezone: str = "Europe/Paris",
         status: ParticipantStatus = ParticipantStatus.ENROLLED,
     ) -> Person:
-        person = Person(id=uuid.uuid4(), code=f"P{uuid.uuid4().hex[:6].upper()}", study_id=box.id)
-        participant = Participant(
-            id=person.id,
-            study_id=box.id,
-            participant_code=person.code,
-            site_id=site_id,
+        participant = await factories.participant(
+            self.session,
+            box.id,
+            site_row=site_id,
             status=status,
             actor=actor,
             language=language,
             timezone=timezone,
         )
-        self.session.add(participant)
-        await self.session.commit()
-        return person
+        return Person(id=participant.id, code=participant.participant_code, study_id=box.id)
 
     async def load(self, person: Person) -> Participant:
         """The participant row, read afresh."""
@@ -217,12 +159,9 @@ class ConsentWorld:
         return participant
 
     async def participant_headers(self, person: Person) -> dict[str, str]:
-        participant = await self.load(person)
-        tokens = await open_participant_login(
-            self.session, self.settings, AuditContext.system(), participant, method="access_code"
+        return await factories.participant_headers(
+            self.session, self.settings, await self.load(person)
         )
-        await self.session.commit()
-        return bearer(tokens.access_token)
 
     async def create_form(
         self,

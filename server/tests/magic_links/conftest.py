@@ -18,11 +18,8 @@ from aiosmtpd.controller import Controller
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
-from app.core.security import FieldEncryptor
-from app.models.participant import Participant, ParticipantStatus
-from app.models.study import Study
-from app.services.participant_auth import hash_access_code
-from app.services.participants import email_index
+from app.models.participant import ParticipantStatus
+from tests import factories
 from tests.conftest import make_settings
 
 PUBLIC_BASE_URL = "https://metricis.example.org/"
@@ -121,18 +118,14 @@ class People:
     def __init__(self, session: AsyncSession, settings: Settings) -> None:
         self.session = session
         self.settings = settings
-        self.encryptor = FieldEncryptor.from_settings(settings)
 
     async def study(self) -> tuple[uuid.UUID, str]:
-        study = Study(
-            id=uuid.uuid4(),
-            code=f"ML-{uuid.uuid4().hex[:8].upper()}",
+        study = await factories.study(
+            self.session,
+            f"ML-{uuid.uuid4().hex[:8].upper()}",
+            ["fr", "en"],
             name="Magic link study",
-            supported_languages=["fr", "en"],
-            config={},
         )
-        self.session.add(study)
-        await self.session.commit()
         return study.id, study.code
 
     async def participant(
@@ -144,21 +137,17 @@ class People:
         study: tuple[uuid.UUID, str] | None = None,
     ) -> ParticipantRef:
         study_id, study_code = study or await self.study()
-        code = f"P{uuid.uuid4().hex[:6].upper()}"
-        participant = Participant(
-            id=uuid.uuid4(),
-            study_id=study_id,
-            participant_code=code,
+        participant = await factories.participant(
+            self.session,
+            study_id,
             status=status,
             language="fr",
             timezone="Europe/Paris",
-            email_encrypted=self.encryptor.encrypt(email) if email else None,
-            email_index=email_index(self.settings, email) if email else None,
-            access_code_hash=hash_access_code(self.settings, access_code) if access_code else None,
+            settings=self.settings,
+            email=email,
+            access_code=access_code,
         )
-        self.session.add(participant)
-        await self.session.commit()
-        return ParticipantRef(participant.id, code, study_id, study_code)
+        return ParticipantRef(participant.id, participant.participant_code, study_id, study_code)
 
 
 @pytest.fixture

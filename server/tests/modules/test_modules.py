@@ -13,8 +13,6 @@ from app.catalogue import MODULE_IDS, Domain, ModuleKind, list_modules
 from app.config import Settings
 from app.models.user import UserRole
 from app.scoring import SCORER_VERSIONS, score_task, task_flags
-from app.services.audit import AuditContext
-from app.services.participant_auth import open_participant_login
 from tests import factories
 
 URL = "/api/modules"
@@ -233,11 +231,7 @@ async def test_every_staff_role_and_participants_may_read(
     ]
     study = await factories.study(db_session)
     participant = await factories.participant(db_session, study, "P001")
-    tokens = await open_participant_login(
-        db_session, settings, AuditContext.system(), participant, method="access_code"
-    )
-    await db_session.commit()
-    all_headers.append({"Authorization": f"Bearer {tokens.access_token}"})
+    all_headers.append(await factories.participant_headers(db_session, settings, participant))
     for headers in all_headers:
         listed = await client.get(URL, headers=headers)
         assert listed.status_code == 200, listed.text

@@ -16,19 +16,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.models.audit import AuditEvent
 from app.models.participant import Participant
-from app.models.study import MemberRole, Site, Study, StudyMember
+from app.models.study import MemberRole
 from app.models.user import UserRole
-from app.services.audit import AuditContext
-from app.services.users import create_user
+from tests import factories
+from tests.factories import Staff
 
-PASSWORD = "Correct-Horse-Battery-42"
 IMPORT_URL = "/api/participants/import"
-
-
-@dataclass(frozen=True, slots=True)
-class Staff:
-    user_id: uuid.UUID
-    headers: dict[str, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,73 +47,33 @@ class World:
         self.client = client
 
     async def staff(self, role: UserRole = UserRole.RESEARCHER) -> Staff:
-        email = f"{role.value}-{uuid.uuid4().hex[:10]}@example.org"
-        created = await create_user(
-            self.session,
-            AuditContext.system(),
-            email=email,
-            name=f"Test {role.value}",
-            role=role,
-            password=PASSWORD,
-            must_change_password=False,
-        )
-        await self.session.commit()
-        response = await self.client.post(
-            "/api/auth/login", json={"email": email, "password": PASSWORD}
-        )
-        assert response.status_code == 200, response.text
-        return Staff(
-            created.user.id, {"Authorization": f"Bearer {response.json()['access_token']}"}
-        )
+        return await factories.staff(self.session, self.client, role)
 
     async def study(self, languages: Sequence[str] = ("en", "fr")) -> StudyRef:
-        study = Study(
-            id=uuid.uuid4(),
-            code=f"IMP-{uuid.uuid4().hex[:8].upper()}",
+        study = await factories.study(
+            self.session,
+            f"IMP-{uuid.uuid4().hex[:8].upper()}",
+            list(languages),
             name="Import study",
-            supported_languages=list(languages),
-            config={},
         )
-        self.session.add(study)
-        await self.session.commit()
         return StudyRef(study.id, study.code, tuple(languages))
 
     async def site(self, study: StudyRef, code: str, timezone: str = "UTC") -> SiteRef:
-        site = Site(id=uuid.uuid4(), study_id=study.id, code=code, name=code, timezone=timezone)
-        self.session.add(site)
-        await self.session.commit()
+        site = await factories.site(self.session, study.id, code, timezone)
         return SiteRef(site.id, code)
 
     async def member(
         self, study: StudyRef, staff: Staff, role: MemberRole, site: SiteRef | None = None
     ) -> None:
-        self.session.add(
-            StudyMember(
-                id=uuid.uuid4(),
-                study_id=study.id,
-                user_id=staff.user_id,
-                role=role.value,
-                site_id=site.id if site else None,
-            )
-        )
-        await self.session.commit()
+        await factories.member(self.session, study.id, staff, role, site.id if site else None)
 
     async def researcher_of(self, study: StudyRef) -> Staff:
-        staff = await self.staff(UserRole.RESEARCHER)
-        await self.member(study, staff, MemberRole.RESEARCHER)
-        return staff
+        return await factories.study_member(
+            self.session, self.client, study.id, MemberRole.RESEARCHER
+        )
 
     async def participant(self, study: StudyRef, code: str) -> uuid.UUID:
-        participant = Participant(
-            id=uuid.uuid4(),
-            study_id=study.id,
-            participant_code=code,
-            status="enrolled",
-            language=study.languages[0],
-            timezone="UTC",
-        )
-        self.session.add(participant)
-        await self.session.commit()
+        participant = await factories.participant(self.session, study.id, code)
         return participant.id
 
     async def participant_count(self, study: StudyRef) -> int:

@@ -15,9 +15,6 @@ from app.config import Settings
 from app.db.session import create_engine, create_sessionmaker
 from app.main import create_app
 from app.models.assessment import AssessmentSession, Trial
-from app.models.study import ConsentMode, StudyStatus
-from app.services.audit import AuditContext
-from app.services.participant_auth import open_participant_login
 from tests import factories
 from tests.assessments.conftest import World
 from tests.conftest import _upgrade_with_connection, lifespan_client, make_settings
@@ -39,15 +36,10 @@ async def test_items_commit_in_their_own_sessions(own_database: Settings) -> Non
     async with lifespan_client(app) as client:
         sessionmaker = create_sessionmaker(app.state.engine)
         async with sessionmaker() as db:
-            study = await factories.study(db)
-            study.status = StudyStatus.ACTIVE
-            study.consent_mode = ConsentMode.NONE
+            study = await factories.active_study(db)
             battery_id, _ = await factories.battery(db, study, ["simple-rt"])
             participant = await factories.participant(db, study, "P001")
-            login = await open_participant_login(
-                db, own_database, AuditContext.system(), participant, method="access_code"
-            )
-            await db.commit()
+            headers = await factories.participant_headers(db, own_database, participant)
             world = World(
                 study_id=study.id,
                 study_code=study.code,
@@ -56,7 +48,7 @@ async def test_items_commit_in_their_own_sessions(own_database: Settings) -> Non
                 other_participant_id=uuid.uuid4(),
                 coordinator={},
                 researcher={},
-                participant={"Authorization": f"Bearer {login.access_token}"},
+                participant=headers,
                 other_participant={},
             )
         good = session_item(world)
