@@ -14,11 +14,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.models.audit import AuditEvent
 from app.models.user import UserRole
-from app.services.audit import AuditContext
 from app.services.session_store import SessionStore
-from app.services.users import create_user
+from tests import factories
 
-PASSWORD = "Correct-Horse-Battery-42"
 NEW_PASSWORD = "Purple-Giraffe-Orbit-1987"
 
 
@@ -33,11 +31,7 @@ class Account:
 
     @property
     def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.access_token}"}
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
+        return factories.bearer(self.access_token)
 
 
 def assert_error(response: httpx.Response, status: int, code: str | None = None) -> dict[str, Any]:
@@ -63,29 +57,21 @@ class Accounts:
         *,
         email: str | None = None,
         name: str | None = None,
-        password: str = PASSWORD,
+        password: str = factories.PASSWORD,
         must_change_password: bool = False,
     ) -> Account:
-        email = email or f"{role.value}-{uuid.uuid4().hex[:10]}@example.org"
-        created = await create_user(
+        user = await factories.user(
             self.session,
-            AuditContext.system(),
+            role,
             email=email,
-            name=name or f"Test {role.value}",
-            role=role,
+            name=name,
             password=password,
             must_change_password=must_change_password,
         )
-        await self.session.commit()
-        return Account(id=created.user.id, email=email, password=password)
+        return Account(id=user.id, email=user.email, password=password)
 
     async def login(self, account: Account, *, password: str | None = None) -> Account:
-        response = await self.client.post(
-            "/api/auth/login",
-            json={"email": account.email, "password": password or account.password},
-        )
-        assert response.status_code == 200, response.text
-        body: dict[str, Any] = response.json()
+        body = await factories.login(self.client, account.email, password or account.password)
         account.access_token = body["access_token"]
         account.refresh_token = body["tokens"]["refresh_token"]
         account.login_body = body

@@ -13,8 +13,8 @@ from tests.auth.conftest import (
     Accounts,
     AuditCounter,
     assert_error,
-    bearer,
 )
+from tests.factories import bearer
 
 
 async def test_change_password_revokes_other_sessions(

@@ -11,7 +11,8 @@ from app.core.clock import utcnow
 from app.models.user import User, UserRole
 from app.services.demo.seed import DEMO_ADMIN_EMAIL
 from app.services.demo.seed import DEMO_PASSWORD as DEMO_ADMIN_PASSWORD
-from tests.auth.conftest import Account, Accounts, AuditCounter, assert_error, bearer
+from tests.auth.conftest import Account, Accounts, AuditCounter, assert_error
+from tests.factories import bearer
 
 
 async def test_login_json_response_shape(client: httpx.AsyncClient, accounts: Accounts) -> None:

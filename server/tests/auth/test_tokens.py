@@ -18,7 +18,8 @@ from app.core.clock import utcnow
 from app.core.security import TokenType, create_token
 from app.models.user import UserSession
 from app.services.session_store import SessionStore
-from tests.auth.conftest import Account, Accounts, AuditCounter, assert_error, bearer
+from tests.auth.conftest import Account, Accounts, AuditCounter, assert_error
+from tests.factories import bearer
 
 
 def _claims(account: Account, settings: Settings) -> dict[str, object]:
