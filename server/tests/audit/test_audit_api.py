@@ -15,9 +15,8 @@ from tests import factories
 async def test_the_participant_filter_takes_a_uuid_or_a_code_within_the_study(
     client: httpx.AsyncClient, db_session: AsyncSession
 ) -> None:
-    researcher = await factories.staff(db_session, client, UserRole.RESEARCHER)
     study = await factories.study(db_session)
-    await factories.member(db_session, study, researcher, MemberRole.RESEARCHER)
+    researcher = await factories.study_member(db_session, client, study, MemberRole.RESEARCHER)
     study_id = study.id
     for code in ("P001", "P002"):
         created = await client.post(
@@ -55,15 +54,11 @@ async def test_the_audit_capability_decides_who_reads_a_studys_trail(
 ) -> None:
     study = await factories.study(db_session)
     other_study = await factories.study(db_session)
-    researcher = await factories.staff(db_session, client, UserRole.RESEARCHER)
-    await factories.member(db_session, study, researcher, MemberRole.RESEARCHER)
-    outsider = await factories.staff(db_session, client, UserRole.RESEARCHER)
-    await factories.member(db_session, other_study, outsider, MemberRole.RESEARCHER)
+    researcher = await factories.study_member(db_session, client, study, MemberRole.RESEARCHER)
+    outsider = await factories.study_member(db_session, client, other_study, MemberRole.RESEARCHER)
     lesser: dict[MemberRole, factories.Staff] = {}
     for role in (MemberRole.COORDINATOR, MemberRole.READ_ONLY):
-        member = await factories.staff(db_session, client, UserRole(role.value))
-        await factories.member(db_session, study, member, role)
-        lesser[role] = member
+        lesser[role] = await factories.study_member(db_session, client, study, role)
     study_id, other_study_id = study.id, other_study.id
     for study_ref in (study_id, other_study_id):
         created = await client.post(
@@ -105,10 +100,8 @@ async def test_a_site_scoped_reader_sees_the_events_of_their_sites_participants(
     study = await factories.study(db_session)
     north = await factories.site(db_session, study, "NORTH")
     await factories.site(db_session, study, "SOUTH")
-    researcher = await factories.staff(db_session, client, UserRole.RESEARCHER)
-    await factories.member(db_session, study, researcher, MemberRole.RESEARCHER)
-    northern = await factories.staff(db_session, client, UserRole.RESEARCHER)
-    await factories.member(db_session, study, northern, MemberRole.RESEARCHER, north)
+    researcher = await factories.study_member(db_session, client, study, MemberRole.RESEARCHER)
+    northern = await factories.study_member(db_session, client, study, MemberRole.RESEARCHER, north)
     study_id = study.id
     for code, site in (("N1", "NORTH"), ("S1", "SOUTH")):
         created = await client.post(

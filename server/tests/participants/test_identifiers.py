@@ -23,9 +23,8 @@ def assert_unknown(response: httpx.Response, field: str) -> None:
 async def test_participant_bodies_name_a_site_by_uuid_or_code(
     client: httpx.AsyncClient, db_session: AsyncSession
 ) -> None:
-    researcher = await factories.staff(db_session, client, UserRole.RESEARCHER)
     study = await factories.study(db_session)
-    await factories.member(db_session, study, researcher, MemberRole.RESEARCHER)
+    researcher = await factories.study_member(db_session, client, study, MemberRole.RESEARCHER)
     lyon = await factories.site(db_session, study, "LYON")
     paris = await factories.site(db_session, study, "PARIS")
     elsewhere = await factories.study(db_session)
@@ -73,9 +72,8 @@ async def test_participant_bodies_name_a_site_by_uuid_or_code(
 async def test_list_filters_name_a_site_by_uuid_or_by_code_within_the_study(
     client: httpx.AsyncClient, db_session: AsyncSession
 ) -> None:
-    researcher = await factories.staff(db_session, client, UserRole.RESEARCHER)
     study = await factories.study(db_session)
-    await factories.member(db_session, study, researcher, MemberRole.RESEARCHER)
+    researcher = await factories.study_member(db_session, client, study, MemberRole.RESEARCHER)
     lyon = await factories.site(db_session, study, "LYON")
     paris = await factories.site(db_session, study, "PARIS")
     await factories.participant(db_session, study, "L1", lyon)
@@ -106,10 +104,9 @@ async def test_list_filters_name_a_site_by_uuid_or_by_code_within_the_study(
 async def test_memberships_and_imports_name_a_site_by_uuid_or_code(
     client: httpx.AsyncClient, db_session: AsyncSession
 ) -> None:
-    researcher = await factories.staff(db_session, client, UserRole.RESEARCHER)
     coordinator = await factories.staff(db_session, client, UserRole.COORDINATOR)
     study = await factories.study(db_session)
-    await factories.member(db_session, study, researcher, MemberRole.RESEARCHER)
+    researcher = await factories.study_member(db_session, client, study, MemberRole.RESEARCHER)
     lyon = await factories.site(db_session, study, "LYON")
     paris = await factories.site(db_session, study, "PARIS")
     study_id, lyon_id, paris_id = study.id, lyon.id, paris.id

@@ -25,9 +25,8 @@ async def count_events(db_session: AsyncSession, action: str) -> int:
 
 
 async def setup_study(client: httpx.AsyncClient, db_session: AsyncSession):  # type: ignore[no-untyped-def]
-    researcher = await factories.staff(db_session, client, UserRole.RESEARCHER)
     study = await factories.study(db_session, languages=["en", "fr"])
-    await factories.member(db_session, study, researcher, MemberRole.RESEARCHER)
+    researcher = await factories.study_member(db_session, client, study, MemberRole.RESEARCHER)
     paris = await factories.site(db_session, study, "PARIS", "Europe/Paris")
     return researcher, study, paris
 
@@ -163,9 +162,10 @@ async def test_site_scoped_coordinator_and_masking(
 ) -> None:
     researcher, study, paris = await setup_study(client, db_session)
     lyon = await factories.site(db_session, study, "LYON")
-    coordinator = await factories.staff(db_session, client, UserRole.COORDINATOR)
     viewer = await factories.staff(db_session, client, UserRole.READ_ONLY)
-    await factories.member(db_session, study, coordinator, MemberRole.COORDINATOR, paris)
+    coordinator = await factories.study_member(
+        db_session, client, study, MemberRole.COORDINATOR, paris
+    )
     await factories.member(db_session, study, viewer, MemberRole.READ_ONLY)
     # The app shares this session: a refused request rolls back and expires these objects.
     study_id, paris_id, lyon_id = study.id, paris.id, lyon.id

@@ -240,11 +240,12 @@ async def test_list_carries_stats_scoped_to_site(
     client: httpx.AsyncClient, db_session: AsyncSession
 ) -> None:
     admin = await factories.staff(db_session, client, UserRole.ADMIN)
-    coordinator = await factories.staff(db_session, client, UserRole.COORDINATOR)
     study = await factories.study(db_session, code="STATS-1")
     paris = await factories.site(db_session, study, "PARIS")
     lyon = await factories.site(db_session, study, "LYON")
-    await factories.member(db_session, study, coordinator, MemberRole.COORDINATOR, paris)
+    coordinator = await factories.study_member(
+        db_session, client, study, MemberRole.COORDINATOR, paris
+    )
     parisians = [
         await factories.participant(db_session, study, f"P{index}", paris) for index in range(3)
     ]
@@ -288,14 +289,12 @@ async def test_list_carries_stats_scoped_to_site(
 async def test_sites_and_members_are_paged_like_every_list(
     client: httpx.AsyncClient, db_session: AsyncSession
 ) -> None:
-    researcher = await factories.staff(db_session, client, UserRole.RESEARCHER)
     study = await factories.study(db_session, code="PAGED-1")
-    await factories.member(db_session, study, researcher, MemberRole.RESEARCHER)
+    researcher = await factories.study_member(db_session, client, study, MemberRole.RESEARCHER)
     for code in ("NANTES", "LYON", "PARIS"):
         await factories.site(db_session, study, code)
     for _ in range(2):
-        colleague = await factories.staff(db_session, client, UserRole.READ_ONLY)
-        await factories.member(db_session, study, colleague, MemberRole.READ_ONLY)
+        await factories.study_member(db_session, client, study, MemberRole.READ_ONLY)
     base = f"/api/studies/{study.id}"
 
     first = await client.get(f"{base}/sites?per_page=2", headers=researcher.headers)
