@@ -8,11 +8,14 @@ the shared session back and suites keep plain ids rather than rows that may have
 
 from __future__ import annotations
 
+import base64
+import io
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
+from PIL import Image, ImageDraw
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.catalogue import validate_task_config
@@ -336,3 +339,23 @@ async def submit(
         headers={**headers, "X-Session-ID": session_id},
         json={"session_id": session_id, **body},
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# Signatures
+
+
+def png_bytes(width: int = 240, height: int = 80) -> bytes:
+    """A drawn signature: one stroke on a transparent PNG, as a signature pad produces."""
+    image = Image.new("RGBA", (width, height), (255, 255, 255, 0))
+    ImageDraw.Draw(image).line([(10, 60), (80, 15), (150, 65), (230, 20)], fill="black", width=3)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def png_data_uri(data: bytes | None = None) -> str:
+    return "data:image/png;base64," + base64.b64encode(data or png_bytes()).decode()
+
+
+SIGNATURE = png_data_uri()

@@ -1,12 +1,11 @@
 """Fixtures for the e-consent tests: studies, members, participants, forms and signatures.
 
-Studies, sites, members and participants are inserted as rows (their routers are built
-elsewhere); forms and signatures go through the consent API.
+Studies, sites, members and participants come from tests/factories.py (as rows; their routers
+are tested elsewhere); forms and signatures go through the consent API.
 """
 
 from __future__ import annotations
 
-import base64
 import io
 import re
 import uuid
@@ -16,7 +15,6 @@ from typing import Any
 import httpx
 import pypdf
 import pytest
-from PIL import Image, ImageDraw
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -25,7 +23,7 @@ from app.models.audit import AuditEvent
 from app.models.participant import Participant, ParticipantActor, ParticipantStatus
 from app.models.study import ConsentMode, MemberRole
 from tests import factories
-from tests.factories import Staff
+from tests.factories import SIGNATURE, Staff
 
 QUESTIONS: list[dict[str, Any]] = [
     {"id": "agree", "text": "I agree to take part", "type": "checkbox", "required": True},
@@ -38,21 +36,6 @@ QUESTIONS: list[dict[str, Any]] = [
     {"id": "comments", "text": "Anything to add?", "type": "text", "required": False},
 ]
 ANSWERS: dict[str, Any] = {"agree": True, "contact": "no"}
-
-
-def png_bytes(width: int = 240, height: int = 80) -> bytes:
-    image = Image.new("RGBA", (width, height), (255, 255, 255, 0))
-    ImageDraw.Draw(image).line([(10, 60), (80, 15), (150, 65), (230, 20)], fill="black", width=3)
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def png_data_uri(data: bytes | None = None) -> str:
-    return "data:image/png;base64," + base64.b64encode(data or png_bytes()).decode()
-
-
-SIGNATURE = png_data_uri()
 
 
 def pdf_text(content: bytes) -> str:

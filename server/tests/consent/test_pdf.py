@@ -16,8 +16,8 @@ from tests.consent.conftest import (
     assert_error,
     flat,
     pdf_text,
-    png_bytes,
 )
+from tests.factories import png_bytes
 
 CONTENT = """# Why this study
 

@@ -20,16 +20,14 @@ from app.models.study import ConsentMode, MemberRole
 from app.services.consent.signatures import PNG_MAGIC, SIGNATURE_MAX_BYTES, SIGNATURE_MAX_SIDE
 from tests.consent.conftest import (
     ANSWERS,
-    SIGNATURE,
     ConsentAudit,
     ConsentWorld,
     StudyBox,
     assert_error,
     flat,
     pdf_text,
-    png_bytes,
-    png_data_uri,
 )
+from tests.factories import SIGNATURE, png_bytes, png_data_uri
 
 
 async def test_participant_signs_their_own_consent(

@@ -6,8 +6,6 @@
 
 from __future__ import annotations
 
-import base64
-import io
 import uuid
 from datetime import datetime, timedelta
 from typing import Any
@@ -15,7 +13,6 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from PIL import Image, ImageDraw
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -28,7 +25,7 @@ from app.models.study import ConsentMode, Study
 from app.services.consent.forms import form_content_hash
 from tests.assessments.conftest import World, build_world
 from tests.conftest import run_sync_items_in_test_session
-from tests.factories import simple_rt_trials
+from tests.factories import SIGNATURE, simple_rt_trials
 
 QUESTIONS: list[dict[str, Any]] = [
     {"id": "agree", "text": "I agree to take part", "type": "checkbox", "required": True},
@@ -40,17 +37,6 @@ ANSWERS: dict[str, Any] = {"agree": True}
 def app(app: FastAPI, db_session: AsyncSession) -> FastAPI:
     run_sync_items_in_test_session(app, db_session)
     return app
-
-
-def png_data_uri() -> str:
-    image = Image.new("RGBA", (240, 80), (255, 255, 255, 0))
-    ImageDraw.Draw(image).line([(10, 60), (80, 15), (150, 65), (230, 20)], fill="black", width=3)
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
-
-
-SIGNATURE = png_data_uri()
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import uuid
 import httpx
 
 from tests.assessments.conftest import World
-from tests.sync.conftest import SIGNATURE
+from tests.factories import SIGNATURE
 
 
 async def test_manifest_content_for_the_participant(
