@@ -130,6 +130,13 @@ def participant_snapshot(participant: Participant) -> dict[str, Any]:
     }
 
 
+def _code_taken() -> ConflictError:
+    return ConflictError(
+        "A participant with this code already exists in the study",
+        details={"field": "participant_id"},
+    )
+
+
 @dataclass(slots=True)
 class ParticipantFields:
     participant_code: str | None = None
@@ -194,18 +201,12 @@ async def create_participant(
             Participant.participant_code == fields.participant_code,
         )
     ):
-        raise ConflictError(
-            "A participant with this code already exists in the study",
-            details={"field": "participant_id"},
-        )
+        raise _code_taken()
     session.add(participant)
     try:
         await session.flush()
     except IntegrityError as exc:
-        raise ConflictError(
-            "A participant with this code already exists in the study",
-            details={"field": "participant_id"},
-        ) from exc
+        raise _code_taken() from exc
     await record_about(
         session,
         context,
@@ -339,10 +340,7 @@ async def update_participant(
                 Participant.participant_code == fields.participant_code,
             )
         ):
-            raise ConflictError(
-                "A participant with this code already exists in the study",
-                details={"field": "participant_id"},
-            )
+            raise _code_taken()
         participant.participant_code = fields.participant_code
     if "site_id" in provided:
         site = (

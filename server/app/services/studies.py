@@ -98,6 +98,10 @@ class StudyFields:
     provided: set[str] = field(default_factory=set)
 
 
+def _code_taken() -> ConflictError:
+    return ConflictError("A study with this code already exists", details={"field": "code"})
+
+
 def _check_study_fields(study: Study) -> None:
     if not STUDY_CODE_PATTERN.match(study.code):
         raise field_error(
@@ -139,14 +143,12 @@ async def create_study(
     )
     _check_study_fields(study)
     if await session.scalar(select(Study.id).where(Study.code == study.code)):
-        raise ConflictError("A study with this code already exists", details={"field": "code"})
+        raise _code_taken()
     session.add(study)
     try:
         await session.flush()
     except IntegrityError as exc:
-        raise ConflictError(
-            "A study with this code already exists", details={"field": "code"}
-        ) from exc
+        raise _code_taken() from exc
     # The creator becomes the study's researcher, so they can configure what they created.
     session.add(
         StudyMember(
@@ -325,9 +327,7 @@ async def update_study(
             if value != study.code and await session.scalar(
                 select(Study.id).where(Study.code == value)
             ):
-                raise ConflictError(
-                    "A study with this code already exists", details={"field": "code"}
-                )
+                raise _code_taken()
         if (
             name in ("code", "name", "supported_languages", "config", "consent_mode")
             and value is None

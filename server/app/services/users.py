@@ -46,6 +46,10 @@ def user_snapshot(user: User) -> dict[str, Any]:
     }
 
 
+def _email_taken() -> ConflictError:
+    return ConflictError("A user with this email already exists", details={"field": "email"})
+
+
 async def create_user(
     session: AsyncSession,
     context: AuditContext,
@@ -58,7 +62,7 @@ async def create_user(
 ) -> CreatedUser:
     email = normalize_email(email)
     if await session.scalar(select(User.id).where(User.email == email)) is not None:
-        raise ConflictError("A user with this email already exists", details={"field": "email"})
+        raise _email_taken()
     generated = None
     if password is None:
         # Long and random: it only has to survive until the first sign-in.
@@ -78,9 +82,7 @@ async def create_user(
     try:
         await session.flush()
     except IntegrityError as exc:  # a concurrent registration of the same email
-        raise ConflictError(
-            "A user with this email already exists", details={"field": "email"}
-        ) from exc
+        raise _email_taken() from exc
     await record_about(
         session, context, AuditSubject.account(user.id), "user.create", after=user_snapshot(user)
     )
