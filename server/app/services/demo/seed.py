@@ -149,24 +149,17 @@ async def _create_study(
         name="Montréal",
         timezone="America/Toronto",
     )
-    await studies.add_member(
-        session,
-        context,
-        principal,
-        study.id,
-        user_id=users[UserRole.COORDINATOR].id,
-        role=MemberRole.COORDINATOR,
-        site=paris.code,
-    )
-    await studies.add_member(
-        session,
-        context,
-        principal,
-        study.id,
-        user_id=users[UserRole.READ_ONLY].id,
-        role=MemberRole.READ_ONLY,
-        site=None,
-    )
+    # The coordinator works at the Paris site; the read-only member sees the whole study.
+    for role, site in ((MemberRole.COORDINATOR, paris.code), (MemberRole.READ_ONLY, None)):
+        await studies.add_member(
+            session,
+            context,
+            principal,
+            study.id,
+            user_id=users[UserRole(role.value)].id,
+            role=role,
+            site=site,
+        )
     await studies.change_study_status(
         session, context, principal, study.id, StudyStatus.ACTIVE, "demo"
     )
