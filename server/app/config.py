@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
+import hmac
+import re
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
@@ -16,6 +21,10 @@ DEFAULT_SESSION_SECRET = "dev-only-session-secret-change-me-0123456789"  # noqa:
 # A valid Fernet key for development only; production must set ENCRYPTION_KEYS.
 DEFAULT_ENCRYPTION_KEY = "ZGV2LW9ubHktZmVybmV0LWtleS1jaGFuZ2UtbWUtMDA="
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./metricis.db"
+# The id of the audit chain key derived from SESSION_SECRET_KEY when AUDIT_CHAIN_KEYS is unset.
+DERIVED_AUDIT_CHAIN_KEY_ID = "dev"
+AUDIT_CHAIN_KEY_ID_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,32}")
+AUDIT_CHAIN_KEY_MIN_BYTES = 32
 # kombu's filesystem transport: messages are files in folders under STORAGE_DIR.
 EMBEDDED_BROKER_URL = "filesystem://"
 
@@ -49,9 +58,30 @@ def _split_csv(value: Any) -> Any:
     return value
 
 
+def _parse_audit_chain_key(item: str, position: int) -> tuple[str, bytes]:
+    key_id, separator, encoded = item.strip().partition(":")
+    if not separator or not AUDIT_CHAIN_KEY_ID_PATTERN.fullmatch(key_id):
+        raise ValueError(
+            f"AUDIT_CHAIN_KEYS entry {position} is not `<id>:<base64 secret>` with an id of "
+            "1 to 32 letters, digits, '_', '.' or '-'"
+        )
+    padded = encoded.strip() + "=" * (-len(encoded.strip()) % 4)
+    try:
+        secret = base64.b64decode(padded.replace("-", "+").replace("_", "/"), validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError(f"AUDIT_CHAIN_KEYS key '{key_id}' is not valid base64") from None
+    return key_id, secret
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_file=".env", env_file_encoding="utf-8", case_sensitive=False, extra="ignore"
+        env_file=".env",
+        env_file_encoding="utf-8",
+        case_sensitive=False,
+        extra="ignore",
+        # A refused value is not repeated in the error: it may be a secret (a key, a URL with
+        # its password).
+        hide_input_in_errors=True,
     )
 
     ENVIRONMENT: Environment = Environment.DEVELOPMENT
@@ -69,6 +99,9 @@ class Settings(BaseSettings):
     SHUTDOWN_GRACE_SECONDS: float = Field(default=10.0, ge=0, le=300)
 
     DATABASE_URL: str = DEFAULT_DATABASE_URL
+    # The role that owns the schema, for `metricis db upgrade|downgrade|create-runtime-role`;
+    # unset: DATABASE_URL. The API and workers then run under a role that owns nothing.
+    MIGRATION_DATABASE_URL: str | None = None
     DATABASE_POOL_SIZE: int = Field(default=10, ge=1)
     DATABASE_MAX_OVERFLOW: int = Field(default=10, ge=0)
     # Connections older than this are replaced when next checked out.
@@ -105,6 +138,23 @@ class Settings(BaseSettings):
     PASSWORD_HASH_PARALLELISM: int = Field(default=4, ge=1, le=16)
     # Fernet keys, newest first; older keys still decrypt so they can be rotated out.
     ENCRYPTION_KEYS: Annotated[list[SecretStr], NoDecode] = [SecretStr(DEFAULT_ENCRYPTION_KEY)]
+
+    # The audit chain (docs/adr/0004-audit-chain.md). HMAC-SHA256 keys as `<id>:<base64 secret>`
+    # (at least 32 bytes), comma-separated, newest first: the first signs new links and
+    # checkpoints, all of them verify. Unset: a key derived from SESSION_SECRET_KEY, outside
+    # production only.
+    AUDIT_CHAIN_KEYS: Annotated[list[SecretStr], NoDecode] = []
+    # How often beat runs the chainer, and how many links one of its transactions writes.
+    AUDIT_CHAIN_INTERVAL_SECONDS: float = Field(default=5.0, ge=0.5, le=3600)
+    AUDIT_CHAIN_BATCH_SIZE: int = Field(default=1000, ge=1, le=100_000)
+    # How long the chainer waits, at a number it cannot see yet, for the transactions that may
+    # still commit it; then it stops there and goes on at its next run.
+    AUDIT_CHAIN_GAP_WAIT_SECONDS: float = Field(default=2.0, ge=0, le=60)
+    # A signed checkpoint of the chain's end every this many links, and at least this often.
+    AUDIT_CHECKPOINT_EVERY: int = Field(default=1000, ge=1)
+    AUDIT_CHECKPOINT_MAX_AGE_HOURS: float = Field(default=24.0, gt=0, le=24 * 7)
+    # Where checkpoints are appended as JSON lines; unset: STORAGE_DIR/audit-checkpoints.
+    AUDIT_CHECKPOINT_DIR: Path | None = None
 
     ALLOWED_ORIGINS: Annotated[list[str], NoDecode] = [
         "http://localhost:5173",
@@ -147,10 +197,55 @@ class Settings(BaseSettings):
     def _split_lists(cls, value: Any) -> Any:
         return _split_csv(value)
 
-    @field_validator("ENCRYPTION_KEYS", mode="before")
+    @field_validator("ENCRYPTION_KEYS", "AUDIT_CHAIN_KEYS", mode="before")
     @classmethod
     def _split_keys(cls, value: Any) -> Any:
         return _split_csv(value)
+
+    @field_validator("AUDIT_CHAIN_KEYS")
+    @classmethod
+    def _check_audit_chain_keys(cls, value: list[SecretStr]) -> list[SecretStr]:
+        # The messages name keys by position and id only: a secret never reaches an error.
+        seen: set[str] = set()
+        for position, item in enumerate(value, start=1):
+            key_id, secret = _parse_audit_chain_key(item.get_secret_value(), position)
+            if key_id in seen:
+                raise ValueError(f"AUDIT_CHAIN_KEYS names key '{key_id}' twice")
+            seen.add(key_id)
+            if len(secret) < AUDIT_CHAIN_KEY_MIN_BYTES:
+                raise ValueError(
+                    f"AUDIT_CHAIN_KEYS key '{key_id}' is shorter than "
+                    f"{AUDIT_CHAIN_KEY_MIN_BYTES} bytes"
+                )
+        return value
+
+    @property
+    def migration_database_url(self) -> str:
+        return self.MIGRATION_DATABASE_URL or self.DATABASE_URL
+
+    @property
+    def audit_chain_keys_derived(self) -> bool:
+        return not self.AUDIT_CHAIN_KEYS
+
+    @property
+    def audit_chain_keys(self) -> list[tuple[str, bytes]]:
+        """(id, secret) newest first; without AUDIT_CHAIN_KEYS, one key derived from
+        SESSION_SECRET_KEY, so development works with nothing configured."""
+        if self.audit_chain_keys_derived:
+            derived = hmac.new(
+                self.SESSION_SECRET_KEY.get_secret_value().encode(),
+                b"metricis audit chain key (development only)",
+                hashlib.sha256,
+            ).digest()
+            return [(DERIVED_AUDIT_CHAIN_KEY_ID, derived)]
+        return [
+            _parse_audit_chain_key(item.get_secret_value(), position)
+            for position, item in enumerate(self.AUDIT_CHAIN_KEYS, start=1)
+        ]
+
+    @property
+    def audit_checkpoint_dir(self) -> Path:
+        return self.AUDIT_CHECKPOINT_DIR or self.STORAGE_DIR / "audit-checkpoints"
 
     @property
     def is_sqlite(self) -> bool:
@@ -222,6 +317,11 @@ class Settings(BaseSettings):
             problems.append("SESSION_SECRET_KEY is shorter than 32 characters")
         if any(key.get_secret_value() == DEFAULT_ENCRYPTION_KEY for key in self.ENCRYPTION_KEYS):
             problems.append("ENCRYPTION_KEYS contains the development default key")
+        if self.audit_chain_keys_derived:
+            problems.append(
+                "AUDIT_CHAIN_KEYS is not set; production keys the audit chain with a secret "
+                "kept outside the database"
+            )
         if self.is_sqlite:
             problems.append("DATABASE_URL points at SQLite; production needs PostgreSQL")
         if self.PASSWORD_HASH_MEMORY_KIB < 19456 or self.PASSWORD_HASH_TIME_COST < 2:

@@ -51,6 +51,7 @@ from app.core.logging import configure_logging, get_logger
 from app.core.security import configure_password_hashing
 from app.db.session import create_engine, create_sessionmaker
 from app.schemas.assessments import SubmitRequest
+from app.services.audit import warn_if_derived
 from app.services.session_store import create_session_store
 
 logger = get_logger(__name__)
@@ -71,6 +72,7 @@ def _lifespan(settings: Settings) -> Any:
             session_store=app.state.session_store.backend,
             version=__version__,
         )
+        warn_if_derived(settings)
         if settings.GC_FREEZE_AT_STARTUP:
             # Everything built so far (modules, routes, schemas, the app) lives as long as the
             # process: keep it out of the collector's scans, which otherwise walk ~200k objects

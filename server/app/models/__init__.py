@@ -2,7 +2,13 @@
 
 from app.db.base import Base
 from app.models.assessment import AssessmentSession, SessionStatus, TaskResult, Trial
-from app.models.audit import ActorType, AuditCategory, AuditChainHead, AuditEvent
+from app.models.audit import (
+    ActorType,
+    AuditCategory,
+    AuditChainLink,
+    AuditChainState,
+    AuditEvent,
+)
 from app.models.battery import Battery, BatteryVersion
 from app.models.consent import ConsentForm, ConsentFormStatus, ConsentRecord, SignerRole
 from app.models.participant import (
@@ -21,7 +27,8 @@ __all__ = [
     "ActorType",
     "AssessmentSession",
     "AuditCategory",
-    "AuditChainHead",
+    "AuditChainLink",
+    "AuditChainState",
     "AuditEvent",
     "Base",
     "Battery",

@@ -1,4 +1,8 @@
-"""The append-only, hash-chained audit trail."""
+"""The append-only audit trail and its keyed chain.
+
+Writers insert events and nothing else. A single chainer links committed events afterwards, in
+sequence order, into `audit_chain_links` (docs/adr/0004-audit-chain.md).
+"""
 
 from __future__ import annotations
 
@@ -13,7 +17,14 @@ from sqlalchemy.orm import Mapped, mapped_column
 from app.core.clock import utcnow
 from app.db.base import Base, EnumString, UUIDPrimaryKeyMixin
 
-GENESIS_HASH = "0" * 64
+# The prev_mac of the first link.
+GENESIS_MAC = "0" * 64
+# On PostgreSQL the BEFORE INSERT trigger of audit_events numbers each event from this sequence.
+AUDIT_EVENT_SEQUENCE = "audit_events_sequence_seq"
+# The one row of audit_chain_state.
+CHAIN_STATE_ID = 1
+
+_ChainPosition = BigInteger().with_variant(Integer(), "sqlite")
 
 
 class AuditCategory(StrEnum):
@@ -45,8 +56,10 @@ class AuditEvent(UUIDPrimaryKeyMixin, Base):
         Index("ix_audit_events_actor_id", "actor_id"),
     )
 
-    # Position in the chain, 1, 2, 3, ... without gaps.
-    sequence: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"))
+    # The order of the chain, given by the database at insert time: a PostgreSQL sequence
+    # (a rolled-back insert leaves its number unused forever), one more than the highest on
+    # SQLite, whose single writer leaves no gap.
+    sequence: Mapped[int] = mapped_column(_ChainPosition)
     occurred_at: Mapped[datetime] = mapped_column(default=utcnow)
     actor_type: Mapped[ActorType] = mapped_column(EnumString(ActorType, 20))
     actor_id: Mapped[str | None] = mapped_column(String(64))
@@ -62,19 +75,40 @@ class AuditEvent(UUIDPrimaryKeyMixin, Base):
     user_agent: Mapped[str | None] = mapped_column(String(255))
     request_id: Mapped[str | None] = mapped_column(String(128))
     reason: Mapped[str | None] = mapped_column(Text)
-    prev_hash: Mapped[str] = mapped_column(String(64))
-    hash: Mapped[str] = mapped_column(String(64))
 
 
-class AuditChainHead(Base):
-    """A single row holding the end of the chain.
+class AuditChainLink(Base):
+    """One position of the keyed chain: an event, or a gap (a number whose insert rolled back).
 
-    Writers update it first, which takes a row lock on PostgreSQL and the write lock on SQLite:
-    concurrent writers queue behind each other until commit, so the chain cannot fork.
+    `mac` is an HMAC-SHA256, with the key named by `key_id`, over the chain's id, the position,
+    `prev_mac` and the event's canonical content. Append-only, like the events.
     """
 
-    __tablename__ = "audit_chain_head"
+    __tablename__ = "audit_chain_links"
+    __table_args__ = (Index("uq_audit_chain_links_event_id", "event_id", unique=True),)
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    last_sequence: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"))
-    last_hash: Mapped[str] = mapped_column(String(64))
+    sequence: Mapped[int] = mapped_column(_ChainPosition, primary_key=True, autoincrement=False)
+    # None for a gap.
+    event_id: Mapped[uuid.UUID | None]
+    prev_mac: Mapped[str] = mapped_column(String(64))
+    mac: Mapped[str] = mapped_column(String(64))
+    key_id: Mapped[str] = mapped_column(String(32))
+    chained_at: Mapped[datetime]
+
+
+class AuditChainState(Base):
+    """The end of the chain as the chainer left it, and the row chainers lock to take turns.
+
+    Writers of events never touch it. `chain_id`, fixed when the table is created, is part of
+    every link's MAC and of every checkpoint, so checkpoints of another database never apply.
+    """
+
+    __tablename__ = "audit_chain_state"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    chain_id: Mapped[uuid.UUID]
+    last_sequence: Mapped[int] = mapped_column(_ChainPosition)
+    last_mac: Mapped[str] = mapped_column(String(64))
+    updated_at: Mapped[datetime]
+    last_checkpoint_sequence: Mapped[int] = mapped_column(_ChainPosition)
+    last_checkpoint_at: Mapped[datetime | None]

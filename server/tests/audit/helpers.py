@@ -1,4 +1,5 @@
-"""Shared helpers for the audit-trail tests: reading the chain as stored, and tampering with it.
+"""Shared helpers for the audit-trail tests: the chain settings they use, reading events and
+links as stored, and tampering with them as the database owner could.
 
 Tampering bypasses the append-only triggers only inside the caller's transaction, which the
 `db_session` fixture rolls back after each test: on PostgreSQL with
@@ -8,38 +9,87 @@ dropping the triggers (DDL is transactional there) and recreating them from thei
 
 from __future__ import annotations
 
+import base64
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.models.audit import AuditCategory, AuditChainHead, AuditEvent
-from app.services.audit import CHAIN_HEAD_ID, AuditContext, record_event
+from app.models.audit import (
+    CHAIN_STATE_ID,
+    AuditCategory,
+    AuditChainLink,
+    AuditChainState,
+    AuditEvent,
+)
+from app.services.audit import (
+    AuditContext,
+    ChainKey,
+    ChainKeyring,
+    ChainSettings,
+    FileCheckpointStore,
+    RecordedEvent,
+    record_event,
+)
+
+KEY_1 = ChainKey("k1", b"\x01" * 32)
+KEY_2 = ChainKey("k2", b"\x02" * 32)
+APPEND_ONLY_TABLES = ("audit_events", "audit_chain_links")
+
+
+def encoded(key: ChainKey) -> str:
+    """The key as AUDIT_CHAIN_KEYS spells it."""
+    return f"{key.key_id}:{base64.b64encode(key.secret).decode()}"
+
+
+def chain_settings(checkpoint_dir: Path, *keys: ChainKey, **options: Any) -> ChainSettings:
+    values: dict[str, Any] = {"gap_wait_seconds": 1.0, **options}
+    return ChainSettings(
+        keyring=ChainKeyring(list(keys) or [KEY_1]),
+        checkpoints=FileCheckpointStore(checkpoint_dir),
+        **values,
+    )
 
 
 @dataclass(frozen=True, slots=True)
-class Head:
+class State:
     last_sequence: int
-    last_hash: str
+    last_mac: str
+    chain_id: uuid.UUID
+    last_checkpoint_sequence: int
 
 
-async def read_head(session: AsyncSession) -> Head:
+async def read_state(session: AsyncSession) -> State:
     row = (
         await session.execute(
-            select(AuditChainHead.last_sequence, AuditChainHead.last_hash).where(
-                AuditChainHead.id == CHAIN_HEAD_ID
-            )
+            select(
+                AuditChainState.last_sequence,
+                AuditChainState.last_mac,
+                AuditChainState.chain_id,
+                AuditChainState.last_checkpoint_sequence,
+            ).where(AuditChainState.id == CHAIN_STATE_ID)
         )
     ).one()
-    return Head(int(row[0]), str(row[1]))
+    return State(int(row[0]), str(row[1]), row[2], int(row[3]))
+
+
+async def set_state(session: AsyncSession, **values: Any) -> None:
+    await session.execute(
+        update(AuditChainState)
+        .where(AuditChainState.id == CHAIN_STATE_ID)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
 
 
 async def stored_events(session: AsyncSession, *, after_sequence: int = 0) -> list[AuditEvent]:
-    """The events as the database holds them, in chain order, not as the identity map has them."""
+    """The events as the database holds them, in sequence order, not as the identity map has
+    them."""
     session.expunge_all()
     result = await session.scalars(
         select(AuditEvent)
@@ -65,20 +115,24 @@ async def stored_event(session: AsyncSession, event_id: uuid.UUID) -> AuditEvent
     return event
 
 
-async def table_stats(session: AsyncSession) -> tuple[int, int, int, int, int]:
-    """count, min(sequence), max(sequence), distinct prev_hash, distinct hash over the table."""
-    row = (
-        await session.execute(
-            select(
-                func.count(),
-                func.coalesce(func.min(AuditEvent.sequence), 0),
-                func.coalesce(func.max(AuditEvent.sequence), 0),
-                func.count(func.distinct(AuditEvent.prev_hash)),
-                func.count(func.distinct(AuditEvent.hash)),
-            ).select_from(AuditEvent)
-        )
-    ).one()
-    return int(row[0]), int(row[1]), int(row[2]), int(row[3]), int(row[4])
+async def stored_links(session: AsyncSession, *, after_sequence: int = 0) -> list[AuditChainLink]:
+    session.expunge_all()
+    links = list(
+        (
+            await session.scalars(
+                select(AuditChainLink)
+                .where(AuditChainLink.sequence > after_sequence)
+                .order_by(AuditChainLink.sequence)
+                .execution_options(populate_existing=True)
+            )
+        ).all()
+    )
+    session.expunge_all()
+    return links
+
+
+async def event_count(session: AsyncSession) -> int:
+    return int(await session.scalar(select(func.count()).select_from(AuditEvent)) or 0)
 
 
 async def record_many(
@@ -89,7 +143,7 @@ async def record_many(
     action: str = "test.event",
     category: AuditCategory = AuditCategory.DATA,
     after: Mapping[str, Any] | None = None,
-) -> list[AuditEvent]:
+) -> list[RecordedEvent]:
     events = []
     for index in range(count):
         events.append(
@@ -108,7 +162,8 @@ async def record_many(
 
 @asynccontextmanager
 async def append_only_bypassed(session: AsyncSession, is_postgres: bool) -> AsyncIterator[None]:
-    """Lift the append-only triggers for this block, in the current transaction.
+    """Lift the triggers of the audit tables for this block, in the current transaction, as
+    their owner could.
 
     They are restored when the block ends normally; when it raises, the test's transaction is
     rolled back anyway (restoring them), and restoring here could only mask the error.
@@ -121,14 +176,16 @@ async def append_only_bypassed(session: AsyncSession, is_postgres: bool) -> Asyn
     triggers: Sequence[Any] = (
         await session.execute(
             text(
-                "SELECT name, sql FROM sqlite_master "
-                "WHERE type = 'trigger' AND tbl_name = 'audit_events' ORDER BY name"
+                "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' "
+                "AND tbl_name IN ('audit_events', 'audit_chain_links') ORDER BY name"
             )
         )
     ).all()
     assert {str(name) for name, _ in triggers} == {
         "audit_events_no_update",
         "audit_events_no_delete",
+        "audit_chain_links_no_update",
+        "audit_chain_links_no_delete",
     }
     for name, _ in triggers:
         await session.execute(text(f'DROP TRIGGER "{name}"'))
@@ -152,11 +209,36 @@ async def tamper(
     session.expunge_all()
 
 
+async def tamper_link(
+    session: AsyncSession, is_postgres: bool, at_sequence: int, /, **values: Any
+) -> None:
+    async with append_only_bypassed(session, is_postgres):
+        result = await session.execute(
+            update(AuditChainLink)
+            .where(AuditChainLink.sequence == at_sequence)
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+    assert result.rowcount == 1  # type: ignore[attr-defined]
+    session.expunge_all()
+
+
 async def delete_stored(session: AsyncSession, is_postgres: bool, *sequences: int) -> None:
+    """Delete events (not their links)."""
     async with append_only_bypassed(session, is_postgres):
         for sequence in sequences:
             await session.execute(
                 text("DELETE FROM audit_events WHERE sequence = :sequence"),
+                {"sequence": sequence},
+            )
+    session.expunge_all()
+
+
+async def delete_links(session: AsyncSession, is_postgres: bool, *sequences: int) -> None:
+    async with append_only_bypassed(session, is_postgres):
+        for sequence in sequences:
+            await session.execute(
+                text("DELETE FROM audit_chain_links WHERE sequence = :sequence"),
                 {"sequence": sequence},
             )
     session.expunge_all()

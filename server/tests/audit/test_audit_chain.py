@@ -1,31 +1,48 @@
-"""The writer `record_event`: sequence, links, hashes and payloads as stored; `verify_chain` on a
-sound chain; what `AuditContext` records."""
+"""The writer `record_event` (one INSERT, numbered by the database), the chainer that links
+committed events into the keyed chain, and `verify_chain` on a sound chain; what `AuditContext`
+records."""
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-import itertools
+import hmac
 import json
 import re
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import delete, event, text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from app.models.audit import GENESIS_HASH, ActorType, AuditCategory
+from app.core.json_values import normalize_json
+from app.models.audit import GENESIS_MAC, ActorType, AuditCategory, AuditChainState
+from app.models.study import Study, StudyStatus
 from app.services import audit
 from app.services.audit import (
+    AuditChainStateError,
     AuditContext,
+    ChainSettings,
     canonical_event,
-    event_hash,
+    chain_pending_events,
     record_event,
     verify_chain,
 )
-from tests.audit.helpers import Head, read_head, record_many, stored_event, stored_events
+from app.services.audit import verify as verify_module
+from app.services.audit.chain import gap_content, link_mac
+from tests.audit.helpers import (
+    KEY_1,
+    read_state,
+    record_many,
+    set_state,
+    stored_event,
+    stored_events,
+    stored_links,
+)
 
 STUDY = uuid.UUID("0b8e5c7e-3f5a-4d8a-9a57-1f2f6c1e0a01")
 PARTICIPANT = uuid.UUID("6f1c2d3e-4b5a-4c6d-8e7f-901a2b3c4d5e")
@@ -33,66 +50,179 @@ MOMENT = datetime(2026, 3, 14, 15, 9, 26, 535897, tzinfo=UTC)
 PARIS_MOMENT = datetime(2026, 6, 1, 14, 30, tzinfo=timezone(timedelta(hours=2)))
 
 
-# --- sequence, links and hashes --------------------------------------------------------------
+# --- the writer -------------------------------------------------------------------------------
 
 
-async def test_first_event_links_to_genesis_and_each_next_to_the_previous(
-    empty_chain: AsyncSession,
+async def test_events_are_numbered_by_the_database_in_order(empty_chain: AsyncSession) -> None:
+    written = await record_many(empty_chain, 4)
+    assert [event.sequence for event in written] == [1, 2, 3, 4]
+    stored = await stored_events(empty_chain)
+    assert [(event.id, event.sequence) for event in stored] == [
+        (event.id, event.sequence) for event in written
+    ]
+    assert [event.occurred_at for event in stored] == [event.occurred_at for event in written]
+
+
+async def test_record_event_adds_one_insert_to_what_the_caller_had_pending(
+    empty_chain: AsyncSession, migrated_engine: AsyncEngine
+) -> None:
+    """No chain-head row to update, no flush of its own: the caller's pending rows (flushed
+    first, as services rely on) and one INSERT of the event."""
+    statements: list[str] = []
+
+    def capture(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        statements.append(" ".join(statement.split()).upper())
+
+    async def record() -> None:
+        await record_event(
+            empty_chain, AuditContext.system(), action="x", category=AuditCategory.DATA
+        )
+
+    event.listen(migrated_engine.sync_engine, "before_cursor_execute", capture)
+    try:
+        await record()
+        alone = list(statements)
+        statements.clear()
+        empty_chain.add(
+            Study(id=uuid.uuid4(), code="PENDING-1", name="Pending", status=StudyStatus.DRAFT)
+        )
+        await record()
+        with_pending = list(statements)
+    finally:
+        event.remove(migrated_engine.sync_engine, "before_cursor_execute", capture)
+    assert len(alone) == 1, alone
+    assert alone[0].startswith("INSERT INTO AUDIT_EVENTS")
+    assert [statement.split(" (")[0] for statement in with_pending] == [
+        "INSERT INTO STUDIES",
+        "INSERT INTO AUDIT_EVENTS",
+    ], with_pending
+
+
+async def test_writes_never_touch_the_chain_state(empty_chain: AsyncSession) -> None:
+    """Without its state row the chainer stops, but audited writes go on."""
+    await empty_chain.execute(delete(AuditChainState).execution_options(synchronize_session=False))
+    written = await record_many(empty_chain, 2)
+    assert [event.sequence for event in written] == [1, 2]
+    assert len(await stored_events(empty_chain)) == 2
+
+
+async def test_a_number_the_database_gives_cannot_be_chosen(
+    empty_chain: AsyncSession, is_postgres: bool
+) -> None:
+    """On PostgreSQL the trigger numbers every row, whatever the INSERT says: a caller with
+    INSERT rights cannot park an event far ahead and stall the chainer at a hole."""
+    if not is_postgres:
+        pytest.skip("SQLite numbers events in the INSERT itself (one writer at a time)")
+    await record_many(empty_chain, 1)
+    await empty_chain.execute(
+        text(
+            "INSERT INTO audit_events (id, sequence, occurred_at, actor_type, action, category) "
+            "VALUES (:id, 1000000, now(), 'system', 'forged', 'data')"
+        ),
+        {"id": uuid.uuid4()},
+    )
+    assert [event.sequence for event in await stored_events(empty_chain)] == [1, 2]
+
+
+async def test_a_rolled_back_event_is_a_gap_on_postgres_and_reused_on_sqlite(
+    empty_chain: AsyncSession, chain: ChainSettings, is_postgres: bool
+) -> None:
+    session = empty_chain
+    (first,) = await record_many(session, 1)
+
+    class RollbackRequestedError(Exception):
+        pass
+
+    with pytest.raises(RollbackRequestedError):
+        async with session.begin_nested():
+            await record_many(session, 2)
+            raise RollbackRequestedError
+
+    (last,) = await record_many(session, 1)
+    run = await chain_pending_events(session, chain)
+    links = await stored_links(session)
+    if is_postgres:
+        # A sequence hands out numbers outside transactions: 2 and 3 stay unused forever.
+        assert last.sequence == 4
+        assert [(link.sequence, link.event_id) for link in links] == [
+            (1, first.id),
+            (2, None),
+            (3, None),
+            (4, last.id),
+        ]
+        assert (run.linked_events, run.linked_gaps) == (2, 2)
+    else:
+        assert last.sequence == 2
+        assert [(link.sequence, link.event_id) for link in links] == [(1, first.id), (2, last.id)]
+    result = await verify_chain(session, chain)
+    assert result.valid, result
+    assert result.events_checked == 2
+    assert result.gaps_checked == (2 if is_postgres else 0)
+
+
+# --- the chainer ------------------------------------------------------------------------------
+
+
+async def test_the_chainer_links_each_event_to_the_previous_with_the_current_key(
+    empty_chain: AsyncSession, chain: ChainSettings
 ) -> None:
     session = empty_chain
     written = await record_many(session, 4)
+    assert await stored_links(session) == []
 
-    assert [event.sequence for event in written] == [1, 2, 3, 4]
-    assert written[0].prev_hash == GENESIS_HASH == "0" * 64
-    for previous, event in itertools.pairwise(written):
-        assert event.prev_hash == previous.hash
-
+    run = await chain_pending_events(session, chain)
+    assert (run.linked_events, run.linked_gaps, run.last_sequence) == (4, 0, 4)
+    assert run.waiting_at is None
+    state = await read_state(session)
     stored = await stored_events(session)
-    assert [event.id for event in stored] == [event.id for event in written]
-    prev_hash = GENESIS_HASH
-    for event in stored:
-        assert event.prev_hash == prev_hash
-        assert event.hash == event_hash(prev_hash, event)
-        assert re.fullmatch(r"[0-9a-f]{64}", event.hash)
-        prev_hash = event.hash
-    assert len({event.hash for event in stored}) == 4
+    links = await stored_links(session)
+    assert [link.sequence for link in links] == [1, 2, 3, 4]
+    assert [link.event_id for link in links] == [event.id for event in written]
+    assert {link.key_id for link in links} == {"k1"}
+    prev_mac = GENESIS_MAC
+    for link, stored_event_ in zip(links, stored, strict=True):
+        assert link.prev_mac == prev_mac
+        assert link.mac == link_mac(
+            KEY_1, state.chain_id, link.sequence, prev_mac, canonical_event(stored_event_)
+        )
+        assert re.fullmatch(r"[0-9a-f]{64}", link.mac)
+        prev_mac = link.mac
+    assert (state.last_sequence, state.last_mac) == (4, links[-1].mac)
 
-    assert await read_head(session) == Head(4, stored[-1].hash)
-
-
-async def test_sequence_continues_from_the_chain_head(db_session: AsyncSession) -> None:
-    """Whatever the chain already holds, the next event is head + 1, linked to the head's hash."""
-    before = await read_head(db_session)
-    first, second = await record_many(db_session, 2)
-
-    assert first.sequence == before.last_sequence + 1
-    assert first.prev_hash == before.last_hash
-    assert second.sequence == before.last_sequence + 2
-    assert second.prev_hash == first.hash
-    after = await read_head(db_session)
-    assert (after.last_sequence, after.last_hash) == (second.sequence, second.hash)
-
-    result = await verify_chain(db_session)
-    assert result.valid, result
-    assert result.events_checked == after.last_sequence
-    assert result.last_hash == second.hash
+    again = await chain_pending_events(session, chain)
+    assert (again.linked_events, again.linked_gaps, again.last_sequence) == (0, 0, 4)
+    assert len(await stored_links(session)) == 4
 
 
-async def test_hash_is_sha256_of_prev_hash_and_canonical_content(
-    empty_chain: AsyncSession,
+async def test_the_mac_is_hmac_sha256_of_the_documented_message(
+    empty_chain: AsyncSession, chain: ChainSettings
 ) -> None:
-    """The stored hash follows the documented construction and covers every content field."""
-    (event,) = await record_many(empty_chain, 1, after={"score": 12})
-    stored = await stored_event(empty_chain, event.id)
+    """The construction docs/adr/0004-audit-chain.md describes, computed by hand."""
+    (recorded,) = await record_many(empty_chain, 1, after={"score": 12})
+    await chain_pending_events(empty_chain, chain)
+    state = await read_state(empty_chain)
+    stored = await stored_event(empty_chain, recorded.id)
+    (link,) = await stored_links(empty_chain)
 
-    canonical = canonical_event(stored)
-    expected = hashlib.sha256(GENESIS_HASH.encode() + b"\n" + canonical).hexdigest()
-    assert stored.hash == expected
-    payload = json.loads(canonical)
+    message = b"\n".join(
+        [
+            b"metricis-audit-link-v1",
+            str(state.chain_id).encode(),
+            b"k1",
+            b"1",
+            GENESIS_MAC.encode(),
+            canonical_event(stored),
+        ]
+    )
+    assert link.mac == hmac.new(KEY_1.secret, message, hashlib.sha256).hexdigest()
+    # Without the key, the unkeyed construction of earlier releases cannot produce it.
+    assert (
+        link.mac
+        != hashlib.sha256(GENESIS_MAC.encode() + b"\n" + canonical_event(stored)).hexdigest()
+    )
+    payload = json.loads(canonical_event(stored))
     assert payload["sequence"] == 1
     assert payload["after"] == {"score": 12}
-    assert payload["action"] == "test.event"
-    assert payload["occurred_at"] == stored.occurred_at.isoformat(timespec="microseconds")
     assert payload["id"] == str(stored.id)
     assert set(payload) == {
         "id",
@@ -113,47 +243,55 @@ async def test_hash_is_sha256_of_prev_hash_and_canonical_content(
         "request_id",
         "reason",
     }
-    # A different predecessor gives a different hash for the same content.
-    assert event_hash("f" * 64, stored) != stored.hash
+    assert gap_content(7) == b'{"gap": true, "sequence": 7}'
 
 
-async def test_occurred_at_is_aware_utc_and_survives_the_round_trip(
-    empty_chain: AsyncSession,
+async def test_the_chainer_stops_at_its_limit_and_goes_on_from_the_state(
+    empty_chain: AsyncSession, chain: ChainSettings
 ) -> None:
-    before = datetime.now(UTC)
-    (event,) = await record_many(empty_chain, 1)
-    after = datetime.now(UTC)
-
-    stored = await stored_event(empty_chain, event.id)
-    assert stored.occurred_at.tzinfo is not None
-    assert stored.occurred_at.utcoffset() == timedelta(0)
-    assert stored.occurred_at == event.occurred_at
-    assert before <= stored.occurred_at <= after
-    assert canonical_event(stored) == canonical_event(event)
+    await record_many(empty_chain, 5)
+    first = await chain_pending_events(empty_chain, chain, limit=2)
+    assert (first.linked_events, first.last_sequence) == (2, 2)
+    small_batches = dataclasses.replace(chain, batch_size=2)
+    rest = await chain_pending_events(empty_chain, small_batches)
+    assert (rest.linked_events, rest.last_sequence) == (3, 5)
+    assert [link.sequence for link in await stored_links(empty_chain)] == [1, 2, 3, 4, 5]
+    assert (await verify_chain(empty_chain, chain)).valid
 
 
-async def test_rolled_back_event_leaves_no_gap(empty_chain: AsyncSession) -> None:
-    """An event commits or rolls back with the caller's transaction, and the head with it."""
-    session = empty_chain
-    (first,) = await record_many(session, 1)
+@pytest.mark.parametrize(
+    "damage",
+    ["missing", "ahead", "rewound", "mac"],
+)
+async def test_a_damaged_state_stops_the_chainer_and_is_reported_by_verify(
+    empty_chain: AsyncSession, chain: ChainSettings, damage: str
+) -> None:
+    await record_many(empty_chain, 3)
+    await chain_pending_events(empty_chain, chain)
+    await record_many(empty_chain, 1)
+    if damage == "missing":
+        await empty_chain.execute(
+            delete(AuditChainState).execution_options(synchronize_session=False)
+        )
+    else:
+        damages: dict[str, dict[str, Any]] = {
+            "ahead": {"last_sequence": 7},
+            "rewound": {"last_sequence": 1},
+            "mac": {"last_mac": "a" * 64},
+        }
+        await set_state(empty_chain, **damages[damage])
+    with pytest.raises(AuditChainStateError):
+        await chain_pending_events(empty_chain, chain)
+    # Writes go on all the same.
+    await record_many(empty_chain, 1)
 
-    class RollbackRequestedError(Exception):
-        pass
-
-    with pytest.raises(RollbackRequestedError):
-        async with session.begin_nested():
-            await record_many(session, 2)
-            raise RollbackRequestedError
-
-    head = await read_head(session)
-    assert (head.last_sequence, head.last_hash) == (1, first.hash)
-    (second,) = await record_many(session, 1)
-    assert second.sequence == 2
-    assert second.prev_hash == first.hash
-    assert [event.sequence for event in await stored_events(session)] == [1, 2]
-    result = await verify_chain(session)
-    assert result.valid, result
-    assert result.events_checked == 2
+    result = await verify_chain(empty_chain, chain)
+    assert not result.valid, result
+    assert result.problem is not None
+    assert "state" in result.problem
+    expected_first_broken = {"missing": None, "ahead": 4, "rewound": 2, "mac": 4}[damage]
+    assert result.first_broken_sequence == expected_first_broken, result
+    assert len(await stored_links(empty_chain)) == 3
 
 
 # --- payloads ---------------------------------------------------------------------------------
@@ -215,7 +353,7 @@ def _assert_same_json(actual: Any, expected: Any) -> None:
 
 
 async def test_before_and_after_are_stored_and_read_back_identically(
-    empty_chain: AsyncSession,
+    empty_chain: AsyncSession, chain: ChainSettings
 ) -> None:
     session = empty_chain
     before = _payload()
@@ -235,14 +373,9 @@ async def test_before_and_after_are_stored_and_read_back_identically(
     )
     expected_before = _expected_payload()
     expected_after = {**_expected_payload(), "name": "changed", "scores": [[], [[1.5]]]}
-    _assert_same_json(event.before, expected_before)
-    _assert_same_json(event.after, expected_after)
-
     stored = await stored_event(session, event.id)
     _assert_same_json(stored.before, expected_before)
     _assert_same_json(stored.after, expected_after)
-    _assert_same_json(stored.before, event.before)
-    _assert_same_json(stored.after, event.after)
     assert stored.entity_type == "participant"
     assert stored.entity_id == str(PARTICIPANT)
     assert stored.study_id == STUDY
@@ -250,17 +383,18 @@ async def test_before_and_after_are_stored_and_read_back_identically(
     assert stored.reason == "Correction requested by the monitor: « visite 2 » ✓"
     assert stored.category == "data"
     assert stored.action == "data.updated"
-    # The hash was computed over exactly what is read back.
-    assert canonical_event(stored) == canonical_event(event)
-    assert stored.hash == event_hash(stored.prev_hash, stored)
+    # The chainer MACs what is read back, and reading again gives the same bytes.
+    assert canonical_event(stored) == canonical_event(await stored_event(session, event.id))
 
-    result = await verify_chain(session)
+    result = await verify_chain(session, chain)
     assert result.valid, result
     assert result.events_checked == 1
-    assert result.last_hash == event.hash
+    assert result.last_hash == (await stored_links(session))[0].mac
 
 
-async def test_missing_before_and_after_read_back_as_none(empty_chain: AsyncSession) -> None:
+async def test_missing_before_and_after_read_back_as_none(
+    empty_chain: AsyncSession, chain: ChainSettings
+) -> None:
     event = await record_event(
         empty_chain, AuditContext.system(), action="auth.login", category=AuditCategory.AUTH
     )
@@ -272,11 +406,13 @@ async def test_missing_before_and_after_read_back_as_none(empty_chain: AsyncSess
     assert stored.study_id is None
     assert stored.participant_id is None
     assert stored.reason is None
-    assert (await verify_chain(empty_chain)).valid
+    assert (await verify_chain(empty_chain, chain)).valid
 
 
-async def test_payload_is_copied_when_recorded(empty_chain: AsyncSession) -> None:
-    """Mutating the caller's dict afterwards changes neither the event nor its hash."""
+async def test_payload_is_copied_when_recorded(
+    empty_chain: AsyncSession, chain: ChainSettings
+) -> None:
+    """Mutating the caller's dict afterwards changes nothing recorded."""
     after: dict[str, Any] = {"answers": [1, 2], "meta": {"k": "v"}}
     event = await record_event(
         empty_chain, AuditContext.system(), action="x", category=AuditCategory.DATA, after=after
@@ -284,14 +420,14 @@ async def test_payload_is_copied_when_recorded(empty_chain: AsyncSession) -> Non
     after["answers"].append(3)
     after["meta"]["k"] = "changed"
     after["new"] = True
-    assert event.after == {"answers": [1, 2], "meta": {"k": "v"}}
-    assert event.hash == event_hash(event.prev_hash, event)
     stored = await stored_event(empty_chain, event.id)
     assert stored.after == {"answers": [1, 2], "meta": {"k": "v"}}
-    assert (await verify_chain(empty_chain)).valid
+    assert (await verify_chain(empty_chain, chain)).valid
 
 
-async def test_key_order_of_the_payload_does_not_matter(empty_chain: AsyncSession) -> None:
+async def test_key_order_of_the_payload_does_not_matter(
+    empty_chain: AsyncSession, chain: ChainSettings
+) -> None:
     """JSONB reorders keys on PostgreSQL; the canonical form must not depend on order."""
     forward = {f"key_{index:02d}": index for index in range(30)}
     backward = dict(reversed(list(forward.items())))
@@ -305,8 +441,8 @@ async def test_key_order_of_the_payload_does_not_matter(empty_chain: AsyncSessio
     )
     stored = await stored_event(empty_chain, event.id)
     assert stored.before == stored.after == forward
-    assert canonical_event(stored) == canonical_event(event)
-    assert (await verify_chain(empty_chain)).valid
+    assert canonical_event(stored) == canonical_event(await stored_event(empty_chain, event.id))
+    assert (await verify_chain(empty_chain, chain)).valid
 
 
 @pytest.mark.parametrize(
@@ -315,14 +451,14 @@ async def test_key_order_of_the_payload_does_not_matter(empty_chain: AsyncSessio
     ids=str,
 )
 async def test_any_finite_float_keeps_the_chain_verifiable(
-    empty_chain: AsyncSession, value: float
+    empty_chain: AsyncSession, value: float, chain: ChainSettings
 ) -> None:
     """A recorded float, whatever its magnitude or sign, must not make a sound chain look
     tampered with, and reads back as the same number.
 
     On PostgreSQL, jsonb stores numbers as `numeric`: 1e16 comes back as the integer
-    10000000000000000 and -0.0 as 0.0, so the canonical JSON hashed at write time must already
-    be the one computed from what is read back.
+    10000000000000000 and -0.0 as 0.0; the value recorded is normalised so that it reads back
+    as what was written, and the chainer and the verifier both MAC what is read back.
     """
     event = await record_event(
         empty_chain,
@@ -335,58 +471,76 @@ async def test_any_finite_float_keeps_the_chain_verifiable(
     assert stored.after is not None
     assert stored.after["value"] == value
     assert stored.after["in_list"] == [value, [value]]
-    _assert_same_json(stored.after, event.after)
-    assert canonical_event(stored) == canonical_event(event)
-    result = await verify_chain(empty_chain)
+    _assert_same_json(stored.after, normalize_json({"value": value, "in_list": [value, [value]]}))
+    result = await verify_chain(empty_chain, chain)
     assert result.valid, result
 
 
 # --- verify_chain on a sound chain ------------------------------------------------------------
 
 
-async def test_verify_empty_chain_is_valid(empty_chain: AsyncSession) -> None:
-    result = await verify_chain(empty_chain)
+async def test_verify_empty_chain_is_valid(empty_chain: AsyncSession, chain: ChainSettings) -> None:
+    result = await verify_chain(empty_chain, chain)
     assert result.valid
     assert result.events_checked == 0
-    assert result.last_hash == GENESIS_HASH
+    assert result.last_sequence == 0
+    assert result.last_hash == GENESIS_MAC
     assert result.first_broken_sequence is None
     assert result.first_broken_event_id is None
     assert result.problem is None
+    assert result.events_pending == 0
     assert result.verified_at is not None
     assert result.verified_at.tzinfo is not None
 
 
-async def test_verify_walks_across_batches(
-    empty_chain: AsyncSession, monkeypatch: pytest.MonkeyPatch
+async def test_verify_chains_what_is_pending_first(
+    empty_chain: AsyncSession, chain: ChainSettings
 ) -> None:
-    monkeypatch.setattr(audit, "VERIFY_BATCH_SIZE", 2)
-    written = await record_many(empty_chain, 7)
-    empty_chain.expunge_all()
-    result = await verify_chain(empty_chain)
-    assert result.valid, result
-    assert result.events_checked == 7
-    assert result.last_hash == written[-1].hash
-
-
-async def test_verify_counts_events_recorded_in_the_same_session(
-    empty_chain: AsyncSession,
-) -> None:
-    written = await record_many(empty_chain, 3)
-    result = await verify_chain(empty_chain)
+    await record_many(empty_chain, 3)
+    result = await verify_chain(empty_chain, chain)
     assert result.valid, result
     assert result.events_checked == 3
-    assert result.last_hash == written[-1].hash
-    written += await record_many(empty_chain, 2)
-    result = await verify_chain(empty_chain)
+    assert result.last_hash == (await read_state(empty_chain)).last_mac
+    unchained = await record_many(empty_chain, 2)
+    result = await verify_chain(empty_chain, chain, chain_first=False)
     assert result.valid, result
-    assert result.events_checked == 5
-    assert result.last_hash == written[-1].hash
+    assert (result.events_checked, result.events_pending) == (3, 2)
+    result = await verify_chain(empty_chain, chain)
+    assert (result.events_checked, result.events_pending) == (5, 0)
+    assert (await stored_links(empty_chain))[-1].event_id == unchained[-1].id
+
+
+async def test_verify_walks_across_batches(
+    empty_chain: AsyncSession, chain: ChainSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(verify_module, "VERIFY_BATCH_SIZE", 2)
+    await record_many(empty_chain, 7)
+    result = await verify_chain(empty_chain, dataclasses.replace(chain, batch_size=3))
+    assert result.valid, result
+    assert result.events_checked == 7
+    assert result.last_hash == (await stored_links(empty_chain))[-1].mac
+
+
+async def test_verify_uses_each_links_own_key_after_rotation(
+    empty_chain: AsyncSession, tmp_path: Path
+) -> None:
+    from tests.audit.helpers import KEY_2, chain_settings
+
+    before_rotation = chain_settings(tmp_path / "cp", KEY_1)
+    after_rotation = chain_settings(tmp_path / "cp", KEY_2, KEY_1)
+    await record_many(empty_chain, 2)
+    await chain_pending_events(empty_chain, before_rotation)
+    await record_many(empty_chain, 2)
+    await chain_pending_events(empty_chain, after_rotation)
+    assert [link.key_id for link in await stored_links(empty_chain)] == ["k1", "k1", "k2", "k2"]
+    assert (await verify_chain(empty_chain, after_rotation)).valid
+    assert audit is not None
 
 
 # --- AuditContext -----------------------------------------------------------------------------
 
 
-async def test_context_fields_are_stored(empty_chain: AsyncSession) -> None:
+async def test_context_fields_are_stored(empty_chain: AsyncSession, chain: ChainSettings) -> None:
     user_agent = "Mozilla/5.0 (iPhone; CPU iPhone OS 18_0 like Mac OS X) " + "é" * 400
     context = AuditContext(
         actor_type=ActorType.USER,
@@ -398,7 +552,6 @@ async def test_context_fields_are_stored(empty_chain: AsyncSession) -> None:
     event = await record_event(
         empty_chain, context, action="consent.signed", category=AuditCategory.CONSENT
     )
-    assert event.user_agent == user_agent[:255]
 
     stored = await stored_event(empty_chain, event.id)
     assert stored.actor_type == "user"
@@ -409,9 +562,8 @@ async def test_context_fields_are_stored(empty_chain: AsyncSession) -> None:
     assert len(stored.user_agent) == 255
     assert stored.request_id == "req-5f0c3a"
     assert stored.category == "consent"
-    # The hash covers the truncated value, the one stored.
-    assert stored.hash == event_hash(stored.prev_hash, stored)
-    assert (await verify_chain(empty_chain)).valid
+    # The chain covers the truncated value, the one stored.
+    assert (await verify_chain(empty_chain, chain)).valid
 
 
 @pytest.mark.parametrize(

@@ -19,6 +19,7 @@ SAFE = {
     "ENCRYPTION_KEYS": "x2Yc0Yl6Wm2-5VhT4A6mX3cY2p8bS9dQ1rF7gH0jK4M=",
     "ALLOWED_ORIGINS": "https://portal.example.org",
     "CELERY_BROKER_URL": "redis://redis.internal:6379/1",
+    "AUDIT_CHAIN_KEYS": "k1:" + "QUJD" * 11,
 }
 
 
@@ -41,6 +42,7 @@ def test_safe_production_settings_pass() -> None:
         ({"EMAIL_BACKEND": "console"}, "EMAIL_BACKEND is console; production needs smtp"),
         ({"EMAIL_BACKEND": "file"}, "EMAIL_BACKEND is file; production needs smtp"),
         ({"CELERY_BROKER_URL": None}, "embedded broker"),
+        ({"AUDIT_CHAIN_KEYS": None}, "AUDIT_CHAIN_KEYS is not set"),
     ],
 )
 def test_production_refuses_unsafe_settings(override: dict[str, object], complaint: str) -> None:
@@ -64,3 +66,36 @@ def test_lists_accept_comma_separated_environment(
     settings = Settings()
     assert settings.ALLOWED_ORIGINS == ["https://a.org", "https://b.org"]
     assert settings.TRUSTED_PROXIES == ["10.0.0.1"]
+
+
+def test_audit_chain_keys_are_parsed_newest_first_and_derived_outside_production() -> None:
+    settings = Settings(AUDIT_CHAIN_KEYS="k2:" + "QkJC" * 11 + ", k1:" + "QUFB" * 11)
+    assert [key_id for key_id, _ in settings.audit_chain_keys] == ["k2", "k1"]
+    assert settings.audit_chain_keys[0][1] == b"BBB" * 11
+    assert not settings.audit_chain_keys_derived
+    development = Settings(ENVIRONMENT=Environment.DEVELOPMENT)
+    assert development.audit_chain_keys_derived
+    [(key_id, secret)] = development.audit_chain_keys
+    assert key_id == "dev" and len(secret) == 32
+    # Derived from SESSION_SECRET_KEY: another secret, another key.
+    other = Settings(SESSION_SECRET_KEY="x" * 48).audit_chain_keys[0][1]
+    assert other != secret
+
+
+@pytest.mark.parametrize(
+    ("value", "complaint"),
+    [
+        ("QUFB" * 11, "not `<id>:<base64 secret>`"),
+        ("k 1:" + "QUFB" * 11, "not `<id>:<base64 secret>`"),
+        ("k1:not*base64", "key 'k1' is not valid base64"),
+        ("k1:" + "QUFB" * 5, "key 'k1' is shorter than 32 bytes"),
+        ("k1:" + "QUFB" * 11 + ",k1:" + "QkJC" * 11, "names key 'k1' twice"),
+    ],
+)
+def test_malformed_audit_chain_keys_are_refused_without_echoing_them(
+    value: str, complaint: str
+) -> None:
+    with pytest.raises(ValueError, match="AUDIT_CHAIN_KEYS") as raised:
+        Settings(AUDIT_CHAIN_KEYS=value)
+    assert complaint in str(raised.value)
+    assert value.split(":")[-1] not in str(raised.value)

@@ -11,6 +11,7 @@ from app.api.dependencies import (
     PageParamsDep,
     ParticipantQuery,
     SessionDep,
+    SettingsDep,
 )
 from app.api.openapi import error_responses
 from app.models.audit import AuditCategory
@@ -46,7 +47,7 @@ async def list_audit_events(
     participant = await participant_filter(
         session, principal, participant_id, Capability.AUDIT, study_id=study_id
     )
-    events, pagination = await audit_service.list_events(
+    rows, pagination = await audit_service.list_events(
         session,
         page,
         study_id=study_id,
@@ -59,13 +60,20 @@ async def list_audit_events(
         scopes=scopes,
     )
     return Page[AuditEventRead](
-        data=[AuditEventRead.model_validate(event) for event in events], pagination=pagination
+        data=[AuditEventRead.from_row(event, link) for event, link in rows],
+        pagination=pagination,
     )
 
 
 @router.get("/verify")
-async def verify_audit_chain(_: AdminUser, session: SessionDep) -> AuditVerificationRead:
-    """Walk the whole hash chain and report the first event that does not hold; administrators
-    only, as the chain runs through every study and the sign-in events of every account."""
-    result = await audit_service.verify_chain(session)
+async def verify_audit_chain(
+    _: AdminUser, session: SessionDep, settings: SettingsDep
+) -> AuditVerificationRead:
+    """Chain the events committed since the chainer last ran, then verify the whole keyed chain
+    and every published checkpoint, and report the first position that does not hold;
+    administrators only, as the chain runs through every study and the sign-in events of every
+    account."""
+    result = await audit_service.verify_chain(
+        session, audit_service.ChainSettings.from_settings(settings)
+    )
     return AuditVerificationRead.model_validate(result)
