@@ -124,6 +124,22 @@ async def transaction_scope(session: AsyncSession) -> AsyncIterator[AsyncSession
         await dispatch_pending(session)
 
 
+def run_with_sessions(
+    settings: Settings, work: Callable[[async_sessionmaker[AsyncSession]], Awaitable[ResultT]]
+) -> ResultT:
+    """Run `work`, which opens transactions of its own, from synchronous code (a worker task
+    that commits in batches). The engine lives only as long as the call, as below."""
+
+    async def run() -> ResultT:
+        engine = create_engine(settings)
+        try:
+            return await work(create_sessionmaker(engine))
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())
+
+
 def run_in_transaction(
     settings: Settings, work: Callable[[AsyncSession], Awaitable[ResultT]]
 ) -> ResultT:

@@ -17,8 +17,9 @@ from celery.signals import beat_init, worker_init
 from kombu import Exchange, Queue
 
 from app.config import Settings, get_settings
-from app.workers.queues import QUEUES, REMINDERS
-from app.workers.tasks import BEAT_HEARTBEAT_TASK
+from app.services.audit import warn_if_derived
+from app.workers.queues import AUDIT, QUEUES, REMINDERS
+from app.workers.tasks import AUDIT_CHAIN_TASK, BEAT_HEARTBEAT_TASK
 
 
 def prepare_embedded_broker(settings: Settings) -> None:
@@ -33,8 +34,13 @@ def _prepare_on_start(**_: Any) -> None:
     prepare_embedded_broker(get_settings())
 
 
+def _warn_on_worker_start(**_: Any) -> None:
+    warn_if_derived(get_settings())
+
+
 worker_init.connect(_prepare_on_start, weak=False)
 beat_init.connect(_prepare_on_start, weak=False)
+worker_init.connect(_warn_on_worker_start, weak=False)
 
 
 def create_celery_app(settings: Settings) -> Celery:
@@ -45,7 +51,10 @@ def create_celery_app(settings: Settings) -> Celery:
         broker_connection_retry_on_startup=True,
         task_queues=[Queue(name, Exchange(name), routing_key=name) for name in QUEUES],
         task_default_queue=REMINDERS,
-        task_routes={BEAT_HEARTBEAT_TASK: {"queue": REMINDERS}},
+        task_routes={
+            BEAT_HEARTBEAT_TASK: {"queue": REMINDERS},
+            AUDIT_CHAIN_TASK: {"queue": AUDIT},
+        },
         task_serializer="json",
         accept_content=["json"],
         # Results live in the database, written by the services the tasks call.
@@ -67,7 +76,14 @@ def create_celery_app(settings: Settings) -> Celery:
                 # A tick nobody ran before health calls beat stale is useless later: expiring it
                 # keeps a stopped worker from finding a backlog of heartbeats.
                 "options": {"expires": settings.beat_stale_after_seconds},
-            }
+            },
+            # Every run links whatever is pending, so a tick that waited longer than the next
+            # one is worthless: it expires.
+            "audit-chain": {
+                "task": AUDIT_CHAIN_TASK,
+                "schedule": timedelta(seconds=settings.AUDIT_CHAIN_INTERVAL_SECONDS),
+                "options": {"expires": settings.AUDIT_CHAIN_INTERVAL_SECONDS},
+            },
         },
         beat_schedule_filename=str(settings.STORAGE_DIR / "celerybeat-schedule"),
         # The filesystem transport has no broadcast: remote control needs a real broker.

@@ -6,5 +6,7 @@ REMINDERS = "reminders"  # reminders and the periodic scans (visit windows, beat
 REDCAP = "redcap"
 EXPORTS = "exports"
 WEBHOOKS = "webhooks"
+# The audit chainer alone: it runs every few seconds and must not wait behind other work.
+AUDIT = "audit"
 
-QUEUES = (REMINDERS, REDCAP, EXPORTS, WEBHOOKS)
+QUEUES = (REMINDERS, REDCAP, EXPORTS, WEBHOOKS, AUDIT)

@@ -16,13 +16,15 @@ from sqlalchemy import exc as sa_exc
 
 from app.config import get_settings
 from app.core.clock import utcnow
-from app.db.session import run_in_transaction
+from app.db.session import run_in_transaction, run_with_sessions
+from app.services.audit import ChainSettings, run_chainer
 from app.services.heartbeats import BEAT_HEARTBEAT, record_heartbeat
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
 BEAT_HEARTBEAT_TASK = "metricis.beat_heartbeat"
+AUDIT_CHAIN_TASK = "metricis.audit_chain"
 
 # Failures of the infrastructure, worth trying again later; a domain error is not retried.
 RETRYABLE_ERRORS = (sa_exc.OperationalError, sa_exc.InterfaceError, ConnectionError, TimeoutError)
@@ -50,3 +52,13 @@ def beat_heartbeat() -> None:
     run_in_transaction(
         get_settings(), lambda session: record_heartbeat(session, BEAT_HEARTBEAT, utcnow())
     )
+
+
+@metricis_task(AUDIT_CHAIN_TASK)
+def chain_audit_events() -> None:
+    """Link the audit events committed since the last run into the keyed chain, and publish a
+    signed checkpoint when one is due. Two at once are harmless: the second finds the chain
+    state locked and returns."""
+    settings = get_settings()
+    chain = ChainSettings.from_settings(settings)
+    run_with_sessions(settings, lambda sessions: run_chainer(sessions, chain))

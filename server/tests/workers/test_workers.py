@@ -18,9 +18,14 @@ import pytest
 import redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from app.config import Settings
+from app.db.session import create_engine
+from app.models.audit import AuditCategory
+from app.services.audit import AuditContext, ChainSettings, record_event, verify_chain
 from app.services.heartbeats import BEAT_HEARTBEAT, last_heartbeat
 from app.workers.celery_app import create_celery_app, prepare_embedded_broker
-from app.workers.tasks import BEAT_HEARTBEAT_TASK
+from app.workers.tasks import AUDIT_CHAIN_TASK, BEAT_HEARTBEAT_TASK
+from tests.audit.helpers import KEY_2, encoded, stored_links
 from tests.conftest import make_settings
 from tests.foundation.test_serving import _free_port, _wait_healthy
 
@@ -113,20 +118,83 @@ async def test_the_embedded_broker_runs_the_same_task_without_a_server(
     assert list((tmp_path / "broker" / "queue").iterdir()) == []
 
 
-def test_beat_sends_the_heartbeat_on_schedule_and_stops(
+def test_beat_sends_the_heartbeat_and_the_audit_chainer_on_schedule_and_stops(
     database_url: str, tmp_path: Path, redis_url: str, processes: list[subprocess.Popen[bytes]]
 ) -> None:
     env = _environment(
-        database_url, tmp_path, CELERY_BROKER_URL=redis_url, BEAT_HEARTBEAT_SECONDS="1"
+        database_url,
+        tmp_path,
+        CELERY_BROKER_URL=redis_url,
+        BEAT_HEARTBEAT_SECONDS="1",
+        AUDIT_CHAIN_INTERVAL_SECONDS="1",
     )
     beat = _start(processes, ["beat"], env)
     broker = redis.Redis.from_url(redis_url)
     deadline = time.monotonic() + WAIT_SECONDS
-    while broker.llen("reminders") < 2 and time.monotonic() < deadline:
+    while (broker.llen("reminders") < 2 or broker.llen("audit") < 2) and (
+        time.monotonic() < deadline
+    ):
         assert beat.poll() is None, "beat exited"
         time.sleep(0.3)
     assert broker.llen("reminders") >= 2
+    assert broker.llen("audit") >= 2
     assert _stop(beat) == 0
+
+
+async def test_a_worker_links_the_audit_chain_and_publishes_a_checkpoint(
+    isolated_settings: Settings,
+    tmp_path: Path,
+    redis_url: str,
+    processes: list[subprocess.Popen[bytes]],
+) -> None:
+    """The chainer through the real path: a message on the audit queue, a worker process that
+    links the committed events with the configured key and writes a checkpoint file."""
+    checkpoints = tmp_path / "checkpoints"
+    settings = isolated_settings.model_copy(
+        update={
+            "AUDIT_CHAIN_KEYS": Settings(AUDIT_CHAIN_KEYS=encoded(KEY_2)).AUDIT_CHAIN_KEYS,
+            "AUDIT_CHECKPOINT_DIR": checkpoints,
+        }
+    )
+    engine = create_engine(settings)
+    try:
+        async with AsyncSession(engine) as session, session.begin():
+            for index in range(3):
+                await record_event(
+                    session,
+                    AuditContext.system(),
+                    action=f"test.worker.{index}",
+                    category=AuditCategory.DATA,
+                )
+        env = _environment(
+            settings.DATABASE_URL,
+            tmp_path,
+            CELERY_BROKER_URL=redis_url,
+            AUDIT_CHAIN_KEYS=encoded(KEY_2),
+            AUDIT_CHECKPOINT_DIR=str(checkpoints),
+        )
+        worker = _start(processes, ["worker", "--queues", "audit", "--concurrency", "1"], env)
+        create_celery_app(settings.model_copy(update={"CELERY_BROKER_URL": redis_url})).send_task(
+            AUDIT_CHAIN_TASK
+        )
+        deadline = time.monotonic() + WAIT_SECONDS
+        links = []
+        while time.monotonic() < deadline:
+            async with AsyncSession(engine) as session:
+                links = await stored_links(session)
+            if len(links) == 3 and list(checkpoints.glob("checkpoints-*.jsonl")):
+                break
+            assert worker.poll() is None, "the worker exited"
+            await asyncio.sleep(0.3)
+        assert [(link.sequence, link.key_id) for link in links] == [(1, "k2"), (2, "k2"), (3, "k2")]
+        assert _stop(worker) == 0
+
+        async with AsyncSession(engine) as session, session.begin():
+            result = await verify_chain(session, ChainSettings.from_settings(settings))
+        assert result.valid, result
+        assert (result.events_checked, result.checkpoints_checked) == (3, 1)
+    finally:
+        await engine.dispose()
 
 
 def test_an_unknown_queue_is_refused(tmp_path: Path) -> None:
