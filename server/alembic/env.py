@@ -44,7 +44,7 @@ async def _run_with_own_engine(url: str) -> None:
 
 def run_migrations_offline() -> None:
     context.configure(
-        url=config.get_main_option("sqlalchemy.url") or get_settings().DATABASE_URL,
+        url=config.get_main_option("sqlalchemy.url") or get_settings().migration_database_url,
         target_metadata=target_metadata,
         literal_binds=True,
         render_as_batch=True,
@@ -58,7 +58,7 @@ def run_migrations_online() -> None:
     if connection is not None:
         _configure_and_run(connection)
         return
-    url = config.get_main_option("sqlalchemy.url") or get_settings().DATABASE_URL
+    url = config.get_main_option("sqlalchemy.url") or get_settings().migration_database_url
     asyncio.run(_run_with_own_engine(url))
 
 

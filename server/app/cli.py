@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import json
 import os
 import sys
@@ -15,7 +17,7 @@ from celery import Celery
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import select
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.config import (
     EmailBackend,
@@ -27,12 +29,22 @@ from app.config import (
 from app.core.errors import DomainError, NotFoundError
 from app.core.security import FieldEncryptor, configure_password_hashing
 from app.db import migrations
-from app.db.session import run_in_transaction
+from app.db.runtime_role import RuntimeRoleError, RuntimeRoleReport, apply_runtime_role
+from app.db.session import create_engine, run_in_transaction, run_with_sessions, transaction_scope
 from app.models.assessment import AssessmentSession
 from app.models.audit import ActorType
 from app.models.study import Study
 from app.models.user import User, UserRole
-from app.services.audit import AuditContext
+from app.services.audit import (
+    AuditContext,
+    ChainRun,
+    ChainSettings,
+    ChainVerification,
+    Checkpoint,
+    publish_due_checkpoint,
+    run_chainer,
+    verify_chain,
+)
 from app.services.demo.seed import DEMO_PASSWORD, DemoSummary, seed_demo
 from app.services.local_storage import LocalStorage
 from app.services.session_store import MemorySessionStore
@@ -58,6 +70,10 @@ db_cli = typer.Typer(
     help="Database schema migrations.", no_args_is_help=True, pretty_exceptions_show_locals=False
 )
 cli.add_typer(db_cli, name="db")
+audit_cli = typer.Typer(
+    help="The audit trail's keyed chain.", no_args_is_help=True, pretty_exceptions_show_locals=False
+)
+cli.add_typer(audit_cli, name="audit")
 
 
 def _fail(message: str) -> None:
@@ -176,18 +192,141 @@ def _check_sqlite_folder(database_url: str) -> None:
 
 @db_cli.command("upgrade")
 def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
-    """Apply migrations up to REVISION (default: the latest)."""
-    _check_sqlite_folder(get_settings().DATABASE_URL)
-    migrations.upgrade(get_settings().DATABASE_URL, revision)
+    """Apply migrations up to REVISION (default: the latest), as the schema's owner
+    (MIGRATION_DATABASE_URL when set, else DATABASE_URL)."""
+    url = get_settings().migration_database_url
+    _check_sqlite_folder(url)
+    migrations.upgrade(url, revision)
     typer.echo(f"Database upgraded to {revision}.")
 
 
 @db_cli.command("downgrade")
 def db_downgrade(revision: Annotated[str, typer.Argument()]) -> None:
-    """Revert migrations down to REVISION (`-1` for one step, `base` for all)."""
-    _check_sqlite_folder(get_settings().DATABASE_URL)
-    migrations.downgrade(get_settings().DATABASE_URL, revision)
+    """Revert migrations down to REVISION (`-1` for one step, `base` for all), as the schema's
+    owner (MIGRATION_DATABASE_URL when set, else DATABASE_URL)."""
+    url = get_settings().migration_database_url
+    _check_sqlite_folder(url)
+    migrations.downgrade(url, revision)
     typer.echo(f"Database downgraded to {revision}.")
+
+
+@db_cli.command("create-runtime-role")
+def db_create_runtime_role(
+    name: Annotated[str, typer.Argument(help="The role the API and workers will log in as")],
+    password: Annotated[
+        bool, typer.Option("--password", help="Prompt for the role's login password")
+    ] = False,
+) -> None:
+    """Create or update the PostgreSQL role the API and workers run under: it owns nothing and
+    may only read and append to the audit tables. Run as the owner (MIGRATION_DATABASE_URL),
+    again after every `db upgrade`; then point DATABASE_URL at this role."""
+    settings = get_settings()
+    if make_url(settings.migration_database_url).get_backend_name() != "postgresql":
+        _fail("Database roles exist on PostgreSQL only; SQLite has no runtime role.")
+    secret = (
+        typer.prompt("Password", hide_input=True, confirmation_prompt=True) if password else None
+    )
+
+    async def apply() -> RuntimeRoleReport:
+        owner_settings = settings.model_copy(
+            update={"DATABASE_URL": settings.migration_database_url}
+        )
+        engine = create_engine(owner_settings)
+        try:
+            async with engine.begin() as connection:
+                return await apply_runtime_role(connection, name, secret)
+        finally:
+            await engine.dispose()
+
+    try:
+        report = asyncio.run(apply())
+    except RuntimeRoleError as exc:
+        _fail(f"Cannot use role {name}: {exc}.")
+    typer.echo(f"Role {report.name} {'created' if report.created else 'updated'}; it owns nothing.")
+    for table, privileges in report.grants.items():
+        typer.echo(f"  {table}: {', '.join(privileges) or 'no access'}")
+    typer.echo("  sequences: USAGE, SELECT")
+    for warning in report.warnings:
+        typer.secho(f"Warning: {warning}", fg=typer.colors.YELLOW, err=True)
+
+
+def _print_verification(result: ChainVerification, run: ChainRun) -> None:
+    if run.state_problem is not None:
+        typer.echo(f"The chainer did not run: {run.state_problem}.")
+    if result.valid:
+        typer.echo(
+            f"The audit chain is valid: {result.events_checked} events and "
+            f"{result.gaps_checked} gaps up to sequence {result.last_sequence}, "
+            f"{result.checkpoints_checked} checkpoints agree"
+            + (
+                f"; {result.events_pending} events wait for a transaction still running"
+                if result.events_pending
+                else ""
+            )
+            + "."
+        )
+        return
+    where = (
+        f" at sequence {result.first_broken_sequence}"
+        if result.first_broken_sequence is not None
+        else ""
+    )
+    typer.secho(
+        f"The audit chain is BROKEN{where}: {result.problem} "
+        f"({result.events_checked} events verified before it).",
+        fg=typer.colors.RED,
+        err=True,
+    )
+
+
+@audit_cli.command("verify")
+def audit_verify(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON")] = False,
+) -> None:
+    """Link the pending events, then verify the whole chain and every checkpoint; exits 1 when
+    something does not hold."""
+    settings = get_settings()
+    _check_sqlite_folder(settings.DATABASE_URL)
+    chain = ChainSettings.from_settings(settings)
+
+    async def work(
+        sessions: async_sessionmaker[AsyncSession],
+    ) -> tuple[ChainRun, ChainVerification]:
+        run = await run_chainer(sessions, chain)
+        async with sessions() as session, transaction_scope(session):
+            return run, await verify_chain(session, chain)
+
+    run, result = run_with_sessions(settings, work)
+    if as_json:
+        typer.echo(json.dumps(dataclasses.asdict(result), default=str, indent=2))
+    else:
+        _print_verification(result, run)
+    if not result.valid:
+        raise typer.Exit(code=1)
+
+
+@audit_cli.command("checkpoint")
+def audit_checkpoint() -> None:
+    """Link the pending events and publish a signed checkpoint of the chain's end now."""
+    settings = get_settings()
+    _check_sqlite_folder(settings.DATABASE_URL)
+    chain = ChainSettings.from_settings(settings)
+
+    async def work(sessions: async_sessionmaker[AsyncSession]) -> Checkpoint | None:
+        run = await run_chainer(sessions, chain)
+        if run.state_problem is not None:
+            _fail(f"The chainer did not run: {run.state_problem}.")
+        async with sessions() as session, transaction_scope(session):
+            return await publish_due_checkpoint(session, chain, force=True, wait_for_lock=True)
+
+    checkpoint = run_with_sessions(settings, work)
+    if checkpoint is None:
+        typer.echo("The chain is empty: nothing to checkpoint.")
+        return
+    typer.echo(
+        f"Checkpoint at sequence {checkpoint.sequence} published to "
+        f"{settings.audit_checkpoint_dir} (key {checkpoint.key_id})."
+    )
 
 
 def _in_transaction(work: Callable[[AsyncSession], Awaitable[ResultT]]) -> ResultT:

@@ -108,6 +108,57 @@ async def test_every_demo_run_prints_an_access_code_that_signs_in(cli_database: 
         assert replaced.status_code == 401
 
 
+def test_audit_verify_and_checkpoint_commands(
+    cli_database: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runner = CliRunner()
+    assert runner.invoke(cli, ["db", "upgrade"]).exit_code == 0
+    assert runner.invoke(cli, ["demo"]).exit_code == 0
+
+    verified = runner.invoke(cli, ["audit", "verify"])
+    assert verified.exit_code == 0, verified.output
+    found = re.search(r"The audit chain is valid: (\d+) events and 0 gaps", verified.output)
+    assert found is not None and int(found.group(1)) > 5, verified.output
+
+    published = runner.invoke(cli, ["audit", "checkpoint"])
+    assert published.exit_code == 0, published.output
+    assert "Checkpoint at sequence" in published.output
+    [checkpoints] = (tmp_path / "storage" / "audit-checkpoints").glob("checkpoints-*.jsonl")
+    assert json.loads(checkpoints.read_text().splitlines()[-1])["key_id"] == "dev"
+
+    as_json = runner.invoke(cli, ["audit", "verify", "--json"])
+    assert as_json.exit_code == 0, as_json.output
+    report = json.loads(as_json.output)
+    assert report["valid"] is True
+    # The first chainer run published one (none was ever published), the command another.
+    assert report["checkpoints_checked"] == 2
+    assert report["events_checked"] == int(found.group(1))
+
+    # Another key than the one that signed: the report says where, and the command fails.
+    monkeypatch.setenv("AUDIT_CHAIN_KEYS", "k9:" + "QUFB" * 11)
+    get_settings.cache_clear()
+    other_key = runner.invoke(cli, ["audit", "verify"])
+    assert other_key.exit_code == 1
+    assert "BROKEN at sequence 1" in other_key.output
+    assert "'dev', which is not configured" in other_key.output
+
+
+def test_migrations_run_as_the_migration_role(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`db upgrade` uses MIGRATION_DATABASE_URL when it is set, not DATABASE_URL."""
+    owner_database = tmp_path / "owner.db"
+    monkeypatch.setenv("DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path / 'runtime.db'}")
+    monkeypatch.setenv("MIGRATION_DATABASE_URL", f"sqlite+aiosqlite:///{owner_database}")
+    get_settings.cache_clear()
+    try:
+        assert CliRunner().invoke(cli, ["db", "upgrade"]).exit_code == 0
+    finally:
+        get_settings.cache_clear()
+    assert owner_database.exists()
+    assert not (tmp_path / "runtime.db").exists()
+
+
 def test_demo_refused_in_production(cli_database: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ENVIRONMENT", "production")
     get_settings.cache_clear()

@@ -7,7 +7,7 @@ import hmac
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from app.config import Settings
+from app.config import Environment, Settings
 from app.core.logging import get_logger
 
 logger = get_logger(__name__)
@@ -48,7 +48,7 @@ class ChainKeyring:
 
 def warn_if_derived(settings: Settings) -> None:
     """Say loudly, once per process, that the chain is keyed with the development key."""
-    if settings.audit_chain_keys_derived and not settings.is_production:
+    if settings.audit_chain_keys_derived and settings.ENVIRONMENT is Environment.DEVELOPMENT:
         logger.warning(
             "audit_chain_development_key",
             detail=(
