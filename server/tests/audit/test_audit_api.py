@@ -135,3 +135,32 @@ async def test_a_site_scoped_reader_sees_the_events_of_their_sites_participants(
         params={"study_id": str(study_id), "participant_id": "S1"},
     )
     assert other_site.status_code == 422
+
+
+async def test_events_show_their_chain_link_once_the_chainer_reached_them(
+    client: httpx.AsyncClient, db_session: AsyncSession
+) -> None:
+    admin = await factories.staff(db_session, client, UserRole.ADMIN)
+    params = {"action": "user.create", "actor_id": "system"}
+
+    async def created_event() -> dict[str, object]:
+        listing = await client.get("/api/audit", headers=admin.headers, params=params)
+        assert listing.status_code == 200, listing.text
+        [event] = [e for e in listing.json()["data"] if e["entity_id"] == str(admin.user_id)]
+        return dict(event)
+
+    unchained = await created_event()
+    assert (unchained["prev_hash"], unchained["hash"], unchained["key_id"]) == (None, None, None)
+
+    verified = await client.get("/api/audit/verify", headers=admin.headers)
+    assert verified.status_code == 200, verified.text
+    report = verified.json()
+    assert report["valid"] is True, report
+    assert report["events_pending"] == 0
+    assert report["last_sequence"] >= unchained["sequence"]
+    assert set(report) >= {"gaps_checked", "checkpoints_checked", "last_hash"}
+
+    chained = await created_event()
+    assert chained["key_id"] == "dev"
+    assert isinstance(chained["hash"], str) and len(chained["hash"]) == 64
+    assert isinstance(chained["prev_hash"], str) and chained["prev_hash"] != chained["hash"]

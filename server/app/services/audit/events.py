@@ -165,7 +165,7 @@ async def list_events(
     `scopes` None: every event (administrators). Else the events of those studies (study →
     site): within a site-scoped study, those about no participant or about one of that site."""
     statement = select(AuditEvent, AuditChainLink).outerjoin(
-        AuditChainLink, AuditChainLink.sequence == AuditEvent.sequence
+        AuditChainLink, AuditChainLink.event_id == AuditEvent.id
     )
     if scopes is not None:
         statement = statement.where(
