@@ -18,7 +18,7 @@ from kombu import Exchange, Queue
 
 from app.config import Settings, get_settings
 from app.workers.queues import QUEUES, REMINDERS
-from app.workers.tasks import BEAT_HEARTBEAT_TASK
+from app.workers.tasks import ADVANCE_VISIT_STATUSES_TASK, BEAT_HEARTBEAT_TASK
 
 
 def prepare_embedded_broker(settings: Settings) -> None:
@@ -45,7 +45,10 @@ def create_celery_app(settings: Settings) -> Celery:
         broker_connection_retry_on_startup=True,
         task_queues=[Queue(name, Exchange(name), routing_key=name) for name in QUEUES],
         task_default_queue=REMINDERS,
-        task_routes={BEAT_HEARTBEAT_TASK: {"queue": REMINDERS}},
+        task_routes={
+            BEAT_HEARTBEAT_TASK: {"queue": REMINDERS},
+            ADVANCE_VISIT_STATUSES_TASK: {"queue": REMINDERS},
+        },
         task_serializer="json",
         accept_content=["json"],
         # Results live in the database, written by the services the tasks call.
@@ -67,7 +70,14 @@ def create_celery_app(settings: Settings) -> Celery:
                 # A tick nobody ran before health calls beat stale is useless later: expiring it
                 # keeps a stopped worker from finding a backlog of heartbeats.
                 "options": {"expires": settings.beat_stale_after_seconds},
-            }
+            },
+            "advance-visit-statuses": {
+                "task": ADVANCE_VISIT_STATUSES_TASK,
+                "schedule": timedelta(seconds=settings.VISIT_STATUS_SCAN_SECONDS),
+                # Each run catches up on everything due, so a tick left waiting in the queue
+                # behind a newer one is useless.
+                "options": {"expires": settings.VISIT_STATUS_SCAN_SECONDS},
+            },
         },
         beat_schedule_filename=str(settings.STORAGE_DIR / "celerybeat-schedule"),
         # The filesystem transport has no broadcast: remote control needs a real broker.

@@ -17,12 +17,15 @@ from sqlalchemy import exc as sa_exc
 from app.config import get_settings
 from app.core.clock import utcnow
 from app.db.session import run_in_transaction
+from app.services.audit import AuditContext
 from app.services.heartbeats import BEAT_HEARTBEAT, record_heartbeat
+from app.services.schedules import transitions
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
 BEAT_HEARTBEAT_TASK = "metricis.beat_heartbeat"
+ADVANCE_VISIT_STATUSES_TASK = "metricis.advance_visit_statuses"
 
 # Failures of the infrastructure, worth trying again later; a domain error is not retried.
 RETRYABLE_ERRORS = (sa_exc.OperationalError, sa_exc.InterfaceError, ConnectionError, TimeoutError)
@@ -49,4 +52,15 @@ def beat_heartbeat() -> None:
     """Record that beat and a worker of the reminders queue are running (read by health)."""
     run_in_transaction(
         get_settings(), lambda session: record_heartbeat(session, BEAT_HEARTBEAT, utcnow())
+    )
+
+
+@metricis_task(ADVANCE_VISIT_STATUSES_TASK)
+def advance_visit_statuses() -> None:
+    """Store the status of the visits whose window opened or closed since the last run."""
+    run_in_transaction(
+        get_settings(),
+        lambda session: transitions.advance_visit_statuses(
+            session, AuditContext.system(), utcnow()
+        ),
     )
