@@ -28,13 +28,16 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.util import identity_key
+from sqlalchemy.sql.elements import ColumnElement
 
 from app.models.assessment import AssessmentSession
 from app.models.audit import AuditCategory
 from app.models.participant import Participant, ParticipantStatus
 from app.models.schedule import (
+    PENDING_VISIT_STATUSES,
     Schedule,
     ScheduleEvent,
     ScheduleVersion,
@@ -143,11 +146,68 @@ def plan_visits(
     return planned
 
 
+# What a regeneration may change on an existing visit.
+_RECONCILED_COLUMNS = (
+    "schedule_id",
+    "schedule_version",
+    "schedule_event_id",
+    "label",
+    "battery_id",
+    "anchor",
+    "anchor_date",
+    "timezone",
+    "due_date",
+    "window_start_date",
+    "window_end_date",
+    "due_at",
+    "window_opens_at",
+    "window_closes_at",
+    "status",
+    "cancelled_at",
+    "cancellation_reason",
+)
+
+
+@dataclass(slots=True)
+class VisitState:
+    """An existing visit as reconciliation reads and changes it: plain values, not an ORM row,
+    so that a study's visits are read and written in bulk (a schedule change moves thousands)."""
+
+    id: uuid.UUID
+    participant_id: uuid.UUID
+    event_key: str
+    occurrence: int
+    rescheduled_at: datetime | None
+    schedule_id: uuid.UUID
+    schedule_version: int
+    schedule_event_id: uuid.UUID
+    label: str
+    battery_id: uuid.UUID
+    anchor: VisitAnchor
+    anchor_date: date
+    timezone: str
+    due_date: date
+    window_start_date: date
+    window_end_date: date
+    due_at: datetime
+    window_opens_at: datetime
+    window_closes_at: datetime
+    status: VisitStatus
+    cancelled_at: datetime | None
+    cancellation_reason: VisitCancellation | None
+
+    def reconciled(self) -> dict[str, Any]:
+        return {column: getattr(self, column) for column in _RECONCILED_COLUMNS}
+
+
+_STATE_COLUMNS = [getattr(Visit, name) for name in VisitState.__slots__]
+
+
 @dataclass(slots=True)
 class VisitChangeSet:
     created: list[dict[str, Any]] = field(default_factory=list)  # rows to insert
-    updated: list[Visit] = field(default_factory=list)
-    cancelled: list[Visit] = field(default_factory=list)
+    updated: list[VisitState] = field(default_factory=list)
+    cancelled: list[VisitState] = field(default_factory=list)
     participants: int = 0
 
     def __bool__(self) -> bool:
@@ -178,7 +238,7 @@ class VisitChangeSet:
         }
 
 
-def _visit_summary(visit: Visit) -> dict[str, Any]:
+def _visit_summary(visit: Visit | VisitState) -> dict[str, Any]:
     return {
         "id": str(visit.id),
         "event_key": visit.event_key,
@@ -187,7 +247,7 @@ def _visit_summary(visit: Visit) -> dict[str, Any]:
     }
 
 
-def _starts_from_scratch(visit: Visit, touched: frozenset[uuid.UUID], now: datetime) -> bool:
+def _starts_from_scratch(visit: VisitState, touched: frozenset[uuid.UUID], now: datetime) -> bool:
     """Whether a regeneration may move or cancel this visit: nothing has happened to it yet."""
     if visit.id in touched:
         return False
@@ -196,32 +256,19 @@ def _starts_from_scratch(visit: Visit, touched: frozenset[uuid.UUID], now: datet
     return visit.status is VisitStatus.SCHEDULED and visit.window_opens_at > now
 
 
-def cancel(visit: Visit, reason: VisitCancellation, now: datetime) -> None:
+def _cancel(visit: VisitState, now: datetime) -> None:
     visit.status = VisitStatus.CANCELLED
     visit.cancelled_at = now
-    visit.cancellation_reason = reason
-
-
-def _timing(visit: Visit) -> tuple[Any, ...]:
-    return (
-        visit.schedule_version,
-        visit.schedule_event_id,
-        visit.label,
-        visit.battery_id,
-        visit.anchor,
-        visit.anchor_date,
-        visit.timezone,
-        visit.due_date,
-        visit.window_start_date,
-        visit.window_end_date,
-        visit.window_opens_at,
-        visit.window_closes_at,
-        visit.status,
-    )
+    visit.cancellation_reason = VisitCancellation.SCHEDULE_CHANGED
 
 
 def _place(
-    visit: Visit, current: CurrentSchedule, planned: PlannedVisit, timing: Window, timezone: str
+    visit: VisitState,
+    current: CurrentSchedule,
+    planned: PlannedVisit,
+    timing: Window,
+    timezone: str,
+    now: datetime,
 ) -> None:
     visit.schedule_id = current.schedule.id
     visit.schedule_version = current.version.version
@@ -237,6 +284,9 @@ def _place(
     visit.due_at = timing.due_at
     visit.window_opens_at = timing.opens_at
     visit.window_closes_at = timing.closes_at
+    visit.status = status_at(VisitStatus.SCHEDULED, timing.opens_at, timing.closes_at, now)
+    visit.cancelled_at = None
+    visit.cancellation_reason = None
 
 
 def _new_row(
@@ -275,7 +325,7 @@ def _new_row(
 def _reconcile(
     participant: ParticipantDates,
     current: CurrentSchedule,
-    existing: Sequence[Visit],
+    existing: Sequence[VisitState],
     touched: frozenset[uuid.UUID],
     now: datetime,
     *,
@@ -294,7 +344,6 @@ def _reconcile(
             continue
         if not _starts_from_scratch(visit, touched, now):
             continue
-        before = _timing(visit)
         timing = (
             window_between(
                 visit.due_date, visit.window_start_date, visit.window_end_date, participant.timezone
@@ -305,14 +354,12 @@ def _reconcile(
         if timing.closes_at <= now and not include_past:
             # Under the new timing the participant has passed this occurrence already.
             if visit.status is not VisitStatus.CANCELLED:
-                cancel(visit, VisitCancellation.SCHEDULE_CHANGED, now)
+                _cancel(visit, now)
                 changes.cancelled.append(visit)
             continue
-        _place(visit, current, planned, timing, participant.timezone)
-        visit.status = status_at(VisitStatus.SCHEDULED, timing.opens_at, timing.closes_at, now)
-        visit.cancelled_at = None
-        visit.cancellation_reason = None
-        if _timing(visit) != before:
+        before = visit.reconciled()
+        _place(visit, current, planned, timing, participant.timezone, now)
+        if visit.reconciled() != before:
             changes.updated.append(visit)
     for key, visit in by_key.items():
         if (
@@ -320,14 +367,34 @@ def _reconcile(
             and visit.status is not VisitStatus.CANCELLED
             and _starts_from_scratch(visit, touched, now)
         ):
-            cancel(visit, VisitCancellation.SCHEDULE_CHANGED, now)
+            _cancel(visit, now)
             changes.cancelled.append(visit)
 
 
-async def _write(session: AsyncSession, changes: VisitChangeSet) -> None:
+async def _write(session: AsyncSession, changes: VisitChangeSet, now: datetime) -> None:
+    """Insert the new visits and update the changed ones, each as one executemany (the unit of
+    work would send one UPDATE per row)."""
     if changes.created:
         await session.execute(insert(Visit), changes.created)
-    await session.flush()
+    changed = [*changes.updated, *changes.cancelled]
+    if changed:
+        await session.execute(
+            update(Visit),
+            [{"id": visit.id, **visit.reconciled(), "updated_at": now} for visit in changed],
+        )
+        # A bulk UPDATE leaves the identity map alone: a row of these visits loaded earlier in
+        # the transaction is read again when next used.
+        for visit in changed:
+            loaded = session.identity_map.get(identity_key(Visit, visit.id))
+            if loaded is not None:
+                session.expire(loaded)
+
+
+async def _visit_states(
+    session: AsyncSession, *conditions: ColumnElement[bool]
+) -> list[VisitState]:
+    rows = await session.execute(select(*_STATE_COLUMNS).where(*conditions))
+    return [VisitState(*row) for row in rows]
 
 
 async def _touched_by_sessions(
@@ -342,12 +409,6 @@ async def _touched_by_sessions(
     return frozenset(v for v in (await session.scalars(statement)).all() if v is not None)
 
 
-async def _visits_of(session: AsyncSession, participant_id: uuid.UUID) -> Sequence[Visit]:
-    return (
-        await session.scalars(select(Visit).where(Visit.participant_id == participant_id))
-    ).all()
-
-
 async def _sync_one(
     session: AsyncSession, participant: Participant, now: datetime, *, include_past: bool
 ) -> tuple[CurrentSchedule | None, VisitChangeSet]:
@@ -358,7 +419,7 @@ async def _sync_one(
     touched = await _touched_by_sessions(
         session, study_id=participant.study_id, participant_id=participant.id
     )
-    existing = await _visits_of(session, participant.id)
+    existing = await _visit_states(session, Visit.participant_id == participant.id)
     _reconcile(
         ParticipantDates.of(participant),
         current,
@@ -368,7 +429,7 @@ async def _sync_one(
         include_past=include_past,
         changes=changes,
     )
-    await _write(session, changes)
+    await _write(session, changes, now)
     return current, changes
 
 
@@ -440,7 +501,7 @@ async def generate_visits_for_imported(
         return changes
     for participant in participants:
         _reconcile(participant, current, (), frozenset(), now, include_past=True, changes=changes)
-    await _write(session, changes)
+    await _write(session, changes, now)
     return changes
 
 
@@ -448,24 +509,40 @@ async def regenerate_study_visits(
     session: AsyncSession, current: CurrentSchedule, now: datetime
 ) -> VisitChangeSet:
     """After a schedule change: every enrolled participant's visits that have not started, in
-    one pass over the study (three queries, whatever its size)."""
+    one pass over the study: three queries to read, one INSERT and one UPDATE executemany to
+    write, whatever its size."""
     study_id = current.schedule.study_id
-    participants = (
-        await session.scalars(
-            select(Participant).where(
-                Participant.study_id == study_id,
-                Participant.status == ParticipantStatus.ENROLLED,
-            )
+    enrolled = select(
+        Participant.id, Participant.timezone, Participant.enrollment_date, Participant.anchor_date
+    ).where(Participant.study_id == study_id, Participant.status == ParticipantStatus.ENROLLED)
+    participants = [
+        ParticipantDates(
+            id=participant_id,
+            study_id=study_id,
+            timezone=timezone,
+            enrollment_date=enrollment_date,
+            anchor_date=anchor_date,
         )
-    ).all()
-    visits_by_participant: dict[uuid.UUID, list[Visit]] = defaultdict(list)
-    for visit in (await session.scalars(select(Visit).where(Visit.study_id == study_id))).all():
+        for participant_id, timezone, enrollment_date, anchor_date in await session.execute(
+            enrolled
+        )
+    ]
+    import time
+
+    t = time.perf_counter()
+    # The study's visits, those of participants no longer enrolled included: a plain filter on the
+    # study reads them in one index range, where a join or a semi-join to the enrolled
+    # participants can be planned badly right after an import (no statistics yet).
+    visits_by_participant: dict[uuid.UUID, list[VisitState]] = defaultdict(list)
+    for visit in await _visit_states(session, Visit.study_id == study_id):
         visits_by_participant[visit.participant_id].append(visit)
     touched = await _touched_by_sessions(session, study_id=study_id)
+    print("load", time.perf_counter() - t)
+    t = time.perf_counter()
     changes = VisitChangeSet()
     for participant in participants:
         _reconcile(
-            ParticipantDates.of(participant),
+            participant,
             current,
             visits_by_participant.get(participant.id, ()),
             touched,
@@ -473,7 +550,10 @@ async def regenerate_study_visits(
             include_past=False,
             changes=changes,
         )
-    await _write(session, changes)
+    print("reconcile", time.perf_counter() - t)
+    t = time.perf_counter()
+    await _write(session, changes, now)
+    print("write", time.perf_counter() - t)
     return changes
 
 
@@ -483,12 +563,12 @@ async def cancel_visits_on_withdrawal(
     """Cancel the participant's visits whose window has not closed; missed and completed ones
     stay what they were. Audited as `visits.cancelled`."""
     cancelled: list[Visit] = []
-    for visit in await _visits_of(session, participant.id):
-        if (
-            visit.status in (VisitStatus.SCHEDULED, VisitStatus.OPEN)
-            and visit.window_closes_at > now
-        ):
-            cancel(visit, VisitCancellation.PARTICIPANT_WITHDRAWN, now)
+    visits = await session.scalars(select(Visit).where(Visit.participant_id == participant.id))
+    for visit in visits:
+        if visit.status in PENDING_VISIT_STATUSES and visit.window_closes_at > now:
+            visit.status = VisitStatus.CANCELLED
+            visit.cancelled_at = now
+            visit.cancellation_reason = VisitCancellation.PARTICIPANT_WITHDRAWN
             cancelled.append(visit)
     if cancelled:
         await record_event(

@@ -182,7 +182,7 @@ async def list_upcoming(
     now = utcnow()
     statement = await _scoped(session, principal, _base(), study_id=study_id, site=site)
     statement = statement.where(
-        Visit.status.in_((VisitStatus.SCHEDULED, VisitStatus.OPEN)),
+        Visit.status.in_(PENDING_VISIT_STATUSES),
         Visit.window_closes_at > now,
         Visit.window_opens_at <= now + timedelta(days=days),
     )
@@ -446,7 +446,7 @@ async def manifest_visits(
             select(Visit)
             .where(
                 Visit.participant_id == participant.id,
-                Visit.status.in_((VisitStatus.SCHEDULED, VisitStatus.OPEN)),
+                Visit.status.in_(PENDING_VISIT_STATUSES),
                 Visit.window_closes_at > now,
             )
             .order_by(Visit.window_opens_at, Visit.event_key, Visit.occurrence)
