@@ -17,11 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.config import Settings
 from app.core.clock import utcnow
 from app.models.audit import AuditEvent
-from app.models.participant import Participant
 from app.models.study import ConsentMode, MemberRole, StudyStatus
 from app.models.user import UserRole
-from app.services.audit import AuditContext
-from app.services.participant_auth import open_participant_login
 from app.services.schedules.timing import local_date
 from tests import factories
 
@@ -52,10 +49,12 @@ async def world(client: httpx.AsyncClient, db_session: AsyncSession) -> World:
 
 
 async def build_world(client: httpx.AsyncClient, db_session: AsyncSession) -> World:
-    study = await factories.study(db_session, languages=["en", "fr"])
-    study.status = StudyStatus.ACTIVE
-    study.consent_mode = ConsentMode.NONE
-    await db_session.commit()
+    study = await factories.study(
+        db_session,
+        languages=["en", "fr"],
+        status=StudyStatus.ACTIVE,
+        consent_mode=ConsentMode.NONE,
+    )
     other = await factories.study(db_session)
     paris = await factories.site(db_session, study, "PARIS", PARIS)
     new_york = await factories.site(db_session, study, "NYC", NEW_YORK)
@@ -64,16 +63,13 @@ async def build_world(client: httpx.AsyncClient, db_session: AsyncSession) -> Wo
     other_battery_id, _ = await factories.battery(db_session, other, ["simple-rt"])
 
     admin = await factories.staff(db_session, client, UserRole.ADMIN)
-    researcher = await factories.staff(db_session, client, UserRole.RESEARCHER)
-    coordinator = await factories.staff(db_session, client, UserRole.COORDINATOR)
-    ny_coordinator = await factories.staff(db_session, client, UserRole.COORDINATOR)
-    read_only = await factories.staff(db_session, client, UserRole.READ_ONLY)
-    outsider = await factories.staff(db_session, client, UserRole.RESEARCHER)
-    await factories.member(db_session, study, researcher, MemberRole.RESEARCHER)
-    await factories.member(db_session, study, coordinator, MemberRole.COORDINATOR)
-    await factories.member(db_session, study, ny_coordinator, MemberRole.COORDINATOR, new_york)
-    await factories.member(db_session, study, read_only, MemberRole.READ_ONLY)
-    await factories.member(db_session, other, outsider, MemberRole.RESEARCHER)
+    researcher = await factories.study_member(db_session, client, study, MemberRole.RESEARCHER)
+    coordinator = await factories.study_member(db_session, client, study, MemberRole.COORDINATOR)
+    ny_coordinator = await factories.study_member(
+        db_session, client, study, MemberRole.COORDINATOR, new_york
+    )
+    read_only = await factories.study_member(db_session, client, study, MemberRole.READ_ONLY)
+    outsider = await factories.study_member(db_session, client, other, MemberRole.RESEARCHER)
     return World(
         study_id=study.id,
         other_study_id=other.id,
@@ -230,13 +226,8 @@ def by_key(visits: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 async def participant_token(
     db_session: AsyncSession, settings: Settings, participant_id: str
 ) -> dict[str, str]:
-    row = await db_session.get(Participant, uuid.UUID(participant_id))
-    assert row is not None
-    login = await open_participant_login(
-        db_session, settings, AuditContext.system(), row, method="access_code"
-    )
-    await db_session.commit()
-    return {"Authorization": f"Bearer {login.access_token}"}
+    """The headers of a participant enrolled through the API (its id as the API answered it)."""
+    return await factories.participant_headers(db_session, settings, uuid.UUID(participant_id))
 
 
 async def audit_events(

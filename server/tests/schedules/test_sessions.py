@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.config import Settings
 from app.core.clock import utcnow
 from app.models.assessment import AssessmentSession
-from tests.assessments.conftest import simple_rt_trials
+from tests import factories
 from tests.conftest import run_sync_items_in_test_session
 from tests.schedules.conftest import (
     World,
@@ -180,7 +180,7 @@ def _session_item(
         "ended_at": (started + timedelta(minutes=10)).isoformat(),
         "status": "completed",
         "client_time": utcnow().isoformat(),
-        "trials": simple_rt_trials(),
+        "trials": factories.simple_rt_trials(),
         **overrides,
     }
 

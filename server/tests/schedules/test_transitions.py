@@ -20,8 +20,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.config import Settings, get_settings
 from app.core.clock import utcnow
 from app.models.audit import AuditEvent
-from app.models.battery import Battery, BatteryVersion
-from app.models.participant import Participant, ParticipantStatus
 from app.models.schedule import (
     Schedule,
     ScheduleEvent,
@@ -30,12 +28,12 @@ from app.models.schedule import (
     VisitAnchor,
     VisitStatus,
 )
-from app.models.study import Study
 from app.services.audit import AuditContext
 from app.services.schedules.timing import window
 from app.services.schedules.transitions import advance_visit_statuses
 from app.workers import tasks
 from app.workers.celery_app import create_celery_app
+from tests import factories
 from tests.conftest import make_settings
 from tests.schedules.conftest import (
     World,
@@ -162,32 +160,11 @@ async def _seed(settings: Settings) -> SeededVisits:
     engine = create_engine(settings)
     try:
         async with create_sessionmaker(engine)() as session:
-            study = Study(id=uuid.uuid4(), code="SCAN-1", name="Scan", config={})
-            session.add(study)
-            await session.flush()
-            battery = Battery(id=uuid.uuid4(), study_id=study.id, name="B", current_version=1)
-            session.add(battery)
-            await session.flush()
-            session.add(
-                BatteryVersion(
-                    id=uuid.uuid4(),
-                    battery_id=battery.id,
-                    version=1,
-                    name="B",
-                    tasks=[],
-                    created_at=utcnow(),
-                )
-            )
-            participant = Participant(
-                id=uuid.uuid4(),
-                study_id=study.id,
-                participant_code="S1",
-                status=ParticipantStatus.ENROLLED,
-                language="en",
-                timezone="UTC",
-            )
+            study = await factories.study(session, code="SCAN-1")
+            battery_id, _ = await factories.battery(session, study, ["simple-rt"])
+            participant = await factories.participant(session, study, "S1")
             schedule = Schedule(id=uuid.uuid4(), study_id=study.id, current_version=1)
-            session.add_all([participant, schedule])
+            session.add(schedule)
             await session.flush()
             version = ScheduleVersion(
                 id=uuid.uuid4(), schedule_id=schedule.id, version=1, name="S", created_at=utcnow()
@@ -204,7 +181,7 @@ async def _seed(settings: Settings) -> SeededVisits:
                 offset_days=0,
                 window_before_days=0,
                 window_after_days=0,
-                battery_id=battery.id,
+                battery_id=battery_id,
                 repeat_count=3,
                 repeat_every_days=2,
                 reminders=[],

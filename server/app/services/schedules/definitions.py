@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.clock import utcnow
-from app.core.errors import ConflictError, NotFoundError, ValidationFailedError
+from app.core.errors import ConflictError, NotFoundError, ValidationFailedError, not_found_as
 from app.models.audit import AuditCategory
 from app.models.battery import Battery
 from app.models.schedule import Schedule, ScheduleEvent, ScheduleVersion
@@ -35,9 +35,14 @@ from app.schemas.schedules import (
     ScheduleEventRead,
     local_time_of,
 )
-from app.services.audit import AuditContext, record_event
+from app.services.audit import AuditContext
+from app.services.audit_subjects import AuditSubject, record_about
 from app.services.pagination import paginate
-from app.services.policy import Capability, member_study_access, require_study_capability
+from app.services.policy import (
+    Capability,
+    limit_to_readable_studies,
+    require_study_capability,
+)
 from app.services.principals import StaffPrincipal
 from app.services.schedules.lifecycle import (
     CurrentSchedule,
@@ -274,14 +279,11 @@ async def _record_regeneration(
     if changes:
         # Counts only: a schedule change can move the visits of thousands of participants; each
         # visit row carries the version it follows.
-        await record_event(
+        await record_about(
             session,
             context,
-            action="visits.regenerated",
-            category=AuditCategory.VISIT,
-            entity_type="schedule",
-            entity_id=view.schedule.id,
-            study_id=view.schedule.study_id,
+            AuditSubject(AuditCategory.VISIT, "schedule", view.schedule.id, view.schedule.study_id),
+            "visits.regenerated",
             after={"schedule_version": view.version.version, **changes.counts()},
         )
 
@@ -343,14 +345,11 @@ async def create_schedule(
     changes = await regenerate_study_visits(
         session, CurrentSchedule(schedule, version, rows), utcnow()
     )
-    await record_event(
+    await record_about(
         session,
         context,
-        action="schedule.create",
-        category=AuditCategory.CONFIG,
-        entity_type="schedule",
-        entity_id=schedule.id,
-        study_id=study_id,
+        AuditSubject.configuration("schedule", schedule.id, study_id),
+        "schedule.create",
         after=version_snapshot(version, rows),
     )
     view = ScheduleView(schedule, version, rows, changes)
@@ -369,10 +368,9 @@ async def _schedule_for(
     schedule = await session.get(Schedule, schedule_id)
     if schedule is None:
         raise NotFoundError("Schedule not found")
-    try:
+    # An invisible study answers 404 for its schedule too (policy.study_access).
+    with not_found_as("Schedule not found"):
         await require_study_capability(session, principal, schedule.study_id, capability)
-    except NotFoundError:
-        raise NotFoundError("Schedule not found") from None
     if lock:
         # Serialises writers of one schedule, so two PATCHes cannot both write version n + 1.
         await session.refresh(schedule, with_for_update=True)
@@ -451,14 +449,11 @@ async def update_schedule(
     changes = await regenerate_study_visits(
         session, CurrentSchedule(schedule, version, rows), utcnow()
     )
-    await record_event(
+    await record_about(
         session,
         context,
-        action="schedule.update",
-        category=AuditCategory.CONFIG,
-        entity_type="schedule",
-        entity_id=schedule.id,
-        study_id=schedule.study_id,
+        AuditSubject.configuration("schedule", schedule.id, schedule.study_id),
+        "schedule.update",
         before=version_snapshot(current.version, current.events),
         after=version_snapshot(version, rows),
         reason=reason,
@@ -537,16 +532,11 @@ async def list_schedules(
     study_id: uuid.UUID | None,
 ) -> tuple[list[ScheduleView], Pagination]:
     """The schedule of one study (a page of at most one), or of every study the caller sees."""
-    statement = select(Schedule)
-    if study_id is not None:
-        await require_study_capability(session, principal, study_id, Capability.READ)
-        statement = statement.where(Schedule.study_id == study_id)
-    else:
-        memberships = await member_study_access(session, principal)
-        if memberships is not None:
-            if not memberships:
-                return [], Pagination.build(page=params.page, per_page=params.per_page, total=0)
-            statement = statement.where(Schedule.study_id.in_(list(memberships)))
+    statement = await limit_to_readable_studies(
+        session, principal, select(Schedule), Schedule.study_id, study_id
+    )
+    if statement is None:
+        return [], Pagination.build(page=params.page, per_page=params.per_page, total=0)
     schedules, pagination = await paginate(
         session,
         statement,

@@ -46,7 +46,8 @@ from app.models.schedule import (
     VisitCancellation,
     VisitStatus,
 )
-from app.services.audit import AuditContext, record_event
+from app.services.audit import AuditContext
+from app.services.audit_subjects import AuditSubject, record_about
 from app.services.schedules.timing import (
     Window,
     occurrence_due_dates,
@@ -441,15 +442,11 @@ async def generate_visits_on_enrollment(
     `visits.generated`."""
     current, changes = await _sync_one(session, participant, now, include_past=True)
     if changes and current is not None:
-        await record_event(
+        await record_about(
             session,
             context,
-            action="visits.generated",
-            category=AuditCategory.VISIT,
-            entity_type="participant",
-            entity_id=participant.id,
-            study_id=participant.study_id,
-            participant_id=participant.id,
+            AuditSubject.participant(participant, AuditCategory.VISIT),
+            "visits.generated",
             after={"schedule_version": current.version.version, **changes.listed()},
         )
     return changes
@@ -468,15 +465,11 @@ async def refresh_participant_visits(
     enrollment date or anchor date (`changed` names them). Audited as `visits.regenerated`."""
     current, changes = await _sync_one(session, participant, now, include_past=False)
     if changes and current is not None:
-        await record_event(
+        await record_about(
             session,
             context,
-            action="visits.regenerated",
-            category=AuditCategory.VISIT,
-            entity_type="participant",
-            entity_id=participant.id,
-            study_id=participant.study_id,
-            participant_id=participant.id,
+            AuditSubject.participant(participant, AuditCategory.VISIT),
+            "visits.regenerated",
             after={
                 "schedule_version": current.version.version,
                 "because_of": list(changed),
@@ -571,15 +564,11 @@ async def cancel_visits_on_withdrawal(
             visit.cancellation_reason = VisitCancellation.PARTICIPANT_WITHDRAWN
             cancelled.append(visit)
     if cancelled:
-        await record_event(
+        await record_about(
             session,
             context,
-            action="visits.cancelled",
-            category=AuditCategory.VISIT,
-            entity_type="participant",
-            entity_id=participant.id,
-            study_id=participant.study_id,
-            participant_id=participant.id,
+            AuditSubject.participant(participant, AuditCategory.VISIT),
+            "visits.cancelled",
             after={
                 "reason": VisitCancellation.PARTICIPANT_WITHDRAWN.value,
                 "visits": [_visit_summary(visit) for visit in cancelled],

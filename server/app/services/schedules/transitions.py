@@ -20,7 +20,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.models.audit import AuditCategory
 from app.models.schedule import Visit, VisitStatus
-from app.services.audit import AuditContext, record_event
+from app.services.audit import AuditContext
+from app.services.audit_subjects import AuditSubject, record_about
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,14 +68,11 @@ async def advance_visit_statuses(
     for visit_id, study_id in missed:
         by_study[study_id]["missed"].append(str(visit_id))
     for study_id, changed in sorted(by_study.items()):
-        await record_event(
+        await record_about(
             session,
             context,
-            action="visits.status_advanced",
-            category=AuditCategory.VISIT,
-            entity_type="study",
-            entity_id=study_id,
-            study_id=study_id,
+            AuditSubject(AuditCategory.VISIT, "study", study_id, study_id),
+            "visits.status_advanced",
             after={"as_of": now.isoformat(), **changed},
         )
     return AdvancedStatuses(

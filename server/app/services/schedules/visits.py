@@ -20,14 +20,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
 from app.core.clock import utcnow
-from app.core.errors import ConflictError, NotFoundError, ValidationFailedError
+from app.core.errors import ConflictError, NotFoundError, field_error, not_found_as
 from app.models.assessment import AssessmentSession, SessionStatus
 from app.models.audit import AuditCategory
 from app.models.participant import Participant
 from app.models.schedule import PENDING_VISIT_STATUSES, Visit, VisitStatus
 from app.schemas.common import PageParams, Pagination
 from app.schemas.schedules import ManifestVisit
-from app.services.audit import AuditContext, record_event
+from app.services.audit import AuditContext
+from app.services.audit_subjects import AuditSubject, record_about
 from app.services.pagination import paginate_rows
 from app.services.participants import participant_for_principal, resolve_participant
 from app.services.policy import Capability, member_study_access, study_access
@@ -215,12 +216,11 @@ async def _visit_for(
     visit = await session.get(Visit, visit_id, with_for_update=lock)
     if visit is None:
         raise NotFoundError("Visit not found")
-    try:
+    # A visit of a participant the caller cannot reach is not found either.
+    with not_found_as("Visit not found"):
         participant = await participant_for_principal(
             session, principal, visit.participant_id, capability
         )
-    except NotFoundError:
-        raise NotFoundError("Visit not found") from None
     return visit, participant
 
 
@@ -228,6 +228,12 @@ async def get_visit(session: AsyncSession, principal: Principal, visit_id: uuid.
     visit, participant = await _visit_for(session, principal, visit_id, Capability.READ)
     return VisitRow(
         visit, participant.participant_code, participant.site_id, status_now(visit, utcnow())
+    )
+
+
+def _subject(visit: Visit) -> AuditSubject:
+    return AuditSubject(
+        AuditCategory.VISIT, "visit", visit.id, visit.study_id, visit.participant_id
     )
 
 
@@ -297,14 +303,7 @@ async def reschedule_visit(
     )
     timing = window(due_date, before_days, after_days, participant.timezone)
     if timing.closes_at <= now:
-        raise ValidationFailedError(
-            "The new window would be over already",
-            details={
-                "errors": [
-                    {"field": "due_date", "message": "The new window must end in the future"}
-                ]
-            },
-        )
+        raise field_error("due_date", "The new window must end in the future")
     unchanged = (
         timing.start_date == visit.window_start_date
         and timing.end_date == visit.window_end_date
@@ -324,15 +323,11 @@ async def reschedule_visit(
     visit.status = status_at(VisitStatus.SCHEDULED, timing.opens_at, timing.closes_at, now)
     visit.rescheduled_at = now
     visit.reschedule_reason = reason
-    await record_event(
+    await record_about(
         session,
         context,
-        action="visit.rescheduled",
-        category=AuditCategory.VISIT,
-        entity_type="visit",
-        entity_id=visit.id,
-        study_id=visit.study_id,
-        participant_id=visit.participant_id,
+        _subject(visit),
+        "visit.rescheduled",
         before=before,
         after=visit_snapshot(visit),
         reason=reason,
@@ -342,12 +337,6 @@ async def reschedule_visit(
 
 # ---------------------------------------------------------------------------------------------
 # The visit of a session
-
-
-def _visit_id_error(message: str, **details: Any) -> ValidationFailedError:
-    return ValidationFailedError(
-        message, details={"errors": [{"field": "visit_id", "message": message}], **details}
-    )
 
 
 async def check_visit_for_session(
@@ -371,10 +360,10 @@ async def check_visit_for_session(
     """
     visit = await session.get(Visit, visit_id, with_for_update=True)
     if visit is None or visit.participant_id != participant.id:
-        raise _visit_id_error("No visit of this participant has this id")
+        raise field_error("visit_id", "No visit of this participant has this id")
     if visit.battery_id != battery_id:
-        raise _visit_id_error(
-            "This visit runs another battery", visit_battery_id=str(visit.battery_id)
+        raise field_error(
+            "visit_id", "This visit runs another battery", visit_battery_id=str(visit.battery_id)
         )
     if visit.status is VisitStatus.COMPLETED and visit.completed_session_id == session_id:
         return visit
@@ -416,15 +405,11 @@ async def complete_visit_of_session(
     visit.status = VisitStatus.COMPLETED
     visit.completed_session_id = record.id
     visit.completed_at = utcnow()
-    await record_event(
+    await record_about(
         session,
         context,
-        action="visit.completed",
-        category=AuditCategory.VISIT,
-        entity_type="visit",
-        entity_id=visit.id,
-        study_id=visit.study_id,
-        participant_id=visit.participant_id,
+        _subject(visit),
+        "visit.completed",
         before=before,
         after={**visit_snapshot(visit), "session_id": str(record.id)},
     )
