@@ -399,8 +399,12 @@ def demo() -> None:
         typer.echo(f"  {role.value:<12} {email}")
     typer.echo(f"  study: {summary.study_code}, battery id {summary.battery_id}")
     typer.echo(
-        f"  participant {summary.completed_participant_code} has consented and completed a "
-        f"session (GET {base}/api/sessions as a staff member)"
+        f"  participant {summary.completed_participant_code} has consented and completed their "
+        f"baseline visit (GET {base}/api/sessions as a staff member)"
+    )
+    typer.echo(
+        "  visits (baseline, then monthly): "
+        f"GET {base}/api/schedules/visits/upcoming?study_id={summary.study_id}"
     )
     if summary.access_code is None:
         typer.echo(f"  participant {summary.participant_code} has withdrawn: no access code issued")

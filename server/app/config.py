@@ -122,6 +122,8 @@ class Settings(BaseSettings):
     WORKER_TASK_TIME_LIMIT_SECONDS: int = Field(default=300, ge=1)
     # How often beat records that it runs; health reports it stale after three missed ticks.
     BEAT_HEARTBEAT_SECONDS: float = Field(default=30.0, ge=1)
+    # How often beat runs the scan storing visit statuses (reads never wait for it).
+    VISIT_STATUS_SCAN_SECONDS: float = Field(default=60.0, ge=1)
 
     JWT_SECRET_KEY: SecretStr = SecretStr(DEFAULT_JWT_SECRET)
     SESSION_SECRET_KEY: SecretStr = SecretStr(DEFAULT_SESSION_SECRET)

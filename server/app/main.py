@@ -40,6 +40,7 @@ from app.api.routers import (
     participant_auth,
     participant_import,
     participants,
+    schedules,
     studies,
     sync,
     user_sessions,
@@ -280,6 +281,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         assessments.router,
         modules.router,
         batteries.router,
+        schedules.router,
         sync.router,
     )
     for router in routers:

@@ -19,6 +19,15 @@ from app.models.participant import (
     ParticipantStatus,
     WithdrawalScope,
 )
+from app.models.schedule import (
+    Schedule,
+    ScheduleEvent,
+    ScheduleVersion,
+    Visit,
+    VisitAnchor,
+    VisitCancellation,
+    VisitStatus,
+)
 from app.models.study import ConsentMode, MemberRole, Site, Study, StudyMember, StudyStatus
 from app.models.user import User, UserRole, UserSession, UserStatus
 from app.models.worker import WorkerHeartbeat
@@ -43,6 +52,9 @@ __all__ = [
     "ParticipantActor",
     "ParticipantLogin",
     "ParticipantStatus",
+    "Schedule",
+    "ScheduleEvent",
+    "ScheduleVersion",
     "SessionStatus",
     "SignerRole",
     "Site",
@@ -55,6 +67,10 @@ __all__ = [
     "UserRole",
     "UserSession",
     "UserStatus",
+    "Visit",
+    "VisitAnchor",
+    "VisitCancellation",
+    "VisitStatus",
     "WithdrawalScope",
     "WorkerHeartbeat",
 ]

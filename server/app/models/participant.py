@@ -48,6 +48,8 @@ class Participant(UUIDPrimaryKeyMixin, TimestampMixin, Base):
     email_index: Mapped[str | None] = mapped_column(String(64))
     phone_encrypted: Mapped[str | None] = mapped_column(Text)
     enrollment_date: Mapped[date | None]
+    # The participant's own day zero for schedule events anchored on it (surgery, diagnosis).
+    anchor_date: Mapped[date | None]
     status: Mapped[ParticipantStatus] = mapped_column(
         EnumString(ParticipantStatus, 20), default=ParticipantStatus.ENROLLED
     )

@@ -58,6 +58,8 @@ class Study(UUIDPrimaryKeyMixin, TimestampMixin, Base):
         EnumString(ConsentMode, 20), default=ConsentMode.BUILTIN
     )
     redcap_enabled: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    # IANA zone: a participant's default when neither they nor their site have one.
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC", server_default="UTC")
     created_by: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("users.id", ondelete="SET NULL")
     )

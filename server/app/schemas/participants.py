@@ -21,7 +21,15 @@ class ParticipantCreate(BaseModel):
     status: ParticipantStatus = ParticipantStatus.ENROLLED
     actor: ParticipantActor = ParticipantActor.PATIENT
     language: str | None = Field(default=None, max_length=16)
-    timezone: str | None = Field(default=None, max_length=64)
+    timezone: str | None = Field(
+        default=None,
+        max_length=64,
+        description="IANA time zone; default: the site's, else the study's",
+    )
+    anchor_date: date | None = Field(
+        default=None,
+        description="The participant's own day zero for schedule events anchored on it",
+    )
 
 
 class ParticipantUpdate(BaseModel):
@@ -36,6 +44,10 @@ class ParticipantUpdate(BaseModel):
     actor: ParticipantActor | None = None
     language: str | None = Field(default=None, max_length=16)
     timezone: str | None = Field(default=None, max_length=64)
+    anchor_date: date | None = Field(
+        default=None,
+        description="The participant's own day zero for schedule events anchored on it",
+    )
     reason: str | None = Field(default=None, max_length=1000)
 
 
@@ -51,6 +63,7 @@ class ParticipantRead(BaseModel):
     actor: ParticipantActor
     language: str
     timezone: str
+    anchor_date: date | None
     withdrawn_at: datetime | None
     withdrawal_scope: WithdrawalScope | None
     has_access_code: bool

@@ -25,6 +25,11 @@ class StudyCreate(BaseModel):
     )
     consent_mode: ConsentMode = ConsentMode.BUILTIN
     redcap_enabled: bool = False
+    timezone: str = Field(
+        default="UTC",
+        max_length=64,
+        description="IANA time zone: the default of sites and participants without one",
+    )
 
 
 class StudyUpdate(BaseModel):
@@ -39,6 +44,7 @@ class StudyUpdate(BaseModel):
     supported_languages: list[str] | None = Field(default=None, min_length=1, max_length=20)
     consent_mode: ConsentMode | None = None
     redcap_enabled: bool | None = None
+    timezone: str | None = Field(default=None, max_length=64)
     reason: str | None = Field(default=None, max_length=1000)
 
 
@@ -73,6 +79,7 @@ class StudyRead(BaseModel):
     supported_languages: list[str]
     consent_mode: ConsentMode
     redcap_enabled: bool
+    timezone: str
     created_at: datetime
     updated_at: datetime
     my_role: StudyRole = Field(description="The caller's role here; `admin` for administrators")
@@ -90,7 +97,9 @@ _STUDY_COLUMNS = tuple(name for name in StudyRead.model_fields if name not in ("
 class SiteCreate(BaseModel):
     code: str = Field(min_length=1, max_length=50)
     name: str = Field(min_length=1, max_length=255)
-    timezone: str = Field(default="UTC", max_length=64)
+    timezone: str | None = Field(
+        default=None, max_length=64, description="IANA time zone; default: the study's"
+    )
 
 
 class SiteUpdate(BaseModel):

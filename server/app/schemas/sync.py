@@ -27,6 +27,7 @@ from app.schemas.assessments import MAX_TRIALS_PER_REQUEST, TaskName, TrialIn, T
 from app.schemas.common import IsoDateTime, Reference
 from app.schemas.consent import ConsentFormContent, ConsentSignRequest
 from app.schemas.modules import ModuleRead
+from app.schemas.schedules import ManifestVisit
 
 MAX_SYNC_ITEMS = 50
 MAX_TRIALS_PER_TASK = MAX_TRIALS_PER_REQUEST
@@ -91,8 +92,9 @@ class SyncManifest(BaseModel):
     batteries: list[ManifestBattery]
     modules: list[ModuleRead]
     consent: ManifestConsent
-    visits: list[dict[str, Any]] = Field(
-        description="Upcoming visits; empty until schedules exist (docs/sync.md)"
+    visits: list[ManifestVisit] = Field(
+        description="The participant's open and upcoming visits, in the order their windows "
+        "open (docs/sync.md)"
     )
     item_banks: list[dict[str, Any]] = Field(
         description="Item bank snapshots; empty until item banks exist (docs/sync.md)"

@@ -35,6 +35,7 @@ from app.services.consent.gate import consent_gate
 from app.services.participants import participant_for_principal, resolve_participant
 from app.services.policy import Capability, member_study_access, study_access
 from app.services.principals import ParticipantPrincipal, Principal, StaffPrincipal
+from app.services.schedules.visits import check_visit_for_session, complete_visit_of_session
 from app.services.session_store import SessionStore, SessionStoreUnavailableError
 
 logger = get_logger(__name__)
@@ -97,12 +98,6 @@ async def start_session(
             Capability.EDIT_PARTICIPANTS,
             study_id=battery.study_id,
         )
-    if visit_id is not None:
-        # Visits come with schedules, which are not built yet: no id can name one.
-        raise ValidationFailedError(
-            "No visit has this id: visits do not exist yet",
-            details={"errors": [{"field": "visit_id", "message": "No visit has this id"}]},
-        )
 
     if session_id is not None:
         existing = await session.get(AssessmentSession, session_id)
@@ -134,6 +129,10 @@ async def start_session(
     now = utcnow()
     started = min(started_at, now) if started_at is not None else now
     record_id = session_id or uuid.uuid4()
+    if visit_id is not None:
+        await check_visit_for_session(
+            session, visit_id, participant, battery.id, started, session_id=record_id
+        )
     # Inserted unless present, not read then inserted: of concurrent starts with one client id
     # exactly one stores, and the others (on PostgreSQL after waiting for its commit) answer the
     # session it stored, as a repeated start does.
@@ -283,6 +282,9 @@ async def close_session(
         )
     record.status = status
     record.ended_at = utcnow()
+    if status is SessionStatus.COMPLETED:
+        # The visit's row lock comes before the audit chain's (docs/schedules.md, locks).
+        await complete_visit_of_session(session, context, record)
     await record_event(
         session,
         context,

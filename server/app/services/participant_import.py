@@ -18,7 +18,7 @@ import io
 import re
 import uuid
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
@@ -41,6 +41,8 @@ from app.services.participants import email_index, valid_timezone
 from app.services.policy import Capability, StudyAccess, study_access
 from app.services.principals import StaffPrincipal
 from app.services.references import match_site
+from app.services.schedules.lifecycle import ParticipantDates, generate_visits_for_imported
+from app.services.schedules.timing import local_date
 
 IMPORT_COLUMNS: tuple[str, ...] = (
     "participant_id",
@@ -52,6 +54,7 @@ IMPORT_COLUMNS: tuple[str, ...] = (
     "actor",
     "language",
     "timezone",
+    "anchor_date",
 )
 REQUIRED_COLUMNS: tuple[str, ...] = ("participant_id",)
 # Well below the application's 10 MiB body limit; 50,000 typical rows take about 4 MiB.
@@ -94,6 +97,7 @@ class _Fields:
     actor: ParticipantActor
     language: str
     timezone: str
+    anchor_date: date | None
 
 
 @dataclass(slots=True)
@@ -266,7 +270,7 @@ class _StudyRules:
     sites_by_id: dict[uuid.UUID, Site]
     languages: dict[str, str]  # case-folded -> the study's spelling
     existing_codes: frozenset[str]
-    today: date
+    now: datetime
 
     def site(self, reference: str) -> Site | None:
         return match_site(self.sites, reference)
@@ -317,14 +321,8 @@ def _validate(record: CsvRecord, rules: _StudyRules, first_row_of: dict[str, int
     if phone is not None and (len(phone) > PHONE_MAX_LENGTH or not PHONE_PATTERN.fullmatch(phone)):
         error("phone", "Use 4 to 32 digits, spaces, '(', ')' or '-', with an optional leading '+'")
 
-    enrollment_date: date | None = None
-    if raw_date := cells.get("enrollment_date", ""):
-        try:
-            if not ISO_DATE_PATTERN.fullmatch(raw_date):
-                raise ValueError(raw_date)
-            enrollment_date = date.fromisoformat(raw_date)
-        except ValueError:
-            error("enrollment_date", "Use an ISO date, YYYY-MM-DD")
+    enrollment_date = _iso_date(cells, "enrollment_date", error)
+    anchor_date = _iso_date(cells, "anchor_date", error)
 
     status = ParticipantStatus.ENROLLED
     if raw_status := cells.get("status", "").lower():
@@ -351,7 +349,7 @@ def _validate(record: CsvRecord, rules: _StudyRules, first_row_of: dict[str, int
             f"'{language[:LANGUAGE_MAX_LENGTH]}' is not one of the study's languages"
             f" ({', '.join(supported) or 'none configured'})",
         )
-    timezone = cells.get("timezone", "") or (site.timezone if site else "UTC")
+    timezone = cells.get("timezone", "") or (site.timezone if site else rules.study.timezone)
     if len(timezone) > TIMEZONE_MAX_LENGTH or not valid_timezone(timezone):
         error("timezone", f"'{timezone[:TIMEZONE_MAX_LENGTH]}' is not an IANA time zone")
 
@@ -367,14 +365,31 @@ def _validate(record: CsvRecord, rules: _StudyRules, first_row_of: dict[str, int
             site_code=site.code if site else None,
             email=email,
             phone=phone,
+            # Enrolled today in the participant's own calendar, as single enrollment does.
             enrollment_date=enrollment_date
-            or (rules.today if status is ParticipantStatus.ENROLLED else None),
+            or (local_date(rules.now, timezone) if status is ParticipantStatus.ENROLLED else None),
             status=status,
             actor=actor,
             language=study_language,
             timezone=timezone,
+            anchor_date=anchor_date,
         )
     return row
+
+
+def _iso_date(
+    cells: dict[str, str], column: str, error: Callable[[str | None, str], None]
+) -> date | None:
+    raw = cells.get(column, "")
+    if not raw:
+        return None
+    if ISO_DATE_PATTERN.fullmatch(raw):
+        try:
+            return date.fromisoformat(raw)
+        except ValueError:
+            pass
+    error(column, "Use an ISO date, YYYY-MM-DD")
+    return None
 
 
 async def _study_rules(session: AsyncSession, access: StudyAccess) -> _StudyRules:
@@ -392,7 +407,7 @@ async def _study_rules(session: AsyncSession, access: StudyAccess) -> _StudyRule
         sites_by_id={site.id: site for site in sites},
         languages={lang.casefold(): lang for lang in study.supported_languages or []},
         existing_codes=frozenset(existing.all()),
-        today=utcnow().date(),
+        now=utcnow(),
     )
 
 
@@ -422,6 +437,7 @@ def _insert_values(
         "actor": fields.actor,
         "language": fields.language,
         "timezone": fields.timezone,
+        "anchor_date": fields.anchor_date,
         "created_at": now,
         "updated_at": now,
     }
@@ -473,12 +489,29 @@ async def import_participants(
             "A participant code of the file was enrolled meanwhile; nothing was imported",
             details={"field": "participant_id"},
         ) from exc
+    # Enrollment makes visits, for imported participants as for one enrolled alone.
+    visits = await generate_visits_for_imported(
+        session,
+        study_id,
+        [
+            ParticipantDates(
+                id=v["id"],
+                study_id=study_id,
+                timezone=v["timezone"],
+                enrollment_date=v["enrollment_date"],
+                anchor_date=v["anchor_date"],
+            )
+            for v in values
+            if v["status"] is ParticipantStatus.ENROLLED
+        ],
+        now,
+    )
     await record_about(
         session,
         context,
         AuditSubject(AuditCategory.DATA, "study", study_id, study_id),
         "participant.import",
-        after=_import_summary(rows, values, content),
+        after={**_import_summary(rows, values, content), "visits_created": len(visits.created)},
     )
     return ImportReport(dry_run=False, rows=rows, created=len(values))
 

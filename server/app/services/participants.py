@@ -52,6 +52,12 @@ from app.services.references import (
     unknown_participant,
     unknown_site,
 )
+from app.services.schedules.lifecycle import (
+    cancel_visits_on_withdrawal,
+    generate_visits_on_enrollment,
+    refresh_participant_visits,
+)
+from app.services.schedules.timing import local_date
 
 
 def email_index(settings: Settings, email: str) -> str:
@@ -125,6 +131,7 @@ def participant_snapshot(participant: Participant) -> dict[str, Any]:
         "enrollment_date": participant.enrollment_date.isoformat()
         if participant.enrollment_date
         else None,
+        "anchor_date": participant.anchor_date.isoformat() if participant.anchor_date else None,
         "has_email": participant.email_encrypted is not None,
         "has_phone": participant.phone_encrypted is not None,
     }
@@ -148,6 +155,11 @@ class ParticipantFields:
     actor: ParticipantActor | None = None
     language: str | None = None
     timezone: str | None = None
+    anchor_date: date | None = None
+
+
+# Fields whose change moves the visits that have not started.
+_VISIT_TIMING_FIELDS = ("timezone", "enrollment_date", "anchor_date")
 
 
 async def create_participant(
@@ -176,9 +188,11 @@ async def create_participant(
     language = fields.language or (study.supported_languages or ["en"])[0]
     if language not in (study.supported_languages or []):
         raise field_error("language", f"'{language}' is not one of the study's languages")
-    timezone = fields.timezone or (site.timezone if site else "UTC")
+    # The participant's own zone, else their site's, else the study's.
+    timezone = fields.timezone or (site.timezone if site else study.timezone)
     if not valid_timezone(timezone):
         raise field_error("timezone", f"'{timezone}' is not an IANA time zone")
+    now = utcnow()
     status = fields.status or ParticipantStatus.ENROLLED
     if status is ParticipantStatus.WITHDRAWN:
         raise field_error("status", "Use the withdrawal endpoint to withdraw a participant")
@@ -191,8 +205,10 @@ async def create_participant(
         actor=fields.actor or ParticipantActor.PATIENT,
         language=language,
         timezone=timezone,
+        # Enrolled today in the participant's own calendar, which may not be the UTC date.
         enrollment_date=fields.enrollment_date
-        or (utcnow().date() if status is ParticipantStatus.ENROLLED else None),
+        or (local_date(now, timezone) if status is ParticipantStatus.ENROLLED else None),
+        anchor_date=fields.anchor_date,
     )
     _set_contact(settings, encryptor, participant, fields.email, fields.phone, clear=False)
     if await session.scalar(
@@ -214,6 +230,8 @@ async def create_participant(
         "participant.create",
         after=participant_snapshot(participant),
     )
+    if participant.status is ParticipantStatus.ENROLLED:
+        await generate_visits_on_enrollment(session, context, participant, now)
     return participant, access
 
 
@@ -333,6 +351,7 @@ async def update_participant(
     study = await session.get(Study, participant.study_id)
     assert study is not None
     before = participant_snapshot(participant)
+    was_enrolled = participant.status is ParticipantStatus.ENROLLED
     if "participant_id" in provided and fields.participant_code:
         if fields.participant_code != participant.participant_code and await session.scalar(
             select(Participant.id).where(
@@ -370,6 +389,12 @@ async def update_participant(
         participant.actor = fields.actor
     if "enrollment_date" in provided:
         participant.enrollment_date = fields.enrollment_date
+    if "anchor_date" in provided:
+        participant.anchor_date = fields.anchor_date
+    now = utcnow()
+    enrolled_now = participant.status is ParticipantStatus.ENROLLED and not was_enrolled
+    if enrolled_now and participant.enrollment_date is None:
+        participant.enrollment_date = local_date(now, participant.timezone)
     contact_changed = "email" in provided or "phone" in provided
     if "email" in provided:
         _set_contact(settings, encryptor, participant, fields.email or "", None, clear=False)
@@ -379,6 +404,15 @@ async def update_participant(
     if "phone" in provided:
         participant.phone_encrypted = encryptor.encrypt(fields.phone) if fields.phone else None
     after = participant_snapshot(participant)
+    # Visit rows are written before the update's audit event (docs/schedules.md, locks).
+    if enrolled_now:
+        await generate_visits_on_enrollment(session, context, participant, now)
+    elif participant.status is ParticipantStatus.ENROLLED:
+        changed = [name for name in _VISIT_TIMING_FIELDS if before[name] != after[name]]
+        if changed:
+            await refresh_participant_visits(
+                session, context, participant, now, changed=changed, reason=reason
+            )
     if after != before or contact_changed:
         await record_about(
             session,
@@ -415,12 +449,15 @@ async def withdraw_participant(
         )
     before = participant_snapshot(participant)
     participant.status = ParticipantStatus.WITHDRAWN
-    participant.withdrawn_at = utcnow()
+    now = utcnow()
+    participant.withdrawn_at = now
     participant.withdrawal_scope = scope
     participant.withdrawal_reason = reason
     erased: dict[str, Any] = {}
     if scope is WithdrawalScope.DELETE_DATA:
         erased = await erase_participant_data(session, participant, storage_root)
+    # Visit rows are written before the withdrawal's audit event (docs/schedules.md, locks).
+    await cancel_visits_on_withdrawal(session, context, participant, now)
     after = {**participant_snapshot(participant), "scope": scope.value, "erased": erased}
     subject = AuditSubject.participant(participant, AuditCategory.DATA)
     await record_about(

@@ -79,6 +79,7 @@ def study_snapshot(study: Study) -> dict[str, Any]:
         "supported_languages": study.supported_languages,
         "consent_mode": study.consent_mode,
         "redcap_enabled": study.redcap_enabled,
+        "timezone": study.timezone,
     }
 
 
@@ -95,6 +96,7 @@ class StudyFields:
     supported_languages: list[str] | None = None
     consent_mode: ConsentMode | None = None
     redcap_enabled: bool | None = None
+    timezone: str | None = None
     provided: set[str] = field(default_factory=set)
 
 
@@ -118,6 +120,8 @@ def _check_study_fields(study: Study) -> None:
         raise field_error("supported_languages", f"Not language codes: {', '.join(bad)}")
     if len(set(languages)) != len(languages):
         raise field_error("supported_languages", "Languages are listed twice")
+    if not valid_timezone(study.timezone):
+        raise field_error("timezone", f"'{study.timezone}' is not an IANA time zone")
 
 
 async def create_study(
@@ -139,6 +143,7 @@ async def create_study(
         supported_languages=fields.supported_languages or ["en"],
         consent_mode=fields.consent_mode or ConsentMode.BUILTIN,
         redcap_enabled=bool(fields.redcap_enabled),
+        timezone=fields.timezone or "UTC",
         created_by=principal.user_id,
     )
     _check_study_fields(study)
@@ -329,7 +334,7 @@ async def update_study(
             ):
                 raise _code_taken()
         if (
-            name in ("code", "name", "supported_languages", "config", "consent_mode")
+            name in ("code", "name", "supported_languages", "config", "consent_mode", "timezone")
             and value is None
         ):
             raise field_error(name, "This field cannot be empty")
@@ -407,9 +412,14 @@ async def create_site(
     *,
     code: str,
     name: str,
-    timezone: str,
+    timezone: str | None,
 ) -> Site:
+    """`timezone` None: the study's."""
     await require_study_capability(session, principal, study_id, Capability.CONFIGURE_STUDY)
+    if timezone is None:
+        study = await session.get(Study, study_id)
+        assert study is not None  # the access check found it
+        timezone = study.timezone
     if not SITE_CODE_PATTERN.match(code):
         raise field_error("code", "Use letters, digits, '-' and '_' (at most 50)")
     if not valid_timezone(timezone):

@@ -61,6 +61,7 @@ from app.services.modules import module_read
 from app.services.participants import resolve_participant
 from app.services.policy import Capability
 from app.services.principals import Principal
+from app.services.schedules.visits import manifest_visits
 from app.services.session_store import SessionStore
 from app.services.submissions import accept_submission
 
@@ -174,7 +175,7 @@ async def build_manifest(
             needs_reconsent=state.needs_reconsent,
             withdrawn=state.withdrawn,
         ),
-        visits=[],
+        visits=await manifest_visits(session, participant),
         item_banks=[],
     )
     return Manifest(content=content, etag=manifest_etag(content))

@@ -19,7 +19,7 @@ from kombu import Exchange, Queue
 from app.config import Settings, get_settings
 from app.services.audit import warn_if_derived
 from app.workers.queues import AUDIT, QUEUES, REMINDERS
-from app.workers.tasks import AUDIT_CHAIN_TASK, BEAT_HEARTBEAT_TASK
+from app.workers.tasks import ADVANCE_VISIT_STATUSES_TASK, AUDIT_CHAIN_TASK, BEAT_HEARTBEAT_TASK
 
 
 def prepare_embedded_broker(settings: Settings) -> None:
@@ -54,6 +54,7 @@ def create_celery_app(settings: Settings) -> Celery:
         task_routes={
             BEAT_HEARTBEAT_TASK: {"queue": REMINDERS},
             AUDIT_CHAIN_TASK: {"queue": AUDIT},
+            ADVANCE_VISIT_STATUSES_TASK: {"queue": REMINDERS},
         },
         task_serializer="json",
         accept_content=["json"],
@@ -83,6 +84,13 @@ def create_celery_app(settings: Settings) -> Celery:
                 "task": AUDIT_CHAIN_TASK,
                 "schedule": timedelta(seconds=settings.AUDIT_CHAIN_INTERVAL_SECONDS),
                 "options": {"expires": settings.AUDIT_CHAIN_INTERVAL_SECONDS},
+            },
+            "advance-visit-statuses": {
+                "task": ADVANCE_VISIT_STATUSES_TASK,
+                "schedule": timedelta(seconds=settings.VISIT_STATUS_SCAN_SECONDS),
+                # Each run catches up on everything due, so a tick left waiting in the queue
+                # behind a newer one is useless.
+                "options": {"expires": settings.VISIT_STATUS_SCAN_SECONDS},
             },
         },
         beat_schedule_filename=str(settings.STORAGE_DIR / "celerybeat-schedule"),

@@ -17,14 +17,16 @@ from sqlalchemy import exc as sa_exc
 from app.config import get_settings
 from app.core.clock import utcnow
 from app.db.session import run_in_transaction, run_with_sessions
-from app.services.audit import ChainSettings, run_chainer
+from app.services.audit import AuditContext, ChainSettings, run_chainer
 from app.services.heartbeats import BEAT_HEARTBEAT, record_heartbeat
+from app.services.schedules import transitions
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
 BEAT_HEARTBEAT_TASK = "metricis.beat_heartbeat"
 AUDIT_CHAIN_TASK = "metricis.audit_chain"
+ADVANCE_VISIT_STATUSES_TASK = "metricis.advance_visit_statuses"
 
 # Failures of the infrastructure, worth trying again later; a domain error is not retried.
 RETRYABLE_ERRORS = (sa_exc.OperationalError, sa_exc.InterfaceError, ConnectionError, TimeoutError)
@@ -62,3 +64,12 @@ def chain_audit_events() -> None:
     settings = get_settings()
     chain = ChainSettings.from_settings(settings)
     run_with_sessions(settings, lambda sessions: run_chainer(sessions, chain))
+@metricis_task(ADVANCE_VISIT_STATUSES_TASK)
+def advance_visit_statuses() -> None:
+    """Store the status of the visits whose window opened or closed since the last run."""
+    run_in_transaction(
+        get_settings(),
+        lambda session: transitions.advance_visit_statuses(
+            session, AuditContext.system(), utcnow()
+        ),
+    )

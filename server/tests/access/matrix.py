@@ -28,10 +28,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import httpx
 
+from app.core.clock import utcnow
 from tests.access.world import (
     MASKED_EMAIL,
     MASKED_PHONE,
@@ -52,7 +54,7 @@ NOT_STUDY_SCOPED: Mapping[tuple[str, str], str] = {
     ("POST", "/api/studies"): "creates a study: no study role exists yet (tests/studies)",
     ("GET", "/api/audit/verify"): "administrators check the whole chain (tests/audit)",
 }
-PREFIXES = ("/api/studies", "/api/participants", "/api/consent", "/api/audit")
+PREFIXES = ("/api/studies", "/api/participants", "/api/consent", "/api/audit", "/api/schedules")
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +147,26 @@ def is_target(world: World, _: Principal, response: httpx.Response) -> list[str]
     if got not in (str(world.target_id), world.target_code):
         return [f"answered about participant {got}, not the target"]
     return []
+
+
+def visit_visibility(world: World, principal: Principal, response: httpx.Response) -> list[str]:
+    """Whose visits a list holds: the participants the caller may see, a token its own only."""
+    own_studies = {str(world.study_id), str(world.other_study_id)}
+    codes = {r["participant_code"] for r in _json(response)["data"] if r["study_id"] in own_studies}
+    wanted = {
+        Principal.OUTSIDER: set(),
+        Principal.SITE_COORDINATOR: {world.other_code},
+        Principal.PARTICIPANT: {world.target_code},
+        Principal.OTHER_PARTICIPANT: {world.other_code},
+    }.get(principal, {world.target_code, world.other_code})
+    if codes != wanted:
+        return [f"visits of {sorted(codes)}, expected {sorted(wanted)}"]
+    return []
+
+
+def target_visits(world: World, _: Principal, response: httpx.Response) -> list[str]:
+    codes = {r["participant_code"] for r in _json(response)["data"]}
+    return [] if codes == {world.target_code} else [f"visits of {sorted(codes)}, not the target's"]
 
 
 def study_view(_: World, principal: Principal, response: httpx.Response) -> list[str]:
@@ -472,6 +494,117 @@ AUDIT_LIST_ALL = Route(
     (study_items,),
 )
 
+SCH = "/api/schedules"
+VISITS = SCH + "/visits"
+
+
+def _schedule_events(w: World, label: str) -> list[dict[str, Any]]:
+    return [
+        {
+            "key": "baseline",
+            "label": label,
+            "offset_days": 0,
+            "window_after_days": 7,
+            "battery_id": str(w.battery_id),
+        }
+    ]
+
+
+SCHEDULES_LIST = Route(
+    "schedules.list",
+    "GET",
+    SCH,
+    lambda w, _: Call(SCH, params={"study_id": str(w.study_id)}),
+)
+SCHEDULES_LIST_ALL = Route(
+    "schedules.list(all)", "GET", SCH, lambda _, __: Call(SCH), (study_items,)
+)
+SCHEDULES_CREATE = Route(
+    "schedules.create",
+    "POST",
+    SCH,
+    # The study has its schedule already: allowed callers reach the 409 past the checks.
+    lambda w, _: Call(
+        SCH, json={"study_id": str(w.study_id), "events": _schedule_events(w, "Again")}
+    ),
+)
+SCHEDULE_GET = Route(
+    "schedule.get", "GET", SCH + "/{schedule_id}", lambda w, _: Call(f"{SCH}/{w.schedule_id}")
+)
+SCHEDULE_PATCH = Route(
+    "schedule.patch",
+    "PATCH",
+    SCH + "/{schedule_id}",
+    lambda w, _: Call(
+        f"{SCH}/{w.schedule_id}",
+        json={"events": _schedule_events(w, "Baseline visit"), "reason": "wording"},
+    ),
+)
+SCHEDULE_VERSIONS = Route(
+    "schedule.versions",
+    "GET",
+    SCH + "/{schedule_id}/versions",
+    lambda w, _: Call(f"{SCH}/{w.schedule_id}/versions"),
+)
+SCHEDULE_VERSION_GET = Route(
+    "schedule.version.get",
+    "GET",
+    SCH + "/{schedule_id}/versions/{version}",
+    lambda w, _: Call(f"{SCH}/{w.schedule_id}/versions/1"),
+)
+VISITS_LIST = Route(
+    "visits.list",
+    "GET",
+    VISITS,
+    lambda w, _: Call(VISITS, params={"study_id": str(w.study_id)}),
+    (visit_visibility,),
+)
+VISITS_LIST_ALL = Route(
+    "visits.list(all)", "GET", VISITS, lambda _, __: Call(VISITS), (visit_visibility,)
+)
+VISITS_OF_TARGET = Route(
+    "visits.list(participant)",
+    "GET",
+    VISITS,
+    lambda w, _: Call(
+        VISITS, params={"participant_id": w.target_code, "study_id": str(w.study_id)}
+    ),
+    (target_visits,),
+)
+VISITS_UPCOMING = Route(
+    "visits.upcoming",
+    "GET",
+    VISITS + "/upcoming",
+    lambda w, _: Call(VISITS + "/upcoming", params={"study_id": str(w.study_id)}),
+    (visit_visibility,),
+)
+VISITS_OVERDUE = Route(
+    "visits.overdue",
+    "GET",
+    VISITS + "/overdue",
+    lambda w, _: Call(VISITS + "/overdue", params={"study_id": str(w.study_id)}),
+)
+VISIT_GET = Route(
+    "visit.get",
+    "GET",
+    VISITS + "/{visit_id}",
+    lambda w, _: Call(f"{VISITS}/{w.target_visit_id}"),
+    (is_target,),
+)
+VISIT_RESCHEDULE = Route(
+    "visit.reschedule",
+    "POST",
+    VISITS + "/{visit_id}/reschedule",
+    lambda w, _: Call(
+        f"{VISITS}/{w.target_visit_id}/reschedule",
+        json={
+            "due_date": (utcnow().date() + timedelta(days=3)).isoformat(),
+            "reason": "the participant asked",
+        },
+    ),
+    (is_target,),
+)
+
 # ---------------------------------------------------------------------------------------------
 # The matrix
 
@@ -513,6 +646,20 @@ MATRIX: tuple[Row, ...] = (
     row(RECORD_PDF,              200,  200,   200,   404,   200,   404,   200,   404,   401),
     row(AUDIT_LIST,              200,  200,   403,   403,   403,   404,   X,     X,     401),
     row(AUDIT_LIST_ALL,          200,  200,   403,   403,   403,   200,   X,     X,     401),
+    row(SCHEDULES_LIST,          200,  200,   200,   200,   200,   404,   X,     X,     401),
+    row(SCHEDULES_LIST_ALL,      200,  200,   200,   200,   200,   200,   X,     X,     401),
+    row(SCHEDULES_CREATE,        409,  409,   403,   403,   403,   404,   X,     X,     401),
+    row(SCHEDULE_GET,            200,  200,   200,   200,   200,   404,   X,     X,     401),
+    row(SCHEDULE_PATCH,          200,  200,   403,   403,   403,   404,   X,     X,     401),
+    row(SCHEDULE_VERSIONS,       200,  200,   200,   200,   200,   404,   X,     X,     401),
+    row(SCHEDULE_VERSION_GET,    200,  200,   200,   200,   200,   404,   X,     X,     401),
+    row(VISITS_LIST,             200,  200,   200,   200,   200,   404,   200,   200,   401),
+    row(VISITS_LIST_ALL,         200,  200,   200,   200,   200,   200,   200,   200,   401),
+    row(VISITS_OF_TARGET,        200,  200,   200,   422,   200,   404,   200,   422,   401),
+    row(VISITS_UPCOMING,         200,  200,   200,   200,   200,   404,   X,     X,     401),
+    row(VISITS_OVERDUE,          200,  200,   200,   200,   200,   404,   X,     X,     401),
+    row(VISIT_GET,               200,  200,   200,   404,   200,   404,   200,   404,   401),
+    row(VISIT_RESCHEDULE,        200,  200,   200,   404,   403,   404,   X,     X,     401),
 )  # fmt: skip
 
 ERROR_CODES: Mapping[int, str] = {

@@ -60,6 +60,9 @@ class World:
     published_form_id: uuid.UUID  # version 1, published, no signature image required
     draft_form_id: uuid.UUID  # version 2, draft
     record_id: uuid.UUID  # the target's consent (signed by staff as caregiver)
+    battery_id: uuid.UUID
+    schedule_id: uuid.UUID  # one event, open from enrollment for a week
+    target_visit_id: uuid.UUID  # the target's visit of that event
     headers: Mapping[Principal, Mapping[str, str]]
 
 
@@ -100,6 +103,26 @@ async def build_world(
     spare_member = await factories.member(db_session, study_row, spare, MemberRole.READ_ONLY)
     spare_member_id = spare_member.id
     newcomer = await factories.staff(db_session, client, UserRole.READ_ONLY)
+
+    battery_id, _ = await factories.battery(db_session, study_row, ["simple-rt"])
+    # Before the participants, so that their enrollment makes their visits.
+    schedule = await _post(
+        client,
+        "/api/schedules",
+        admin.headers,
+        {
+            "study_id": str(study_id),
+            "events": [
+                {
+                    "key": "baseline",
+                    "label": "Baseline",
+                    "offset_days": 0,
+                    "window_after_days": 7,
+                    "battery_id": str(battery_id),
+                }
+            ],
+        },
+    )
 
     # Through the API, so the contact details are encrypted the way the application does it.
     target = await _post(
@@ -145,6 +168,13 @@ async def build_world(
         },
     )
 
+    visits = await client.get(
+        "/api/schedules/visits",
+        headers=admin.headers,
+        params={"participant_id": str(target_id)},
+    )
+    [target_visit] = visits.json()["data"]
+
     participant_headers = await factories.participant_headers(db_session, settings, target_id)
     other_headers = await factories.participant_headers(db_session, settings, other_id)
 
@@ -174,5 +204,8 @@ async def build_world(
         published_form_id=uuid.UUID(published["id"]),
         draft_form_id=uuid.UUID(draft["id"]),
         record_id=uuid.UUID(record["id"]),
+        battery_id=battery_id,
+        schedule_id=uuid.UUID(schedule["id"]),
+        target_visit_id=uuid.UUID(target_visit["id"]),
         headers=headers,
     )

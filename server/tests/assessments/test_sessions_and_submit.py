@@ -368,9 +368,10 @@ async def test_sessions_name_participants_by_uuid_or_code_and_refuse_unknown_one
     )
 
 
-async def test_a_visit_id_is_refused_until_visits_exist(
+async def test_a_visit_id_naming_no_visit_of_the_participant_is_refused(
     client: httpx.AsyncClient, db_session: AsyncSession, world: World
 ) -> None:
+    """Starts with real visits: tests/schedules/test_sessions.py."""
     before = await count(db_session, AssessmentSession)
     for headers in (world.participant, world.coordinator):
         response = await client.post(

@@ -161,6 +161,8 @@ def _known_ids(world: World, battery_id: uuid.UUID) -> dict[str, str]:
         "record_id": str(world.record_id),
         "user_id": str(world.newcomer_user_id),
         "battery_id": str(battery_id),
+        "schedule_id": str(world.schedule_id),
+        "visit_id": str(world.target_visit_id),
         "version": "1",
         "module_id": "flanker",
     }

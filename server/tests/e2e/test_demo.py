@@ -15,6 +15,7 @@ from app.models.assessment import AssessmentSession, TaskResult
 from app.models.audit import AuditEvent
 from app.models.battery import Battery
 from app.models.consent import ConsentForm, ConsentRecord
+from app.models.schedule import Schedule, Visit
 from app.services.demo.content import CONSENT_ANSWERS, demo_trials, signature_data_uri
 from app.services.demo.seed import (
     DEMO_PASSWORD,
@@ -53,7 +54,15 @@ async def _participant_sign_in(client: httpx.AsyncClient, summary: DemoSummary) 
 async def _counts(db_session: AsyncSession) -> dict[str, int]:
     return {
         model.__name__: int(await db_session.scalar(select(func.count()).select_from(model)) or 0)
-        for model in (ConsentForm, ConsentRecord, Battery, AssessmentSession, TaskResult)
+        for model in (
+            ConsentForm,
+            ConsentRecord,
+            Battery,
+            AssessmentSession,
+            TaskResult,
+            Schedule,
+            Visit,
+        )
     }
 
 
@@ -86,6 +95,13 @@ async def test_the_printed_participant_signs_consents_and_completes_the_battery(
     [battery] = manifest.json()["batteries"]
     assert battery["id"] == str(summary.battery_id)
     assert sorted(task["module_id"] for task in battery["tasks"]) == BATTERY_TASKS
+    # The schedule: the baseline is open now, the six monthly visits come after it.
+    visits = manifest.json()["visits"]
+    assert [(v["event_key"], v["occurrence"], v["status"]) for v in visits] == [
+        ("baseline", 1, "open"),
+        *[("monthly", n, "scheduled") for n in range(1, 7)],
+    ]
+    baseline = visits[0]
 
     refused = await client.post(
         "/api/session/start",
@@ -113,7 +129,11 @@ async def test_the_printed_participant_signs_consents_and_completes_the_battery(
     started = await client.post(
         "/api/session/start",
         headers=participant,
-        json={"participant_id": participant_id, "battery_id": battery["id"]},
+        json={
+            "participant_id": participant_id,
+            "battery_id": battery["id"],
+            "visit_id": baseline["id"],
+        },
     )
     assert started.status_code == 201, started.text
     session_id = started.json()["session_id"]
@@ -141,6 +161,8 @@ async def test_the_printed_participant_signs_consents_and_completes_the_battery(
     assert read.status_code == 200
     assert read.json()["status"] == "completed"
     _assert_scored(read.json()["tasks"])
+    visit = await client.get(f"/api/schedules/visits/{baseline['id']}", headers=participant)
+    assert (visit.json()["status"], visit.json()["session_id"]) == ("completed", session_id)
 
 
 def _assert_scored(tasks: list[dict[str, Any]]) -> None:
@@ -186,6 +208,24 @@ async def test_staff_see_the_participant_who_completed_a_session(
     )
     assert pdf.status_code == 200
     assert pdf.headers["content-type"] == "application/pdf"
+
+    # The session was the participant's baseline visit; the other enrolled participants' are
+    # open and show as upcoming, the screened one (P004) has none.
+    visits = await client.get(
+        "/api/schedules/visits",
+        headers=researcher,
+        params={"participant_id": completed["participant_id"]},
+    )
+    baseline = next(v for v in visits.json()["data"] if v["event_key"] == "baseline")
+    assert (baseline["status"], baseline["session_id"]) == ("completed", completed["id"])
+    upcoming = await client.get(
+        "/api/schedules/visits/upcoming", headers=researcher, params={"study_id": study["id"]}
+    )
+    assert sorted(v["participant_code"] for v in upcoming.json()["data"]) == [
+        "P001",
+        "P003",
+        "P005",
+    ]
 
 
 async def test_a_second_run_changes_nothing_but_issues_a_working_access_code(

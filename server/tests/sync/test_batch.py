@@ -374,9 +374,10 @@ async def test_staff_sync_a_signature_naming_the_participant_by_code(
     assert status.json()["record_id"] == response.json()["items"][0]["result"]["record_id"]
 
 
-async def test_a_session_item_with_a_visit_id_is_rejected_until_visits_exist(
+async def test_a_session_item_naming_no_visit_of_the_participant_is_rejected(
     client: httpx.AsyncClient, world: World, db_session: AsyncSession
 ) -> None:
+    """Items with real visits: tests/schedules/test_sessions.py."""
     with_visit = session_item(world, visit_id=str(uuid.uuid4()))
     before = await counts(db_session)
     response = await client.post(

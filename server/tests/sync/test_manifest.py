@@ -57,7 +57,7 @@ async def test_manifest_content_for_the_participant(
         "needs_reconsent": False,
         "withdrawn": False,
     }
-    assert body["visits"] == []
+    assert body["visits"] == []  # the study has no schedule (tests/schedules/test_sessions.py)
     assert body["item_banks"] == []
     # Nothing of the other participant, nothing about staff.
     text = json.dumps(body)

@@ -48,6 +48,7 @@ def _read(
         actor=participant.actor,
         language=participant.language,
         timezone=participant.timezone,
+        anchor_date=participant.anchor_date,
         withdrawn_at=participant.withdrawn_at,
         withdrawal_scope=participant.withdrawal_scope,
         has_access_code=participant.access_code_hash is not None,
@@ -67,6 +68,7 @@ def _fields(body: ParticipantCreate | ParticipantUpdate) -> service.ParticipantF
         actor=body.actor,
         language=body.language,
         timezone=body.timezone,
+        anchor_date=body.anchor_date,
     )
 
 

@@ -76,6 +76,63 @@ BATTERY_TASKS: tuple[tuple[str, dict[str, Any]], ...] = (
 )
 
 
+# The schedule the consent form describes: a baseline, then once a month for six months, each
+# with an email when the window opens and a text message the day before it closes.
+SCHEDULE_NAME = "Baseline and monthly follow-up"
+SCHEDULE_QUIET_HOURS: dict[str, str] = {"start": "21:00", "end": "08:00"}
+_OPENING_EMAIL: dict[str, Any] = {
+    "channel": "email",
+    "anchor": "window_open",
+    "offset_days": 0,
+    "local_time": "09:00",
+    "templates": {
+        "en": {
+            "subject": "{study_name}: your {visit_label} assessment is open",
+            "body": "Hello {participant_code},\n\nYour {visit_label} assessment is open until "
+            "{window_closes}. It takes about ten minutes: {link}\n\nThank you!",
+        },
+        "fr": {
+            "subject": "{study_name} : votre évaluation {visit_label} est ouverte",
+            "body": "Bonjour {participant_code},\n\nVotre évaluation {visit_label} est ouverte "
+            "jusqu'au {window_closes}. Elle dure une dizaine de minutes : {link}\n\nMerci !",
+        },
+    },
+}
+_CLOSING_SMS: dict[str, Any] = {
+    "channel": "sms",
+    "anchor": "window_close",
+    "offset_days": -1,
+    "local_time": "18:00",
+    "templates": {
+        "en": {"body": "{study_name}: your {visit_label} assessment closes tomorrow. {link}"},
+        "fr": {"body": "{study_name} : votre évaluation {visit_label} ferme demain. {link}"},
+    },
+}
+
+
+def schedule_events(battery_id: str) -> list[dict[str, Any]]:
+    return [
+        {
+            "key": "baseline",
+            "label": "Baseline",
+            "offset_days": 0,
+            "window_after_days": 7,
+            "battery_id": battery_id,
+            "reminders": [_OPENING_EMAIL],
+        },
+        {
+            "key": "monthly",
+            "label": "Monthly follow-up",
+            "offset_days": 30,
+            "window_before_days": 3,
+            "window_after_days": 3,
+            "battery_id": battery_id,
+            "repeat": {"every_days": 30, "count": 6},
+            "reminders": [_OPENING_EMAIL, _CLOSING_SMS],
+        },
+    ]
+
+
 @dataclass(frozen=True, slots=True)
 class _Timing:
     mean_ms: float

@@ -24,9 +24,11 @@ from app.models.audit import ActorType
 from app.models.battery import Battery
 from app.models.consent import ConsentRecord, SignerRole
 from app.models.participant import Participant, ParticipantActor, ParticipantStatus
+from app.models.schedule import Schedule, Visit
 from app.models.study import MemberRole, Study, StudyStatus
 from app.models.user import User, UserRole
 from app.schemas.assessments import SubmitRequest
+from app.schemas.schedules import QuietHours, ScheduleEventIn
 from app.services import assessment_sessions, batteries, participants, studies, submissions
 from app.services.audit import AuditContext
 from app.services.consent import forms, signing
@@ -34,6 +36,7 @@ from app.services.consent.gate import consent_gate
 from app.services.demo import content
 from app.services.local_storage import LocalStorage
 from app.services.principals import StaffPrincipal
+from app.services.schedules import definitions
 from app.services.session_store import SessionStore
 from app.services.users import create_user
 
@@ -63,6 +66,7 @@ class DemoSummary:
     """Whether this run added anything (False: everything was already there)."""
     staff: tuple[tuple[str, UserRole], ...]
     study_code: str
+    study_id: uuid.UUID
     battery_id: uuid.UUID
     completed_participant_code: str
     participant_code: str
@@ -234,6 +238,29 @@ async def _ensure_battery(
     return battery, True
 
 
+async def _ensure_schedule(
+    session: AsyncSession, researcher: _Actor, study: Study, battery: Battery
+) -> bool:
+    """The study's schedule; its enrolled participants get their visits from it."""
+    if await session.scalar(select(Schedule.id).where(Schedule.study_id == study.id)):
+        return False
+    await definitions.create_schedule(
+        session,
+        researcher.context,
+        researcher.principal,
+        study.id,
+        definitions.ScheduleFields(
+            name=content.SCHEDULE_NAME,
+            events=[
+                ScheduleEventIn.model_validate(event)
+                for event in content.schedule_events(str(battery.id))
+            ],
+            reminder_quiet_hours=QuietHours.model_validate(content.SCHEDULE_QUIET_HOURS),
+        ),
+    )
+    return True
+
+
 async def _ensure_completed_visit(
     session: AsyncSession,
     store: SessionStore,
@@ -242,7 +269,7 @@ async def _ensure_completed_visit(
     study: Study,
     battery: Battery,
 ) -> bool:
-    """P002's first visit: consent in person, then the battery on the clinic tablet.
+    """P002's baseline visit: consent in person, then the battery on the clinic tablet.
 
     Only for a P002 nobody has touched yet (no consent record, no session): what someone did
     with the demo since is left as it is.
@@ -280,6 +307,13 @@ async def _ensure_completed_visit(
         ),
     )
     await session.flush()  # the consent gate of start_session reads it
+    baseline = await session.scalar(
+        select(Visit.id).where(
+            Visit.participant_id == participant.id,
+            Visit.event_key == "baseline",
+            Visit.occurrence == 1,
+        )
+    )
     started = await assessment_sessions.start_session(
         session,
         store,
@@ -288,7 +322,7 @@ async def _ensure_completed_visit(
         participant_ref=str(participant.id),
         battery_id=battery.id,
         battery_version=None,
-        visit_id=None,
+        visit_id=baseline,
         session_id=None,
         device=CLINIC_TABLET,
         started_at=None,
@@ -340,6 +374,7 @@ async def seed_demo(
     created |= await _ensure_consent_form(session, researcher, study)
     battery, battery_created = await _ensure_battery(session, researcher, study)
     created |= battery_created
+    created |= await _ensure_schedule(session, researcher, study, battery)
     created |= await _ensure_completed_visit(session, store, storage, coordinator, study, battery)
 
     ready = await _participant(session, study.id, READY_PARTICIPANT_CODE)
@@ -354,6 +389,7 @@ async def seed_demo(
         created=created,
         staff=tuple((email, role) for email, _, role in DEMO_STAFF),
         study_code=DEMO_STUDY_CODE,
+        study_id=study.id,
         battery_id=battery.id,
         completed_participant_code=COMPLETED_PARTICIPANT_CODE,
         participant_code=READY_PARTICIPANT_CODE,
