@@ -5,6 +5,13 @@ from app.models.assessment import AssessmentSession, SessionStatus, TaskResult, 
 from app.models.audit import ActorType, AuditCategory, AuditChainHead, AuditEvent
 from app.models.battery import Battery, BatteryVersion
 from app.models.consent import ConsentForm, ConsentFormStatus, ConsentRecord, SignerRole
+from app.models.notification import (
+    Notification,
+    NotificationChannel,
+    NotificationKind,
+    NotificationOptOut,
+    NotificationStatus,
+)
 from app.models.participant import (
     MagicLinkToken,
     Participant,
@@ -32,6 +39,11 @@ __all__ = [
     "ConsentRecord",
     "MagicLinkToken",
     "MemberRole",
+    "Notification",
+    "NotificationChannel",
+    "NotificationKind",
+    "NotificationOptOut",
+    "NotificationStatus",
     "Participant",
     "ParticipantActor",
     "ParticipantLogin",
