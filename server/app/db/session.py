@@ -142,3 +142,23 @@ def run_in_transaction(
             await engine.dispose()
 
     return asyncio.run(run())
+
+
+def run_with_sessions(
+    settings: Settings,
+    work: Callable[[async_sessionmaker[AsyncSession]], Awaitable[ResultT]],
+) -> ResultT:
+    """Run `work` from synchronous code with a session factory, for work that needs several
+    transactions of its own (the notification dispatcher commits its claim before sending).
+
+    Like `run_in_transaction`, the engine lives only as long as the call.
+    """
+
+    async def run() -> ResultT:
+        engine = create_engine(settings)
+        try:
+            return await work(create_sessionmaker(engine))
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())

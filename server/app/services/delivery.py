@@ -22,7 +22,7 @@ class DeliveryFailureKind(StrEnum):
     UNKNOWN = "unknown"
 
 
-class DeliveryFailure(Exception):
+class DeliveryError(Exception):
     """A message not (certainly) delivered. `description` is safe to store and show: built by
     us, with whatever the provider said redacted of addresses and numbers."""
 
@@ -30,4 +30,3 @@ class DeliveryFailure(Exception):
         self.kind = kind
         self.description = redact_text(description)[:MAX_ERROR_LENGTH]
         super().__init__(f"{kind.value}: {self.description}")
-

@@ -11,7 +11,7 @@ delivered by the backend EMAIL_BACKEND names.
 
 Nothing here blocks the event loop: SMTP is asynchronous, files are written in a thread.
 
-A sender raises `DeliveryFailure` (app/services/delivery.py) saying whether the server may have
+A sender raises `DeliveryError` (app/services/delivery.py) saying whether the server may have
 taken the message: the notification dispatcher retries only what was certainly refused.
 `send_email`, for a message sent after its request has been answered (a magic link), logs and
 swallows failures instead, since there is nobody to raise to. Logs never carry the recipient's
@@ -39,7 +39,7 @@ from aiosmtplib.email import flatten_message
 from app.config import EmailBackend, Settings
 from app.core.clock import utcnow
 from app.core.logging import get_logger
-from app.services.delivery import DeliveryFailure, DeliveryFailureKind
+from app.services.delivery import DeliveryError, DeliveryFailureKind
 
 logger = get_logger(__name__)
 
@@ -98,7 +98,7 @@ class EmailSender:
         await self.close()
 
     async def send(self, message: EmailMessage) -> str:
-        """Deliver one message; its Message-ID. Raises `DeliveryFailure`."""
+        """Deliver one message; its Message-ID. Raises `DeliveryError`."""
         raise NotImplementedError
 
     async def close(self) -> None:
@@ -128,7 +128,7 @@ class FileEmailSender(EmailSender):
         try:
             await asyncio.to_thread(_write_message, self.folder, message)
         except OSError as exc:
-            raise DeliveryFailure(
+            raise DeliveryError(
                 DeliveryFailureKind.TEMPORARY, f"cannot write the message file: {exc.strerror}"
             ) from exc
         return str(message["Message-ID"])
@@ -156,12 +156,10 @@ async def _helo_name() -> str:
     return _local_hostname
 
 
-def _smtp_refusal(stage: str, exc: aiosmtplib.SMTPResponseException) -> DeliveryFailure:
+def _smtp_refusal(stage: str, exc: aiosmtplib.SMTPResponseException) -> DeliveryError:
     """A reply code is the server's word: 4xx "not now", 5xx "never"; either way not taken."""
-    kind = (
-        DeliveryFailureKind.TEMPORARY if 400 <= exc.code < 500 else DeliveryFailureKind.PERMANENT
-    )
-    return DeliveryFailure(kind, f"SMTP {exc.code} at {stage}: {exc.message}")
+    kind = DeliveryFailureKind.TEMPORARY if 400 <= exc.code < 500 else DeliveryFailureKind.PERMANENT
+    return DeliveryError(kind, f"SMTP {exc.code} at {stage}: {exc.message}")
 
 
 class SmtpEmailSender(EmailSender):
@@ -188,7 +186,7 @@ class SmtpEmailSender(EmailSender):
             await client.connect()
         except (aiosmtplib.SMTPException, OSError) as exc:
             # Nothing was handed over yet: certainly not sent.
-            raise DeliveryFailure(
+            raise DeliveryError(
                 DeliveryFailureKind.TEMPORARY,
                 f"cannot open an SMTP session with {settings.SMTP_HOST}:{settings.SMTP_PORT} "
                 f"({type(exc).__name__}: {exc})",
@@ -225,20 +223,22 @@ class SmtpEmailSender(EmailSender):
             options: list[str] = []
             if needs_utf8 and not client.supports_extension("smtputf8"):
                 await self._reset(client)
-                raise DeliveryFailure(
+                raise DeliveryError(
                     DeliveryFailureKind.PERMANENT,
                     "the address is not ASCII and the SMTP server does not support SMTPUTF8",
                 )
             cte_type = "8bit" if client.supports_extension("8bitmime") else "7bit"
             stage = "RCPT"
-            await client.rcpt(recipient, options=options, encoding="utf-8" if needs_utf8 else "ascii")
+            await client.rcpt(
+                recipient, options=options, encoding="utf-8" if needs_utf8 else "ascii"
+            )
         except aiosmtplib.SMTPResponseException as exc:
             await self._reset(self._client)
             raise _smtp_refusal(stage, exc) from exc
         except (aiosmtplib.SMTPException, OSError) as exc:
             # Before DATA the server holds no message of ours: certainly not sent.
             self._drop()
-            raise DeliveryFailure(
+            raise DeliveryError(
                 DeliveryFailureKind.TEMPORARY,
                 f"the SMTP session failed at {stage} ({type(exc).__name__}: {exc})",
             ) from exc
@@ -252,10 +252,9 @@ class SmtpEmailSender(EmailSender):
             # The content may have reached the server, which may have queued it before the
             # connection broke: whether it was taken is unknown.
             self._drop()
-            raise DeliveryFailure(
+            raise DeliveryError(
                 DeliveryFailureKind.UNKNOWN,
-                f"the SMTP connection failed during DATA ({type(exc).__name__}); "
-                "delivery unknown",
+                f"the SMTP connection failed during DATA ({type(exc).__name__}); delivery unknown",
             ) from exc
         return str(message["Message-ID"])
 
@@ -301,7 +300,7 @@ async def send_email(settings: Settings, *, to: str, subject: str, text: str) ->
             if backend is EmailBackend.SMTP
             else {}
         )
-        if isinstance(exc, DeliveryFailure):
+        if isinstance(exc, DeliveryError):
             where["outcome"] = exc.kind.value
         # str(exc) is not logged: SMTP errors quote the recipient's address.
         logger.warning(
