@@ -17,8 +17,9 @@ from celery.signals import beat_init, worker_init
 from kombu import Exchange, Queue
 
 from app.config import Settings, get_settings
+from app.workers.kicks import enable_dispatch_kicks
 from app.workers.queues import QUEUES, REMINDERS
-from app.workers.tasks import BEAT_HEARTBEAT_TASK
+from app.workers.tasks import BEAT_HEARTBEAT_TASK, DISPATCH_NOTIFICATIONS_TASK
 
 
 def prepare_embedded_broker(settings: Settings) -> None:
@@ -31,6 +32,9 @@ def prepare_embedded_broker(settings: Settings) -> None:
 
 def _prepare_on_start(**_: Any) -> None:
     prepare_embedded_broker(get_settings())
+    # A task that makes notifications due (a scan) asks for a dispatch through this worker's
+    # own application.
+    enable_dispatch_kicks(celery_app, get_settings())
 
 
 worker_init.connect(_prepare_on_start, weak=False)
@@ -45,7 +49,10 @@ def create_celery_app(settings: Settings) -> Celery:
         broker_connection_retry_on_startup=True,
         task_queues=[Queue(name, Exchange(name), routing_key=name) for name in QUEUES],
         task_default_queue=REMINDERS,
-        task_routes={BEAT_HEARTBEAT_TASK: {"queue": REMINDERS}},
+        task_routes={
+            BEAT_HEARTBEAT_TASK: {"queue": REMINDERS},
+            DISPATCH_NOTIFICATIONS_TASK: {"queue": REMINDERS},
+        },
         task_serializer="json",
         accept_content=["json"],
         # Results live in the database, written by the services the tasks call.
@@ -67,7 +74,13 @@ def create_celery_app(settings: Settings) -> Celery:
                 # A tick nobody ran before health calls beat stale is useless later: expiring it
                 # keeps a stopped worker from finding a backlog of heartbeats.
                 "options": {"expires": settings.beat_stale_after_seconds},
-            }
+            },
+            "dispatch-notifications": {
+                "task": DISPATCH_NOTIFICATIONS_TASK,
+                "schedule": timedelta(seconds=settings.NOTIFICATION_DISPATCH_INTERVAL_SECONDS),
+                # The next tick does the same work: a backlog of ticks is useless.
+                "options": {"expires": settings.NOTIFICATION_DISPATCH_INTERVAL_SECONDS},
+            },
         },
         beat_schedule_filename=str(settings.STORAGE_DIR / "celerybeat-schedule"),
         # The filesystem transport has no broadcast: remote control needs a real broker.

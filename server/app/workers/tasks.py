@@ -16,13 +16,15 @@ from sqlalchemy import exc as sa_exc
 
 from app.config import get_settings
 from app.core.clock import utcnow
-from app.db.session import run_in_transaction
+from app.db.session import run_in_transaction, run_with_sessions
 from app.services.heartbeats import BEAT_HEARTBEAT, record_heartbeat
+from app.services.notifications.dispatcher import Dispatcher
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
 BEAT_HEARTBEAT_TASK = "metricis.beat_heartbeat"
+DISPATCH_NOTIFICATIONS_TASK = "metricis.dispatch_notifications"
 
 # Failures of the infrastructure, worth trying again later; a domain error is not retried.
 RETRYABLE_ERRORS = (sa_exc.OperationalError, sa_exc.InterfaceError, ConnectionError, TimeoutError)
@@ -50,3 +52,14 @@ def beat_heartbeat() -> None:
     run_in_transaction(
         get_settings(), lambda session: record_heartbeat(session, BEAT_HEARTBEAT, utcnow())
     )
+
+
+@metricis_task(DISPATCH_NOTIFICATIONS_TASK)
+def dispatch_notifications() -> dict[str, int]:
+    """Send the notifications that are due (app/services/notifications/dispatcher.py). Several
+    runs at once take different rows; a run whose worker died leaves nothing to send twice."""
+    settings = get_settings()
+    report = run_with_sessions(
+        settings, lambda sessionmaker: Dispatcher(sessionmaker, settings).run()
+    )
+    return report.as_dict()

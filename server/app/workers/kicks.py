@@ -1,0 +1,58 @@
+"""Asking the dispatcher to run now, rather than at beat's next tick, when notifications become
+due (`NOTIFICATIONS_DUE`, emitted after the commit that wrote them).
+
+The API process and the workers register the application to send through: `create_app` with one
+built from its settings, a worker with its own. A kick that cannot be sent (the broker is down)
+is logged and dropped: beat's next tick finds the rows anyway, since they are in the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+from app.config import Settings
+from app.core.events import DomainEvent, subscribe
+from app.core.logging import get_logger
+from app.services.notifications.scheduling import NOTIFICATIONS_DUE
+from app.workers.queues import REMINDERS
+from app.workers.tasks import DISPATCH_NOTIFICATIONS_TASK
+
+logger = get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class _Kicker:
+    sender: Any  # a Celery application (untyped)
+    expires_seconds: float
+
+
+_kicker: _Kicker | None = None
+
+
+def enable_dispatch_kicks(sender: Any, settings: Settings) -> None:
+    """Send kicks through `sender` (a Celery application) from now on, in this process."""
+    global _kicker
+    _kicker = _Kicker(sender, settings.NOTIFICATION_DISPATCH_INTERVAL_SECONDS)
+
+
+async def _kick(_: DomainEvent) -> None:
+    kicker = _kicker
+    if kicker is None:
+        return
+    try:
+        # kombu publishes synchronously; without retries, so a broker that is down costs one
+        # connection timeout, not a series of them.
+        await asyncio.to_thread(
+            kicker.sender.send_task,
+            DISPATCH_NOTIFICATIONS_TASK,
+            queue=REMINDERS,
+            retry=False,
+            expires=kicker.expires_seconds,
+        )
+    except Exception as exc:
+        logger.warning("notification_dispatch_kick_failed", error=type(exc).__name__)
+
+
+subscribe(NOTIFICATIONS_DUE, _kick)
