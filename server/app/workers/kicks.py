@@ -25,7 +25,22 @@ logger = get_logger(__name__)
 @dataclass(frozen=True, slots=True)
 class _Kicker:
     sender: Any  # a Celery application (untyped)
-    expires_seconds: float
+    settings: Settings
+
+    def send(self) -> None:
+        # Imported here: the Celery application module imports this one.
+        from app.workers.celery_app import prepare_embedded_broker
+
+        # The embedded broker's folders, made when first needed: an API whose storage is
+        # broken still starts (and health says what is wrong).
+        prepare_embedded_broker(self.settings)
+        # Without retries: a broker that is down costs one connection timeout, not a series.
+        self.sender.send_task(
+            DISPATCH_NOTIFICATIONS_TASK,
+            queue=REMINDERS,
+            retry=False,
+            expires=self.settings.NOTIFICATION_DISPATCH_INTERVAL_SECONDS,
+        )
 
 
 _kicker: _Kicker | None = None
@@ -34,7 +49,7 @@ _kicker: _Kicker | None = None
 def enable_dispatch_kicks(sender: Any, settings: Settings) -> None:
     """Send kicks through `sender` (a Celery application) from now on, in this process."""
     global _kicker
-    _kicker = _Kicker(sender, settings.NOTIFICATION_DISPATCH_INTERVAL_SECONDS)
+    _kicker = _Kicker(sender, settings)
 
 
 async def _kick(_: DomainEvent) -> None:
@@ -42,15 +57,8 @@ async def _kick(_: DomainEvent) -> None:
     if kicker is None:
         return
     try:
-        # kombu publishes synchronously; without retries, so a broker that is down costs one
-        # connection timeout, not a series of them.
-        await asyncio.to_thread(
-            kicker.sender.send_task,
-            DISPATCH_NOTIFICATIONS_TASK,
-            queue=REMINDERS,
-            retry=False,
-            expires=kicker.expires_seconds,
-        )
+        # kombu publishes synchronously: off the event loop.
+        await asyncio.to_thread(kicker.send)
     except Exception as exc:
         logger.warning("notification_dispatch_kick_failed", error=type(exc).__name__)
 
