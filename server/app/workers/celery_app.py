@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from celery import Celery
-from celery.signals import beat_init, worker_init
+from celery.signals import beat_init, setup_logging, worker_init
 from kombu import Exchange, Queue
 
 from app.config import Settings, get_settings
+from app.core.logging import configure_logging
 from app.workers.kicks import enable_dispatch_kicks
 from app.workers.queues import QUEUES, REMINDERS
 from app.workers.tasks import BEAT_HEARTBEAT_TASK, DISPATCH_NOTIFICATIONS_TASK
@@ -37,6 +38,14 @@ def _prepare_on_start(**_: Any) -> None:
     enable_dispatch_kicks(celery_app, get_settings())
 
 
+def _configure_logging(**_: Any) -> None:
+    # Our pipeline instead of Celery's (connecting this signal turns Celery's off): the format
+    # LOG_FORMAT picks and the redaction of secrets and contact details, in workers and beat as
+    # in the API, for their own lines and Celery's.
+    configure_logging(get_settings())
+
+
+setup_logging.connect(_configure_logging, weak=False)
 worker_init.connect(_prepare_on_start, weak=False)
 beat_init.connect(_prepare_on_start, weak=False)
 
