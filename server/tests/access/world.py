@@ -16,6 +16,13 @@ import httpx
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
+from app.core.clock import utcnow
+from app.models.notification import (
+    Notification,
+    NotificationChannel,
+    NotificationKind,
+    NotificationStatus,
+)
 from app.models.study import MemberRole
 from app.models.user import UserRole
 from tests import factories
@@ -60,6 +67,7 @@ class World:
     published_form_id: uuid.UUID  # version 1, published, no signature image required
     draft_form_id: uuid.UUID  # version 2, draft
     record_id: uuid.UUID  # the target's consent (signed by staff as caregiver)
+    notification_id: uuid.UUID  # a failed email reminder of the target, which may be resent
     headers: Mapping[Principal, Mapping[str, str]]
 
 
@@ -145,6 +153,27 @@ async def build_world(
         },
     )
 
+    notification = Notification(
+        id=uuid.uuid4(),
+        study_id=study_id,
+        participant_id=target_id,
+        kind=NotificationKind.VISIT_REMINDER,
+        channel=NotificationChannel.EMAIL,
+        status=NotificationStatus.FAILED,
+        send_at=utcnow(),
+        due_at=utcnow(),
+        language="en",
+        subject="Your visit is open",
+        body="Your visit opens today.",
+        dedupe_key=f"access-matrix:{uuid.uuid4()}",
+        destination_hint=MASKED_EMAIL,
+        attempts=1,
+        error="interrupted; delivery unknown",
+    )
+    db_session.add(notification)
+    await db_session.commit()
+    notification_id = notification.id
+
     participant_headers = await factories.participant_headers(db_session, settings, target_id)
     other_headers = await factories.participant_headers(db_session, settings, other_id)
 
@@ -174,5 +203,6 @@ async def build_world(
         published_form_id=uuid.UUID(published["id"]),
         draft_form_id=uuid.UUID(draft["id"]),
         record_id=uuid.UUID(record["id"]),
+        notification_id=notification_id,
         headers=headers,
     )

@@ -83,7 +83,7 @@ async def notify(
 
 
 async def reread(session: AsyncSession, notification_id: uuid.UUID) -> Notification:
-    session.expire_all()
+    """The row as stored now (what another transaction committed included)."""
     found = await session.scalar(
         select(Notification)
         .where(Notification.id == notification_id)
@@ -94,8 +94,9 @@ async def reread(session: AsyncSession, notification_id: uuid.UUID) -> Notificat
 
 
 async def statuses(session: AsyncSession) -> dict[NotificationStatus, int]:
-    session.expire_all()
-    rows = (await session.scalars(select(Notification))).all()
+    rows = (
+        await session.scalars(select(Notification).execution_options(populate_existing=True))
+    ).all()
     counts: dict[NotificationStatus, int] = {}
     for row in rows:
         counts[row.status] = counts.get(row.status, 0) + 1
