@@ -168,6 +168,9 @@ class Settings(BaseSettings):
     # Rows claimed per transaction: a worker killed mid-batch leaves at most this many whose
     # delivery is unknown.
     NOTIFICATION_BATCH_SIZE: int = Field(default=20, ge=1, le=500)
+    # Messages of a batch in flight at once, each lane with an SMTP connection of its own
+    # (kept for the whole run): sending is a chain of round trips, which lanes overlap.
+    NOTIFICATION_SEND_CONCURRENCY: int = Field(default=4, ge=1, le=32)
     # Provider calls per notification when the provider certainly did not take the message
     # (connection refused, a 4xx reply); the wait doubles from the backoff up to its maximum.
     NOTIFICATION_MAX_ATTEMPTS: int = Field(default=5, ge=1, le=50)

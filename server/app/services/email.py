@@ -27,14 +27,18 @@ import socket
 import sys
 import uuid
 from collections.abc import Mapping
+from dataclasses import dataclass, field
+from email.charset import QP, Charset
+from email.header import Header
 from email.message import EmailMessage
-from email.utils import formatdate, make_msgid, parseaddr
+from email.policy import SMTPUTF8
+from email.utils import formataddr, formatdate, make_msgid, parseaddr
+from functools import lru_cache
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
 import aiosmtplib
-from aiosmtplib.email import flatten_message
 
 from app.config import EmailBackend, Settings
 from app.core.clock import utcnow
@@ -46,6 +50,89 @@ logger = get_logger(__name__)
 CONSOLE_RULE = "=" * 24
 
 
+# Bodies in quoted-printable UTF-8: 7-bit clean for any server, readable in the raw source.
+_UTF8_QP = Charset("utf-8")
+_UTF8_QP.body_encoding = QP
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingEmail:
+    """One plain-text message. Not printable: its text may hold a live sign-in link."""
+
+    sender: str
+    to: str = field(repr=False)
+    subject: str
+    text: str = field(repr=False)
+    message_id: str
+    date: str
+    headers: tuple[tuple[str, str], ...] = ()
+
+    def as_bytes(self, *, linesep: str = "\r\n", utf8: bool = False) -> bytes:
+        """The message as it goes on the wire: 7-bit clean (encoded headers, a quoted-printable
+        UTF-8 body) unless `utf8` (an address that needs SMTPUTF8).
+
+        Written out directly rather than through `EmailMessage`, whose header parsing and
+        folding cost about a millisecond a message: every value here is ours or validated,
+        and a line break in one is refused, so no header can be injected.
+        """
+        if utf8 or not self.to.isascii():
+            return self._as_utf8_bytes(linesep)
+        for name, value in (
+            ("To", self.to),
+            ("Subject", self.subject),
+            ("Message-ID", self.message_id),
+            *self.headers,
+        ):
+            if "\r" in value or "\n" in value:
+                raise ValueError(f"a line break in the {name} header")
+        subject = (
+            self.subject
+            if self.subject.isascii()
+            else Header(self.subject, "utf-8").encode(linesep=linesep)
+        )
+        lines = [
+            f"From: {_header_address(self.sender)}",
+            f"To: {self.to}",
+            f"Subject: {subject}",
+            f"Date: {self.date}",
+            f"Message-ID: {self.message_id}",
+            "MIME-Version: 1.0",
+            'Content-Type: text/plain; charset="utf-8"',
+            "Content-Transfer-Encoding: quoted-printable",
+            *(f"{name}: {value}" for name, value in self.headers),
+        ]
+        body = _UTF8_QP.body_encode(self.text) or ""
+        return (linesep.join(lines) + linesep + linesep + linesep.join(body.split("\n"))).encode(
+            "ascii"
+        )
+
+    def _as_utf8_bytes(self, linesep: str) -> bytes:
+        message = EmailMessage(policy=SMTPUTF8.clone(linesep=linesep))
+        for name, value in (
+            ("From", self.sender),
+            ("To", self.to),
+            ("Subject", self.subject),
+            ("Date", self.date),
+            ("Message-ID", self.message_id),
+            *self.headers,
+        ):
+            message[name] = value
+        message.set_content(self.text)
+        return message.as_bytes()
+
+
+@lru_cache(maxsize=8)
+def _header_address(sender: str) -> str:
+    """EMAIL_FROM as a header value, its display name encoded when it is not ASCII."""
+    return sender if sender.isascii() else formataddr(parseaddr(sender), charset="utf-8")
+
+
+@lru_cache(maxsize=8)
+def envelope_address(sender: str) -> str:
+    """The bare address of EMAIL_FROM, for MAIL FROM."""
+    return parseaddr(sender)[1]
+
+
 def build_message(
     settings: Settings,
     *,
@@ -53,17 +140,16 @@ def build_message(
     subject: str,
     text: str,
     headers: Mapping[str, str] | None = None,
-) -> EmailMessage:
-    message = EmailMessage()
-    message["From"] = settings.EMAIL_FROM
-    message["To"] = to
-    message["Subject"] = subject
-    message["Date"] = formatdate(localtime=False)
-    message["Message-ID"] = make_msgid(domain=_sender_domain(settings.EMAIL_FROM))
-    for name, value in (headers or {}).items():
-        message[name] = value
-    message.set_content(text)
-    return message
+) -> OutgoingEmail:
+    return OutgoingEmail(
+        sender=settings.EMAIL_FROM,
+        to=to,
+        subject=subject,
+        text=text,
+        message_id=make_msgid(domain=_sender_domain(settings.EMAIL_FROM)),
+        date=formatdate(localtime=False),
+        headers=tuple((headers or {}).items()),
+    )
 
 
 def _sender_domain(sender: str) -> str:
@@ -75,12 +161,6 @@ def _sender_domain(sender: str) -> str:
 
 def recipient_domain(to: str) -> str:
     return to.rpartition("@")[2].lower() or "?"
-
-
-def _text_of(message: EmailMessage) -> str:
-    body = message.get_body(("plain",))
-    content = body.get_content() if body is not None else ""
-    return content if isinstance(content, str) else ""
 
 
 class EmailSender:
@@ -97,7 +177,7 @@ class EmailSender:
     ) -> None:
         await self.close()
 
-    async def send(self, message: EmailMessage) -> str:
+    async def send(self, message: OutgoingEmail) -> str:
         """Deliver one message; its Message-ID. Raises `DeliveryError`."""
         raise NotImplementedError
 
@@ -106,41 +186,42 @@ class EmailSender:
 
 
 class ConsoleEmailSender(EmailSender):
-    async def send(self, message: EmailMessage) -> str:
+    async def send(self, message: OutgoingEmail) -> str:
         # The text as written, not the MIME body: quoted-printable would break long links in two.
-        headers = "".join(
-            f"{name}: {message[name]}\n" for name in ("From", "To", "Subject", "Date")
+        headers = (
+            f"From: {message.sender}\nTo: {message.to}\nSubject: {message.subject}\n"
+            f"Date: {message.date}\n"
         )
         sys.stdout.write(
             f"{CONSOLE_RULE} Email (EMAIL_BACKEND=console, development only: not sent) "
-            f"{CONSOLE_RULE}\n{headers}\n{_text_of(message).rstrip()}\n"
+            f"{CONSOLE_RULE}\n{headers}\n{message.text.rstrip()}\n"
             f"{CONSOLE_RULE} End of email {CONSOLE_RULE}\n"
         )
         sys.stdout.flush()
-        return str(message["Message-ID"])
+        return message.message_id
 
 
 class FileEmailSender(EmailSender):
     def __init__(self, folder: Path) -> None:
         self.folder = folder
 
-    async def send(self, message: EmailMessage) -> str:
+    async def send(self, message: OutgoingEmail) -> str:
         try:
             await asyncio.to_thread(_write_message, self.folder, message)
         except OSError as exc:
             raise DeliveryError(
                 DeliveryFailureKind.TEMPORARY, f"cannot write the message file: {exc.strerror}"
             ) from exc
-        return str(message["Message-ID"])
+        return message.message_id
 
 
-def _write_message(folder: Path, message: EmailMessage) -> Path:
+def _write_message(folder: Path, message: OutgoingEmail) -> Path:
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     path = folder / f"{utcnow():%Y%m%dT%H%M%S%fZ}-{uuid.uuid4().hex[:8]}.eml"
     # Owner-only from creation: the message may hold a live sign-in link.
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(descriptor, "wb") as file:
-        file.write(message.as_bytes())
+        file.write(message.as_bytes(linesep="\n", utf8=not message.to.isascii()))
     return path
 
 
@@ -213,25 +294,18 @@ class SmtpEmailSender(EmailSender):
         await client.mail(sender, options=options, encoding=encoding)
         return client
 
-    async def send(self, message: EmailMessage) -> str:
-        sender = parseaddr(str(message["From"]))[1]
-        recipient = parseaddr(str(message["To"]))[1]
+    async def send(self, message: OutgoingEmail) -> str:
+        sender = envelope_address(message.sender)
+        recipient = message.to
+        # An address beyond ASCII needs SMTPUTF8; a server without it refuses the MAIL command,
+        # a permanent refusal like any 5xx.
         needs_utf8 = not (sender + recipient).isascii()
+        encoding = "utf-8" if needs_utf8 else "ascii"
         stage = "MAIL"
         try:
-            client = await self._begin(sender, [], "utf-8" if needs_utf8 else "ascii")
-            options: list[str] = []
-            if needs_utf8 and not client.supports_extension("smtputf8"):
-                await self._reset(client)
-                raise DeliveryError(
-                    DeliveryFailureKind.PERMANENT,
-                    "the address is not ASCII and the SMTP server does not support SMTPUTF8",
-                )
-            cte_type = "8bit" if client.supports_extension("8bitmime") else "7bit"
+            client = await self._begin(sender, ["SMTPUTF8"] if needs_utf8 else [], encoding)
             stage = "RCPT"
-            await client.rcpt(
-                recipient, options=options, encoding="utf-8" if needs_utf8 else "ascii"
-            )
+            await client.rcpt(recipient, encoding=encoding)
         except aiosmtplib.SMTPResponseException as exc:
             await self._reset(self._client)
             raise _smtp_refusal(stage, exc) from exc
@@ -242,7 +316,8 @@ class SmtpEmailSender(EmailSender):
                 DeliveryFailureKind.TEMPORARY,
                 f"the SMTP session failed at {stage} ({type(exc).__name__}: {exc})",
             ) from exc
-        content = flatten_message(message, utf8=needs_utf8, cte_type=cte_type)
+        # 7-bit clean (quoted-printable body, encoded headers) unless an address needs UTF-8.
+        content = message.as_bytes(utf8=needs_utf8)
         try:
             await client.data(content)
         except aiosmtplib.SMTPResponseException as exc:
@@ -256,7 +331,7 @@ class SmtpEmailSender(EmailSender):
                 DeliveryFailureKind.UNKNOWN,
                 f"the SMTP connection failed during DATA ({type(exc).__name__}); delivery unknown",
             ) from exc
-        return str(message["Message-ID"])
+        return message.message_id
 
     async def _reset(self, client: aiosmtplib.SMTP | None) -> None:
         """End a refused transaction so the connection can carry the next message."""

@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import re
 import uuid
-from email.message import EmailMessage
 
 from app.config import Settings
 from app.core.security import FieldEncryptor
 from app.models.notification import NotificationChannel
 from app.models.participant import Participant
 from app.services.delivery import DeliveryError, DeliveryFailureKind
-from app.services.email import build_message
+from app.services.email import OutgoingEmail, build_message
 from app.services.notifications.preferences import unsubscribe_token, unsubscribe_urls
 from app.services.participants import mask_email, mask_phone
 
@@ -85,7 +84,7 @@ def render_email(
     language: str,
     subject: str,
     body: str,
-) -> EmailMessage:
+) -> OutgoingEmail:
     """The stored text with the unsubscribe footer, and the headers that let mail clients offer
     one-click unsubscribe (RFC 2369, RFC 8058) and keep auto-replies away (RFC 3834)."""
     token = unsubscribe_token(settings, participant_id, NotificationChannel.EMAIL)
