@@ -53,7 +53,6 @@ from app.core.security import configure_password_hashing
 from app.db.session import create_engine, create_sessionmaker
 from app.schemas.assessments import SubmitRequest
 from app.services.session_store import create_session_store
-from app.workers.celery_app import create_celery_app
 from app.workers.kicks import enable_dispatch_kicks
 
 logger = get_logger(__name__)
@@ -68,7 +67,7 @@ def _lifespan(settings: Settings) -> Any:
         app.state.engine = engine
         app.state.sessionmaker = create_sessionmaker(engine)
         # Notifications made due by a request ask the workers to dispatch them at once.
-        enable_dispatch_kicks(create_celery_app(settings), settings)
+        enable_dispatch_kicks(settings)
         logger.info(
             "application_startup",
             environment=settings.ENVIRONMENT.value,

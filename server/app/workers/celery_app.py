@@ -35,7 +35,7 @@ def _prepare_on_start(**_: Any) -> None:
     prepare_embedded_broker(get_settings())
     # A task that makes notifications due (a scan) asks for a dispatch through this worker's
     # own application.
-    enable_dispatch_kicks(celery_app, get_settings())
+    enable_dispatch_kicks(get_settings(), celery_app)
 
 
 def _configure_logging(**_: Any) -> None:

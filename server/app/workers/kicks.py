@@ -9,7 +9,6 @@ is logged and dropped: beat's next tick finds the rows anyway, since they are in
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
 from typing import Any
 
 from app.config import Settings
@@ -22,20 +21,24 @@ from app.workers.tasks import DISPATCH_NOTIFICATIONS_TASK
 logger = get_logger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
 class _Kicker:
-    sender: Any  # a Celery application (untyped)
-    settings: Settings
+    def __init__(self, settings: Settings, sender: Any | None) -> None:
+        self.settings = settings
+        self._sender = sender  # a Celery application (untyped); made at the first kick if None
 
     def send(self) -> None:
-        # Imported here: the Celery application module imports this one.
-        from app.workers.celery_app import prepare_embedded_broker
+        # Imported here, not at the top: the module builds its own application from the
+        # environment when imported, which the API process needs only once it kicks (and the
+        # Celery application module imports this one).
+        from app.workers.celery_app import create_celery_app, prepare_embedded_broker
 
+        if self._sender is None:
+            self._sender = create_celery_app(self.settings)
         # The embedded broker's folders, made when first needed: an API whose storage is
         # broken still starts (and health says what is wrong).
         prepare_embedded_broker(self.settings)
         # Without retries: a broker that is down costs one connection timeout, not a series.
-        self.sender.send_task(
+        self._sender.send_task(
             DISPATCH_NOTIFICATIONS_TASK,
             queue=REMINDERS,
             retry=False,
@@ -46,10 +49,11 @@ class _Kicker:
 _kicker: _Kicker | None = None
 
 
-def enable_dispatch_kicks(sender: Any, settings: Settings) -> None:
-    """Send kicks through `sender` (a Celery application) from now on, in this process."""
+def enable_dispatch_kicks(settings: Settings, sender: Any | None = None) -> None:
+    """Send kicks from now on, in this process, through `sender` (a Celery application) or one
+    built from `settings` at the first kick."""
     global _kicker
-    _kicker = _Kicker(sender, settings)
+    _kicker = _Kicker(settings, sender)
 
 
 async def _kick(_: DomainEvent) -> None:
