@@ -301,6 +301,14 @@ class SmtpEmailSender(EmailSender):
         # a permanent refusal like any 5xx.
         needs_utf8 = not (sender + recipient).isascii()
         encoding = "utf-8" if needs_utf8 else "ascii"
+        try:
+            # Written before the transaction starts: a message that cannot be written must not
+            # leave the connection in the middle of one.
+            content = message.as_bytes(utf8=needs_utf8)
+        except ValueError as exc:
+            raise DeliveryError(
+                DeliveryFailureKind.PERMANENT, f"the message cannot be written: {exc}"
+            ) from exc
         stage = "MAIL"
         try:
             client = await self._begin(sender, ["SMTPUTF8"] if needs_utf8 else [], encoding)
@@ -316,8 +324,6 @@ class SmtpEmailSender(EmailSender):
                 DeliveryFailureKind.TEMPORARY,
                 f"the SMTP session failed at {stage} ({type(exc).__name__}: {exc})",
             ) from exc
-        # 7-bit clean (quoted-printable body, encoded headers) unless an address needs UTF-8.
-        content = message.as_bytes(utf8=needs_utf8)
         try:
             await client.data(content)
         except aiosmtplib.SMTPResponseException as exc:

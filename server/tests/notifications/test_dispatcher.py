@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
 from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -407,3 +408,57 @@ async def test_french_participants_get_the_footer_in_french(
 
     [mail] = smtp_server.received
     assert "Pour ne plus recevoir ces e-mails" in mail.text
+
+
+async def test_an_unreachable_sms_api_is_retried(committed_settings: Settings) -> None:
+    settings = make_settings(
+        committed_settings.DATABASE_URL,
+        committed_settings.STORAGE_DIR,
+        **{**_values(committed_settings), "SMS_API_BASE_URL": f"http://127.0.0.1:{free_port()}"},
+    )
+    async with session_on(settings) as session:
+        who = await person(session, settings)
+        sms = await notify(session, who, channel=NotificationChannel.SMS)
+
+    report = await dispatch(settings)
+
+    assert report.retried == 1
+    async with session_on(settings) as session:
+        row = await reread(session, sms.id)
+        assert (row.status, row.attempts) == (NotificationStatus.SCHEDULED, 1)
+        assert row.error == "cannot reach the SMS API (ConnectError)"
+
+
+async def test_console_and_disabled_sms_send_nothing_and_log_no_number(
+    committed_settings: Settings,
+    sms_api: SmsApi,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    caplog.set_level(logging.INFO)
+    async with session_on(committed_settings) as session:
+        who = await person(session, committed_settings)
+        logged = await notify(session, who, channel=NotificationChannel.SMS, body="Visit open.")
+
+    console = await dispatch(committed_settings, SMS_BACKEND="console")
+
+    assert console.sent == 1 and sms_api.requests == []
+    # Through the logging pipeline or structlog's own output, whichever this process has set up.
+    logged_text = caplog.text + capsys.readouterr().out
+    assert "sms_console_not_sent" in logged_text and "***58" in logged_text
+    assert "7946" not in logged_text
+    async with session_on(committed_settings) as session:
+        row = await reread(session, logged.id)
+        assert row.provider_message_id is not None
+        assert row.provider_message_id.startswith("console-")
+        refused = await notify(session, who, channel=NotificationChannel.SMS)
+
+    disabled = await dispatch(committed_settings, SMS_BACKEND="disabled")
+
+    assert disabled.failed == 1 and sms_api.requests == []
+    async with session_on(committed_settings) as session:
+        row = await reread(session, refused.id)
+        assert (row.status, row.error) == (
+            NotificationStatus.FAILED,
+            "SMS is not configured here (SMS_BACKEND=disabled)",
+        )

@@ -119,6 +119,7 @@ async def test_quiet_hours_are_read_in_the_participants_time_zone(
         ({"body": "  "}, "body"),
         ({"subject": None}, "subject"),
         ({"subject": "x" * 256}, "subject"),
+        ({"subject": "Your visit\r\nBcc: someone@example.org"}, "subject"),
         ({"channel": NotificationChannel.SMS, "subject": None, "body": "x" * 1601}, "body"),
         ({"dedupe_key": ""}, "dedupe_key"),
         ({"participant_id": uuid.uuid4()}, "participant_id"),

@@ -98,6 +98,8 @@ async def schedule_notification(
         raise _invalid("body", "The message has no text")
     if channel is NotificationChannel.EMAIL and not (subject and subject.strip()):
         raise _invalid("subject", "An email needs a subject")
+    if subject is not None and ("\n" in subject or "\r" in subject):
+        raise _invalid("subject", "A subject is one line")
     if subject is not None and len(subject) > MAX_SUBJECT_LENGTH:
         raise _invalid("subject", f"The subject is longer than {MAX_SUBJECT_LENGTH} characters")
     if channel is NotificationChannel.SMS and len(body) > MAX_SMS_LENGTH:
