@@ -21,12 +21,8 @@ from app.models.notification import (
     NotificationOptOut,
     NotificationStatus,
 )
-from app.models.participant import Participant
 from app.models.study import MemberRole, Site, Study
-from app.models.user import UserRole
-from app.services.audit import AuditContext
 from app.services.notifications.preferences import unsubscribe_token
-from app.services.participant_auth import open_participant_login
 from tests import factories
 from tests.notifications.helpers import EMAIL, Person, notify, person, reread
 
@@ -47,21 +43,20 @@ async def team(db_session: AsyncSession, client: httpx.AsyncClient) -> Team:
     study = await factories.study(db_session, languages=["en", "fr"])
     site_a = await factories.site(db_session, study, "SITE-A")
     site_b = await factories.site(db_session, study, "SITE-B")
-    members = {}
-    for name, role, site in (
-        ("researcher", MemberRole.RESEARCHER, None),
-        ("coordinator", MemberRole.COORDINATOR, None),
-        ("site_b_coordinator", MemberRole.COORDINATOR, site_b),
-        ("read_only", MemberRole.READ_ONLY, None),
-    ):
-        user_role = UserRole.READ_ONLY if role is MemberRole.READ_ONLY else UserRole.RESEARCHER
-        members[name] = await factories.staff(db_session, client, user_role)
-        await factories.member(db_session, study, members[name], role, site)
-    outsider = await factories.staff(db_session, client, UserRole.RESEARCHER)
-    await factories.member(
-        db_session, await factories.study(db_session), outsider, MemberRole.RESEARCHER
+    return Team(
+        study,
+        site_a,
+        site_b,
+        researcher=await factories.study_member(db_session, client, study, MemberRole.RESEARCHER),
+        coordinator=await factories.study_member(db_session, client, study, MemberRole.COORDINATOR),
+        site_b_coordinator=await factories.study_member(
+            db_session, client, study, MemberRole.COORDINATOR, site_b
+        ),
+        read_only=await factories.study_member(db_session, client, study, MemberRole.READ_ONLY),
+        outsider=await factories.study_member(
+            db_session, client, await factories.study(db_session), MemberRole.RESEARCHER
+        ),
     )
-    return Team(study, site_a, site_b, outsider=outsider, **members)
 
 
 async def mark(db_session: AsyncSession, notification: Notification, **values: Any) -> None:
@@ -311,18 +306,6 @@ async def test_resend_is_refused_where_it_must_be(
     assert unsubscribed.json()["error"]["details"]["reason"] == "PARTICIPANT_UNSUBSCRIBED"
 
 
-async def participant_headers(
-    db_session: AsyncSession, settings: Settings, participant_id: uuid.UUID
-) -> dict[str, str]:
-    row = await db_session.get(Participant, participant_id)
-    assert row is not None
-    tokens = await open_participant_login(
-        db_session, settings, AuditContext.system(), row, method="access_code"
-    )
-    await db_session.commit()
-    return {"Authorization": f"Bearer {tokens.access_token}"}
-
-
 async def test_opting_out_of_a_channel_cancels_its_scheduled_notifications(
     client: httpx.AsyncClient, db_session: AsyncSession, settings: Settings
 ) -> None:
@@ -373,7 +356,7 @@ async def test_opting_out_of_a_channel_cancels_its_scheduled_notifications(
     assert read.json()["sms_subscribed"] is False
 
     # The participant's own token reads and changes its own choices, and no one else's.
-    mine = await participant_headers(db_session, settings, who.id)
+    mine = await factories.participant_headers(db_session, settings, who.id)
     back = await client.put(url, json={"sms_subscribed": True}, headers=mine)
     assert back.status_code == 200, back.text
     assert back.json()["opt_outs"] == []

@@ -17,7 +17,7 @@ from sqlalchemy import Select, case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.clock import utcnow
-from app.core.errors import ConflictError, NotFoundError
+from app.core.errors import ConflictError, NotFoundError, not_found_as
 from app.models.audit import AuditCategory
 from app.models.notification import (
     Notification,
@@ -27,11 +27,12 @@ from app.models.notification import (
 )
 from app.models.participant import Participant, ParticipantStatus
 from app.schemas.common import PageParams, Pagination
-from app.services.audit import AuditContext, record_event
+from app.services.audit import AuditContext
+from app.services.audit_subjects import AuditSubject, record_about
 from app.services.notifications.dispatcher import INTERRUPTED
 from app.services.notifications.scheduling import is_opted_out, schedule_notification
 from app.services.pagination import paginate_rows
-from app.services.participants import get_participant, resolve_participant
+from app.services.participants import get_participant, participant_filter
 from app.services.policy import Capability, require_study_capability
 from app.services.principals import StaffPrincipal
 from app.services.references import resolve_site
@@ -142,11 +143,11 @@ async def list_study_notifications(
     if site is not None:
         site_row = await resolve_site(session, study_id, site)
         statement = statement.where(Participant.site_id == site_row.id)
-    if participant is not None:
-        found = await resolve_participant(
-            session, principal, participant, Capability.READ, study_id=study_id
-        )
-        statement = statement.where(Notification.participant_id == found.id)
+    participant_id = await participant_filter(
+        session, principal, participant, Capability.READ, study_id=study_id
+    )
+    if participant_id is not None:
+        statement = statement.where(Notification.participant_id == participant_id)
     return await _page(session, filters.apply(statement), params)
 
 
@@ -232,10 +233,8 @@ async def resend_notification(
     original = await session.get(Notification, notification_id)
     if original is None:
         raise NotFoundError("Notification not found")
-    try:
+    with not_found_as("Notification not found"):
         participant, access = await get_participant(session, principal, original.participant_id)
-    except NotFoundError:
-        raise NotFoundError("Notification not found") from None
     access.require(Capability.EDIT_PARTICIPANTS)
     if original.status in (NotificationStatus.SCHEDULED, NotificationStatus.SENDING):
         raise ConflictError(
@@ -283,15 +282,13 @@ async def resend_notification(
         raise ConflictError(
             "A resend of this notification is still pending", details={"reason": "RESEND_PENDING"}
         )
-    await record_event(
+    await record_about(
         session,
         context,
-        action="notification.resend",
-        category=AuditCategory.DATA,
-        entity_type="notification",
-        entity_id=resent.id,
-        study_id=resent.study_id,
-        participant_id=resent.participant_id,
+        AuditSubject(
+            AuditCategory.DATA, "notification", resent.id, resent.study_id, resent.participant_id
+        ),
+        "notification.resend",
         before={"notification_id": str(original.id), **notification_snapshot(original)},
         after=notification_snapshot(resent),
         reason=reason,

@@ -24,12 +24,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
 from app.core.clock import utcnow
-from app.core.errors import ValidationFailedError
+from app.core.errors import ValidationFailedError, field_error
 from app.core.security import hash_secret
 from app.models.audit import ActorType, AuditCategory
 from app.models.notification import NotificationChannel, NotificationOptOut
 from app.models.participant import Participant
-from app.services.audit import AuditContext, record_event
+from app.services.audit import AuditContext
+from app.services.audit_subjects import AuditSubject, record_about
 from app.services.notifications.scheduling import CancelReason, cancel_pending
 from app.services.participants import participant_for_principal
 from app.services.policy import Capability
@@ -80,9 +81,7 @@ def _read_token(settings: Settings, token: str) -> tuple[uuid.UUID, Notification
 
 
 def _invalid_link() -> ValidationFailedError:
-    return ValidationFailedError(
-        INVALID_LINK, details={"errors": [{"field": "token", "message": INVALID_LINK}]}
-    )
+    return field_error("token", INVALID_LINK)
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,15 +180,11 @@ async def update_preferences(
             cancelled += await _opt_out(session, participant.id, channel, source)
     after = await _preferences(session, participant.id)
     if after.opt_outs != before.opt_outs:
-        await record_event(
+        await record_about(
             session,
             context,
-            action="notification_preferences.update",
-            category=AuditCategory.DATA,
-            entity_type="participant",
-            entity_id=participant.id,
-            study_id=participant.study_id,
-            participant_id=participant.id,
+            AuditSubject.participant(participant, AuditCategory.DATA),
+            "notification_preferences.update",
             before=_snapshot(before),
             after={**_snapshot(after), "cancelled_notifications": cancelled},
             reason=reason,
@@ -216,16 +211,12 @@ async def unsubscribe_with_token(
     if not before.subscribed(channel):
         return participant, channel
     cancelled = await _opt_out(session, participant.id, channel, OptOutSource.LINK)
-    await record_event(
+    await record_about(
         session,
         # Whoever holds the link acts for the participant it was sent to.
         context.as_actor(ActorType.PARTICIPANT, str(participant.id)),
-        action="notification_preferences.unsubscribe",
-        category=AuditCategory.DATA,
-        entity_type="participant",
-        entity_id=participant.id,
-        study_id=participant.study_id,
-        participant_id=participant.id,
+        AuditSubject.participant(participant, AuditCategory.DATA),
+        "notification_preferences.unsubscribe",
         before=_snapshot(before),
         after={
             **_snapshot(await _preferences(session, participant.id)),

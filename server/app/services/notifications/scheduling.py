@@ -16,7 +16,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.clock import utcnow
-from app.core.errors import ValidationFailedError
+from app.core.errors import field_error
 from app.core.events import emit_once
 from app.models.notification import (
     Notification,
@@ -44,12 +44,6 @@ class CancelReason:
     VISIT_CANCELLED = "visit_cancelled"
     PARTICIPANT_WITHDRAWN = "participant_withdrawn"
     UNSUBSCRIBED = "unsubscribed"
-
-
-def _invalid(field: str, message: str) -> ValidationFailedError:
-    return ValidationFailedError(
-        message, details={"errors": [{"field": field, "message": message}]}
-    )
 
 
 def _participant_zone(participant: Participant) -> ZoneInfo:
@@ -93,22 +87,22 @@ async def schedule_notification(
     `cancelled`: the delivery log then says why no message went out.
     """
     if send_at.tzinfo is None:
-        raise _invalid("send_at", "send_at must carry a time zone")
+        raise field_error("send_at", "send_at must carry a time zone")
     if not body.strip():
-        raise _invalid("body", "The message has no text")
+        raise field_error("body", "The message has no text")
     if channel is NotificationChannel.EMAIL and not (subject and subject.strip()):
-        raise _invalid("subject", "An email needs a subject")
+        raise field_error("subject", "An email needs a subject")
     if subject is not None and ("\n" in subject or "\r" in subject):
-        raise _invalid("subject", "A subject is one line")
+        raise field_error("subject", "A subject is one line")
     if subject is not None and len(subject) > MAX_SUBJECT_LENGTH:
-        raise _invalid("subject", f"The subject is longer than {MAX_SUBJECT_LENGTH} characters")
+        raise field_error("subject", f"The subject is longer than {MAX_SUBJECT_LENGTH} characters")
     if channel is NotificationChannel.SMS and len(body) > MAX_SMS_LENGTH:
-        raise _invalid("body", f"An SMS holds at most {MAX_SMS_LENGTH} characters")
+        raise field_error("body", f"An SMS holds at most {MAX_SMS_LENGTH} characters")
     if not dedupe_key or len(dedupe_key) > MAX_DEDUPE_KEY_LENGTH:
-        raise _invalid("dedupe_key", f"dedupe_key takes 1 to {MAX_DEDUPE_KEY_LENGTH} characters")
+        raise field_error("dedupe_key", f"dedupe_key takes 1 to {MAX_DEDUPE_KEY_LENGTH} characters")
     participant = await session.get(Participant, participant_id)
     if participant is None or participant.study_id != study_id:
-        raise _invalid("participant_id", "No such participant in this study")
+        raise field_error("participant_id", "No such participant in this study")
     if quiet_hours is not None:
         send_at = apply_quiet_hours(
             send_at, _participant_zone(participant), quiet_hours.start, quiet_hours.end
