@@ -12,13 +12,13 @@ One run, in transactions of its own:
    participant withdrew or opted out are cancelled, rows inside the participant's quiet hours
    wait for their end, rows without an address fail, and the rest become `sending` with
    `claimed_at` and one more attempt. **The claim commits before any provider is called.**
-3. Each claimed message is handed to its provider, and its outcome committed as soon as the
-   database takes it: `sent` (with the provider's message id), `scheduled` again with a backoff
-   when the provider certainly did not take it (connection refused, a 4xx reply) and attempts
-   remain, `failed` otherwise (a refusal for good, or an outcome we cannot know). Outcomes are
-   written by a recorder beside the sending loop, each transaction taking every outcome that
-   arrived while the previous one committed: sending never waits for a commit, and a commit is
-   not paid per message.
+3. Each claimed message is handed to its provider, several at once (sending lanes, an SMTP
+   connection each), and its outcome committed as soon as the database takes it: `sent` (with
+   the provider's message id), `scheduled` again with a backoff when the provider certainly did
+   not take it (connection refused, a 4xx reply) and attempts remain, `failed` otherwise (a
+   refusal for good, or an outcome we cannot know). Outcomes are written by a recorder beside
+   the lanes, each transaction taking every outcome that arrived while the previous one
+   committed: sending never waits for a commit, and a commit is not paid per message.
 
 A worker killed anywhere in this leaves rows `scheduled` (not yet claimed: sent later, once) or
 `sending` (claimed: never sent again by itself, see 1). That is the at-most-once guarantee.
@@ -35,7 +35,6 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import Row, Table, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -56,7 +55,7 @@ from app.services.delivery import DeliveryError, DeliveryFailureKind
 from app.services.email import EmailSender, open_email_sender
 from app.services.notifications.messages import masked, render_email, resolve_destination
 from app.services.notifications.quiet_hours import QuietHours, apply_quiet_hours
-from app.services.notifications.scheduling import CancelReason
+from app.services.notifications.scheduling import CancelReason, participant_zone
 from app.services.notifications.sms import SmsProvider, open_sms_provider
 
 logger = get_logger(__name__)
@@ -118,13 +117,6 @@ async def sweep_interrupted(session: AsyncSession, settings: Settings) -> int:
     if count:
         logger.warning("notifications_interrupted", count=count)
     return count
-
-
-def _zone(participant: Participant) -> ZoneInfo:
-    try:
-        return ZoneInfo(participant.timezone)
-    except (ZoneInfoNotFoundError, ValueError):
-        return ZoneInfo("UTC")
 
 
 class Dispatcher:
@@ -278,7 +270,7 @@ class Dispatcher:
             report.cancelled += 1
             return None
         quiet_until = apply_quiet_hours(
-            now, _zone(participant), self.quiet_hours.start, self.quiet_hours.end
+            now, participant_zone(participant), self.quiet_hours.start, self.quiet_hours.end
         )
         if quiet_until > now:
             change("defer", b_due_at=quiet_until)

@@ -46,7 +46,8 @@ class CancelReason:
     UNSUBSCRIBED = "unsubscribed"
 
 
-def _participant_zone(participant: Participant) -> ZoneInfo:
+def participant_zone(participant: Participant) -> ZoneInfo:
+    """The participant's time zone; UTC for a name the zone database does not know."""
     try:
         return ZoneInfo(participant.timezone)
     except (ZoneInfoNotFoundError, ValueError):
@@ -105,7 +106,7 @@ async def schedule_notification(
         raise field_error("participant_id", "No such participant in this study")
     if quiet_hours is not None:
         send_at = apply_quiet_hours(
-            send_at, _participant_zone(participant), quiet_hours.start, quiet_hours.end
+            send_at, participant_zone(participant), quiet_hours.start, quiet_hours.end
         )
     now = utcnow()
     values: dict[str, Any] = {
