@@ -7,12 +7,13 @@ import binascii
 import hashlib
 import hmac
 import re
+from datetime import time
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # Development secrets. They let `make run` work with nothing configured; production refuses them.
@@ -44,6 +45,15 @@ class EmailBackend(StrEnum):
     CONSOLE = "console"
     FILE = "file"
     SMTP = "smtp"
+
+
+class SmsBackend(StrEnum):
+    # No SMS leaves: an SMS notification fails with an error saying so.
+    DISABLED = "disabled"
+    # A redacted line in the log instead of a message (development).
+    CONSOLE = "console"
+    # A Twilio-compatible REST API (SMS_API_BASE_URL, SMS_ACCOUNT_SID, SMS_AUTH_TOKEN).
+    TWILIO = "twilio"
 
 
 def _split_csv(value: Any) -> Any:
@@ -194,6 +204,39 @@ class Settings(BaseSettings):
     EMAIL_FROM: str = "Metricis <no-reply@localhost>"
     PUBLIC_BASE_URL: str = "http://127.0.0.1:8000"
 
+    # How SMS leaves: `twilio` (a Twilio-compatible REST API), `console` (a redacted log line,
+    # development) or `disabled`. Unset: console in development, disabled otherwise.
+    SMS_BACKEND: SmsBackend | None = None
+    SMS_API_BASE_URL: str = "https://api.twilio.com"
+    SMS_ACCOUNT_SID: str | None = None
+    SMS_AUTH_TOKEN: SecretStr | None = None
+    # The sending number (E.164) the provider gives the account.
+    SMS_FROM: str | None = None
+    SMS_TIMEOUT_SECONDS: float = Field(default=10.0, gt=0)
+
+    # Notifications (docs/notifications.md). Beat asks the dispatcher this often for due rows;
+    # scheduling one due now asks at once as well.
+    NOTIFICATION_DISPATCH_INTERVAL_SECONDS: float = Field(default=60.0, ge=1)
+    # Rows claimed per transaction: a worker killed mid-batch leaves at most this many whose
+    # delivery is unknown.
+    NOTIFICATION_BATCH_SIZE: int = Field(default=20, ge=1, le=500)
+    # Messages of a batch in flight at once, each lane with an SMTP connection of its own
+    # (kept for the whole run): sending is a chain of round trips, which lanes overlap.
+    NOTIFICATION_SEND_CONCURRENCY: int = Field(default=4, ge=1, le=32)
+    # Provider calls per notification when the provider certainly did not take the message
+    # (connection refused, a 4xx reply); the wait doubles from the backoff up to its maximum.
+    NOTIFICATION_MAX_ATTEMPTS: int = Field(default=5, ge=1, le=50)
+    NOTIFICATION_RETRY_BACKOFF_SECONDS: float = Field(default=60.0, ge=0)
+    NOTIFICATION_RETRY_BACKOFF_MAX_SECONDS: float = Field(default=3600.0, ge=0)
+    # A row still `sending` this long after its claim belonged to a worker that died: it becomes
+    # `failed` ("interrupted; delivery unknown") and is never sent again by itself. Longer than
+    # WORKER_TASK_TIME_LIMIT_SECONDS, so no live task can still be sending it.
+    NOTIFICATION_SENDING_TIMEOUT_SECONDS: float = Field(default=900.0, gt=0)
+    # Local quiet hours in the participant's time zone: a message due inside them waits for
+    # their end. Equal start and end: no quiet hours.
+    NOTIFICATION_QUIET_HOURS_START: time = time(21, 0)
+    NOTIFICATION_QUIET_HOURS_END: time = time(8, 0)
+
     @field_validator("ALLOWED_ORIGINS", "TRUSTED_PROXIES", mode="before")
     @classmethod
     def _split_lists(cls, value: Any) -> Any:
@@ -249,6 +292,16 @@ class Settings(BaseSettings):
     def audit_checkpoint_dir(self) -> Path:
         return self.AUDIT_CHECKPOINT_DIR or self.STORAGE_DIR / "audit-checkpoints"
 
+    @model_validator(mode="after")
+    def _sending_timeout_outlasts_tasks(self) -> Self:
+        if self.NOTIFICATION_SENDING_TIMEOUT_SECONDS <= self.WORKER_TASK_TIME_LIMIT_SECONDS:
+            raise ValueError(
+                "NOTIFICATION_SENDING_TIMEOUT_SECONDS must be longer than "
+                "WORKER_TASK_TIME_LIMIT_SECONDS: a row still being sent by a live task would "
+                "otherwise be reported as interrupted"
+            )
+        return self
+
     @property
     def is_sqlite(self) -> bool:
         return self.DATABASE_URL.startswith("sqlite")
@@ -268,6 +321,14 @@ class Settings(BaseSettings):
         if self.ENVIRONMENT is Environment.DEVELOPMENT:
             return EmailBackend.CONSOLE
         return EmailBackend.SMTP
+
+    @property
+    def sms_backend(self) -> SmsBackend:
+        if self.SMS_BACKEND is not None:
+            return self.SMS_BACKEND
+        if self.ENVIRONMENT is Environment.DEVELOPMENT:
+            return SmsBackend.CONSOLE
+        return SmsBackend.DISABLED
 
     @property
     def broker_url(self) -> str:
@@ -334,6 +395,14 @@ class Settings(BaseSettings):
             # Console and file backends put sign-in links and addresses where logs and disks
             # keep them.
             problems.append(f"EMAIL_BACKEND is {self.email_backend.value}; production needs smtp")
+        if self.sms_backend is SmsBackend.CONSOLE:
+            problems.append("SMS_BACKEND is console; production needs twilio or disabled")
+        if self.sms_backend is SmsBackend.TWILIO and not (
+            self.SMS_ACCOUNT_SID and self.SMS_AUTH_TOKEN and self.SMS_FROM
+        ):
+            problems.append(
+                "SMS_BACKEND is twilio without SMS_ACCOUNT_SID, SMS_AUTH_TOKEN and SMS_FROM"
+            )
         if self.uses_embedded_broker:
             problems.append(
                 "background work would use the embedded broker; production needs Redis "

@@ -37,6 +37,7 @@ from app.api.routers import (
     consent,
     health,
     modules,
+    notifications,
     participant_auth,
     participant_import,
     participants,
@@ -54,6 +55,7 @@ from app.db.session import create_engine, create_sessionmaker
 from app.schemas.assessments import SubmitRequest
 from app.services.audit import warn_if_derived
 from app.services.session_store import create_session_store
+from app.workers.kicks import enable_dispatch_kicks
 
 logger = get_logger(__name__)
 
@@ -66,6 +68,8 @@ def _lifespan(settings: Settings) -> Any:
         engine = create_engine(settings)
         app.state.engine = engine
         app.state.sessionmaker = create_sessionmaker(engine)
+        # Notifications made due by a request ask the workers to dispatch them at once.
+        enable_dispatch_kicks(settings)
         logger.info(
             "application_startup",
             environment=settings.ENVIRONMENT.value,
@@ -277,6 +281,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         studies.router,
         participant_import.router,
         participants.router,
+        notifications.router,
         consent.router,
         assessments.router,
         modules.router,

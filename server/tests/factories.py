@@ -193,12 +193,13 @@ async def participant(
     timezone: str = "UTC",
     settings: Settings | None = None,
     email: str | None = None,
+    phone: str | None = None,
     access_code: str | None = None,
 ) -> Participant:
     """A participant (code `P` + six characters by default) in the study's first language.
 
-    An `email` is stored encrypted with its blind index and an `access_code` hashed, as the
-    application stores them: both need `settings`.
+    An `email` (with its blind index) and a `phone` are stored encrypted and an `access_code`
+    hashed, as the application stores them: all need `settings`.
     """
     if language is None:
         row_of_study = (
@@ -206,7 +207,7 @@ async def participant(
         )
         assert row_of_study is not None
         language = (row_of_study.supported_languages or ["en"])[0]
-    assert settings is not None or (email is None and access_code is None)
+    assert settings is not None or (email is None and phone is None and access_code is None)
     row = Participant(
         id=uuid.uuid4(),
         study_id=_id(study_row),
@@ -220,6 +221,8 @@ async def participant(
     if settings is not None and email is not None:
         row.email_encrypted = FieldEncryptor.from_settings(settings).encrypt(email)
         row.email_index = email_index(settings, email)
+    if settings is not None and phone is not None:
+        row.phone_encrypted = FieldEncryptor.from_settings(settings).encrypt(phone)
     if settings is not None and access_code is not None:
         row.access_code_hash = hash_access_code(settings, access_code)
     db_session.add(row)

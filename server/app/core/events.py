@@ -40,6 +40,14 @@ def emit(session: AsyncSession, name: str, payload: dict[str, Any]) -> None:
     session.info.setdefault(_PENDING_KEY, []).append(DomainEvent(name, payload))
 
 
+def emit_once(session: AsyncSession, name: str, payload: dict[str, Any]) -> None:
+    """Emit unless an event of this name is already waiting for the commit: for a signal such as
+    "work is due", where a thousand rows written in one transaction need one announcement."""
+    pending: list[DomainEvent] = session.info.get(_PENDING_KEY, [])
+    if not any(event.name == name for event in pending):
+        emit(session, name, payload)
+
+
 def discard_pending(session: AsyncSession) -> None:
     session.info.pop(_PENDING_KEY, None)
 

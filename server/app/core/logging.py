@@ -94,6 +94,12 @@ def _redact(value: object) -> object:
     return _redact(repr(value))
 
 
+def redact_text(text: str) -> str:
+    """The text with secrets and contact details replaced, as log lines get it: for text that is
+    stored or shown (a provider's error message quotes the recipient's address)."""
+    return _SECRET_VALUE.sub(REDACTED, text)
+
+
 def redact_secrets(_logger: object, _method: str, event_dict: EventDict) -> EventDict:
     """Replace secrets and contact details anywhere in the event, by key name and by value shape."""
     for key, value in event_dict.items():

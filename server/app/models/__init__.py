@@ -11,6 +11,13 @@ from app.models.audit import (
 )
 from app.models.battery import Battery, BatteryVersion
 from app.models.consent import ConsentForm, ConsentFormStatus, ConsentRecord, SignerRole
+from app.models.notification import (
+    Notification,
+    NotificationChannel,
+    NotificationKind,
+    NotificationOptOut,
+    NotificationStatus,
+)
 from app.models.participant import (
     MagicLinkToken,
     Participant,
@@ -48,6 +55,11 @@ __all__ = [
     "ConsentRecord",
     "MagicLinkToken",
     "MemberRole",
+    "Notification",
+    "NotificationChannel",
+    "NotificationKind",
+    "NotificationOptOut",
+    "NotificationStatus",
     "Participant",
     "ParticipantActor",
     "ParticipantLogin",

@@ -34,6 +34,11 @@ from app.schemas.common import PageParams, Pagination
 from app.services.audit import AuditContext
 from app.services.audit_subjects import AuditSubject, record_about
 from app.services.local_storage import LocalStorage
+from app.services.notifications.scheduling import (
+    CancelReason,
+    cancel_pending,
+    forget_destinations,
+)
 from app.services.pagination import paginate
 from app.services.participant_auth import (
     generate_access_code,
@@ -458,7 +463,15 @@ async def withdraw_participant(
         erased = await erase_participant_data(session, participant, storage_root)
     # Visit rows are written before the withdrawal's audit event (docs/schedules.md, locks).
     await cancel_visits_on_withdrawal(session, context, participant, now)
-    after = {**participant_snapshot(participant), "scope": scope.value, "erased": erased}
+    cancelled = await cancel_pending(
+        session, participant_id=participant.id, reason=CancelReason.PARTICIPANT_WITHDRAWN
+    )
+    after = {
+        **participant_snapshot(participant),
+        "scope": scope.value,
+        "erased": erased,
+        "cancelled_notifications": cancelled,
+    }
     subject = AuditSubject.participant(participant, AuditCategory.DATA)
     await record_about(
         session,
@@ -521,6 +534,8 @@ async def erase_participant_data(
     participant.email_encrypted = None
     participant.email_index = None
     participant.phone_encrypted = None
+    # The masked addresses of past notifications go with the addresses themselves.
+    await forget_destinations(session, participant.id)
     participant.access_code_hash = None
     participant.access_code_created_at = None
     await session.execute(

@@ -13,13 +13,20 @@ from pathlib import Path
 from typing import Any
 
 from celery import Celery
-from celery.signals import beat_init, worker_init
+from celery.signals import beat_init, setup_logging, worker_init
 from kombu import Exchange, Queue
 
 from app.config import Settings, get_settings
+from app.core.logging import configure_logging
 from app.services.audit import warn_if_derived
+from app.workers.kicks import enable_dispatch_kicks
 from app.workers.queues import AUDIT, QUEUES, REMINDERS
-from app.workers.tasks import ADVANCE_VISIT_STATUSES_TASK, AUDIT_CHAIN_TASK, BEAT_HEARTBEAT_TASK
+from app.workers.tasks import (
+    ADVANCE_VISIT_STATUSES_TASK,
+    AUDIT_CHAIN_TASK,
+    BEAT_HEARTBEAT_TASK,
+    DISPATCH_NOTIFICATIONS_TASK,
+)
 
 
 def prepare_embedded_broker(settings: Settings) -> None:
@@ -32,12 +39,23 @@ def prepare_embedded_broker(settings: Settings) -> None:
 
 def _prepare_on_start(**_: Any) -> None:
     prepare_embedded_broker(get_settings())
+    # A task that makes notifications due (a scan) asks for a dispatch through this worker's
+    # own application.
+    enable_dispatch_kicks(get_settings(), celery_app)
 
 
 def _warn_on_worker_start(**_: Any) -> None:
     warn_if_derived(get_settings())
 
 
+def _configure_logging(**_: Any) -> None:
+    # Our pipeline instead of Celery's (connecting this signal turns Celery's off): the format
+    # LOG_FORMAT picks and the redaction of secrets and contact details, in workers and beat as
+    # in the API, for their own lines and Celery's.
+    configure_logging(get_settings())
+
+
+setup_logging.connect(_configure_logging, weak=False)
 worker_init.connect(_prepare_on_start, weak=False)
 beat_init.connect(_prepare_on_start, weak=False)
 worker_init.connect(_warn_on_worker_start, weak=False)
@@ -55,6 +73,7 @@ def create_celery_app(settings: Settings) -> Celery:
             BEAT_HEARTBEAT_TASK: {"queue": REMINDERS},
             AUDIT_CHAIN_TASK: {"queue": AUDIT},
             ADVANCE_VISIT_STATUSES_TASK: {"queue": REMINDERS},
+            DISPATCH_NOTIFICATIONS_TASK: {"queue": REMINDERS},
         },
         task_serializer="json",
         accept_content=["json"],
@@ -91,6 +110,12 @@ def create_celery_app(settings: Settings) -> Celery:
                 # Each run catches up on everything due, so a tick left waiting in the queue
                 # behind a newer one is useless.
                 "options": {"expires": settings.VISIT_STATUS_SCAN_SECONDS},
+            },
+            "dispatch-notifications": {
+                "task": DISPATCH_NOTIFICATIONS_TASK,
+                "schedule": timedelta(seconds=settings.NOTIFICATION_DISPATCH_INTERVAL_SECONDS),
+                # The next tick does the same work: a backlog of ticks is useless.
+                "options": {"expires": settings.NOTIFICATION_DISPATCH_INTERVAL_SECONDS},
             },
         },
         beat_schedule_filename=str(settings.STORAGE_DIR / "celerybeat-schedule"),

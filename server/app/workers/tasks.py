@@ -19,6 +19,7 @@ from app.core.clock import utcnow
 from app.db.session import run_in_transaction, run_with_sessions
 from app.services.audit import AuditContext, ChainSettings, run_chainer
 from app.services.heartbeats import BEAT_HEARTBEAT, record_heartbeat
+from app.services.notifications.dispatcher import Dispatcher
 from app.services.schedules import transitions
 
 P = ParamSpec("P")
@@ -27,6 +28,7 @@ R = TypeVar("R")
 BEAT_HEARTBEAT_TASK = "metricis.beat_heartbeat"
 AUDIT_CHAIN_TASK = "metricis.audit_chain"
 ADVANCE_VISIT_STATUSES_TASK = "metricis.advance_visit_statuses"
+DISPATCH_NOTIFICATIONS_TASK = "metricis.dispatch_notifications"
 
 # Failures of the infrastructure, worth trying again later; a domain error is not retried.
 RETRYABLE_ERRORS = (sa_exc.OperationalError, sa_exc.InterfaceError, ConnectionError, TimeoutError)
@@ -64,6 +66,8 @@ def chain_audit_events() -> None:
     settings = get_settings()
     chain = ChainSettings.from_settings(settings)
     run_with_sessions(settings, lambda sessions: run_chainer(sessions, chain))
+
+
 @metricis_task(ADVANCE_VISIT_STATUSES_TASK)
 def advance_visit_statuses() -> None:
     """Store the status of the visits whose window opened or closed since the last run."""
@@ -73,3 +77,14 @@ def advance_visit_statuses() -> None:
             session, AuditContext.system(), utcnow()
         ),
     )
+
+
+@metricis_task(DISPATCH_NOTIFICATIONS_TASK)
+def dispatch_notifications() -> dict[str, int]:
+    """Send the notifications that are due (app/services/notifications/dispatcher.py). Several
+    runs at once take different rows; a run whose worker died leaves nothing to send twice."""
+    settings = get_settings()
+    report = run_with_sessions(
+        settings, lambda sessionmaker: Dispatcher(sessionmaker, settings).run()
+    )
+    return report.as_dict()

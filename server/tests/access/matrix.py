@@ -9,6 +9,9 @@ and docs/roles.md (the capability matrix), with the routers' documented choices:
 - create/edit participants, record consent: admin, researcher, coordinator; read_only 403;
 - study configuration (study, sites, members, consent forms): admin, researcher; others 403;
 - audit trail (the `audit` capability): admin, researcher; coordinator and read_only 403;
+- notifications: read like participants (the study's log and statistics within a site-scoped
+  member's site); resend as an edit of the participant; channel preferences also by the
+  participant's own token; destinations always masked;
 - researcher of another study: 404 everywhere;
 - participant tokens: their own consent (status, sign, withdraw, records, PDF) and the published
   forms of their study; staff-only routes answer `STAFF_ONLY` (docs/consent.md and
@@ -53,8 +56,18 @@ NOT_STUDY_SCOPED: Mapping[tuple[str, str], str] = {
     ("GET", "/api/studies"): "lists the studies the caller can see (tests/studies)",
     ("POST", "/api/studies"): "creates a study: no study role exists yet (tests/studies)",
     ("GET", "/api/audit/verify"): "administrators check the whole chain (tests/audit)",
+    ("POST", "/api/notifications/unsubscribe"): (
+        "anonymous: the signed token of an email's link is the credential (tests/notifications)"
+    ),
 }
-PREFIXES = ("/api/studies", "/api/participants", "/api/consent", "/api/audit", "/api/schedules")
+PREFIXES = (
+    "/api/studies",
+    "/api/participants",
+    "/api/consent",
+    "/api/audit",
+    "/api/schedules",
+    "/api/notifications",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,6 +231,42 @@ def audit_of_study(world: World, _: Principal, response: httpx.Response) -> list
     if not events:
         problems.append("no audit event for the study")
     return problems
+
+
+def target_notification(world: World, principal: Principal, response: httpx.Response) -> list[str]:
+    """The target's notification is listed by those who may see the target, masked for all."""
+    rows = _json(response)["data"]
+    ids = {r["id"] for r in rows}
+    sees_target = principal is not Principal.SITE_COORDINATOR
+    wanted = {str(world.notification_id)} if sees_target else set()
+    problems = [] if ids == wanted else [f"notifications {sorted(ids)}, expected {sorted(wanted)}"]
+    problems += [
+        f"destination {r['destination']!r} is not masked"
+        for r in rows
+        if r["destination"] not in (None, MASKED_EMAIL)
+    ]
+    return problems
+
+
+def notification_stats(world: World, principal: Principal, response: httpx.Response) -> list[str]:
+    total = _json(response)["total"]
+    wanted = 0 if principal is Principal.SITE_COORDINATOR else 1
+    return [] if total == wanted else [f"total {total}, expected {wanted}"]
+
+
+def resent_target(world: World, _: Principal, response: httpx.Response) -> list[str]:
+    body = _json(response)
+    if (body["resend_of"], body["participant_id"]) != (
+        str(world.notification_id),
+        str(world.target_id),
+    ):
+        return [f"resent {body['resend_of']} for {body['participant_id']}"]
+    return []
+
+
+def target_preferences(world: World, _: Principal, response: httpx.Response) -> list[str]:
+    got = _json(response)["participant_id"]
+    return [] if got == str(world.target_id) else [f"preferences of {got}, not the target"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -604,6 +653,51 @@ VISIT_RESCHEDULE = Route(
     ),
     (is_target,),
 )
+N = "/api/notifications"
+PARTICIPANT_NOTIFICATIONS = Route(
+    "participant.notifications",
+    "GET",
+    P + "/{participant_id}/notifications",
+    lambda w, _: Call(f"{P}/{w.target_id}/notifications"),
+    (target_notification,),
+)
+STUDY_NOTIFICATIONS = Route(
+    "study.notifications",
+    "GET",
+    S + "/{study_id}/notifications",
+    lambda w, _: Call(f"{S}/{w.study_id}/notifications"),
+    (target_notification,),
+)
+STUDY_NOTIFICATION_STATS = Route(
+    "study.notifications.stats",
+    "GET",
+    S + "/{study_id}/notifications/stats",
+    lambda w, _: Call(f"{S}/{w.study_id}/notifications/stats"),
+    (notification_stats,),
+)
+NOTIFICATION_RESEND = Route(
+    "notification.resend",
+    "POST",
+    N + "/{notification_id}/resend",
+    lambda w, _: Call(f"{N}/{w.notification_id}/resend", json={"reason": "not received"}),
+    (resent_target,),
+)
+PREFERENCES_GET = Route(
+    "participant.notification_preferences.get",
+    "GET",
+    P + "/{participant_id}/notification-preferences",
+    lambda w, _: Call(f"{P}/{w.target_id}/notification-preferences"),
+    (target_preferences,),
+)
+PREFERENCES_PUT = Route(
+    "participant.notification_preferences.put",
+    "PUT",
+    P + "/{participant_id}/notification-preferences",
+    lambda w, _: Call(
+        f"{P}/{w.target_id}/notification-preferences", json={"sms_subscribed": False}
+    ),
+    (target_preferences,),
+)
 
 # ---------------------------------------------------------------------------------------------
 # The matrix
@@ -660,6 +754,12 @@ MATRIX: tuple[Row, ...] = (
     row(VISITS_OVERDUE,          200,  200,   200,   200,   200,   404,   X,     X,     401),
     row(VISIT_GET,               200,  200,   200,   404,   200,   404,   200,   404,   401),
     row(VISIT_RESCHEDULE,        200,  200,   200,   404,   403,   404,   X,     X,     401),
+    row(PARTICIPANT_NOTIFICATIONS, 200, 200,  200,   404,   200,   404,   X,     X,     401),
+    row(STUDY_NOTIFICATIONS,     200,  200,   200,   200,   200,   404,   X,     X,     401),
+    row(STUDY_NOTIFICATION_STATS, 200, 200,   200,   200,   200,   404,   X,     X,     401),
+    row(NOTIFICATION_RESEND,     201,  201,   201,   404,   403,   404,   X,     X,     401),
+    row(PREFERENCES_GET,         200,  200,   200,   404,   200,   404,   200,   404,   401),
+    row(PREFERENCES_PUT,         200,  200,   200,   404,   403,   404,   200,   404,   401),
 )  # fmt: skip
 
 ERROR_CODES: Mapping[int, str] = {

@@ -16,6 +16,13 @@ import httpx
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
+from app.core.clock import utcnow
+from app.models.notification import (
+    Notification,
+    NotificationChannel,
+    NotificationKind,
+    NotificationStatus,
+)
 from app.models.study import MemberRole
 from app.models.user import UserRole
 from tests import factories
@@ -63,6 +70,7 @@ class World:
     battery_id: uuid.UUID
     schedule_id: uuid.UUID  # one event, open from enrollment for a week
     target_visit_id: uuid.UUID  # the target's visit of that event
+    notification_id: uuid.UUID  # a failed email reminder of the target, which may be resent
     headers: Mapping[Principal, Mapping[str, str]]
 
 
@@ -174,6 +182,26 @@ async def build_world(
         params={"participant_id": str(target_id)},
     )
     [target_visit] = visits.json()["data"]
+    notification = Notification(
+        id=uuid.uuid4(),
+        study_id=study_id,
+        participant_id=target_id,
+        kind=NotificationKind.VISIT_REMINDER,
+        channel=NotificationChannel.EMAIL,
+        status=NotificationStatus.FAILED,
+        send_at=utcnow(),
+        due_at=utcnow(),
+        language="en",
+        subject="Your visit is open",
+        body="Your visit opens today.",
+        dedupe_key=f"access-matrix:{uuid.uuid4()}",
+        destination_hint=MASKED_EMAIL,
+        attempts=1,
+        error="interrupted; delivery unknown",
+    )
+    db_session.add(notification)
+    await db_session.commit()
+    notification_id = notification.id
 
     participant_headers = await factories.participant_headers(db_session, settings, target_id)
     other_headers = await factories.participant_headers(db_session, settings, other_id)
@@ -207,5 +235,6 @@ async def build_world(
         battery_id=battery_id,
         schedule_id=uuid.UUID(schedule["id"]),
         target_visit_id=uuid.UUID(target_visit["id"]),
+        notification_id=notification_id,
         headers=headers,
     )
