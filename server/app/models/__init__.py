@@ -11,6 +11,15 @@ from app.models.audit import (
 )
 from app.models.battery import Battery, BatteryVersion
 from app.models.consent import ConsentForm, ConsentFormStatus, ConsentRecord, SignerRole
+from app.models.outbox import (
+    AttemptOutcome,
+    DeliveryStatus,
+    DestinationKind,
+    EventType,
+    OutboxDelivery,
+    OutboxDeliveryAttempt,
+    OutboxEvent,
+)
 from app.models.participant import (
     MagicLinkToken,
     Participant,
@@ -30,11 +39,13 @@ from app.models.schedule import (
 )
 from app.models.study import ConsentMode, MemberRole, Site, Study, StudyMember, StudyStatus
 from app.models.user import User, UserRole, UserSession, UserStatus
+from app.models.webhook import WebhookSubscription
 from app.models.worker import WorkerHeartbeat
 
 __all__ = [
     "ActorType",
     "AssessmentSession",
+    "AttemptOutcome",
     "AuditCategory",
     "AuditChainLink",
     "AuditChainState",
@@ -46,8 +57,14 @@ __all__ = [
     "ConsentFormStatus",
     "ConsentMode",
     "ConsentRecord",
+    "DeliveryStatus",
+    "DestinationKind",
+    "EventType",
     "MagicLinkToken",
     "MemberRole",
+    "OutboxDelivery",
+    "OutboxDeliveryAttempt",
+    "OutboxEvent",
     "Participant",
     "ParticipantActor",
     "ParticipantLogin",
@@ -71,6 +88,7 @@ __all__ = [
     "VisitAnchor",
     "VisitCancellation",
     "VisitStatus",
+    "WebhookSubscription",
     "WithdrawalScope",
     "WorkerHeartbeat",
 ]
