@@ -34,6 +34,11 @@ from app.schemas.common import PageParams, Pagination
 from app.services.audit import AuditContext
 from app.services.audit_subjects import AuditSubject, record_about
 from app.services.local_storage import LocalStorage
+from app.services.outbox.announce import (
+    announce_participant_enrolled,
+    announce_participant_withdrawn,
+)
+from app.services.outbox.writer import forget_participant
 from app.services.pagination import paginate
 from app.services.participant_auth import (
     generate_access_code,
@@ -223,6 +228,8 @@ async def create_participant(
         await session.flush()
     except IntegrityError as exc:
         raise _code_taken() from exc
+    if participant.status is ParticipantStatus.ENROLLED:
+        await announce_participant_enrolled(session, participant)
     await record_about(
         session,
         context,
@@ -407,6 +414,7 @@ async def update_participant(
     # Visit rows are written before the update's audit event (docs/schedules.md, locks).
     if enrolled_now:
         await generate_visits_on_enrollment(session, context, participant, now)
+        await announce_participant_enrolled(session, participant)
     elif participant.status is ParticipantStatus.ENROLLED:
         changed = [name for name in _VISIT_TIMING_FIELDS if before[name] != after[name]]
         if changed:
@@ -460,6 +468,7 @@ async def withdraw_participant(
     await cancel_visits_on_withdrawal(session, context, participant, now)
     after = {**participant_snapshot(participant), "scope": scope.value, "erased": erased}
     subject = AuditSubject.participant(participant, AuditCategory.DATA)
+    await announce_participant_withdrawn(session, participant)
     await record_about(
         session,
         context,
@@ -527,6 +536,7 @@ async def erase_participant_data(
         delete(MagicLinkToken).where(MagicLinkToken.participant_id == participant.id)
     )
     await revoke_participant_logins(session, participant.id)
+    await forget_participant(session, participant.id)
     return erased
 
 
