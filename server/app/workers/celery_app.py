@@ -18,8 +18,13 @@ from kombu import Exchange, Queue
 
 from app.config import Settings, get_settings
 from app.services.audit import warn_if_derived
-from app.workers.queues import AUDIT, QUEUES, REMINDERS
-from app.workers.tasks import ADVANCE_VISIT_STATUSES_TASK, AUDIT_CHAIN_TASK, BEAT_HEARTBEAT_TASK
+from app.workers.queues import AUDIT, QUEUES, REMINDERS, WEBHOOKS
+from app.workers.tasks import (
+    ADVANCE_VISIT_STATUSES_TASK,
+    AUDIT_CHAIN_TASK,
+    BEAT_HEARTBEAT_TASK,
+    DISPATCH_WEBHOOKS_TASK,
+)
 
 
 def prepare_embedded_broker(settings: Settings) -> None:
@@ -55,6 +60,7 @@ def create_celery_app(settings: Settings) -> Celery:
             BEAT_HEARTBEAT_TASK: {"queue": REMINDERS},
             AUDIT_CHAIN_TASK: {"queue": AUDIT},
             ADVANCE_VISIT_STATUSES_TASK: {"queue": REMINDERS},
+            DISPATCH_WEBHOOKS_TASK: {"queue": WEBHOOKS},
         },
         task_serializer="json",
         accept_content=["json"],
@@ -91,6 +97,13 @@ def create_celery_app(settings: Settings) -> Celery:
                 # Each run catches up on everything due, so a tick left waiting in the queue
                 # behind a newer one is useless.
                 "options": {"expires": settings.VISIT_STATUS_SCAN_SECONDS},
+            },
+            # Due retries, and deliveries whose kick after commit was lost; the outbox rows are
+            # the record, so a missed tick only delays them.
+            "outbox-webhooks": {
+                "task": DISPATCH_WEBHOOKS_TASK,
+                "schedule": timedelta(seconds=settings.OUTBOX_SCAN_SECONDS),
+                "options": {"expires": settings.OUTBOX_SCAN_SECONDS},
             },
         },
         beat_schedule_filename=str(settings.STORAGE_DIR / "celerybeat-schedule"),

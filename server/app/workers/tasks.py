@@ -20,6 +20,7 @@ from app.db.session import run_in_transaction, run_with_sessions
 from app.services.audit import AuditContext, ChainSettings, run_chainer
 from app.services.heartbeats import BEAT_HEARTBEAT, record_heartbeat
 from app.services.schedules import transitions
+from app.services.webhooks.dispatcher import dispatch_webhooks
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -27,6 +28,7 @@ R = TypeVar("R")
 BEAT_HEARTBEAT_TASK = "metricis.beat_heartbeat"
 AUDIT_CHAIN_TASK = "metricis.audit_chain"
 ADVANCE_VISIT_STATUSES_TASK = "metricis.advance_visit_statuses"
+DISPATCH_WEBHOOKS_TASK = "metricis.dispatch_webhooks"
 
 # Failures of the infrastructure, worth trying again later; a domain error is not retried.
 RETRYABLE_ERRORS = (sa_exc.OperationalError, sa_exc.InterfaceError, ConnectionError, TimeoutError)
@@ -64,6 +66,8 @@ def chain_audit_events() -> None:
     settings = get_settings()
     chain = ChainSettings.from_settings(settings)
     run_with_sessions(settings, lambda sessions: run_chainer(sessions, chain))
+
+
 @metricis_task(ADVANCE_VISIT_STATUSES_TASK)
 def advance_visit_statuses() -> None:
     """Store the status of the visits whose window opened or closed since the last run."""
@@ -73,3 +77,19 @@ def advance_visit_statuses() -> None:
             session, AuditContext.system(), utcnow()
         ),
     )
+
+
+@metricis_task(DISPATCH_WEBHOOKS_TASK)
+def dispatch_webhook_deliveries() -> dict[str, int]:
+    """Send due webhook deliveries (sent by beat, and after each commit that wrote some).
+
+    Runs of this task may overlap: each claims its deliveries in the database, so none is sent
+    twice by two runs; one killed mid-run leaves its claims to expire and be taken again."""
+    settings = get_settings()
+    report = run_with_sessions(settings, lambda sessions: dispatch_webhooks(sessions, settings))
+    return {
+        "attempts": report.attempts,
+        "delivered": report.delivered,
+        "failed": report.failed,
+        "dead": report.dead,
+    }
