@@ -42,6 +42,8 @@ TARGET_PHONE = "+44 20 7946 0958"
 # app.services.participants.mask_email / mask_phone, written out so a change shows up here.
 MASKED_EMAIL = "a***@example.org"
 MASKED_PHONE = "***58"
+# A public address (no name to resolve); no worker runs in the matrix, so nothing is sent.
+WEBHOOK_URL = "https://93.184.215.14/metricis-hook"
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +65,8 @@ class World:
     battery_id: uuid.UUID
     schedule_id: uuid.UUID  # one event, open from enrollment for a week
     target_visit_id: uuid.UUID  # the target's visit of that event
+    webhook_id: uuid.UUID  # a webhook of the study, to a public address nothing is sent to
+    delivery_id: uuid.UUID  # its test event's delivery, pending
     headers: Mapping[Principal, Mapping[str, str]]
 
 
@@ -70,7 +74,7 @@ async def _post(
     client: httpx.AsyncClient, url: str, headers: Mapping[str, str], body: dict[str, Any]
 ) -> dict[str, Any]:
     response = await client.post(url, headers=dict(headers), json=body)
-    assert response.status_code in (200, 201), (url, response.text)
+    assert response.status_code in (200, 201, 202), (url, response.text)
     payload: dict[str, Any] = response.json()
     return payload
 
@@ -175,6 +179,15 @@ async def build_world(
     )
     [target_visit] = visits.json()["data"]
 
+    webhooks = f"/api/studies/{study_id}/webhooks"
+    webhook = await _post(
+        client,
+        webhooks,
+        admin.headers,
+        {"url": WEBHOOK_URL, "events": ["participant.enrolled", "consent.signed"]},
+    )
+    test_delivery = await _post(client, f"{webhooks}/{webhook['id']}/test", admin.headers, {})
+
     participant_headers = await factories.participant_headers(db_session, settings, target_id)
     other_headers = await factories.participant_headers(db_session, settings, other_id)
 
@@ -207,5 +220,7 @@ async def build_world(
         battery_id=battery_id,
         schedule_id=uuid.UUID(schedule["id"]),
         target_visit_id=uuid.UUID(target_visit["id"]),
+        webhook_id=uuid.UUID(webhook["id"]),
+        delivery_id=uuid.UUID(test_delivery["id"]),
         headers=headers,
     )
