@@ -10,12 +10,14 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 DOCS = Path(__file__).resolve().parents[3] / "docs" / "webhooks.md"
 SNIPPET_MARKER = "<!-- verification-snippet"
 
-Verifier = Callable[[str, str, bytes], bool]
+
+class Verifier(Protocol):
+    def __call__(self, secret: str, header: str, body: bytes, now: float | None = None) -> bool: ...
 
 
 def documented_verifier() -> Verifier:
