@@ -17,6 +17,7 @@ from celery.signals import beat_init, worker_init
 from kombu import Exchange, Queue
 
 from app.config import Settings, get_settings
+from app.core.logging import configure_logging
 from app.services.audit import warn_if_derived
 from app.workers.queues import AUDIT, QUEUES, REMINDERS, WEBHOOKS
 from app.workers.tasks import (
@@ -36,7 +37,10 @@ def prepare_embedded_broker(settings: Settings) -> None:
 
 
 def _prepare_on_start(**_: Any) -> None:
-    prepare_embedded_broker(get_settings())
+    settings = get_settings()
+    # The services log through structlog: at LOG_LEVEL and in LOG_FORMAT, as in the API.
+    configure_logging(settings)
+    prepare_embedded_broker(settings)
 
 
 def _warn_on_worker_start(**_: Any) -> None:
