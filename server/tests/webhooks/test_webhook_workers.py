@@ -7,8 +7,6 @@ database built for each test (`isolated_settings`)."""
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
 import subprocess
 import time
 import uuid
@@ -40,78 +38,16 @@ from app.services.webhooks.signing import generate_secret
 from app.workers.celery_app import create_celery_app, prepare_embedded_broker
 from app.workers.tasks import DISPATCH_WEBHOOKS_TASK
 from tests import factories
-from tests.conftest import lifespan_client, make_settings
-from tests.webhooks.conftest import LOCAL_RECEIVER
+from tests.conftest import lifespan_client
+from tests.webhooks.processes import Workers, running_workers, worker_settings
 from tests.webhooks.receiver import Answer, Receiver, running
-from tests.workers.test_workers import METRICIS, SERVER_ROOT
 
 WAIT_SECONDS = 60
 
 
-def _settings(isolated: Settings, storage: Path, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {
-        "WEBHOOK_ALLOWED_HOSTS": LOCAL_RECEIVER,
-        "WEBHOOK_TIMEOUT_SECONDS": 2.0,
-        "OUTBOX_LEASE_SECONDS": 4.0,
-        "OUTBOX_RETRY_BASE_SECONDS": 0.2,
-        "OUTBOX_RETRY_MAX_SECONDS": 1.0,
-        "OUTBOX_MAX_ATTEMPTS": 10,
-        **overrides,
-    }
-    return make_settings(isolated.DATABASE_URL, storage, **values)
-
-
-def _environment(settings: Settings) -> dict[str, str]:
-    env = {
-        **os.environ,
-        "DATABASE_URL": settings.DATABASE_URL,
-        "STORAGE_DIR": str(settings.STORAGE_DIR),
-        "LOG_LEVEL": "warning",
-        "WEBHOOK_ALLOWED_HOSTS": ",".join(settings.WEBHOOK_ALLOWED_HOSTS),
-        "WEBHOOK_TIMEOUT_SECONDS": str(settings.WEBHOOK_TIMEOUT_SECONDS),
-        "OUTBOX_LEASE_SECONDS": str(settings.OUTBOX_LEASE_SECONDS),
-        "OUTBOX_RETRY_BASE_SECONDS": str(settings.OUTBOX_RETRY_BASE_SECONDS),
-        "OUTBOX_RETRY_MAX_SECONDS": str(settings.OUTBOX_RETRY_MAX_SECONDS),
-        "OUTBOX_MAX_ATTEMPTS": str(settings.OUTBOX_MAX_ATTEMPTS),
-    }
-    if settings.CELERY_BROKER_URL:
-        env["CELERY_BROKER_URL"] = settings.CELERY_BROKER_URL
-    return env
-
-
-class Workers:
-    """Worker processes, each the leader of its own process group (killed whole)."""
-
-    def __init__(self) -> None:
-        self.started: list[subprocess.Popen[bytes]] = []
-
-    def start(self, settings: Settings) -> subprocess.Popen[bytes]:
-        process = subprocess.Popen(
-            [METRICIS, "worker", "--queues", "webhooks", "--concurrency", "1"],
-            cwd=SERVER_ROOT,
-            env=_environment(settings),
-            start_new_session=True,
-        )
-        self.started.append(process)
-        return process
-
-    def kill(self, process: subprocess.Popen[bytes]) -> None:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=WAIT_SECONDS)
-
-    def stop(self, process: subprocess.Popen[bytes]) -> int:
-        process.send_signal(signal.SIGTERM)
-        return process.wait(timeout=WAIT_SECONDS)
-
-
 @pytest.fixture
 def workers() -> Iterator[Workers]:
-    running_workers = Workers()
-    yield running_workers
-    for process in running_workers.started:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+    yield from running_workers()
 
 
 @pytest.fixture
@@ -210,7 +146,7 @@ async def test_a_worker_on_the_redis_broker_delivers_every_event_signed(
     sessions: async_sessionmaker[AsyncSession],
     workers: Workers,
 ) -> None:
-    settings = _settings(isolated_settings, tmp_path, CELERY_BROKER_URL=redis_url)
+    settings = worker_settings(isolated_settings, tmp_path, CELERY_BROKER_URL=redis_url)
     receiver.plan = lambda index: Answer(status=500 if index % 3 == 1 else 200)
     study_id, secret = await _subscribe(sessions, settings, receiver.url())
     receiver.secrets.append(secret)
@@ -239,7 +175,7 @@ async def test_the_embedded_broker_runs_the_same_dispatcher(
     sessions: async_sessionmaker[AsyncSession],
     workers: Workers,
 ) -> None:
-    settings = _settings(isolated_settings, tmp_path)
+    settings = worker_settings(isolated_settings, tmp_path)
     assert settings.uses_embedded_broker
     study_id, secret = await _subscribe(sessions, settings, receiver.url())
     receiver.secrets.append(secret)
@@ -264,7 +200,7 @@ async def test_the_api_asks_a_worker_to_deliver_right_after_its_commit(
     sessions: async_sessionmaker[AsyncSession],
     workers: Workers,
 ) -> None:
-    settings = _settings(isolated_settings, tmp_path, CELERY_BROKER_URL=redis_url)
+    settings = worker_settings(isolated_settings, tmp_path, CELERY_BROKER_URL=redis_url)
     worker = workers.start(settings)
     async with lifespan_client(create_app(settings)) as client, sessions() as session:
         researcher = await factories.staff(session, client, UserRole.RESEARCHER)
@@ -300,7 +236,7 @@ async def test_a_worker_killed_in_the_middle_of_a_delivery_loses_nothing(
     sessions: async_sessionmaker[AsyncSession],
     workers: Workers,
 ) -> None:
-    settings = _settings(isolated_settings, tmp_path, CELERY_BROKER_URL=redis_url)
+    settings = worker_settings(isolated_settings, tmp_path, CELERY_BROKER_URL=redis_url)
     # The first request hangs until the worker is gone; later ones are answered at once.
     receiver.plan = lambda index: Answer(delay_seconds=1.5 if index == 0 else 0.0)
     study_id, secret = await _subscribe(sessions, settings, receiver.url())
