@@ -296,6 +296,45 @@ async def test_a_delivery_whose_worker_died_is_claimed_again_after_its_lease(
     assert len(receiver.posts()) == 1
 
 
+async def test_attempts_cut_short_use_up_the_allowance_and_the_run_moves_on(
+    client: httpx.AsyncClient,
+    team: Team,
+    receiver: Receiver,
+    sessions: SessionFactory,
+    settings: Settings,
+    db_session: AsyncSession,
+) -> None:
+    webhook = await create_webhook(client, team, receiver.url(), [ENROLLED])
+    await enroll(client, team, "P-016")
+    policy = RetryPolicy.from_settings(settings)
+    async with webhook_client(settings) as http:
+        destination = webhook_destination(settings, FieldEncryptor.from_settings(settings), http)
+        # Three workers in a row claim it and die: each lease runs out.
+        for _ in range(settings.OUTBOX_MAX_ATTEMPTS):
+            [claimed] = await claim_due(
+                db_session,
+                DestinationKind.WEBHOOK,
+                destination.conditions,
+                policy,
+                lease_seconds=60,
+            )
+            held = await db_session.get(OutboxDelivery, claimed.delivery_id)
+            assert held is not None
+            held.next_attempt_at = utcnow() - timedelta(seconds=1)
+            await db_session.commit()
+    await enroll(client, team, "P-017")
+
+    await dispatch_now(sessions, settings)
+
+    exhausted, sent = await deliveries(client, team, webhook["id"])
+    assert (exhausted["status"], exhausted["attempts"]) == ("dead", 3)
+    log = (await delivery(client, team, webhook["id"], exhausted["id"]))["attempt_log"]
+    assert [a["outcome"] for a in log] == ["interrupted"] * 3
+    assert sent["status"] == "delivered"
+    [request] = receiver.posts()
+    assert request.json()["data"]["participant_code"] == "P-017"
+
+
 async def test_redelivery_sends_the_same_event_again_with_fresh_attempts_and_is_audited(
     client: httpx.AsyncClient,
     team: Team,

@@ -169,6 +169,49 @@ async def _close_interrupted_attempt(session: AsyncSession, delivery: OutboxDeli
         attempt.error = INTERRUPTED_ERROR
 
 
+async def _due(
+    session: AsyncSession,
+    kind: DestinationKind,
+    conditions: Sequence[ColumnElement[bool]],
+    policy: RetryPolicy,
+    now: datetime,
+    limit: int,
+) -> list[OutboxDelivery]:
+    """Up to `limit` due deliveries, locked. One whose worker died after using up its attempts
+    is closed as dead on the way (its last attempt `interrupted`), and another taken instead."""
+    found: list[OutboxDelivery] = []
+    while len(found) < limit:
+        rows = (
+            await session.scalars(
+                select(OutboxDelivery)
+                .where(
+                    OutboxDelivery.destination == kind,
+                    OutboxDelivery.next_attempt_at <= now,
+                    OutboxDelivery.id.not_in([delivery.id for delivery in found]),
+                    *conditions,
+                )
+                .order_by(OutboxDelivery.next_attempt_at)
+                .limit(limit - len(found))
+                .with_for_update(skip_locked=True)
+            )
+        ).all()
+        if not rows:
+            break
+        for delivery in rows:
+            if delivery.status is DeliveryStatus.DELIVERING:
+                await _close_interrupted_attempt(session, delivery)
+                delivery.current_attempt_id = None
+                delivery.last_error = INTERRUPTED_ERROR
+                if delivery.round_attempts >= policy.max_attempts:
+                    delivery.status = DeliveryStatus.DEAD
+                    delivery.next_attempt_at = None
+                    continue
+            found.append(delivery)
+        # The dead ones are no longer due; the next query must see that.
+        await session.flush()
+    return found
+
+
 async def claim_due(
     session: AsyncSession,
     kind: DestinationKind,
@@ -183,29 +226,8 @@ async def claim_due(
     Due means its retry time has come, or the lease of the worker that held it has run out; a
     delivery whose last attempts were all cut short is dead once it has used them up."""
     now = utcnow()
-    rows = (
-        await session.scalars(
-            select(OutboxDelivery)
-            .where(
-                OutboxDelivery.destination == kind,
-                OutboxDelivery.next_attempt_at <= now,
-                *conditions,
-            )
-            .order_by(OutboxDelivery.next_attempt_at)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        )
-    ).all()
     claimed: list[ClaimedDelivery] = []
-    for delivery in rows:
-        if delivery.status is DeliveryStatus.DELIVERING:
-            await _close_interrupted_attempt(session, delivery)
-            delivery.current_attempt_id = None
-            delivery.last_error = INTERRUPTED_ERROR
-            if delivery.round_attempts >= policy.max_attempts:
-                delivery.status = DeliveryStatus.DEAD
-                delivery.next_attempt_at = None
-                continue
+    for delivery in await _due(session, kind, conditions, policy, now, limit):
         event = await session.get(OutboxEvent, delivery.event_id)
         assert event is not None  # deleting an event deletes its deliveries
         attempt = OutboxDeliveryAttempt(
