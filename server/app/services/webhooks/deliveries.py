@@ -11,7 +11,6 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import NotFoundError
-from app.models.audit import AuditCategory
 from app.models.outbox import (
     DeliveryStatus,
     EventType,
@@ -20,7 +19,8 @@ from app.models.outbox import (
     OutboxEvent,
 )
 from app.schemas.common import PageParams, Pagination
-from app.services.audit import AuditContext, record_event
+from app.services.audit import AuditContext
+from app.services.audit_subjects import AuditSubject, record_about
 from app.services.outbox.dispatch import redeliver
 from app.services.pagination import paginate_rows
 from app.services.principals import StaffPrincipal
@@ -131,14 +131,11 @@ async def redeliver_delivery(
     delivery, event = await _delivery_of(session, webhook_id, delivery_id)
     before = {"status": delivery.status.value, "attempts": delivery.attempts}
     await redeliver(session, delivery)
-    await record_event(
+    await record_about(
         session,
         context,
-        action="webhook.delivery_redelivered",
-        category=AuditCategory.CONFIG,
-        entity_type="webhook_delivery",
-        entity_id=delivery.id,
-        study_id=study_id,
+        AuditSubject.configuration("webhook_delivery", delivery.id, study_id),
+        "webhook.delivery_redelivered",
         before=before,
         after={
             "status": delivery.status.value,

@@ -21,11 +21,11 @@ from app.core import events as after_commit
 from app.core.clock import utcnow
 from app.core.errors import ConflictError, NotFoundError, ValidationFailedError
 from app.core.security import FieldEncryptor
-from app.models.audit import AuditCategory
 from app.models.outbox import DeliveryStatus, EventType, OutboxDelivery
 from app.models.webhook import WebhookSubscription
 from app.schemas.common import PageParams, Pagination
-from app.services.audit import AuditContext, record_event
+from app.services.audit import AuditContext
+from app.services.audit_subjects import AuditSubject, record_about
 from app.services.outbox import events
 from app.services.outbox.writer import OUTBOX_WRITTEN, NewEvent, emit_to_subscription
 from app.services.pagination import paginate
@@ -43,6 +43,10 @@ def webhook_snapshot(subscription: WebhookSubscription) -> dict[str, Any]:
         "active": subscription.active,
         "description": subscription.description,
     }
+
+
+def _subject(subscription: WebhookSubscription) -> AuditSubject:
+    return AuditSubject.configuration("webhook", subscription.id, subscription.study_id)
 
 
 def _event_list(types: Sequence[EventType]) -> list[str]:
@@ -116,14 +120,11 @@ async def create_webhook(
         secret_created_at=utcnow(),
     )
     session.add(subscription)
-    await record_event(
+    await record_about(
         session,
         context,
-        action="webhook.create",
-        category=AuditCategory.CONFIG,
-        entity_type="webhook",
-        entity_id=subscription.id,
-        study_id=study_id,
+        _subject(subscription),
+        "webhook.create",
         after=webhook_snapshot(subscription),
     )
     return subscription, secret
@@ -163,14 +164,11 @@ async def update_webhook(
     # The snapshot hides credentials and query values, so a change there shows only as a flag.
     url_changed = subscription.url != before_url
     if after != before or url_changed:
-        await record_event(
+        await record_about(
             session,
             context,
-            action="webhook.update",
-            category=AuditCategory.CONFIG,
-            entity_type="webhook",
-            entity_id=subscription.id,
-            study_id=study_id,
+            _subject(subscription),
+            "webhook.update",
             before=before,
             after={**after, "url_changed": url_changed},
         )
@@ -197,14 +195,11 @@ async def delete_webhook(
             OutboxDelivery.status.not_in([DeliveryStatus.DELIVERED, DeliveryStatus.DEAD]),
         )
     )
-    await record_event(
+    await record_about(
         session,
         context,
-        action="webhook.delete",
-        category=AuditCategory.CONFIG,
-        entity_type="webhook",
-        entity_id=subscription.id,
-        study_id=study_id,
+        _subject(subscription),
+        "webhook.delete",
         before=webhook_snapshot(subscription),
         after={"undelivered_dropped": int(undelivered or 0)},
     )
@@ -236,14 +231,11 @@ async def rotate_secret(
         subscription.previous_secret_expires_at = None
     subscription.secret_encrypted = encryptor.encrypt(secret)
     subscription.secret_created_at = now
-    await record_event(
+    await record_about(
         session,
         context,
-        action="webhook.secret_rotated",
-        category=AuditCategory.CONFIG,
-        entity_type="webhook",
-        entity_id=subscription.id,
-        study_id=study_id,
+        _subject(subscription),
+        "webhook.secret_rotated",
         after={
             "secret_created_at": now.isoformat(),
             "overlap_seconds": int(overlap.total_seconds()),
@@ -281,14 +273,11 @@ async def send_test_event(
         )
     )
     assert delivery is not None
-    await record_event(
+    await record_about(
         session,
         context,
-        action="webhook.test_sent",
-        category=AuditCategory.CONFIG,
-        entity_type="webhook",
-        entity_id=subscription.id,
-        study_id=study_id,
+        _subject(subscription),
+        "webhook.test_sent",
         after={"event_id": str(event_id), "delivery_id": str(delivery.id)},
     )
     return delivery
