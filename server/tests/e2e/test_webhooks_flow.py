@@ -19,7 +19,6 @@ from app.db.session import create_engine, create_sessionmaker
 from app.main import create_app
 from app.models.outbox import DeliveryStatus, OutboxDelivery
 from app.models.study import MemberRole
-from app.models.user import UserRole
 from tests import factories
 from tests.conftest import lifespan_client
 from tests.webhooks.processes import Workers, running_workers, worker_settings
@@ -50,13 +49,6 @@ async def _delivered(sessions: async_sessionmaker[AsyncSession]) -> int:
     return statuses.count(DeliveryStatus.DELIVERED)
 
 
-def _trials(task: str) -> list[dict[str, object]]:
-    return [
-        {"task": task, "trial_index": i, "rt": 320.0 + 9 * i, "correct": i % 5 != 0}
-        for i in range(15)
-    ]
-
-
 async def test_every_event_of_a_participants_journey_reaches_the_receiver_signed(
     isolated_settings: Settings,
     tmp_path: Path,
@@ -70,9 +62,10 @@ async def test_every_event_of_a_participants_journey_reaches_the_receiver_signed
     sessions = create_sessionmaker(engine)
     try:
         async with lifespan_client(create_app(settings)) as client, sessions() as session:
-            researcher = await factories.staff(session, client, UserRole.RESEARCHER)
             study_row = await factories.study(session)
-            await factories.member(session, study_row, researcher, MemberRole.RESEARCHER)
+            researcher = await factories.study_member(
+                session, client, study_row, MemberRole.RESEARCHER
+            )
             staff = researcher.headers
             study = f"/api/studies/{study_row.id}"
             assert (
@@ -156,11 +149,8 @@ async def test_every_event_of_a_participants_journey_reaches_the_receiver_signed
             assert started.status_code == 201, started.text
             session_id = started.json()["session_id"]
             for task in ("simple-rt", "choice-rt"):
-                submitted = await client.post(
-                    "/api/submit",
-                    headers={**own, "X-Session-ID": session_id},
-                    json={"session_id": session_id, "trials": _trials(task)},
-                )
+                trials = factories.task_trials(task, 15)
+                submitted = await factories.submit(client, own, session_id, {"trials": trials})
                 assert submitted.status_code == 201, submitted.text
             ended = await client.post(
                 "/api/session/end",

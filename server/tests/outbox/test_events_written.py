@@ -7,7 +7,6 @@ import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -188,6 +187,7 @@ async def test_a_change_that_rolls_back_takes_its_event_with_it(
 
 
 async def _active_study(db_session: AsyncSession, study_id: uuid.UUID) -> uuid.UUID:
+    """The team's study, made active without consent in Metricis, with a battery of two tasks."""
     study = await db_session.get(Study, study_id)
     assert study is not None
     study.status = StudyStatus.ACTIVE
@@ -197,46 +197,26 @@ async def _active_study(db_session: AsyncSession, study_id: uuid.UUID) -> uuid.U
     return battery_id
 
 
-def _trials(task: str, n: int, seed: int = 0) -> list[dict[str, Any]]:
-    return [
-        {
-            "task": task,
-            "trial_index": i,
-            "rt": 300.0 + (i * 17 + seed) % 200,
-            "correct": i % 4 != 0,
-            "response": "tap",
-            "stimulus": "dot",
-        }
-        for i in range(n)
-    ]
-
-
 async def test_accepted_tasks_and_a_completed_session_are_announced_once(
     client: httpx.AsyncClient, team: Team, receiver: Receiver, db_session: AsyncSession
 ) -> None:
     battery_id = await _active_study(db_session, team.study_id)
     await create_webhook(client, team, receiver.url(), ["task.accepted", "session.completed"])
     participant = await enroll(client, team, "SES-01", email=EMAIL, phone=PHONE)
-    started = await client.post(
-        "/api/session/start",
-        headers=team.researcher,
-        json={"participant_id": participant["id"], "battery_id": str(battery_id)},
-    )
+    started = await factories.start_session(client, team.researcher, participant["id"], battery_id)
     assert started.status_code == 201, started.text
     session_id = started.json()["session_id"]
 
-    async def submit(trials: list[dict[str, Any]]) -> httpx.Response:
-        return await client.post(
-            "/api/submit",
-            headers={**team.researcher, "X-Session-ID": session_id},
-            json={"session_id": session_id, "trials": trials},
-        )
+    async def submit(task: str, n: int, seed: int = 0) -> int:
+        trials = factories.task_trials(task, n, seed=seed)
+        answer = await factories.submit(client, team.researcher, session_id, {"trials": trials})
+        return answer.status_code
 
-    assert (await submit(_trials("simple-rt", 12))).status_code == 201
-    assert (await submit(_trials("simple-rt", 12))).status_code == 200  # a replay
-    assert (await submit(_trials("simple-rt", 12, seed=5))).status_code == 409  # a conflict
+    assert await submit("simple-rt", 12) == 201
+    assert await submit("simple-rt", 12) == 200  # a replay
+    assert await submit("simple-rt", 12, seed=5) == 409  # a conflict
     assert _types(await _events(db_session, team.study_id)) == ["task.accepted"]
-    assert (await submit(_trials("digit-span", 6))).status_code == 201
+    assert await submit("digit-span", 6) == 201
     ended = await client.post(
         "/api/session/end",
         headers=team.researcher,
@@ -260,11 +240,7 @@ async def test_accepted_tasks_and_a_completed_session_are_announced_once(
     _no_contact_details(events)
 
     # An abandoned session is not a completed one.
-    second = await client.post(
-        "/api/session/start",
-        headers=team.researcher,
-        json={"participant_id": participant["id"], "battery_id": str(battery_id)},
-    )
+    second = await factories.start_session(client, team.researcher, participant["id"], battery_id)
     await client.post(
         "/api/session/end",
         headers=team.researcher,

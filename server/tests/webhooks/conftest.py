@@ -105,19 +105,20 @@ class Team:
 @pytest.fixture
 async def team(client: httpx.AsyncClient, db_session: AsyncSession) -> Team:
     study = await factories.study(db_session)
-    people = {}
-    for name, role, member in (
-        ("admin", UserRole.ADMIN, None),
-        ("researcher", UserRole.RESEARCHER, MemberRole.RESEARCHER),
-        ("coordinator", UserRole.COORDINATOR, MemberRole.COORDINATOR),
-        ("read_only", UserRole.READ_ONLY, MemberRole.READ_ONLY),
-        ("outsider", UserRole.RESEARCHER, None),
-    ):
-        person = await factories.staff(db_session, client, role)
-        if member is not None:
-            await factories.member(db_session, study, person, member)
-        people[name] = person.headers
-    return Team(study_id=study.id, **people)
+    admin = await factories.staff(db_session, client, UserRole.ADMIN)
+    members = {
+        role: await factories.study_member(db_session, client, study, role)
+        for role in (MemberRole.RESEARCHER, MemberRole.COORDINATOR, MemberRole.READ_ONLY)
+    }
+    outsider = await factories.staff(db_session, client, UserRole.RESEARCHER)
+    return Team(
+        study_id=study.id,
+        admin=admin.headers,
+        researcher=members[MemberRole.RESEARCHER].headers,
+        coordinator=members[MemberRole.COORDINATOR].headers,
+        read_only=members[MemberRole.READ_ONLY].headers,
+        outsider=outsider.headers,
+    )
 
 
 async def create_webhook(

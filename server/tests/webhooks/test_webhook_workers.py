@@ -31,7 +31,6 @@ from app.models.outbox import (
     OutboxDeliveryAttempt,
 )
 from app.models.study import MemberRole
-from app.models.user import UserRole
 from app.models.webhook import WebhookSubscription
 from app.services.outbox.writer import NewEvent, emit_many
 from app.services.webhooks.signing import generate_secret
@@ -203,9 +202,8 @@ async def test_the_api_asks_a_worker_to_deliver_right_after_its_commit(
     settings = worker_settings(isolated_settings, tmp_path, CELERY_BROKER_URL=redis_url)
     worker = workers.start(settings)
     async with lifespan_client(create_app(settings)) as client, sessions() as session:
-        researcher = await factories.staff(session, client, UserRole.RESEARCHER)
         study = await factories.study(session)
-        await factories.member(session, study, researcher, MemberRole.RESEARCHER)
+        researcher = await factories.study_member(session, client, study, MemberRole.RESEARCHER)
         created = await client.post(
             f"/api/studies/{study.id}/webhooks",
             headers=researcher.headers,
@@ -236,9 +234,17 @@ async def test_a_worker_killed_in_the_middle_of_a_delivery_loses_nothing(
     sessions: async_sessionmaker[AsyncSession],
     workers: Workers,
 ) -> None:
-    settings = worker_settings(isolated_settings, tmp_path, CELERY_BROKER_URL=redis_url)
-    # The first request hangs until the worker is gone; later ones are answered at once.
-    receiver.plan = lambda index: Answer(delay_seconds=1.5 if index == 0 else 0.0)
+    # The worker waits up to 8 s for an answer: the test kills it well within that, however
+    # loaded the machine. Its claim then runs out after 10 s.
+    settings = worker_settings(
+        isolated_settings,
+        tmp_path,
+        CELERY_BROKER_URL=redis_url,
+        WEBHOOK_TIMEOUT_SECONDS=8.0,
+        OUTBOX_LEASE_SECONDS=10.0,
+    )
+    # The first request hangs past the worker's death; later ones are answered at once.
+    receiver.plan = lambda index: Answer(delay_seconds=20.0 if index == 0 else 0.0)
     study_id, secret = await _subscribe(sessions, settings, receiver.url())
     receiver.secrets.append(secret)
     [event_id] = await _emit(sessions, study_id, 1)
