@@ -24,8 +24,8 @@ class EventType(StrEnum):
     PARTICIPANT_ENROLLED = "participant.enrolled"
     PARTICIPANT_WITHDRAWN = "participant.withdrawn"
     CONSENT_SIGNED = "consent.signed"
-    # Defined so that subscriptions can name them; emitted once visits and exports exist.
-    VISIT_MISSED = "visit.missed"
+    VISIT_MISSED = "visit.missed"  # written by the visit status scan
+    # Defined so that subscriptions can name it; emitted once data exports exist.
     EXPORT_READY = "export.ready"
     # Sent only by a subscription's "send test event" action, to that subscription alone.
     WEBHOOK_TEST = "webhook.test"

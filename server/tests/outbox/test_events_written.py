@@ -25,7 +25,7 @@ from app.services.participants import ParticipantFields, create_participant
 from app.services.principals import StaffPrincipal
 from tests import factories
 from tests.webhooks.conftest import Team, create_webhook, enroll, webhook_settings
-from tests.webhooks.conftest import team as team
+from tests.webhooks.conftest import team as team  # the fixture, shared
 from tests.webhooks.receiver import Receiver, running
 
 EMAIL = "grace.hopper@example.org"

@@ -17,6 +17,7 @@ from app.models.assessment import AssessmentSession, TaskResult
 from app.models.consent import ConsentRecord
 from app.models.outbox import EventType
 from app.models.participant import Participant, ParticipantStatus
+from app.models.schedule import Visit
 from app.services.outbox import events
 from app.services.outbox.writer import NewEvent, emit, emit_many
 
@@ -121,3 +122,30 @@ async def announce_session_completed(session: AsyncSession, record: AssessmentSe
         events.session_completed(record, participant, results),
         participant_id=participant.id,
     )
+
+
+# Visits are looked up in slices, well within every database's limit on bound parameters.
+VISIT_SLICE = 500
+
+
+async def announce_visits_missed(session: AsyncSession, visit_ids: Sequence[uuid.UUID]) -> None:
+    """One `visit.missed` per visit whose window closed without a session (the status scan)."""
+    for start in range(0, len(visit_ids), VISIT_SLICE):
+        rows = await session.execute(
+            select(Visit, Participant.participant_code, Participant.site_id)
+            .join(Participant, Participant.id == Visit.participant_id)
+            .where(Visit.id.in_(visit_ids[start : start + VISIT_SLICE]))
+            .order_by(Visit.window_closes_at, Visit.id)
+        )
+        await emit_many(
+            session,
+            [
+                NewEvent(
+                    EventType.VISIT_MISSED,
+                    visit.study_id,
+                    events.visit_missed(visit, code, site_id),
+                    participant_id=visit.participant_id,
+                )
+                for visit, code, site_id in rows
+            ],
+        )

@@ -7,6 +7,7 @@ A change to a payload that could break a receiver gets a new version number.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping, Sequence
 from datetime import date, datetime
 from typing import Any
@@ -16,13 +17,12 @@ from app.models.assessment import AssessmentSession, TaskResult
 from app.models.consent import ConsentRecord
 from app.models.outbox import EventType
 from app.models.participant import Participant
+from app.models.schedule import Visit
 
 EVENT_VERSIONS: Mapping[EventType, int] = dict.fromkeys(EventType, 1)
 
 # What a subscription may ask for. The test event goes only to the subscription it tests.
 SUBSCRIBABLE: tuple[EventType, ...] = tuple(t for t in EventType if t is not EventType.WEBHOOK_TEST)
-# Defined and subscribable, emitted once visits and exports exist.
-NOT_YET_EMITTED: frozenset[EventType] = frozenset({EventType.VISIT_MISSED, EventType.EXPORT_READY})
 
 
 def _iso(value: datetime | date | None) -> str | None:
@@ -126,6 +126,26 @@ def session_completed(
         "started_at": _iso(record.started_at),
         "ended_at": _iso(record.ended_at),
         "tasks": [task_summary(result) for result in results],
+    }
+
+
+def visit_missed(visit: Visit, participant_code: str, site_id: uuid.UUID | None) -> dict[str, Any]:
+    return {
+        "participant_id": str(visit.participant_id),
+        "participant_code": participant_code,
+        "site_id": str(site_id) if site_id else None,
+        "visit_id": str(visit.id),
+        "schedule_id": str(visit.schedule_id),
+        "schedule_version": visit.schedule_version,
+        "event_key": visit.event_key,
+        "occurrence": visit.occurrence,
+        "label": visit.label,
+        "battery_id": str(visit.battery_id),
+        "timezone": visit.timezone,
+        "due_date": _iso(visit.due_date),
+        "window_start_date": _iso(visit.window_start_date),
+        "window_end_date": _iso(visit.window_end_date),
+        "window_end": _iso(visit.window_closes_at),
     }
 
 
