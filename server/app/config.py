@@ -135,6 +135,28 @@ class Settings(BaseSettings):
     # How often beat runs the scan storing visit statuses (reads never wait for it).
     VISIT_STATUS_SCAN_SECONDS: float = Field(default=60.0, ge=1)
 
+    # The outbox (docs/webhooks.md): how often beat asks for due deliveries (a commit that wrote
+    # outbox rows asks at once as well), and how deliveries are retried: exponential backoff
+    # from the base, capped, with jitter; the delivery is dead after OUTBOX_MAX_ATTEMPTS.
+    OUTBOX_SCAN_SECONDS: float = Field(default=10.0, ge=0.2)
+    OUTBOX_MAX_ATTEMPTS: int = Field(default=15, ge=1, le=100)
+    OUTBOX_RETRY_BASE_SECONDS: float = Field(default=10.0, ge=0.01)
+    OUTBOX_RETRY_MAX_SECONDS: float = Field(default=3600.0, ge=0.01)
+    # A claimed delivery whose worker did not record the result within this long (it died) is
+    # claimed again; longer than a webhook's timeout, so a slow delivery is never sent twice at
+    # once by this server.
+    OUTBOX_LEASE_SECONDS: float = Field(default=60.0, ge=1)
+    # Deliveries one dispatcher run sends at once, and how long a run goes on before it leaves
+    # the rest to the next one (well within the task's soft time limit).
+    OUTBOX_DISPATCH_CONCURRENCY: int = Field(default=8, ge=1, le=64)
+    OUTBOX_DISPATCH_MAX_SECONDS: float = Field(default=50.0, ge=1)
+
+    # Webhooks: the whole request (connect, send, answer) must finish within the timeout.
+    WEBHOOK_TIMEOUT_SECONDS: float = Field(default=10.0, gt=0, le=60)
+    # Hosts (names or addresses) and networks (CIDR) that webhooks may target although they are
+    # loopback, private, link-local or otherwise not public. Empty: only public addresses.
+    WEBHOOK_ALLOWED_HOSTS: Annotated[list[str], NoDecode] = []
+
     JWT_SECRET_KEY: SecretStr = SecretStr(DEFAULT_JWT_SECRET)
     SESSION_SECRET_KEY: SecretStr = SecretStr(DEFAULT_SESSION_SECRET)
     JWT_ALGORITHM: Literal["HS256"] = "HS256"
@@ -237,7 +259,7 @@ class Settings(BaseSettings):
     NOTIFICATION_QUIET_HOURS_START: time = time(21, 0)
     NOTIFICATION_QUIET_HOURS_END: time = time(8, 0)
 
-    @field_validator("ALLOWED_ORIGINS", "TRUSTED_PROXIES", mode="before")
+    @field_validator("ALLOWED_ORIGINS", "TRUSTED_PROXIES", "WEBHOOK_ALLOWED_HOSTS", mode="before")
     @classmethod
     def _split_lists(cls, value: Any) -> Any:
         return _split_csv(value)
@@ -300,6 +322,14 @@ class Settings(BaseSettings):
                 "WORKER_TASK_TIME_LIMIT_SECONDS: a row still being sent by a live task would "
                 "otherwise be reported as interrupted"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _lease_outlasts_a_delivery(self) -> Settings:
+        # A lease shorter than a delivery would let a second run claim it while the first one
+        # still waits for the answer.
+        if self.OUTBOX_LEASE_SECONDS <= self.WEBHOOK_TIMEOUT_SECONDS:
+            raise ValueError("OUTBOX_LEASE_SECONDS must be longer than WEBHOOK_TIMEOUT_SECONDS")
         return self
 
     @property

@@ -46,15 +46,19 @@ from app.api.routers import (
     sync,
     user_sessions,
     users,
+    webhooks,
 )
 from app.config import Settings, check_production_settings, get_settings
 from app.core.errors import DomainError
+from app.core.events import subscribe, unsubscribe
 from app.core.logging import configure_logging, get_logger
 from app.core.security import configure_password_hashing
 from app.db.session import create_engine, create_sessionmaker
 from app.schemas.assessments import SubmitRequest
 from app.services.audit import warn_if_derived
+from app.services.outbox.writer import OUTBOX_WRITTEN
 from app.services.session_store import create_session_store
+from app.workers.kick import DispatchKicker
 from app.workers.kicks import enable_dispatch_kicks
 
 logger = get_logger(__name__)
@@ -70,6 +74,9 @@ def _lifespan(settings: Settings) -> Any:
         app.state.sessionmaker = create_sessionmaker(engine)
         # Notifications made due by a request ask the workers to dispatch them at once.
         enable_dispatch_kicks(settings)
+        # Commits that wrote outbox deliveries ask a worker to send them at once.
+        kicker = DispatchKicker(settings)
+        subscribe(OUTBOX_WRITTEN, kicker)
         logger.info(
             "application_startup",
             environment=settings.ENVIRONMENT.value,
@@ -87,6 +94,8 @@ def _lifespan(settings: Settings) -> Any:
         try:
             yield
         finally:
+            unsubscribe(OUTBOX_WRITTEN, kicker)
+            await kicker.close()
             await app.state.session_store.close()
             await engine.dispose()
             logger.info("application_shutdown")
@@ -288,6 +297,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         batteries.router,
         schedules.router,
         sync.router,
+        webhooks.router,
     )
     for router in routers:
         app.include_router(router, prefix="/api")

@@ -36,6 +36,12 @@ def subscribe(name: str, handler: Handler) -> None:
     _handlers.setdefault(name, []).append(handler)
 
 
+def unsubscribe(name: str, handler: Handler) -> None:
+    """Remove a handler an application registered for its lifetime (tests start many)."""
+    if handler in _handlers.get(name, []):
+        _handlers[name].remove(handler)
+
+
 def emit(session: AsyncSession, name: str, payload: dict[str, Any]) -> None:
     session.info.setdefault(_PENDING_KEY, []).append(DomainEvent(name, payload))
 

@@ -18,6 +18,15 @@ from app.models.notification import (
     NotificationOptOut,
     NotificationStatus,
 )
+from app.models.outbox import (
+    AttemptOutcome,
+    DeliveryStatus,
+    DestinationKind,
+    EventType,
+    OutboxDelivery,
+    OutboxDeliveryAttempt,
+    OutboxEvent,
+)
 from app.models.participant import (
     MagicLinkToken,
     Participant,
@@ -37,11 +46,13 @@ from app.models.schedule import (
 )
 from app.models.study import ConsentMode, MemberRole, Site, Study, StudyMember, StudyStatus
 from app.models.user import User, UserRole, UserSession, UserStatus
+from app.models.webhook import WebhookSubscription
 from app.models.worker import WorkerHeartbeat
 
 __all__ = [
     "ActorType",
     "AssessmentSession",
+    "AttemptOutcome",
     "AuditCategory",
     "AuditChainLink",
     "AuditChainState",
@@ -53,6 +64,9 @@ __all__ = [
     "ConsentFormStatus",
     "ConsentMode",
     "ConsentRecord",
+    "DeliveryStatus",
+    "DestinationKind",
+    "EventType",
     "MagicLinkToken",
     "MemberRole",
     "Notification",
@@ -60,6 +74,9 @@ __all__ = [
     "NotificationKind",
     "NotificationOptOut",
     "NotificationStatus",
+    "OutboxDelivery",
+    "OutboxDeliveryAttempt",
+    "OutboxEvent",
     "Participant",
     "ParticipantActor",
     "ParticipantLogin",
@@ -83,6 +100,7 @@ __all__ = [
     "VisitAnchor",
     "VisitCancellation",
     "VisitStatus",
+    "WebhookSubscription",
     "WithdrawalScope",
     "WorkerHeartbeat",
 ]

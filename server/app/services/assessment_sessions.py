@@ -32,6 +32,7 @@ from app.schemas.common import PageParams, Pagination
 from app.services.audit import AuditContext, record_event
 from app.services.batteries import get_battery_version
 from app.services.consent.gate import consent_gate
+from app.services.outbox.announce import announce_session_completed
 from app.services.participants import participant_for_principal, resolve_participant
 from app.services.policy import Capability, member_study_access, study_access
 from app.services.principals import ParticipantPrincipal, Principal, StaffPrincipal
@@ -285,6 +286,7 @@ async def close_session(
     if status is SessionStatus.COMPLETED:
         # The visit's row lock comes before the audit chain's (docs/schedules.md, locks).
         await complete_visit_of_session(session, context, record)
+        await announce_session_completed(session, record)
     await record_event(
         session,
         context,

@@ -37,6 +37,7 @@ from app.models.participant import Participant, ParticipantActor, ParticipantSta
 from app.models.study import Site, Study
 from app.services.audit import AuditContext
 from app.services.audit_subjects import AuditSubject, record_about
+from app.services.outbox.announce import announce_participants_imported
 from app.services.participants import email_index, valid_timezone
 from app.services.policy import Capability, StudyAccess, study_access
 from app.services.principals import StaffPrincipal
@@ -506,6 +507,7 @@ async def import_participants(
         ],
         now,
     )
+    await announce_participants_imported(session, study_id, values)
     await record_about(
         session,
         context,

@@ -39,6 +39,11 @@ from app.services.notifications.scheduling import (
     cancel_pending,
     forget_destinations,
 )
+from app.services.outbox.announce import (
+    announce_participant_enrolled,
+    announce_participant_withdrawn,
+)
+from app.services.outbox.writer import forget_participant
 from app.services.pagination import paginate
 from app.services.participant_auth import (
     generate_access_code,
@@ -228,6 +233,8 @@ async def create_participant(
         await session.flush()
     except IntegrityError as exc:
         raise _code_taken() from exc
+    if participant.status is ParticipantStatus.ENROLLED:
+        await announce_participant_enrolled(session, participant)
     await record_about(
         session,
         context,
@@ -412,6 +419,7 @@ async def update_participant(
     # Visit rows are written before the update's audit event (docs/schedules.md, locks).
     if enrolled_now:
         await generate_visits_on_enrollment(session, context, participant, now)
+        await announce_participant_enrolled(session, participant)
     elif participant.status is ParticipantStatus.ENROLLED:
         changed = [name for name in _VISIT_TIMING_FIELDS if before[name] != after[name]]
         if changed:
@@ -473,6 +481,7 @@ async def withdraw_participant(
         "cancelled_notifications": cancelled,
     }
     subject = AuditSubject.participant(participant, AuditCategory.DATA)
+    await announce_participant_withdrawn(session, participant)
     await record_about(
         session,
         context,
@@ -542,6 +551,7 @@ async def erase_participant_data(
         delete(MagicLinkToken).where(MagicLinkToken.participant_id == participant.id)
     )
     await revoke_participant_logins(session, participant.id)
+    await forget_participant(session, participant.id)
     return erased
 
 

@@ -42,6 +42,7 @@ from app.scoring import (
 from app.services.assessment_sessions import load_session_for, note_tasks_received
 from app.services.audit import AuditContext, record_event
 from app.services.local_storage import LocalStorage
+from app.services.outbox.announce import announce_tasks_accepted
 from app.services.policy import Capability
 from app.services.principals import Principal
 from app.services.session_store import SessionStore
@@ -419,6 +420,7 @@ async def _announce_accepted(
 ) -> None:
     """The live view, the audit event and the after-commit event for the accepted tasks."""
     await note_tasks_received(store, record, [r.task for r in accepted])
+    await announce_tasks_accepted(session, record, accepted)
     # Last before the commit: the audit event takes the chain-head lock until then.
     await record_event(
         session,

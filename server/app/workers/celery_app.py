@@ -20,12 +20,13 @@ from app.config import Settings, get_settings
 from app.core.logging import configure_logging
 from app.services.audit import warn_if_derived
 from app.workers.kicks import enable_dispatch_kicks
-from app.workers.queues import AUDIT, QUEUES, REMINDERS
+from app.workers.queues import AUDIT, QUEUES, REMINDERS, WEBHOOKS
 from app.workers.tasks import (
     ADVANCE_VISIT_STATUSES_TASK,
     AUDIT_CHAIN_TASK,
     BEAT_HEARTBEAT_TASK,
     DISPATCH_NOTIFICATIONS_TASK,
+    DISPATCH_WEBHOOKS_TASK,
 )
 
 
@@ -38,10 +39,13 @@ def prepare_embedded_broker(settings: Settings) -> None:
 
 
 def _prepare_on_start(**_: Any) -> None:
-    prepare_embedded_broker(get_settings())
+    settings = get_settings()
+    # The services log through structlog: at LOG_LEVEL and in LOG_FORMAT, as in the API.
+    configure_logging(settings)
+    prepare_embedded_broker(settings)
     # A task that makes notifications due (a scan) asks for a dispatch through this worker's
     # own application.
-    enable_dispatch_kicks(get_settings(), celery_app)
+    enable_dispatch_kicks(settings, celery_app)
 
 
 def _warn_on_worker_start(**_: Any) -> None:
@@ -74,6 +78,7 @@ def create_celery_app(settings: Settings) -> Celery:
             AUDIT_CHAIN_TASK: {"queue": AUDIT},
             ADVANCE_VISIT_STATUSES_TASK: {"queue": REMINDERS},
             DISPATCH_NOTIFICATIONS_TASK: {"queue": REMINDERS},
+            DISPATCH_WEBHOOKS_TASK: {"queue": WEBHOOKS},
         },
         task_serializer="json",
         accept_content=["json"],
@@ -116,6 +121,13 @@ def create_celery_app(settings: Settings) -> Celery:
                 "schedule": timedelta(seconds=settings.NOTIFICATION_DISPATCH_INTERVAL_SECONDS),
                 # The next tick does the same work: a backlog of ticks is useless.
                 "options": {"expires": settings.NOTIFICATION_DISPATCH_INTERVAL_SECONDS},
+            },
+            # Due retries, and deliveries whose kick after commit was lost; the outbox rows are
+            # the record, so a missed tick only delays them.
+            "outbox-webhooks": {
+                "task": DISPATCH_WEBHOOKS_TASK,
+                "schedule": timedelta(seconds=settings.OUTBOX_SCAN_SECONDS),
+                "options": {"expires": settings.OUTBOX_SCAN_SECONDS},
             },
         },
         beat_schedule_filename=str(settings.STORAGE_DIR / "celerybeat-schedule"),

@@ -21,6 +21,7 @@ from app.services.audit import AuditContext, ChainSettings, run_chainer
 from app.services.heartbeats import BEAT_HEARTBEAT, record_heartbeat
 from app.services.notifications.dispatcher import Dispatcher
 from app.services.schedules import transitions
+from app.services.webhooks.dispatcher import dispatch_webhooks
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -29,6 +30,7 @@ BEAT_HEARTBEAT_TASK = "metricis.beat_heartbeat"
 AUDIT_CHAIN_TASK = "metricis.audit_chain"
 ADVANCE_VISIT_STATUSES_TASK = "metricis.advance_visit_statuses"
 DISPATCH_NOTIFICATIONS_TASK = "metricis.dispatch_notifications"
+DISPATCH_WEBHOOKS_TASK = "metricis.dispatch_webhooks"
 
 # Failures of the infrastructure, worth trying again later; a domain error is not retried.
 RETRYABLE_ERRORS = (sa_exc.OperationalError, sa_exc.InterfaceError, ConnectionError, TimeoutError)
@@ -88,3 +90,19 @@ def dispatch_notifications() -> dict[str, int]:
         settings, lambda sessionmaker: Dispatcher(sessionmaker, settings).run()
     )
     return report.as_dict()
+
+
+@metricis_task(DISPATCH_WEBHOOKS_TASK)
+def dispatch_webhook_deliveries() -> dict[str, int]:
+    """Send due webhook deliveries (sent by beat, and after each commit that wrote some).
+
+    Runs of this task may overlap: each claims its deliveries in the database, so none is sent
+    twice by two runs; one killed mid-run leaves its claims to expire and be taken again."""
+    settings = get_settings()
+    report = run_with_sessions(settings, lambda sessions: dispatch_webhooks(sessions, settings))
+    return {
+        "attempts": report.attempts,
+        "delivered": report.delivered,
+        "failed": report.failed,
+        "dead": report.dead,
+    }

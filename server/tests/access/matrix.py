@@ -12,6 +12,8 @@ and docs/roles.md (the capability matrix), with the routers' documented choices:
 - notifications: read like participants (the study's log and statistics within a site-scoped
   member's site); resend as an edit of the participant; channel preferences also by the
   participant's own token; destinations always masked;
+- webhooks, their secrets and delivery log (configure_study, reads included): admin,
+  researcher; others 403;
 - researcher of another study: 404 everywhere;
 - participant tokens: their own consent (status, sign, withdraw, records, PDF) and the published
   forms of their study; staff-only routes answer `STAFF_ONLY` (docs/consent.md and
@@ -699,6 +701,80 @@ PREFERENCES_PUT = Route(
     (target_preferences,),
 )
 
+
+def secret_shown(_: World, __: Principal, response: httpx.Response) -> list[str]:
+    """A webhook's secret is answered where it is made (create, rotate) ..."""
+    secret = _json(response).get("secret")
+    return [] if isinstance(secret, str) and secret.startswith("whsec_") else ["no secret"]
+
+
+def secret_hidden(_: World, __: Principal, response: httpx.Response) -> list[str]:
+    """... and nowhere else."""
+    body = _json(response)
+    items = body.get("data", [body])
+    return ["a secret in a read"] if any("secret" in item for item in items) else []
+
+
+W = S + "/{study_id}/webhooks"
+WEBHOOK = W + "/{webhook_id}"
+
+
+def _webhooks(w: World) -> str:
+    return f"{S}/{w.study_id}/webhooks"
+
+
+def _webhook(w: World) -> str:
+    return f"{_webhooks(w)}/{w.webhook_id}"
+
+
+WEBHOOKS_LIST = Route("webhooks.list", "GET", W, lambda w, _: Call(_webhooks(w)), (secret_hidden,))
+WEBHOOKS_CREATE = Route(
+    "webhooks.create",
+    "POST",
+    W,
+    lambda w, _: Call(
+        _webhooks(w), json={"url": "https://93.184.215.14/other", "events": ["session.completed"]}
+    ),
+    (secret_shown,),
+)
+WEBHOOK_GET = Route("webhook.get", "GET", WEBHOOK, lambda w, _: Call(_webhook(w)), (secret_hidden,))
+WEBHOOK_PATCH = Route(
+    "webhook.patch",
+    "PATCH",
+    WEBHOOK,
+    lambda w, _: Call(_webhook(w), json={"description": "Lab pipeline"}),
+    (secret_hidden,),
+)
+WEBHOOK_DELETE = Route("webhook.delete", "DELETE", WEBHOOK, lambda w, _: Call(_webhook(w)))
+WEBHOOK_ROTATE = Route(
+    "webhook.rotate_secret",
+    "POST",
+    WEBHOOK + "/rotate-secret",
+    lambda w, _: Call(_webhook(w) + "/rotate-secret", json={"overlap_seconds": 60}),
+    (secret_shown,),
+)
+WEBHOOK_TEST = Route(
+    "webhook.test", "POST", WEBHOOK + "/test", lambda w, _: Call(_webhook(w) + "/test")
+)
+DELIVERIES_LIST = Route(
+    "webhook.deliveries.list",
+    "GET",
+    WEBHOOK + "/deliveries",
+    lambda w, _: Call(_webhook(w) + "/deliveries"),
+)
+DELIVERY_GET = Route(
+    "webhook.delivery.get",
+    "GET",
+    WEBHOOK + "/deliveries/{delivery_id}",
+    lambda w, _: Call(f"{_webhook(w)}/deliveries/{w.delivery_id}"),
+)
+DELIVERY_REDELIVER = Route(
+    "webhook.delivery.redeliver",
+    "POST",
+    WEBHOOK + "/deliveries/{delivery_id}/redeliver",
+    lambda w, _: Call(f"{_webhook(w)}/deliveries/{w.delivery_id}/redeliver"),
+)
+
 # ---------------------------------------------------------------------------------------------
 # The matrix
 
@@ -760,6 +836,16 @@ MATRIX: tuple[Row, ...] = (
     row(NOTIFICATION_RESEND,     201,  201,   201,   404,   403,   404,   X,     X,     401),
     row(PREFERENCES_GET,         200,  200,   200,   404,   200,   404,   200,   404,   401),
     row(PREFERENCES_PUT,         200,  200,   200,   404,   403,   404,   200,   404,   401),
+    row(WEBHOOKS_LIST,           200,  200,   403,   403,   403,   404,   X,     X,     401),
+    row(WEBHOOKS_CREATE,         201,  201,   403,   403,   403,   404,   X,     X,     401),
+    row(WEBHOOK_GET,             200,  200,   403,   403,   403,   404,   X,     X,     401),
+    row(WEBHOOK_PATCH,           200,  200,   403,   403,   403,   404,   X,     X,     401),
+    row(WEBHOOK_DELETE,          204,  204,   403,   403,   403,   404,   X,     X,     401),
+    row(WEBHOOK_ROTATE,          200,  200,   403,   403,   403,   404,   X,     X,     401),
+    row(WEBHOOK_TEST,            202,  202,   403,   403,   403,   404,   X,     X,     401),
+    row(DELIVERIES_LIST,         200,  200,   403,   403,   403,   404,   X,     X,     401),
+    row(DELIVERY_GET,            200,  200,   403,   403,   403,   404,   X,     X,     401),
+    row(DELIVERY_REDELIVER,      202,  202,   403,   403,   403,   404,   X,     X,     401),
 )  # fmt: skip
 
 ERROR_CODES: Mapping[int, str] = {

@@ -49,6 +49,8 @@ TARGET_PHONE = "+44 20 7946 0958"
 # app.services.participants.mask_email / mask_phone, written out so a change shows up here.
 MASKED_EMAIL = "a***@example.org"
 MASKED_PHONE = "***58"
+# A public address (no name to resolve); no worker runs in the matrix, so nothing is sent.
+WEBHOOK_URL = "https://93.184.215.14/metricis-hook"
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +73,8 @@ class World:
     schedule_id: uuid.UUID  # one event, open from enrollment for a week
     target_visit_id: uuid.UUID  # the target's visit of that event
     notification_id: uuid.UUID  # a failed email reminder of the target, which may be resent
+    webhook_id: uuid.UUID  # a webhook of the study, to a public address nothing is sent to
+    delivery_id: uuid.UUID  # its test event's delivery, pending
     headers: Mapping[Principal, Mapping[str, str]]
 
 
@@ -78,7 +82,7 @@ async def _post(
     client: httpx.AsyncClient, url: str, headers: Mapping[str, str], body: dict[str, Any]
 ) -> dict[str, Any]:
     response = await client.post(url, headers=dict(headers), json=body)
-    assert response.status_code in (200, 201), (url, response.text)
+    assert response.status_code in (200, 201, 202), (url, response.text)
     payload: dict[str, Any] = response.json()
     return payload
 
@@ -203,6 +207,15 @@ async def build_world(
     await db_session.commit()
     notification_id = notification.id
 
+    webhooks = f"/api/studies/{study_id}/webhooks"
+    webhook = await _post(
+        client,
+        webhooks,
+        admin.headers,
+        {"url": WEBHOOK_URL, "events": ["participant.enrolled", "consent.signed"]},
+    )
+    test_delivery = await _post(client, f"{webhooks}/{webhook['id']}/test", admin.headers, {})
+
     participant_headers = await factories.participant_headers(db_session, settings, target_id)
     other_headers = await factories.participant_headers(db_session, settings, other_id)
 
@@ -236,5 +249,7 @@ async def build_world(
         schedule_id=uuid.UUID(schedule["id"]),
         target_visit_id=uuid.UUID(target_visit["id"]),
         notification_id=notification_id,
+        webhook_id=uuid.UUID(webhook["id"]),
+        delivery_id=uuid.UUID(test_delivery["id"]),
         headers=headers,
     )

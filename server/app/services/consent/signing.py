@@ -27,6 +27,7 @@ from app.services.consent.forms import published_form
 from app.services.consent.gate import CONSENTING_ROLES
 from app.services.consent.records import participant_records
 from app.services.consent.signatures import SignatureImage, parse_signature_image
+from app.services.outbox.announce import announce_consent_signed
 from app.services.participants import resolve_participant
 from app.services.policy import Capability
 from app.services.principals import Principal, StaffPrincipal
@@ -273,6 +274,7 @@ async def sign_consent(
     )
     session.add(record)
     active_before = _record_summary(consenting_before[-1]) if consenting_before else None
+    await announce_consent_signed(session, record, participant)
     await record_about(
         session,
         context,

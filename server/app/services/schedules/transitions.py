@@ -22,6 +22,7 @@ from app.models.audit import AuditCategory
 from app.models.schedule import Visit, VisitStatus
 from app.services.audit import AuditContext
 from app.services.audit_subjects import AuditSubject, record_about
+from app.services.outbox.announce import announce_visits_missed
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +61,7 @@ async def advance_visit_statuses(
             .execution_options(synchronize_session=False)
         )
     ).all()
+    await announce_visits_missed(session, [visit_id for visit_id, _ in missed])
     by_study: dict[uuid.UUID, dict[str, list[str]]] = defaultdict(
         lambda: {"opened": [], "missed": []}
     )
