@@ -5,8 +5,10 @@ from __future__ import annotations
 import uuid
 
 import httpx
+from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.models.audit import AuditChainState
 from app.models.study import MemberRole
 from app.models.user import UserRole
 from tests import factories
@@ -164,3 +166,25 @@ async def test_events_show_their_chain_link_once_the_chainer_reached_them(
     assert chained["key_id"] == "dev"
     assert isinstance(chained["hash"], str) and len(chained["hash"]) == 64
     assert isinstance(chained["prev_hash"], str) and chained["prev_hash"] != chained["hash"]
+
+
+async def test_a_damaged_chain_state_is_a_clear_report_never_a_failed_write(
+    client: httpx.AsyncClient, db_session: AsyncSession
+) -> None:
+    admin = await factories.staff(db_session, client, UserRole.ADMIN)
+    await db_session.execute(delete(AuditChainState).execution_options(synchronize_session=False))
+    await db_session.commit()
+
+    # Audited writes go on: they never touch the chain state.
+    created = await client.post(
+        "/api/studies", headers=admin.headers, json={"code": "DAMAGED-1", "name": "Damaged"}
+    )
+    assert created.status_code == 201, created.text
+
+    verified = await client.get("/api/audit/verify", headers=admin.headers)
+    assert verified.status_code == 200, verified.text
+    report = verified.json()
+    assert report["valid"] is False
+    assert report["problem"] == (
+        "the audit chain state row is missing: the chain cannot be verified"
+    )
