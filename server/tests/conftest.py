@@ -21,6 +21,7 @@ from pathlib import Path
 import asyncpg
 import httpx
 import pytest
+import redis
 import redis.asyncio as aioredis
 from fastapi import FastAPI
 from sqlalchemy import delete
@@ -40,10 +41,54 @@ POSTGRES_URL = os.environ.get(
     "METRICIS_TEST_POSTGRES_URL",
     f"postgresql+asyncpg://postgres@127.0.0.1:5432/metricis_test_{os.getpid()}",
 )
-# A Redis database number of its own (8-15), emptied around each test that uses Redis.
-REDIS_URL = os.environ.get(
-    "METRICIS_TEST_REDIS_URL", f"redis://127.0.0.1:6379/{8 + os.getpid() % 8}"
-)
+# A Redis database number of its own (8-15), emptied around each test that uses Redis. Runs side
+# by side on one machine must never share one: a test's Celery worker would take the other run's
+# tasks. So a run claims a free number with a key in database 0 that expires on its own (a run
+# that was killed frees its number later) and is deleted when the run ends.
+REDIS_CLAIM_SECONDS = 3 * 3600
+_REDIS_CLAIM_PREFIX = "metricis-tests:redis-db:"
+_REDIS_DATABASES = range(8, 16)
+
+
+def _claim_redis_database(server: str) -> int:
+    """The first free database number in 8-15, claimed for this process (pid % 8 if none answer)."""
+    fallback = 8 + os.getpid() % 8
+    try:
+        admin = redis.Redis.from_url(f"{server}/0", socket_connect_timeout=1, socket_timeout=2)
+        try:
+            for number in _REDIS_DATABASES:
+                claimed = admin.set(
+                    f"{_REDIS_CLAIM_PREFIX}{number}", os.getpid(), nx=True, ex=REDIS_CLAIM_SECONDS
+                )
+                if claimed:
+                    return number
+        finally:
+            admin.close()
+    except redis.RedisError:
+        pass  # no Redis: the Redis fixtures skip, or fail under METRICIS_REQUIRE_SERVICES
+    return fallback
+
+
+def _release_redis_database(server: str, number: int) -> None:
+    try:
+        admin = redis.Redis.from_url(f"{server}/0", socket_connect_timeout=1, socket_timeout=2)
+        try:
+            key = f"{_REDIS_CLAIM_PREFIX}{number}"
+            if admin.get(key) == str(os.getpid()).encode():
+                admin.delete(key)
+        finally:
+            admin.close()
+    except redis.RedisError:
+        pass
+
+
+_REDIS_SERVER = "redis://127.0.0.1:6379"
+_CLAIMED_REDIS_DATABASE: int | None = None
+if "METRICIS_TEST_REDIS_URL" in os.environ:
+    REDIS_URL = os.environ["METRICIS_TEST_REDIS_URL"]
+else:
+    _CLAIMED_REDIS_DATABASE = _claim_redis_database(_REDIS_SERVER)
+    REDIS_URL = f"{_REDIS_SERVER}/{_CLAIMED_REDIS_DATABASE}"
 REQUIRE_SERVICES = os.environ.get("METRICIS_REQUIRE_SERVICES") == "1"
 
 
@@ -125,6 +170,8 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if chosen_backend() == "postgres":
         asyncio.run(drop_postgres_database(POSTGRES_URL))
+    if _CLAIMED_REDIS_DATABASE is not None:
+        _release_redis_database(_REDIS_SERVER, _CLAIMED_REDIS_DATABASE)
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
