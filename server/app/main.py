@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import socket
 from collections.abc import AsyncIterator
@@ -50,16 +51,13 @@ from app.api.routers import (
 )
 from app.config import Settings, check_production_settings, get_settings
 from app.core.errors import DomainError
-from app.core.events import subscribe, unsubscribe
 from app.core.logging import configure_logging, get_logger
 from app.core.security import configure_password_hashing
 from app.db.session import create_engine, create_sessionmaker
 from app.schemas.assessments import SubmitRequest
 from app.services.audit import warn_if_derived
-from app.services.outbox.writer import OUTBOX_WRITTEN
 from app.services.session_store import create_session_store
-from app.workers.kick import DispatchKicker
-from app.workers.kicks import enable_dispatch_kicks
+from app.workers.kicks import DispatchKicks
 
 logger = get_logger(__name__)
 
@@ -72,11 +70,9 @@ def _lifespan(settings: Settings) -> Any:
         engine = create_engine(settings)
         app.state.engine = engine
         app.state.sessionmaker = create_sessionmaker(engine)
-        # Notifications made due by a request ask the workers to dispatch them at once.
-        enable_dispatch_kicks(settings)
-        # Commits that wrote outbox deliveries ask a worker to send them at once.
-        kicker = DispatchKicker(settings)
-        subscribe(OUTBOX_WRITTEN, kicker)
+        # Commits that made notifications or webhook deliveries due ask a worker to send them
+        # at once, rather than at beat's next tick.
+        kicks = DispatchKicks(settings)
         logger.info(
             "application_startup",
             environment=settings.ENVIRONMENT.value,
@@ -94,8 +90,7 @@ def _lifespan(settings: Settings) -> Any:
         try:
             yield
         finally:
-            unsubscribe(OUTBOX_WRITTEN, kicker)
-            await kicker.close()
+            await asyncio.to_thread(kicks.close)
             await app.state.session_store.close()
             await engine.dispose()
             logger.info("application_shutdown")

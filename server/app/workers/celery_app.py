@@ -19,7 +19,7 @@ from kombu import Exchange, Queue
 from app.config import Settings, get_settings
 from app.core.logging import configure_logging
 from app.services.audit import warn_if_derived
-from app.workers.kicks import enable_dispatch_kicks
+from app.workers.kicks import start_worker_kicks
 from app.workers.queues import AUDIT, QUEUES, REMINDERS, WEBHOOKS
 from app.workers.tasks import (
     ADVANCE_VISIT_STATUSES_TASK,
@@ -45,7 +45,7 @@ def _prepare_on_start(**_: Any) -> None:
     prepare_embedded_broker(settings)
     # A task that makes notifications due (a scan) asks for a dispatch through this worker's
     # own application.
-    enable_dispatch_kicks(settings, celery_app)
+    start_worker_kicks(settings, celery_app)
 
 
 def _warn_on_worker_start(**_: Any) -> None:

@@ -1,70 +1,173 @@
-"""Asking the dispatcher to run now, rather than at beat's next tick, when notifications become
-due (`NOTIFICATIONS_DUE`, emitted after the commit that wrote them).
+"""Asking a worker to run a dispatcher now, after a commit that made work due, rather than at
+beat's next tick.
 
-The API process and the workers register the application to send through: `create_app` with one
-built from its settings, a worker with its own. A kick that cannot be sent (the broker is down)
-is logged and dropped: beat's next tick finds the rows anyway, since they are in the database.
+Two after-commit events kick a dispatcher: `outbox.written` (webhook deliveries) and
+`notifications.due` (reminders, resends). The API process starts the kicks in its lifespan; a
+worker starts them too, since a task (a scan) can make notifications due.
+
+A kick never waits on the broker in the caller: it raises a flag, and a thread of the kicker's own
+publishes one message per burst of commits (commits that happen before the message leaves share
+it, since the run it starts sees all of them). A kick that cannot be sent (the broker is down) is
+logged and dropped: the rows are in the database, and beat's next tick finds them.
 """
 
 from __future__ import annotations
 
-import asyncio
-from typing import Any
+import os
+import threading
+from dataclasses import dataclass
+
+from celery import Celery
 
 from app.config import Settings
-from app.core.events import DomainEvent, subscribe
+from app.core.events import DomainEvent, subscribe, unsubscribe
 from app.core.logging import get_logger
 from app.services.notifications.scheduling import NOTIFICATIONS_DUE
-from app.workers.queues import REMINDERS
-from app.workers.tasks import DISPATCH_NOTIFICATIONS_TASK
+from app.services.outbox.writer import OUTBOX_WRITTEN
+from app.workers.queues import REMINDERS, WEBHOOKS
+from app.workers.tasks import DISPATCH_NOTIFICATIONS_TASK, DISPATCH_WEBHOOKS_TASK
 
 logger = get_logger(__name__)
 
+# A kick nobody ran for this long is useless: beat has sent a scan since.
+KICK_EXPIRES_MIN_SECONDS = 30.0
+# How long closing waits for a message on its way.
+CLOSE_TIMEOUT_SECONDS = 5.0
 
-class _Kicker:
-    def __init__(self, settings: Settings, sender: Any | None) -> None:
-        self.settings = settings
-        self._sender = sender  # a Celery application (untyped); made at the first kick if None
 
-    def send(self) -> None:
-        # Imported here, not at the top: the module builds its own application from the
-        # environment when imported, which the API process needs only once it kicks (and the
-        # Celery application module imports this one).
+@dataclass(frozen=True, slots=True)
+class KickTarget:
+    task_name: str
+    queue: str
+    expires_seconds: float
+
+
+class _Sender:
+    """The Celery application kicks go through: the worker's own, or one made at the first kick
+    (the API needs none until then, and a broken broker must not stop it from starting)."""
+
+    def __init__(self, settings: Settings, celery: Celery | None) -> None:
+        self._settings = settings
+        self._celery = celery
+        self._owned = celery is None
+        self._lock = threading.Lock()
+
+    def send(self, target: KickTarget) -> None:
+        # Imported here: the Celery application module starts the kicks in a worker.
         from app.workers.celery_app import create_celery_app, prepare_embedded_broker
 
-        if self._sender is None:
-            self._sender = create_celery_app(self.settings)
-        # The embedded broker's folders, made when first needed: an API whose storage is
-        # broken still starts (and health says what is wrong).
-        prepare_embedded_broker(self.settings)
+        with self._lock:
+            if self._celery is None:
+                self._celery = create_celery_app(self._settings)
+            celery = self._celery
+        # The embedded broker's folders, made when first needed.
+        prepare_embedded_broker(self._settings)
         # Without retries: a broker that is down costs one connection timeout, not a series.
-        self._sender.send_task(
-            DISPATCH_NOTIFICATIONS_TASK,
-            queue=REMINDERS,
+        celery.send_task(
+            target.task_name,
+            queue=target.queue,
             retry=False,
-            expires=self.settings.NOTIFICATION_DISPATCH_INTERVAL_SECONDS,
+            expires=max(target.expires_seconds, KICK_EXPIRES_MIN_SECONDS),
         )
 
-
-_kicker: _Kicker | None = None
-
-
-def enable_dispatch_kicks(settings: Settings, sender: Any | None = None) -> None:
-    """Send kicks from now on, in this process, through `sender` (a Celery application) or one
-    built from `settings` at the first kick."""
-    global _kicker
-    _kicker = _Kicker(settings, sender)
+    def close(self) -> None:
+        with self._lock:
+            if self._owned and self._celery is not None:
+                self._celery.close()
+                self._celery = None
 
 
-async def _kick(_: DomainEvent) -> None:
-    kicker = _kicker
-    if kicker is None:
-        return
-    try:
-        # kombu publishes synchronously: off the event loop.
-        await asyncio.to_thread(kicker.send)
-    except Exception as exc:
-        logger.warning("notification_dispatch_kick_failed", error=type(exc).__name__)
+class TaskKicker:
+    """Sends `target`'s task whenever asked, at most one message in flight per burst."""
+
+    def __init__(self, target: KickTarget, sender: _Sender) -> None:
+        self.target = target
+        self._sender = sender
+        self._condition = threading.Condition()
+        self._requested = False
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        self._thread_pid = 0
+
+    async def __call__(self, _event: DomainEvent) -> None:
+        self.kick()
+
+    def kick(self) -> None:
+        with self._condition:
+            if self._stopping:
+                return
+            # A forked worker child inherits the object but not the thread.
+            if self._thread is None or self._thread_pid != os.getpid():
+                self._thread = threading.Thread(
+                    target=self._run, name=f"kick-{self.target.task_name}", daemon=True
+                )
+                self._thread_pid = os.getpid()
+                self._thread.start()
+            self._requested = True
+            self._condition.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._condition:
+                while not self._requested and not self._stopping:
+                    self._condition.wait()
+                # Cleared before sending: a commit from now on needs a message of its own.
+                requested, self._requested = self._requested, False
+                stopping = self._stopping
+            if requested:
+                try:
+                    self._sender.send(self.target)
+                except Exception as exc:
+                    logger.warning(
+                        "dispatch_kick_failed", task=self.target.task_name, error=type(exc).__name__
+                    )
+            if stopping:
+                return
+
+    def close(self) -> None:
+        """Let a message on its way leave, then stop the thread."""
+        with self._condition:
+            self._stopping = True
+            self._condition.notify()
+            thread = self._thread if self._thread_pid == os.getpid() else None
+        if thread is not None:
+            thread.join(CLOSE_TIMEOUT_SECONDS)
 
 
-subscribe(NOTIFICATIONS_DUE, _kick)
+class DispatchKicks:
+    """The kicks of one process, subscribed to their events until `close`."""
+
+    def __init__(self, settings: Settings, celery: Celery | None = None) -> None:
+        self._sender = _Sender(settings, celery)
+        self._subscriptions = {
+            OUTBOX_WRITTEN: TaskKicker(
+                KickTarget(DISPATCH_WEBHOOKS_TASK, WEBHOOKS, settings.OUTBOX_SCAN_SECONDS),
+                self._sender,
+            ),
+            NOTIFICATIONS_DUE: TaskKicker(
+                KickTarget(
+                    DISPATCH_NOTIFICATIONS_TASK,
+                    REMINDERS,
+                    settings.NOTIFICATION_DISPATCH_INTERVAL_SECONDS,
+                ),
+                self._sender,
+            ),
+        }
+        for event_name, kicker in self._subscriptions.items():
+            subscribe(event_name, kicker)
+
+    def close(self) -> None:
+        for event_name, kicker in self._subscriptions.items():
+            unsubscribe(event_name, kicker)
+            kicker.close()
+        self._sender.close()
+
+
+_worker_kicks: DispatchKicks | None = None
+
+
+def start_worker_kicks(settings: Settings, celery: Celery) -> None:
+    """In a worker or beat process: kicks through its own application, for the process's life."""
+    global _worker_kicks
+    if _worker_kicks is None:
+        _worker_kicks = DispatchKicks(settings, celery)
