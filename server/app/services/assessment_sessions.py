@@ -24,12 +24,12 @@ from app.core.errors import (
 from app.core.logging import get_logger
 from app.db.concurrent_writes import insert_unless_present
 from app.models.assessment import AssessmentSession, SessionStatus, TaskResult
-from app.models.audit import AuditCategory
 from app.models.battery import Battery, BatteryVersion
 from app.models.participant import Participant, ParticipantStatus
 from app.models.study import Study, StudyStatus
 from app.schemas.common import PageParams, Pagination
-from app.services.audit import AuditContext, record_event
+from app.services.audit import AuditContext
+from app.services.audit_subjects import AuditSubject, record_about
 from app.services.batteries import get_battery_version
 from app.services.consent.gate import consent_gate
 from app.services.outbox.announce import announce_session_completed
@@ -166,15 +166,11 @@ async def start_session(
                 details={"session_id": str(record_id)},
             )
         return await _started_before(session, stored, participant, battery)
-    await record_event(
+    await record_about(
         session,
         context,
-        action="session.start",
-        category=AuditCategory.ASSESSMENT,
-        entity_type="assessment_session",
-        entity_id=record.id,
-        study_id=record.study_id,
-        participant_id=record.participant_id,
+        AuditSubject.assessment_session(record),
+        "session.start",
         after={
             "battery_id": str(battery.id),
             "battery_version": version.version,
@@ -287,15 +283,11 @@ async def close_session(
         # The visit's row lock comes before the audit chain's (docs/schedules.md, locks).
         await complete_visit_of_session(session, context, record)
         await announce_session_completed(session, record)
-    await record_event(
+    await record_about(
         session,
         context,
-        action="session.end",
-        category=AuditCategory.ASSESSMENT,
-        entity_type="assessment_session",
-        entity_id=record.id,
-        study_id=record.study_id,
-        participant_id=record.participant_id,
+        AuditSubject.assessment_session(record),
+        "session.end",
         before={"status": SessionStatus.STARTED.value},
         after={"status": status.value},
     )

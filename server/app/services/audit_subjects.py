@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.models.assessment import AssessmentSession
 from app.models.audit import AuditCategory
 from app.models.participant import Participant
 from app.services.audit import AuditContext, record_event
@@ -44,6 +45,17 @@ class AuditSubject:
         if participant is None:
             return cls(category)
         return cls(category, "participant", participant.id, participant.study_id, participant.id)
+
+    @classmethod
+    def assessment_session(cls, record: AssessmentSession) -> AuditSubject:
+        """A participant's assessment session: its start, submissions and end."""
+        return cls(
+            AuditCategory.ASSESSMENT,
+            "assessment_session",
+            record.id,
+            record.study_id,
+            record.participant_id,
+        )
 
     @classmethod
     def account(cls, user_id: uuid.UUID) -> AuditSubject:

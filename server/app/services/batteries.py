@@ -28,7 +28,7 @@ from app.catalogue import (
     validate_task_config,
 )
 from app.core.clock import utcnow
-from app.core.errors import ConflictError, NotFoundError, ValidationFailedError, not_found_as
+from app.core.errors import ConflictError, NotFoundError, ValidationFailedError
 from app.models.battery import Battery, BatteryVersion
 from app.models.study import Study, StudyStatus
 from app.schemas.batteries import MAX_BATTERY_TASKS
@@ -40,6 +40,7 @@ from app.services.policy import (
     Capability,
     limit_to_readable_studies,
     require_study_capability,
+    study_row_for,
 )
 from app.services.principals import StaffPrincipal
 
@@ -220,16 +221,7 @@ async def _battery_for(
     *,
     lock: bool = False,
 ) -> Battery:
-    battery = await session.get(Battery, battery_id)
-    if battery is None:
-        raise NotFoundError("Battery not found")
-    # An invisible study answers 404 for its batteries too (policy.study_access).
-    with not_found_as("Battery not found"):
-        await require_study_capability(session, principal, battery.study_id, capability)
-    if lock:
-        # Serialises writers of one battery, so two PATCHes cannot both write version n + 1.
-        await session.refresh(battery, with_for_update=True)
-    return battery
+    return await study_row_for(session, principal, Battery, battery_id, capability, lock=lock)
 
 
 async def create_battery(

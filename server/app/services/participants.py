@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from sqlalchemy import delete, func, or_, select, true
@@ -17,9 +17,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
 from app.core.clock import utcnow
-from app.core.errors import ConflictError, NotFoundError, field_error
+from app.core.errors import ConflictError, NotFoundError, field_error, not_found_as
 from app.core.events import DomainEvent, emit, subscribe
 from app.core.security import FieldEncryptor, hash_secret
+from app.db.base import Base
 from app.models.assessment import AssessmentSession, TaskResult, Trial
 from app.models.audit import AuditCategory
 from app.models.participant import (
@@ -598,6 +599,37 @@ async def participant_for_principal(
         return participant
     found, _ = await get_participant(session, principal, participant_id, capability)
     return found
+
+
+class _OfAParticipant(Protocol):
+    participant_id: uuid.UUID
+
+
+ParticipantRowT = TypeVar("ParticipantRowT", bound=Base)
+
+
+async def participant_row_for(
+    session: AsyncSession,
+    principal: Principal,
+    model: type[ParticipantRowT],
+    row_id: uuid.UUID,
+    capability: Capability,
+    *,
+    missing: str,
+    lock: bool = False,
+) -> tuple[ParticipantRowT, Participant]:
+    """A row that belongs to one participant (a visit, a consent record) and that participant,
+    checked as `participant_for_principal` checks it; a row of a participant the caller cannot
+    reach answers `missing` (404), like a row that does not exist."""
+    row = await session.get(model, row_id, with_for_update=lock)
+    if row is None:
+        raise NotFoundError(missing)
+    owned: _OfAParticipant = row  # type: ignore[assignment]
+    with not_found_as(missing):
+        participant = await participant_for_principal(
+            session, principal, owned.participant_id, capability
+        )
+    return row, participant
 
 
 async def participant_filter(

@@ -10,13 +10,14 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
-from app.core.errors import ForbiddenError, NotFoundError
+from app.core.errors import ForbiddenError, NotFoundError, not_found_as
+from app.db.base import Base
 from app.models.study import MemberRole, Study, StudyMember, StudyRole
 from app.models.user import UserRole
 from app.services.principals import StaffPrincipal
@@ -46,6 +47,13 @@ _CAPABILITIES: dict[StudyRole, frozenset[Capability]] = {
 STUDY_CREATORS = frozenset({UserRole.ADMIN, UserRole.RESEARCHER, UserRole.COORDINATOR})
 
 SelectT = TypeVar("SelectT", bound=Select[Any])
+
+
+class _OfAStudy(Protocol):
+    study_id: uuid.UUID
+
+
+StudyRowT = TypeVar("StudyRowT", bound=Base)
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +103,30 @@ async def require_study_capability(
     access = await study_access(session, principal, study_id)
     access.require(capability)
     return access
+
+
+async def study_row_for(
+    session: AsyncSession,
+    principal: StaffPrincipal,
+    model: type[StudyRowT],
+    row_id: uuid.UUID,
+    capability: Capability,
+    *,
+    lock: bool = False,
+) -> StudyRowT:
+    """A row that belongs to one study (a battery, a schedule), for a caller with `capability`
+    there. A row of a study the caller cannot see is "<Model> not found", like a missing one;
+    `lock` serialises writers of the row (two PATCHes cannot both write version n + 1)."""
+    missing = f"{model.__name__} not found"
+    row = await session.get(model, row_id)
+    if row is None:
+        raise NotFoundError(missing)
+    owned: _OfAStudy = row  # type: ignore[assignment]
+    with not_found_as(missing):
+        await require_study_capability(session, principal, owned.study_id, capability)
+    if lock:
+        await session.refresh(row, with_for_update=True)
+    return row
 
 
 async def member_study_access(

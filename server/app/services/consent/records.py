@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
 from app.core.clock import utcnow
-from app.core.errors import NotFoundError, field_error, not_found_as
+from app.core.errors import field_error
 from app.models.consent import ConsentForm, ConsentRecord
 from app.models.participant import Participant
 from app.models.study import Study
@@ -23,7 +23,7 @@ from app.models.user import User
 from app.schemas.common import PageParams, Pagination
 from app.services.consent.signatures import stored_signature_image
 from app.services.pagination import paginate
-from app.services.participants import participant_for_principal, resolve_participant
+from app.services.participants import participant_row_for, resolve_participant
 from app.services.policy import Capability, require_study_capability
 from app.services.principals import ParticipantPrincipal, Principal, StaffPrincipal
 
@@ -84,14 +84,14 @@ async def list_records(
 async def get_record(
     session: AsyncSession, principal: Principal, record_id: uuid.UUID
 ) -> tuple[ConsentRecord, Participant]:
-    record = await session.get(ConsentRecord, record_id)
-    if record is None:
-        raise NotFoundError("Consent record not found")
-    with not_found_as("Consent record not found"):
-        participant = await participant_for_principal(
-            session, principal, record.participant_id, Capability.READ
-        )
-    return record, participant
+    return await participant_row_for(
+        session,
+        principal,
+        ConsentRecord,
+        record_id,
+        Capability.READ,
+        missing="Consent record not found",
+    )
 
 
 def _zone(name: str) -> ZoneInfo:

@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.clock import utcnow
-from app.core.errors import ConflictError, NotFoundError, ValidationFailedError, not_found_as
+from app.core.errors import ConflictError, NotFoundError, ValidationFailedError
 from app.models.audit import AuditCategory
 from app.models.battery import Battery
 from app.models.schedule import Schedule, ScheduleEvent, ScheduleVersion
@@ -42,6 +42,7 @@ from app.services.policy import (
     Capability,
     limit_to_readable_studies,
     require_study_capability,
+    study_row_for,
 )
 from app.services.principals import StaffPrincipal
 from app.services.schedules.lifecycle import (
@@ -365,16 +366,7 @@ async def _schedule_for(
     *,
     lock: bool = False,
 ) -> Schedule:
-    schedule = await session.get(Schedule, schedule_id)
-    if schedule is None:
-        raise NotFoundError("Schedule not found")
-    # An invisible study answers 404 for its schedule too (policy.study_access).
-    with not_found_as("Schedule not found"):
-        await require_study_capability(session, principal, schedule.study_id, capability)
-    if lock:
-        # Serialises writers of one schedule, so two PATCHes cannot both write version n + 1.
-        await session.refresh(schedule, with_for_update=True)
-    return schedule
+    return await study_row_for(session, principal, Schedule, schedule_id, capability, lock=lock)
 
 
 async def update_schedule(

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
 from app.core.clock import utcnow
-from app.core.errors import ConflictError, NotFoundError, field_error, not_found_as
+from app.core.errors import ConflictError, NotFoundError, field_error
 from app.models.assessment import AssessmentSession, SessionStatus
 from app.models.audit import AuditCategory
 from app.models.participant import Participant
@@ -30,7 +30,7 @@ from app.schemas.schedules import ManifestVisit
 from app.services.audit import AuditContext
 from app.services.audit_subjects import AuditSubject, record_about
 from app.services.pagination import paginate_rows
-from app.services.participants import participant_for_principal, resolve_participant
+from app.services.participants import participant_row_for, resolve_participant
 from app.services.policy import Capability, member_study_access, study_access
 from app.services.principals import ParticipantPrincipal, Principal, StaffPrincipal
 from app.services.references import as_uuid, code_without_study, find_site, unknown_site
@@ -213,15 +213,9 @@ async def _visit_for(
     *,
     lock: bool = False,
 ) -> tuple[Visit, Participant]:
-    visit = await session.get(Visit, visit_id, with_for_update=lock)
-    if visit is None:
-        raise NotFoundError("Visit not found")
-    # A visit of a participant the caller cannot reach is not found either.
-    with not_found_as("Visit not found"):
-        participant = await participant_for_principal(
-            session, principal, visit.participant_id, capability
-        )
-    return visit, participant
+    return await participant_row_for(
+        session, principal, Visit, visit_id, capability, missing="Visit not found", lock=lock
+    )
 
 
 async def get_visit(session: AsyncSession, principal: Principal, visit_id: uuid.UUID) -> VisitRow:
