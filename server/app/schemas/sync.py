@@ -52,6 +52,8 @@ class ManifestParticipant(BaseModel):
 
 
 class ManifestStudy(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     id: uuid.UUID
     code: str
     name: str

@@ -34,7 +34,6 @@ from app.models.assessment import SessionStatus
 from app.models.battery import Battery
 from app.models.consent import ConsentRecord
 from app.schemas.assessments import SubmitRequest
-from app.schemas.consent import ConsentQuestion
 from app.schemas.modules import ModuleRead
 from app.schemas.sync import (
     SYNC_ITEM,
@@ -145,32 +144,12 @@ async def build_manifest(
             actor=participant.actor,
             timezone=participant.timezone,
         ),
-        study=ManifestStudy(
-            id=study.id,
-            code=study.code,
-            name=study.name,
-            status=study.status,
-            consent_mode=study.consent_mode,
-            supported_languages=list(study.supported_languages or []),
-        ),
+        study=ManifestStudy.model_validate(study),
         batteries=battery_reads,
         modules=modules,
         consent=ManifestConsent(
             required=state.required,
-            current_form=ManifestConsentForm(
-                id=form.id,
-                language=form.language,
-                version=form.version,
-                title=form.title,
-                content=form.content,
-                questions=[ConsentQuestion.model_validate(q) for q in form.questions],
-                requires_signature=form.requires_signature,
-                reconsent_required=form.reconsent_required,
-                content_hash=form.content_hash,
-                published_at=form.published_at,
-            )
-            if form is not None
-            else None,
+            current_form=ManifestConsentForm.model_validate(form) if form is not None else None,
             signed_version=record.form_version if record else None,
             needs_reconsent=state.needs_reconsent,
             withdrawn=state.withdrawn,

@@ -50,6 +50,7 @@ from app.services.schedules.lifecycle import (
     VisitChangeSet,
     current_schedule,
     regenerate_study_visits,
+    version_events,
 )
 
 
@@ -339,13 +340,7 @@ async def create_schedule(
     )
     session.add(version)
     await session.flush()
-    rows = _event_rows(version.id, events)
-    session.add_all(rows)
-    await session.flush()
-    # Visit rows are written before the first audit event (docs/schedules.md, locks).
-    changes = await regenerate_study_visits(
-        session, CurrentSchedule(schedule, version, rows), utcnow()
-    )
+    rows, changes = await _write_events(session, schedule, version, events)
     await record_about(
         session,
         context,
@@ -356,6 +351,23 @@ async def create_schedule(
     view = ScheduleView(schedule, version, rows, changes)
     await _record_regeneration(session, context, view, changes)
     return view
+
+
+async def _write_events(
+    session: AsyncSession,
+    schedule: Schedule,
+    version: ScheduleVersion,
+    events: Sequence[ScheduleEventIn],
+) -> tuple[list[ScheduleEvent], VisitChangeSet]:
+    """Store a new version's events and bring every participant's future visits in line."""
+    rows = _event_rows(version.id, events)
+    session.add_all(rows)
+    await session.flush()
+    # Visit rows are written before the first audit event (docs/schedules.md, locks).
+    changes = await regenerate_study_visits(
+        session, CurrentSchedule(schedule, version, rows), utcnow()
+    )
+    return rows, changes
 
 
 async def _schedule_for(
@@ -434,13 +446,7 @@ async def update_schedule(
         await session.flush()
     except IntegrityError as exc:
         raise ConflictError("The schedule was changed at the same time; retry") from exc
-    rows = _event_rows(version.id, events_in)
-    session.add_all(rows)
-    await session.flush()
-    # Visit rows are written before the first audit event (docs/schedules.md, locks).
-    changes = await regenerate_study_visits(
-        session, CurrentSchedule(schedule, version, rows), utcnow()
-    )
+    rows, changes = await _write_events(session, schedule, version, events_in)
     await record_about(
         session,
         context,
@@ -469,14 +475,7 @@ async def _version(
             "Schedule version not found",
             details={"schedule_id": str(schedule.id), "version": wanted},
         )
-    events = (
-        await session.scalars(
-            select(ScheduleEvent)
-            .where(ScheduleEvent.schedule_version_id == version.id)
-            .order_by(ScheduleEvent.position)
-        )
-    ).all()
-    return ScheduleView(schedule, version, events)
+    return ScheduleView(schedule, version, await version_events(session, version.id))
 
 
 async def get_schedule(

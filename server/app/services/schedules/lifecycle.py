@@ -51,6 +51,7 @@ from app.services.audit_subjects import AuditSubject, record_about
 from app.services.schedules.timing import (
     Window,
     occurrence_due_dates,
+    place_in_window,
     status_at,
     window,
     window_between,
@@ -76,14 +77,18 @@ async def current_schedule(session: AsyncSession, study_id: uuid.UUID) -> Curren
         )
     )
     assert version is not None  # written together with the schedule
-    events = (
+    return CurrentSchedule(schedule, version, await version_events(session, version.id))
+
+
+async def version_events(session: AsyncSession, version_id: uuid.UUID) -> Sequence[ScheduleEvent]:
+    """The events of one schedule version, in their order."""
+    return (
         await session.scalars(
             select(ScheduleEvent)
-            .where(ScheduleEvent.schedule_version_id == version.id)
+            .where(ScheduleEvent.schedule_version_id == version_id)
             .order_by(ScheduleEvent.position)
         )
     ).all()
-    return CurrentSchedule(schedule, version, events)
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,14 +283,7 @@ def _place(
     visit.battery_id = planned.event.battery_id
     visit.anchor = planned.event.anchor
     visit.anchor_date = planned.anchor_date
-    visit.timezone = timezone
-    visit.due_date = timing.due_date
-    visit.window_start_date = timing.start_date
-    visit.window_end_date = timing.end_date
-    visit.due_at = timing.due_at
-    visit.window_opens_at = timing.opens_at
-    visit.window_closes_at = timing.closes_at
-    visit.status = status_at(VisitStatus.SCHEDULED, timing.opens_at, timing.closes_at, now)
+    place_in_window(visit, timing, timezone, now)
     visit.cancelled_at = None
     visit.cancellation_reason = None
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
+from typing import Protocol
 from zoneinfo import ZoneInfo
 
 from app.models.schedule import VisitStatus
@@ -90,3 +91,29 @@ def status_at(
     if now >= opens_at:
         return VisitStatus.OPEN
     return VisitStatus.SCHEDULED
+
+
+class WindowedVisit(Protocol):
+    """The fields a visit's window sets: on a stored visit or on one being planned."""
+
+    timezone: str
+    due_date: date
+    window_start_date: date
+    window_end_date: date
+    due_at: datetime
+    window_opens_at: datetime
+    window_closes_at: datetime
+    status: VisitStatus
+
+
+def place_in_window(visit: WindowedVisit, timing: Window, timezone: str, now: datetime) -> None:
+    """Give `visit` the window `timing` in `timezone`, and the status that window means now
+    (scheduled, open or missed: placing a visit starts it afresh)."""
+    visit.timezone = timezone
+    visit.due_date = timing.due_date
+    visit.window_start_date = timing.start_date
+    visit.window_end_date = timing.end_date
+    visit.due_at = timing.due_at
+    visit.window_opens_at = timing.opens_at
+    visit.window_closes_at = timing.closes_at
+    visit.status = status_at(VisitStatus.SCHEDULED, timing.opens_at, timing.closes_at, now)

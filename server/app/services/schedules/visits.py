@@ -34,7 +34,7 @@ from app.services.participants import participant_row_for, resolve_participant
 from app.services.policy import Capability, member_study_access, study_access
 from app.services.principals import ParticipantPrincipal, Principal, StaffPrincipal
 from app.services.references import as_uuid, code_without_study, find_site, unknown_site
-from app.services.schedules.timing import status_at, window
+from app.services.schedules.timing import place_in_window, status_at, window
 
 
 @dataclass(frozen=True, slots=True)
@@ -307,14 +307,7 @@ async def reschedule_visit(
     if unchanged:
         return VisitRow(visit, participant.participant_code, participant.site_id, current)
     before = visit_snapshot(visit)
-    visit.timezone = participant.timezone
-    visit.due_date = timing.due_date
-    visit.window_start_date = timing.start_date
-    visit.window_end_date = timing.end_date
-    visit.due_at = timing.due_at
-    visit.window_opens_at = timing.opens_at
-    visit.window_closes_at = timing.closes_at
-    visit.status = status_at(VisitStatus.SCHEDULED, timing.opens_at, timing.closes_at, now)
+    place_in_window(visit, timing, participant.timezone, now)
     visit.rescheduled_at = now
     visit.reschedule_reason = reason
     await record_about(
