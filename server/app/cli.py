@@ -48,6 +48,7 @@ from app.services.audit import (
 from app.services.demo.seed import DEMO_PASSWORD, DemoSummary, seed_demo
 from app.services.local_storage import LocalStorage
 from app.services.session_store import MemorySessionStore
+from app.services.source_documents import MINIMUM_GRACE_SECONDS, SweepReport, sweep_orphans
 from app.services.submissions import rescore_session
 from app.services.users import create_user
 from app.serving import Companion, serve_with_reuse_port
@@ -74,6 +75,8 @@ audit_cli = typer.Typer(
     help="The audit trail's keyed chain.", no_args_is_help=True, pretty_exceptions_show_locals=False
 )
 cli.add_typer(audit_cli, name="audit")
+storage_cli = typer.Typer(help="Source documents on disk (STORAGE_DIR).", no_args_is_help=True)
+cli.add_typer(storage_cli, name="storage")
 
 
 def _fail(message: str) -> None:
@@ -428,6 +431,41 @@ def demo() -> None:
     typer.echo("    then " + ", ".join(steps))
     if settings.email_backend is EmailBackend.CONSOLE:
         typer.echo("  magic-link emails are printed by the server (EMAIL_BACKEND=console)")
+
+
+@storage_cli.command("sweep")
+def storage_sweep(
+    grace_hours: Annotated[
+        float,
+        typer.Option(
+            "--grace-hours",
+            min=MINIMUM_GRACE_SECONDS / 3600,
+            help="Only files last modified longer ago than this (a younger one may belong to a "
+            "transaction still running).",
+        ),
+    ] = 24.0,
+    remove: Annotated[
+        bool, typer.Option("--remove", help="Remove the orphans found (default: only report)")
+    ] = False,
+) -> None:
+    """Find source documents no task result points at (left by a crash between the write and
+    the commit); report them, or remove them with --remove."""
+    settings = get_settings()
+    storage = LocalStorage(settings.STORAGE_DIR)
+
+    async def work(session: AsyncSession) -> SweepReport:
+        return await sweep_orphans(
+            session, storage, grace_seconds=grace_hours * 3600, remove=remove
+        )
+
+    report = _in_transaction(work)
+    for path in report.orphans:
+        typer.echo(path)
+    verb = "Removed" if remove else "Found"
+    typer.echo(
+        f"{verb} {len(report.orphans)} orphaned source documents "
+        f"of {report.checked} older than {grace_hours:g} h."
+    )
 
 
 @cli.command()

@@ -39,6 +39,23 @@ def running_server(
     """Migrate, optionally create an administrator (email, password), serve on `port` (default:
     a free one), yield the URL. `cpu` pins the server's processes to that core (Linux), away
     from the load generator."""
+    with running_server_process(env, workers=workers, admin=admin, cpu=cpu, port=port) as (
+        base_url,
+        _pid,
+    ):
+        yield base_url
+
+
+@contextmanager
+def running_server_process(
+    env: dict[str, str],
+    *,
+    workers: int = 1,
+    admin: tuple[str, str] | None = None,
+    cpu: int | None = None,
+    port: int | None = None,
+) -> Iterator[tuple[str, int]]:
+    """As `running_server`, yielding the URL and the server's process id (for CPU figures)."""
     port = port or free_port()
     full_env = {**os.environ, **env, "HOST": "127.0.0.1", "PORT": str(port), "LOG_LEVEL": "warning"}
     subprocess.run([METRICIS, "db", "upgrade"], cwd=SERVER_ROOT, env=full_env, check=True)
@@ -65,7 +82,7 @@ def running_server(
                 time.sleep(0.2)
         else:
             raise RuntimeError("the server did not start within 60 s")
-        yield base_url
+        yield base_url, process.pid
     finally:
         process.terminate()
         try:

@@ -22,15 +22,19 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Coroutine
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import httpx
 
 from app.schemas.assessments import SubmitRequest
 from bench.baseline_app import prepare_table
+from bench.cpu import backend_pids, pids_cpu_seconds, process_cpu_seconds, tree_cpu_seconds
 from bench.load import LoadResult, run_load
-from bench.server import SERVER_ROOT, free_port, running_server
+from bench.server import SERVER_ROOT, free_port, running_server_process
 
 ADMIN_PASSWORD = "Quartz-Harbor-Lattice-91!"  # noqa: S105 - a throwaway local database
 TASKS = [
@@ -191,6 +195,35 @@ async def drive(
     )
 
 
+@dataclass(frozen=True)
+class CpuPerRequest:
+    app_ms: float  # the server's processes (every worker), per request answered
+    postgres_ms: float  # the PostgreSQL backends of the benchmark's database, per request
+
+    def summary(self) -> str:
+        return f"CPU per request: app {self.app_ms:.1f} ms, PostgreSQL {self.postgres_ms:.1f} ms"
+
+
+def measured(
+    server_pid: int, database: str, load: Coroutine[Any, Any, LoadResult]
+) -> tuple[LoadResult, CpuPerRequest]:
+    """Run `load` (the coroutine driving the requests); the CPU per request it cost the
+    server's process tree and the database's backends."""
+    dsn = f"{POSTGRES}/{database}"
+    backends_before = {
+        pid: process_cpu_seconds(pid) for pid in asyncio.run(backend_pids(dsn, database))
+    }
+    app_before = tree_cpu_seconds(server_pid)
+    result = asyncio.run(load)
+    app_after = tree_cpu_seconds(server_pid)
+    backends_after = asyncio.run(backend_pids(dsn, database))
+    postgres = pids_cpu_seconds(backends_after) - sum(
+        cpu for pid, cpu in backends_before.items() if pid in backends_after
+    )
+    count = max(result.requests, 1)
+    return result, CpuPerRequest((app_after - app_before) * 1000 / count, postgres * 1000 / count)
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--clients", type=int, default=16)
@@ -202,7 +235,9 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def baseline_run(args: argparse.Namespace, database: str, session_ids: list[str]) -> LoadResult:
+def baseline_run(
+    args: argparse.Namespace, database: str, session_ids: list[str]
+) -> tuple[LoadResult, CpuPerRequest]:
     dsn = f"{POSTGRES}/{database}"
     asyncio.run(prepare_table(dsn))
     port = free_port()
@@ -218,8 +253,10 @@ def baseline_run(args: argparse.Namespace, database: str, session_ids: list[str]
             except httpx.HTTPError:
                 time.sleep(0.2)
         bodies = submission_bodies(session_ids, args.trials)
-        return asyncio.run(
-            drive("baseline (validate + COPY)", base_url, "/submit", bodies, {}, args)
+        return measured(
+            process.pid,
+            database,
+            drive("baseline (validate + COPY)", base_url, "/submit", bodies, {}, args),
         )
     finally:
         process.terminate()
@@ -245,12 +282,17 @@ def main() -> None:
                     "DATABASE_POOL_SIZE": "10",
                 }
                 email = f"bench-{uuid.uuid4().hex[:8]}@example.org"
-                with running_server(env, workers=2, admin=(email, ADMIN_PASSWORD)) as base_url:
+                with running_server_process(env, workers=2, admin=(email, ADMIN_PASSWORD)) as (
+                    base_url,
+                    server_pid,
+                ):
                     headers, session_ids = asyncio.run(
                         prepare_sessions(base_url, email, args.sessions)
                     )
                     bodies = submission_bodies(session_ids, args.trials)
-                    server = asyncio.run(
+                    server, server_cpu = measured(
+                        server_pid,
+                        database,
                         drive(
                             "metricis POST /api/submit",
                             base_url,
@@ -258,13 +300,16 @@ def main() -> None:
                             bodies,
                             headers,
                             args,
-                        )
+                        ),
                     )
-            baseline = baseline_run(args, database, session_ids)
+            baseline, baseline_cpu = baseline_run(args, database, session_ids)
         finally:
             asyncio.run(drop_database(database))
         print(f"run {run}: {server.summary()}")
+        print(f"run {run}: metricis {server_cpu.summary()}")
         print(f"run {run}: {baseline.summary()}")
+        print(f"run {run}: baseline {baseline_cpu.summary()}")
+        print(f"run {run}: load average {os.getloadavg()[0]:.2f}")
         ratio = server.throughput / baseline.throughput
         trials_per_second = server.throughput * args.trials
         print(f"run {run}: ratio {ratio:.2f}, trials/s {trials_per_second:.0f}")

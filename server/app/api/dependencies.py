@@ -6,9 +6,8 @@ thread hop per dependency per request for functions that never block."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Annotated
+from typing import Annotated, Any
 
-import jwt
 from fastapi import Depends, Query, Request
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -16,20 +15,15 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.api.client_ip import client_ip
 from app.config import Settings
 from app.core.errors import ForbiddenError, UnauthorizedError
-from app.core.security import FieldEncryptor, TokenType
+from app.core.security import FieldEncryptor, InvalidTokenError, TokenType, decode_token
 from app.db.session import transaction_scope
 from app.models.audit import ActorType
 from app.models.user import UserRole
 from app.schemas.common import PageParams, Reference, SortOrder
 from app.services.audit import AuditContext
-from app.services.auth import (
-    authenticate_access_token,
-)
+from app.services.auth import authenticate_access_claims
 from app.services.local_storage import LocalStorage
-from app.services.participant_auth import (
-    authenticate_participant_claims,
-    decode_participant_token,
-)
+from app.services.participant_auth import authenticate_participant_claims
 from app.services.principals import ParticipantPrincipal, Principal, StaffPrincipal
 from app.services.session_store import SessionStore
 
@@ -121,14 +115,12 @@ async def get_principal_allowing_password_change(
     context: RequestAuditContextDep,
     token: Annotated[str | None, Depends(oauth2_scheme)],
 ) -> StaffPrincipal:
-    if not token:
-        raise UnauthorizedError("Authentication required")
-    if _token_type(token) == TokenType.PARTICIPANT_ACCESS.value:
+    claims = _access_claims(settings, token)
+    if claims["typ"] == TokenType.PARTICIPANT_ACCESS:
         # A valid participant token is an authenticated caller without the right: 403, not 401,
         # so the client keeps its token. An invalid one is still 401.
-        decode_participant_token(settings, token)
         raise ForbiddenError("This route is for staff", details={"reason": "STAFF_ONLY"})
-    return await authenticate_access_token(session, store, settings, context, token)
+    return await authenticate_access_claims(session, store, settings, context, claims)
 
 
 PrincipalAllowingPasswordChange = Annotated[
@@ -174,14 +166,18 @@ def require_role(*roles: UserRole) -> Callable[[StaffPrincipal], Awaitable[Staff
 AdminUser = Annotated[StaffPrincipal, Depends(require_role(UserRole.ADMIN))]
 
 
-def _token_type(token: str) -> str | None:
-    """The unverified `typ` claim, only to pick which verified path checks the token."""
+_ACCESS_TOKENS = frozenset({TokenType.ACCESS, TokenType.PARTICIPANT_ACCESS})
+
+
+def _access_claims(settings: Settings, token: str | None) -> dict[str, Any]:
+    """The verified claims of a staff or participant access token, decoded once per request;
+    401 for anything else."""
+    if not token:
+        raise UnauthorizedError("Authentication required")
     try:
-        claims = jwt.decode(token, options={"verify_signature": False})
-    except jwt.PyJWTError:
-        return None
-    value = claims.get("typ")
-    return value if isinstance(value, str) else None
+        return decode_token(settings, token, _ACCESS_TOKENS)
+    except InvalidTokenError as exc:
+        raise UnauthorizedError("The access token is invalid or has expired") from exc
 
 
 async def get_any_principal(
@@ -192,12 +188,10 @@ async def get_any_principal(
     token: Annotated[str | None, Depends(oauth2_scheme)],
 ) -> Principal:
     """Staff or participant: for the routes both may call (sessions, consent, sync)."""
-    if not token:
-        raise UnauthorizedError("Authentication required")
-    if _token_type(token) == TokenType.PARTICIPANT_ACCESS.value:
-        claims = decode_participant_token(settings, token)
+    claims = _access_claims(settings, token)
+    if claims["typ"] == TokenType.PARTICIPANT_ACCESS:
         return await authenticate_participant_claims(session, claims)
-    principal = await authenticate_access_token(session, store, settings, context, token)
+    principal = await authenticate_access_claims(session, store, settings, context, claims)
     return await get_current_principal(principal)
 
 

@@ -113,8 +113,12 @@ def create_token(
     return IssuedToken(token=token, jti=jti, expires_at=expires_at)
 
 
-def decode_token(settings: Settings, token: str, expected_type: TokenType) -> dict[str, Any]:
-    """Verify signature, expiry and type. HS256 only: `alg: none` and others are refused."""
+def decode_token(
+    settings: Settings, token: str, expected_type: TokenType | frozenset[TokenType]
+) -> dict[str, Any]:
+    """Verify signature, expiry and type (one, or any of a set). HS256 only: `alg: none` and
+    others are refused."""
+    expected = expected_type if isinstance(expected_type, frozenset) else {expected_type}
     try:
         claims: dict[str, Any] = jwt.decode(
             token,
@@ -124,7 +128,7 @@ def decode_token(settings: Settings, token: str, expected_type: TokenType) -> di
         )
     except jwt.PyJWTError as exc:
         raise InvalidTokenError(type(exc).__name__) from exc
-    if claims.get("typ") != expected_type.value:
+    if claims.get("typ") not in expected:
         raise InvalidTokenError("wrong token type")
     if not isinstance(claims.get("sub"), str):
         raise InvalidTokenError("subject is not a string")

@@ -21,8 +21,10 @@ from sqlalchemy.pool import ConnectionPoolEntry
 from app.config import Settings
 from app.core.errors import DomainError
 from app.core.events import discard_pending, dispatch_pending
+from app.core.logging import get_logger
 
 ResultT = TypeVar("ResultT")
+logger = get_logger(__name__)
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:
@@ -98,9 +100,66 @@ def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]
     return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
 
 
+Undo = Callable[[], Awaitable[None]]
+_UNDO_KEY = "metricis_undo_on_rollback"
+
+# A commit that failed with one of these may have committed all the same (the connection went
+# away after the server received COMMIT): nothing done outside the database is undone then.
+_UNKNOWN_OUTCOME = (
+    sa_exc.OperationalError,
+    sa_exc.InterfaceError,
+    sa_exc.TimeoutError,
+    ConnectionError,
+    TimeoutError,
+    asyncio.CancelledError,
+)
+
+
+def undo_on_rollback(session: AsyncSession, undo: Undo) -> None:
+    """Run `undo` when the transaction `session` is in does not commit: work done outside the
+    database for it (a file written) is then taken back, so the two agree.
+
+    Only under `transaction_scope`, which runs the undos after a rollback and after a commit
+    that certainly failed; when a commit's outcome is unknown (the connection was lost during
+    it) nothing is undone, and what is left is found by a sweep (e.g. `metricis storage sweep`).
+    """
+    session.info.setdefault(_UNDO_KEY, []).append(undo)
+
+
+async def _run_undos(session: AsyncSession) -> None:
+    undos: list[Undo] = session.info.pop(_UNDO_KEY, [])
+    for undo in undos:
+        try:
+            await undo()
+        except Exception:  # one failed undo must not stop the others
+            logger.warning("undo_after_rollback_failed", exc_info=True)
+
+
+async def _commit(session: AsyncSession) -> None:
+    try:
+        await session.commit()
+    except _UNKNOWN_OUTCOME:
+        undos = session.info.pop(_UNDO_KEY, [])
+        if undos:
+            logger.warning("commit_outcome_unknown_undo_skipped", undos=len(undos))
+        raise
+    except BaseException:
+        await _run_undos(session)
+        raise
+    session.info.pop(_UNDO_KEY, None)
+
+
+async def _rollback(session: AsyncSession) -> None:
+    try:
+        await session.rollback()
+    finally:
+        await _run_undos(session)
+
+
 @asynccontextmanager
 async def transaction_scope(session: AsyncSession) -> AsyncIterator[AsyncSession]:
-    """Commit on success, roll back on error, except refusals marked `keep_changes`.
+    """Commit on success, roll back on error, except refusals marked `keep_changes`; what was
+    registered with `undo_on_rollback` is undone when the transaction does not commit.
 
     A context manager, not a generator to iterate: an exception raised in the request must reach
     this code, and `async for` over a generator would not deliver it.
@@ -109,18 +168,18 @@ async def transaction_scope(session: AsyncSession) -> AsyncIterator[AsyncSession
         yield session
     except DomainError as exc:
         if exc.keep_changes:
-            await session.commit()
+            await _commit(session)
             await dispatch_pending(session)
         else:
-            await session.rollback()
+            await _rollback(session)
             discard_pending(session)
         raise
     except BaseException:
-        await session.rollback()
+        await _rollback(session)
         discard_pending(session)
         raise
     else:
-        await session.commit()
+        await _commit(session)
         await dispatch_pending(session)
 
 

@@ -103,13 +103,12 @@ class Trial(Base):
     id: Mapped[int] = mapped_column(
         BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
     )
-    study_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"))
-    participant_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("participants.id", ondelete="CASCADE")
-    )
-    session_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("assessment_sessions.id", ondelete="CASCADE")
-    )
+    # No foreign keys: checked per row, they were most of the database's work for a 500-trial
+    # COPY. A trial is written only with its task result, in the transaction holding its
+    # session's row locked, and deleted explicitly with its session (participant erasure).
+    study_id: Mapped[uuid.UUID]
+    participant_id: Mapped[uuid.UUID]
+    session_id: Mapped[uuid.UUID]
     task: Mapped[str] = mapped_column(String(64))
     trial_index: Mapped[int] = mapped_column(Integer)
     rt: Mapped[float | None] = mapped_column(Float)

@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import func, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -226,6 +227,18 @@ async def note_tasks_received(
     await _remember_live(store, record, sorted({*known, *tasks}))
 
 
+@dataclass(frozen=True, slots=True)
+class LoadedSession:
+    """A session with the rows loaded beside it. Holding this keeps them in the database
+    session's identity map (which references its objects weakly), so later lookups by key
+    (`session.get`) find them without a query for as long as the holder lives."""
+
+    record: AssessmentSession
+    participant: Participant
+    study: Study
+    version: BatteryVersion | None
+
+
 async def load_session_for(
     session: AsyncSession,
     principal: Principal,
@@ -236,14 +249,47 @@ async def load_session_for(
 ) -> AssessmentSession:
     """The session if the caller may act on its participant with `capability` (404 else, 403
     for staff who see it without the right); `lock` holds its row until the commit."""
-    record = await session.get(AssessmentSession, session_id, with_for_update=lock)
-    if record is None:
+    loaded = await load_session_with_context(session, principal, session_id, capability, lock=lock)
+    return loaded.record
+
+
+async def load_session_with_context(
+    session: AsyncSession,
+    principal: Principal,
+    session_id: uuid.UUID,
+    capability: Capability = Capability.READ,
+    *,
+    lock: bool = False,
+    with_version: bool = False,
+) -> LoadedSession:
+    """As `load_session_for`, in one statement with the session's participant and study (and,
+    `with_version`, the battery version it runs): the access check, and the caller for as long
+    as it holds the result, find them without asking the database again."""
+    statement = (
+        select(AssessmentSession, Participant, Study)
+        .join(Participant, Participant.id == AssessmentSession.participant_id)
+        .join(Study, Study.id == AssessmentSession.study_id)
+        .where(AssessmentSession.id == session_id)
+    )
+    if with_version:
+        statement = statement.add_columns(BatteryVersion).join(
+            BatteryVersion, BatteryVersion.id == AssessmentSession.battery_version_id
+        )
+    if lock:
+        # Only the session's row: a lock on its participant or study would queue unrelated work.
+        statement = statement.with_for_update(of=AssessmentSession)
+    row = (await session.execute(statement)).first()
+    if row is None:
         raise NotFoundError("Session not found")
+    columns: tuple[Any, ...] = tuple(row)
+    loaded = LoadedSession(columns[0], columns[1], columns[2], columns[3] if with_version else None)
     try:
-        await participant_for_principal(session, principal, record.participant_id, capability)
+        await participant_for_principal(
+            session, principal, loaded.record.participant_id, capability
+        )
     except NotFoundError:
         raise NotFoundError("Session not found") from None
-    return record
+    return loaded
 
 
 async def end_session(

@@ -3,8 +3,9 @@
 Each task of a session is accepted once. The same content again is a replay and answers with the
 original receipt; other content for a stored task is a conflict (409, audited, nothing changed).
 For a new task: the server scores it (app.scoring), writes the raw task as a source document
-(atomically, before the row that points at it), stores the receipt row and the trials as rows,
-in bulk: COPY on PostgreSQL, executemany elsewhere.
+(durable before the commit of the row that points at it, removed if that commit does not
+happen: app.services.local_storage), stores the receipt row and the trials as rows, in bulk:
+COPY on PostgreSQL, executemany elsewhere.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
+from pydantic import TypeAdapter
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -39,9 +41,9 @@ from app.scoring import (
     session_flags,
     task_flags,
 )
-from app.services.assessment_sessions import load_session_for, note_tasks_received
+from app.services.assessment_sessions import load_session_with_context, note_tasks_received
 from app.services.audit import AuditContext, record_event
-from app.services.local_storage import LocalStorage
+from app.services.local_storage import LocalStorage, PendingDocuments
 from app.services.outbox.announce import announce_tasks_accepted
 from app.services.policy import Capability
 from app.services.principals import Principal
@@ -113,8 +115,14 @@ def _group_by_task(payload: SubmitRequest) -> dict[str, _TaskContent]:
     return tasks
 
 
-def _trial_documents(trials: Sequence[TrialIn]) -> list[dict[str, Any]]:
-    return [trial.model_dump(mode="json") for trial in trials]
+_TRIAL_LIST = TypeAdapter(list[TrialIn])
+
+
+def _trial_documents(trials: list[TrialIn]) -> list[dict[str, Any]]:
+    """The trials as JSON values, in one serializer call (not one `model_dump` per trial):
+    the same dictionaries, extra fields included, in the same key order."""
+    documents: list[dict[str, Any]] = _TRIAL_LIST.dump_python(trials, mode="json")
+    return documents
 
 
 def _content_hash(task: str, trials_json: bytes, summary: dict[str, Any] | None) -> str:
@@ -132,17 +140,20 @@ def _as_text(value: Any) -> str | None:
     return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 
 
-def _trial_rows(
+def _copy_records(
     record: AssessmentSession, task: str, documents: list[dict[str, Any]]
 ) -> list[tuple[Any, ...]]:
-    rows = []
+    """The trials of a task as COPY records in `TRIAL_COLUMNS` order, `extra` as JSON text."""
+    study_id, participant_id, session_id = record.study_id, record.participant_id, record.id
+    known = _KNOWN_TRIAL_FIELDS
+    records = []
     for document in documents:
-        extra = {k: v for k, v in document.items() if k not in _KNOWN_TRIAL_FIELDS}
-        rows.append(
+        extra = {k: v for k, v in document.items() if k not in known} if len(document) > 8 else None
+        records.append(
             (
-                record.study_id,
-                record.participant_id,
-                record.id,
+                study_id,
+                participant_id,
+                session_id,
                 task,
                 document["trial_index"],
                 document["rt"],
@@ -151,26 +162,37 @@ def _trial_rows(
                 _as_text(document["stimulus"]),
                 document["condition"],
                 document["is_practice"],
-                extra or None,
+                orjson.dumps(extra).decode() if extra else None,
             )
         )
-    return rows
+    return records
 
 
-async def _store_trials(session: AsyncSession, rows: list[tuple[Any, ...]]) -> None:
-    if not rows:
+async def _store_trials(
+    session: AsyncSession,
+    record: AssessmentSession,
+    accepted: Sequence[TaskResult],
+    tasks: Mapping[str, _PreparedTask],
+) -> None:
+    """The trials of the accepted tasks, in bulk: COPY on PostgreSQL, executemany elsewhere."""
+    records: list[tuple[Any, ...]] = []
+    for result in accepted:
+        records.extend(_copy_records(record, result.task, tasks[result.task].documents))
+    if not records:
         return
     connection = await session.connection()
     if connection.dialect.name == "postgresql":
         raw = await connection.get_raw_connection()
         driver = raw.driver_connection
         assert driver is not None
-        records = [(*row[:-1], None if row[-1] is None else json.dumps(row[-1])) for row in rows]
         await driver.copy_records_to_table("trials", records=records, columns=list(TRIAL_COLUMNS))
         return
-    await session.execute(
-        insert(Trial), [dict(zip(TRIAL_COLUMNS, row, strict=True)) for row in rows]
-    )
+    rows = []
+    for values in records:
+        row = dict(zip(TRIAL_COLUMNS, values, strict=True))
+        row["extra"] = None if row["extra"] is None else orjson.loads(row["extra"])
+        rows.append(row)
+    await session.execute(insert(Trial), rows)
 
 
 def _chance_accuracy(version: BatteryVersion, task: str) -> float | None:
@@ -354,9 +376,7 @@ def _source_document(
     return envelope[:-1] + b',"trials":' + task.trials_json + b"}"
 
 
-async def _accept_task(
-    session: AsyncSession,
-    storage: LocalStorage,
+def _new_result(
     record: AssessmentSession,
     version: BatteryVersion,
     task: _PreparedTask,
@@ -364,25 +384,18 @@ async def _accept_task(
     *,
     received_at: datetime,
     session_level: Sequence[dict[str, Any]],
-) -> TaskResult:
-    """Score and flag a new task, write its source document (before the row that points at it)
-    and add its result row."""
+) -> tuple[TaskResult, bytes]:
+    """Score and flag a new task: its result row (not yet added) and its source document. The
+    document's path, SHA-256 and size are filled in by `_accept_new`."""
     score = score_task(task.task, task.documents)
     flags = _task_flags(
         version, task.task, task.documents, score, task.content.summary, session_level
-    )
-    stored = await storage.write_atomic(
-        LocalStorage.source_path(record.study_id, record.participant_id, record.id, task.task),
-        _source_document(record, task, payload, received_at),
     )
     result = TaskResult(
         id=uuid.uuid4(),
         session_id=record.id,
         task=task.task,
         content_hash=task.content_hash,
-        source_path=stored.relative_path,
-        source_sha256=stored.sha256,
-        source_bytes=stored.size,
         n_trials=len(task.documents),
         client_summary=task.content.summary,
         scores=to_json_value(dict(score.metrics)),
@@ -393,22 +406,41 @@ async def _accept_task(
         accepted_at=received_at,
         completed_at=payload.completed_at,
     )
-    session.add(result)
-    return result
+    return result, _source_document(record, task, payload, received_at)
 
 
-async def _persist_trials(
+_RESULT_COLUMNS = tuple(column.key for column in TaskResult.__table__.columns)
+
+
+async def _accept_new(
     session: AsyncSession,
+    storage: LocalStorage,
     record: AssessmentSession,
-    accepted: Sequence[TaskResult],
+    new: Sequence[tuple[TaskResult, bytes]],
     tasks: Mapping[str, _PreparedTask],
-) -> None:
-    """Insert the new result rows, then their trials in bulk."""
-    await session.flush()
-    rows: list[tuple[Any, ...]] = []
-    for result in accepted:
-        rows.extend(_trial_rows(record, result.task, tasks[result.task].documents))
-    await _store_trials(session, rows)
+) -> PendingDocuments:
+    """Start writing the source documents (taken back if the transaction does not commit),
+    then insert the result rows (one statement, no ORM flush) and the trials in bulk."""
+    paths = [
+        LocalStorage.source_path(
+            record.study_id, record.participant_id, record.id, result.task, result.id
+        )
+        for result, _ in new
+    ]
+    pending = storage.write_for_transaction(
+        session, [(path, document) for path, (_, document) in zip(paths, new, strict=True)]
+    )
+    for (result, _), stored in zip(new, pending.documents, strict=True):
+        result.source_path = stored.relative_path
+        result.source_sha256 = stored.sha256
+        result.source_bytes = stored.size
+    accepted = [result for result, _ in new]
+    await session.execute(
+        insert(TaskResult),
+        [{key: getattr(result, key) for key in _RESULT_COLUMNS} for result in accepted],
+    )
+    await _store_trials(session, record, accepted, tasks)
+    return pending
 
 
 async def _announce_accepted(
@@ -482,11 +514,24 @@ async def submit(
     """`POST /api/submit`: the session's participant, or staff who may edit the participant."""
     # The row lock serialises concurrent submissions to one session: of two identical ones, the
     # second sees the first's rows and answers as a replay.
-    record = await load_session_for(
-        session, principal, payload.session_id, Capability.EDIT_PARTICIPANTS, lock=True
+    # `loaded` keeps the participant, study and battery version in the identity map until the
+    # submission is stored: the steps below look them up by key without a query.
+    loaded = await load_session_with_context(
+        session,
+        principal,
+        payload.session_id,
+        Capability.EDIT_PARTICIPANTS,
+        lock=True,
+        with_version=True,
     )
     return await accept_submission(
-        session, store, storage, context, record, payload, clock_offset_seconds=clock_offset_seconds
+        session,
+        store,
+        storage,
+        context,
+        loaded.record,
+        payload,
+        clock_offset_seconds=clock_offset_seconds,
     )
 
 
@@ -508,24 +553,24 @@ async def accept_submission(
     received_at = utcnow()
     clock_offset = _session_clock_offset(record, clock_offset_seconds)
     session_level = _session_level_flags(payload.device_info, clock_offset)
-    accepted: list[TaskResult] = []
-    for task in tasks.values():
-        if task.task not in replayed:
-            accepted.append(
-                await _accept_task(
-                    session,
-                    storage,
-                    record,
-                    request.version,
-                    task,
-                    payload,
-                    received_at=received_at,
-                    session_level=session_level,
-                )
-            )
-    if accepted:
-        await _persist_trials(session, record, accepted, tasks)
+    new = [
+        _new_result(
+            record,
+            request.version,
+            task,
+            payload,
+            received_at=received_at,
+            session_level=session_level,
+        )
+        for task in tasks.values()
+        if task.task not in replayed
+    ]
+    accepted = [result for result, _ in new]
+    if new:
+        pending = await _accept_new(session, storage, record, new, tasks)
         await _announce_accepted(session, store, context, record, accepted)
+        # The documents are durable before the commit that makes the rows point at them.
+        await pending.wait()
     accepted_by_task = {result.task: result for result in accepted}
     results = [replayed.get(task) or accepted_by_task[task] for task in tasks]
     return SubmissionOutcome(receipt=_receipt(record, results), created=bool(accepted))

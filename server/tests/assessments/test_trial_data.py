@@ -14,7 +14,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.catalogue import MODULE_IDS, get_module
 from app.models.assessment import TaskResult, Trial
 from app.models.study import Study
+from app.schemas.assessments import SubmitRequest
 from app.services.modules import module_read
+from app.services.submissions import _trial_documents
 from tests import factories
 from tests.assessments.conftest import World, start
 from tests.assessments.test_sessions_and_submit import count
@@ -175,3 +177,37 @@ async def test_every_published_example_submits_and_scores_without_flags(
     for module in modules:
         scores = receipt["scores"][module.id]
         assert all(scores[metric] is not None for metric in module.summary_metrics), module.id
+
+
+def test_trial_documents_are_what_model_dump_gives_for_each_trial() -> None:
+    """The one-call serializer gives the dictionaries the content hash and the source document
+    were always built from: same values, extra fields included, same key order."""
+    trials = SubmitRequest.model_validate(
+        {
+            "session_id": str(uuid.uuid4()),
+            "trials": [
+                {
+                    "task": "digit-span",
+                    "trial_index": 0,
+                    "rt": 812.5,
+                    "correct": True,
+                    "response": [3, 1, 4],
+                    "stimulus": {"digits": [3, 1, 4]},
+                    "direction": "forward",
+                    "span_length": 3,
+                },
+                {
+                    "task": "simple-rt",
+                    "trial_index": 1,
+                    "rt": None,
+                    "is_practice": True,
+                    "condition": "go",
+                    "nested": {"b": 1, "a": [1.5, None]},
+                },
+            ],
+        }
+    ).trials
+    expected = [trial.model_dump(mode="json") for trial in trials]
+    documents = _trial_documents(trials)
+    assert documents == expected
+    assert [list(document) for document in documents] == [list(d) for d in expected]

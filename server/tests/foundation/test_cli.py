@@ -9,6 +9,7 @@ import re
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -197,3 +198,31 @@ def test_a_missing_database_is_one_line_saying_what_to_do(database_url: str, exp
     assert len(lines) == 1, result.stderr
     assert expected in lines[0]
     assert "Traceback" not in result.stderr
+
+
+def test_storage_sweep_lists_then_removes_an_orphaned_source_document(
+    cli_database: str, tmp_path: Path
+) -> None:
+    runner = CliRunner()
+    assert runner.invoke(cli, ["db", "upgrade"]).exit_code == 0
+    assert runner.invoke(cli, ["demo"]).exit_code == 0
+    documents = sorted((tmp_path / "storage" / "sources").rglob("*.json"))
+    assert documents, "the demo stores source documents"
+    orphan = documents[0].with_name("simple-rt.0123456789abcdef0123456789abcdef.json")
+    orphan.write_bytes(b"{}")
+    two_days_ago = time.time() - 2 * 86400
+    for path in (orphan, *documents):
+        os.utime(path, (two_days_ago, two_days_ago))
+    relative = orphan.relative_to(tmp_path / "storage").as_posix()
+
+    listed = runner.invoke(cli, ["storage", "sweep"])
+    assert listed.exit_code == 0, listed.output
+    assert relative in listed.output and "Found 1 orphaned source documents" in listed.output
+    assert orphan.exists()
+
+    removed = runner.invoke(cli, ["storage", "sweep", "--remove"])
+    assert removed.exit_code == 0, removed.output
+    assert "Removed 1 orphaned source documents" in removed.output
+    assert not orphan.exists() and all(path.exists() for path in documents)
+    too_short = runner.invoke(cli, ["storage", "sweep", "--grace-hours", "0.1"])
+    assert too_short.exit_code != 0
