@@ -7,7 +7,7 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db.base import Base, EnumString, JSONType, TimestampMixin, UUIDPrimaryKeyMixin
@@ -110,6 +110,14 @@ class Visit(UUIDPrimaryKeyMixin, TimestampMixin, Base):
         Index("ix_visits_status_window_opens_at", "status", "window_opens_at"),
         Index("ix_visits_status_window_closes_at", "status", "window_closes_at"),
         Index("ix_visits_study_id_window_closes_at", "study_id", "window_closes_at"),
+        # The reminder scan's question: pending visits whose next reminder is due soon, or not
+        # yet computed (NULL). Partial: completed, missed and cancelled visits are never asked.
+        Index(
+            "ix_visits_reminders_next_at",
+            "reminders_next_at",
+            postgresql_where=text("status IN ('scheduled', 'open')"),
+            sqlite_where=text("status IN ('scheduled', 'open')"),
+        ),
     )
 
     study_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"))
@@ -147,3 +155,10 @@ class Visit(UUIDPrimaryKeyMixin, TimestampMixin, Base):
     )
     rescheduled_at: Mapped[datetime | None]
     reschedule_reason: Mapped[str | None] = mapped_column(Text)
+    # When the reminder scan looks at this visit next: the send time of its earliest reminder
+    # not yet written as a notification, NO_MORE_REMINDERS when none is left, NULL when not
+    # computed yet (a new visit, or one whose window or rules changed).
+    reminders_next_at: Mapped[datetime | None]
+    # Counts the changes (reschedule, regeneration) that cancelled the visit's pending
+    # reminders: part of each reminder's dedupe key, so the new window gets reminders anew.
+    reminder_round: Mapped[int] = mapped_column(Integer, default=0, server_default="0")

@@ -29,6 +29,7 @@ from app.schemas.common import PageParams, Pagination
 from app.schemas.schedules import ManifestVisit
 from app.services.audit import AuditContext
 from app.services.audit_subjects import AuditSubject, record_about
+from app.services.notifications.scheduling import CancelReason, cancel_pending
 from app.services.pagination import paginate_rows
 from app.services.participants import participant_for_principal, resolve_participant
 from app.services.policy import Capability, member_study_access, study_access
@@ -313,6 +314,11 @@ async def reschedule_visit(
     if unchanged:
         return VisitRow(visit, participant.participant_code, participant.site_id, current)
     before = visit_snapshot(visit)
+    # The reminders planned for the old window are void; the scan plans the new window's (a
+    # new round, so their dedupe keys differ from the cancelled ones).
+    await cancel_pending(session, visit_id=visit.id, reason=CancelReason.VISIT_RESCHEDULED)
+    visit.reminder_round += 1
+    visit.reminders_next_at = None
     visit.timezone = participant.timezone
     visit.due_date = timing.due_date
     visit.window_start_date = timing.start_date
@@ -405,6 +411,7 @@ async def complete_visit_of_session(
     visit.status = VisitStatus.COMPLETED
     visit.completed_session_id = record.id
     visit.completed_at = utcnow()
+    await cancel_pending(session, visit_id=visit.id, reason=CancelReason.VISIT_COMPLETED)
     await record_about(
         session,
         context,
