@@ -1,8 +1,8 @@
 """visit reminder scan
 
-Each visit keeps when the reminder scan looks at it next (`reminders_next_at`, behind a partial
-index of pending visits) and the round of its reminders (`reminder_round`), part of each
-reminder notification's dedupe key.
+Each visit keeps when the reminder scan looks at it next (`reminders_next_at`, 1970 until
+computed, behind a partial index of pending visits) and the round of its reminders
+(`reminder_round`), part of each reminder notification's dedupe key.
 
 Revision ID: 0011
 Revises: 0010
@@ -23,8 +23,14 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     with op.batch_alter_table("visits", schema=None) as batch_op:
+        # Existing visits get 1970: not computed yet, so the first scan takes them.
         batch_op.add_column(
-            sa.Column("reminders_next_at", app.db.base.UTCDateTime(timezone=True), nullable=True)
+            sa.Column(
+                "reminders_next_at",
+                app.db.base.UTCDateTime(timezone=True),
+                server_default=sa.text("'1970-01-01 00:00:00'"),
+                nullable=False,
+            )
         )
         batch_op.add_column(
             sa.Column("reminder_round", sa.Integer(), server_default="0", nullable=False)

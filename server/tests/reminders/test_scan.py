@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
 from app.models.notification import NotificationKind, NotificationStatus
-from app.models.schedule import Visit
+from app.models.schedule import REMINDERS_NOT_COMPUTED, Visit
 from app.services.schedules.reminder_scan import NO_MORE_REMINDERS
 from tests.reminders.conftest import closing_rule, reminders_of, scan
 from tests.schedules.conftest import World, create_schedule, email_rule, enroll, event
@@ -96,7 +96,7 @@ async def test_a_scan_that_runs_again_writes_nothing_twice(
     assert first.written == 2
     # As if the visit's cursor had not been stored (a scan that died after its inserts, or a
     # second scan that read the visit before the first committed): the keys hold.
-    await db_session.execute(update(Visit).values(reminders_next_at=None))
+    await db_session.execute(update(Visit).values(reminders_next_at=REMINDERS_NOT_COMPUTED))
     second = await scan(db_session, settings, now)
     assert (second.visits, second.written, second.already_written) == (1, 0, 2)
     assert len(await reminders_of(db_session, str(participant["id"]))) == 2

@@ -38,6 +38,7 @@ from app.models.audit import AuditCategory
 from app.models.participant import Participant, ParticipantStatus
 from app.models.schedule import (
     PENDING_VISIT_STATUSES,
+    REMINDERS_NOT_COMPUTED,
     Schedule,
     ScheduleEvent,
     ScheduleVersion,
@@ -391,7 +392,10 @@ async def _write(session: AsyncSession, changes: VisitChangeSet, now: datetime) 
             await session.execute(
                 update(Visit)
                 .where(Visit.id.in_(changed_ids[start : start + 1000]))
-                .values(reminder_round=Visit.reminder_round + 1, reminders_next_at=None)
+                .values(
+                    reminder_round=Visit.reminder_round + 1,
+                    reminders_next_at=REMINDERS_NOT_COMPUTED,
+                )
                 .execution_options(synchronize_session=False)
             )
         await cancel_pending_of_visits(session, changed_ids, reason=CancelReason.SCHEDULE_CHANGED)

@@ -24,11 +24,11 @@ import json
 import time
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, or_, select, update
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -92,8 +92,9 @@ def rule_key(rule: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
-def dedupe_key(visit_id: uuid.UUID, reminder_round: int, rule: Mapping[str, Any]) -> str:
-    return f"reminder:{visit_id}:{reminder_round}:{rule_key(rule)}"
+def dedupe_key(visit_id: uuid.UUID, reminder_round: int, key_of_rule: str) -> str:
+    """One notification per visit, round of its reminders, and rule."""
+    return f"reminder:{visit_id}:{reminder_round}:{key_of_rule}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,9 +103,21 @@ class _Context:
 
     events: dict[uuid.UUID, ScheduleEvent]
     quiet_hours: dict[uuid.UUID, QuietHoursRule | None]  # by schedule version id
-    participants: dict[uuid.UUID, Participant]
+    participants: dict[uuid.UUID, Any]  # rows of _PARTICIPANT_COLUMNS
     studies: dict[uuid.UUID, Study]
     opted_out: set[tuple[uuid.UUID, NotificationChannel]]
+    parsed: dict[uuid.UUID, list[tuple[ReminderRule, str]]] = field(default_factory=dict)
+
+    def rules(self, event: ScheduleEvent) -> list[tuple[ReminderRule, str]]:
+        """The event's rules, typed, with their keys; parsed once per batch."""
+        found = self.parsed.get(event.id)
+        if found is None:
+            found = [
+                (ReminderRule.model_validate(stored), rule_key(stored))
+                for stored in event.reminders
+            ]
+            self.parsed[event.id] = found
+        return found
 
 
 def render(text: str, values: Mapping[str, str]) -> str:
@@ -112,7 +125,9 @@ def render(text: str, values: Mapping[str, str]) -> str:
     return text.format_map({**values, "link": LINK_PLACEHOLDER})
 
 
-def placeholder_values(visit: Visit, participant: Participant, study: Study) -> dict[str, str]:
+def placeholder_values(visit: Any, participant: Any, study: Study) -> dict[str, str]:
+    """The values of the placeholders for a visit (a `Visit` or a row of _VISIT_COLUMNS) and its
+    participant (a `Participant` or a row of _PARTICIPANT_COLUMNS)."""
     language = participant.language.split("-")[0].lower()
     instructions = ACCESS_INSTRUCTIONS.get(language, ACCESS_INSTRUCTIONS["en"])
     return {
@@ -128,10 +143,11 @@ def placeholder_values(visit: Visit, participant: Participant, study: Study) -> 
     }
 
 
-def template_language(rule: ReminderRule, participant: Participant, study: Study) -> str:
+def template_language(rule: ReminderRule, participant: Any, study: Study) -> str:
     """The participant's language when the rule has a template in it, else the study's first
     (which every rule has: checked when the schedule is written), else the rule's first."""
-    for candidate in (participant.language, participant.language.split("-")[0]):
+    language: str = participant.language
+    for candidate in (language, language.split("-")[0]):
         if candidate in rule.templates:
             return candidate
     for candidate in study.supported_languages:
@@ -156,18 +172,46 @@ _NEXT_AT = (
 )
 
 
-def _candidates(now: datetime, horizon: datetime, limit: int) -> Any:
+# What the scan reads of a visit and of its participant: columns, not ORM objects (a tick may
+# read thousands).
+_VISIT_COLUMNS = (
+    Visit.id,
+    Visit.study_id,
+    Visit.participant_id,
+    Visit.schedule_event_id,
+    Visit.timezone,
+    Visit.label,
+    Visit.due_date,
+    Visit.window_start_date,
+    Visit.window_end_date,
+    Visit.reminder_round,
+    Visit.reminders_next_at,
+)
+_PARTICIPANT_COLUMNS = (
+    Participant.id,
+    Participant.status,
+    Participant.language,
+    Participant.participant_code,
+    Participant.email_encrypted.is_not(None).label("has_email"),
+    Participant.phone_encrypted.is_not(None).label("has_phone"),
+)
+
+
+def candidate_visits(now: datetime, horizon: datetime, limit: int) -> Any:
+    """Pending visits whose next reminder is due within the horizon (or not computed yet), in
+    that order: a range of the partial index `ix_visits_reminders_next_at`."""
     return (
-        select(Visit)
+        select(*_VISIT_COLUMNS)
         .where(Visit.status.in_((VisitStatus.SCHEDULED, VisitStatus.OPEN)))
-        .where(or_(Visit.reminders_next_at.is_(None), Visit.reminders_next_at <= horizon))
+        .where(Visit.reminders_next_at <= horizon)
         .where(Visit.window_closes_at > now)
+        .order_by(Visit.reminders_next_at)
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
 
 
-async def _context(session: AsyncSession, visits: list[Visit]) -> _Context:
+async def _context(session: AsyncSession, visits: list[Any]) -> _Context:
     event_ids = {visit.schedule_event_id for visit in visits}
     events = {
         event.id: event
@@ -189,8 +233,8 @@ async def _context(session: AsyncSession, visits: list[Visit]) -> _Context:
     participant_ids = {visit.participant_id for visit in visits}
     participants = {
         participant.id: participant
-        for participant in await session.scalars(
-            select(Participant).where(Participant.id.in_(participant_ids))
+        for participant in await session.execute(
+            select(*_PARTICIPANT_COLUMNS).where(Participant.id.in_(participant_ids))
         )
     }
     study_ids = {visit.study_id for visit in visits}
@@ -211,10 +255,10 @@ async def _context(session: AsyncSession, visits: list[Visit]) -> _Context:
     return _Context(events, quiet_hours, participants, studies, opted_out)
 
 
-def _has_contact(participant: Participant, channel: NotificationChannel) -> bool:
+def _has_contact(participant: Any, channel: NotificationChannel) -> bool:
     if channel is NotificationChannel.EMAIL:
-        return participant.email_encrypted is not None
-    return participant.phone_encrypted is not None
+        return bool(participant.has_email)
+    return bool(participant.has_phone)
 
 
 async def scan_batch(
@@ -224,9 +268,8 @@ async def scan_batch(
     visit was found."""
     horizon = now + timedelta(hours=settings.REMINDER_SCAN_HORIZON_HOURS)
     oldest = now - timedelta(hours=settings.REMINDER_MAX_LATENESS_HOURS)
-    visits = list(
-        (await session.scalars(_candidates(now, horizon, settings.REMINDER_SCAN_BATCH_SIZE))).all()
-    )
+    candidates = candidate_visits(now, horizon, settings.REMINDER_SCAN_BATCH_SIZE)
+    visits = list((await session.execute(candidates)).all())
     if not visits:
         return False
     report.batches += 1
@@ -241,11 +284,12 @@ async def scan_batch(
         quiet = context.quiet_hours.get(event.schedule_version_id)
         earliest_later = NO_MORE_REMINDERS
         values: dict[str, str] | None = None
-        for stored in event.reminders:
-            rule = ReminderRule.model_validate(stored)
+        for rule, key in context.rules(event):
             send_at = rule_send_at(
                 rule, visit.window_start_date, visit.window_end_date, visit.timezone
             )
+            if send_at < visit.reminders_next_at:
+                continue  # before the visit's cursor: an earlier tick wrote or skipped it
             if send_at > horizon:
                 earliest_later = min(earliest_later, send_at)
                 continue
@@ -290,7 +334,7 @@ async def scan_batch(
                         else None
                     ),
                     "body": render(template.body, values),
-                    "dedupe_key": dedupe_key(visit.id, visit.reminder_round, stored),
+                    "dedupe_key": dedupe_key(visit.id, visit.reminder_round, key),
                     "attempts": 0,
                     "created_at": now,
                     "updated_at": now,
@@ -305,10 +349,6 @@ async def scan_batch(
             emit_once(session, NOTIFICATIONS_DUE, {})
     connection = await session.connection()
     await connection.execute(_NEXT_AT, next_at)
-    # The visits loaded above are stale now; nothing in this transaction reads them again,
-    # but a caller's session might.
-    for visit in visits:
-        session.expire(visit)
     return True
 
 

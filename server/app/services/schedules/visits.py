@@ -24,7 +24,12 @@ from app.core.errors import ConflictError, NotFoundError, field_error, not_found
 from app.models.assessment import AssessmentSession, SessionStatus
 from app.models.audit import AuditCategory
 from app.models.participant import Participant
-from app.models.schedule import PENDING_VISIT_STATUSES, Visit, VisitStatus
+from app.models.schedule import (
+    PENDING_VISIT_STATUSES,
+    REMINDERS_NOT_COMPUTED,
+    Visit,
+    VisitStatus,
+)
 from app.schemas.common import PageParams, Pagination
 from app.schemas.schedules import ManifestVisit
 from app.services.audit import AuditContext
@@ -318,7 +323,7 @@ async def reschedule_visit(
     # new round, so their dedupe keys differ from the cancelled ones).
     await cancel_pending(session, visit_id=visit.id, reason=CancelReason.VISIT_RESCHEDULED)
     visit.reminder_round += 1
-    visit.reminders_next_at = None
+    visit.reminders_next_at = REMINDERS_NOT_COMPUTED
     visit.timezone = participant.timezone
     visit.due_date = timing.due_date
     visit.window_start_date = timing.start_date
