@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, select, update
+from sqlalchemy import Table, bindparam, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -157,12 +157,23 @@ def template_language(rule: ReminderRule, participant: Any, study: Study) -> str
 
 
 def _insert(session: AsyncSession) -> Any:
+    # The table, not the mapped class: the rows are complete, and the ORM's bulk path costs
+    # more than the statement.
+    table = cast(Table, Notification.__table__)
     dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
     return (
-        dialect.insert(Notification)
-        .on_conflict_do_nothing(index_elements=[Notification.dedupe_key])
-        .returning(Notification.id)
+        dialect.insert(table)
+        .on_conflict_do_nothing(index_elements=[table.c.dedupe_key])
+        .returning(table.c.id)
     )
+
+
+# PostgreSQL: every visit's cursor in one statement, instead of one UPDATE per visit.
+_NEXT_AT_POSTGRES = text(
+    "UPDATE visits SET reminders_next_at = cursor.next_at "
+    "FROM unnest(CAST(:ids AS uuid[]), CAST(:next_ats AS timestamptz[])) AS cursor(id, next_at) "
+    "WHERE visits.id = cursor.id"
+)
 
 
 _NEXT_AT = (
@@ -348,7 +359,16 @@ async def scan_batch(
         if inserted and any(row["send_at"] <= now for row in rows):
             emit_once(session, NOTIFICATIONS_DUE, {})
     connection = await session.connection()
-    await connection.execute(_NEXT_AT, next_at)
+    if connection.dialect.name == "postgresql":
+        await connection.execute(
+            _NEXT_AT_POSTGRES,
+            {
+                "ids": [item["b_id"] for item in next_at],
+                "next_ats": [item["b_next_at"] for item in next_at],
+            },
+        )
+    else:
+        await connection.execute(_NEXT_AT, next_at)
     return True
 
 
