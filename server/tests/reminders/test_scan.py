@@ -9,17 +9,20 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
+import pytest
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
+from app.core.clock import utcnow
 from app.models.notification import NotificationKind, NotificationStatus
 from app.models.schedule import REMINDERS_NOT_COMPUTED, Visit
 from app.services.schedules.reminder_scan import NO_MORE_REMINDERS
 from tests.reminders.conftest import closing_rule, reminders_of, scan
-from tests.schedules.conftest import World, create_schedule, email_rule, enroll, event
+from tests.schedules.conftest import PARIS, World, create_schedule, email_rule, enroll, event
 
 ENROLLED = "2027-01-11"  # a Monday; Paris is on CET (UTC+1)
 # The baseline window: 11 to 18 January, Paris local days.
@@ -231,3 +234,47 @@ async def test_a_schedule_change_cancels_reminders_of_moved_visits(
         if row.status is NotificationStatus.SCHEDULED
     ]
     assert fresh.send_at == datetime(2027, 1, 13, 8, 0, tzinfo=UTC)
+
+
+async def test_a_change_does_not_send_again_a_reminder_whose_time_has_passed(
+    client: httpx.AsyncClient, db_session: AsyncSession, settings: Settings, world: World
+) -> None:
+    """A reminder three days before the window opens went out an hour ago; then the schedule
+    changes (the visit has not opened, so it moves to the new version): the new round starts
+    at the change, so the same reminder is not sent a second time."""
+    local_now = utcnow().astimezone(ZoneInfo(PARIS))
+    if local_now.hour < 1:
+        pytest.skip("an hour ago was yesterday in Paris")
+    an_hour_ago = (local_now - timedelta(hours=1)).strftime("%H:%M")
+    early = email_rule(offset_days=-3, local_time=an_hour_ago)
+    schedule = await create_schedule(
+        client, world, [event("week-1", 3, world.battery_id, after=3, reminders=[early])]
+    )
+    participant = await enroll(client, world, "R009", email="r009@example.org")
+    pid = str(participant["id"])
+    assert (await scan(db_session, settings, utcnow())).written == 1
+    [sent] = await reminders_of(db_session, pid)
+    sent.status = NotificationStatus.SENT
+    await db_session.flush()
+
+    response = await client.patch(
+        f"/api/schedules/{schedule['id']}",
+        headers=world.researcher,
+        json={
+            "events": [
+                event("week-1", 3, world.battery_id, after=3, label="Week one", reminders=[early])
+            ],
+            "reason": "label",
+        },
+    )
+    assert response.status_code == 200, response.text
+    visit = await db_session.scalar(
+        select(Visit)
+        .where(Visit.participant_id == uuid.UUID(pid))
+        .execution_options(populate_existing=True)
+    )
+    assert visit is not None and visit.reminder_round == 1
+
+    report = await scan(db_session, settings, utcnow())
+    assert (report.visits, report.written) == (1, 0)
+    assert len(await reminders_of(db_session, pid)) == 1

@@ -38,7 +38,6 @@ from app.models.audit import AuditCategory
 from app.models.participant import Participant, ParticipantStatus
 from app.models.schedule import (
     PENDING_VISIT_STATUSES,
-    REMINDERS_NOT_COMPUTED,
     Schedule,
     ScheduleEvent,
     ScheduleVersion,
@@ -386,7 +385,9 @@ async def _write(session: AsyncSession, changes: VisitChangeSet, now: datetime) 
             [{"id": visit.id, **visit.reconciled(), "updated_at": now} for visit in changed],
         )
         # Their pending reminders are void: cancelled, and planned anew by the reminder scan
-        # (for the visits still pending) in a new round, whose dedupe keys are new.
+        # (for the visits still pending) in a new round, whose dedupe keys are new. The cursor
+        # starts at the change: a reminder whose time has passed (possibly sent already, for
+        # the old timing) is not sent again.
         changed_ids = [visit.id for visit in changed]
         for start in range(0, len(changed_ids), 1000):
             await session.execute(
@@ -394,7 +395,7 @@ async def _write(session: AsyncSession, changes: VisitChangeSet, now: datetime) 
                 .where(Visit.id.in_(changed_ids[start : start + 1000]))
                 .values(
                     reminder_round=Visit.reminder_round + 1,
-                    reminders_next_at=REMINDERS_NOT_COMPUTED,
+                    reminders_next_at=now,
                 )
                 .execution_options(synchronize_session=False)
             )

@@ -26,7 +26,6 @@ from app.models.audit import AuditCategory
 from app.models.participant import Participant
 from app.models.schedule import (
     PENDING_VISIT_STATUSES,
-    REMINDERS_NOT_COMPUTED,
     Visit,
     VisitStatus,
 )
@@ -320,10 +319,11 @@ async def reschedule_visit(
         return VisitRow(visit, participant.participant_code, participant.site_id, current)
     before = visit_snapshot(visit)
     # The reminders planned for the old window are void; the scan plans the new window's (a
-    # new round, so their dedupe keys differ from the cancelled ones).
+    # new round, so their dedupe keys differ from the cancelled ones) from now on: one whose
+    # time has passed is not sent (it may have gone out for the old window already).
     await cancel_pending(session, visit_id=visit.id, reason=CancelReason.VISIT_RESCHEDULED)
     visit.reminder_round += 1
-    visit.reminders_next_at = REMINDERS_NOT_COMPUTED
+    visit.reminders_next_at = now
     visit.timezone = participant.timezone
     visit.due_date = timing.due_date
     visit.window_start_date = timing.start_date
