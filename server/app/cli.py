@@ -409,6 +409,12 @@ def demo() -> None:
         "  visits (baseline, then monthly): "
         f"GET {base}/api/schedules/visits/upcoming?study_id={summary.study_id}"
     )
+    if summary.reminder_participant_code is not None:
+        typer.echo(
+            f"  participant {summary.reminder_participant_code}'s baseline window is open and its "
+            "opening email is due: within a minute of `metricis serve` starting, the reminder "
+            "scan writes it and the worker prints it here (console email backend)"
+        )
     if summary.access_code is None:
         typer.echo(f"  participant {summary.participant_code} has withdrawn: no access code issued")
         return

@@ -259,6 +259,17 @@ class Settings(BaseSettings):
     NOTIFICATION_QUIET_HOURS_START: time = time(21, 0)
     NOTIFICATION_QUIET_HOURS_END: time = time(8, 0)
 
+    # Visit reminders (docs/reminders.md). Beat runs the scan that turns the reminder rules of
+    # visits into notifications this often; each run plans the reminders due within the
+    # horizon, skips those later than the maximum lateness, and works through at most a batch
+    # of visits per transaction.
+    REMINDER_SCAN_SECONDS: float = Field(default=60.0, ge=1)
+    REMINDER_SCAN_HORIZON_HOURS: float = Field(default=24.0, gt=0, le=24 * 30)
+    REMINDER_MAX_LATENESS_HOURS: float = Field(default=6.0, ge=0, le=24 * 30)
+    REMINDER_SCAN_BATCH_SIZE: int = Field(default=2000, ge=1, le=20000)
+    # How long the sign-in link a reminder carries works (once), from the moment it is sent.
+    REMINDER_LINK_EXPIRE_HOURS: float = Field(default=72.0, gt=0, le=24 * 30)
+
     @field_validator("ALLOWED_ORIGINS", "TRUSTED_PROXIES", "WEBHOOK_ALLOWED_HOSTS", mode="before")
     @classmethod
     def _split_lists(cls, value: Any) -> Any:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import uuid
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db.base import Base, EnumString, JSONType, TimestampMixin, UUIDPrimaryKeyMixin
@@ -30,6 +30,10 @@ class VisitStatus(StrEnum):
 
 # Statuses the clock moves between (scheduled → open → missed); the other two are final.
 PENDING_VISIT_STATUSES = (VisitStatus.SCHEDULED, VisitStatus.OPEN, VisitStatus.MISSED)
+
+
+# `Visit.reminders_next_at` of a visit the reminder scan has not computed yet.
+REMINDERS_NOT_COMPUTED = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class VisitCancellation(StrEnum):
@@ -110,6 +114,14 @@ class Visit(UUIDPrimaryKeyMixin, TimestampMixin, Base):
         Index("ix_visits_status_window_opens_at", "status", "window_opens_at"),
         Index("ix_visits_status_window_closes_at", "status", "window_closes_at"),
         Index("ix_visits_study_id_window_closes_at", "study_id", "window_closes_at"),
+        # The reminder scan's question: pending visits whose next reminder is due soon (or not
+        # computed yet: 1970). Partial: completed, missed and cancelled visits are never asked.
+        Index(
+            "ix_visits_reminders_next_at",
+            "reminders_next_at",
+            postgresql_where=text("status IN ('scheduled', 'open')"),
+            sqlite_where=text("status IN ('scheduled', 'open')"),
+        ),
     )
 
     study_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"))
@@ -147,3 +159,13 @@ class Visit(UUIDPrimaryKeyMixin, TimestampMixin, Base):
     )
     rescheduled_at: Mapped[datetime | None]
     reschedule_reason: Mapped[str | None] = mapped_column(Text)
+    # When the reminder scan looks at this visit next: the send time of its earliest reminder
+    # not yet written as a notification, far in the future when none is left, and
+    # REMINDERS_NOT_COMPUTED (1970, so the next scan takes it) for a new visit or one whose
+    # window or rules changed.
+    reminders_next_at: Mapped[datetime] = mapped_column(
+        default=lambda: REMINDERS_NOT_COMPUTED, server_default=text("'1970-01-01 00:00:00'")
+    )
+    # Counts the changes (reschedule, regeneration) that cancelled the visit's pending
+    # reminders: part of each reminder's dedupe key, so the new window gets reminders anew.
+    reminder_round: Mapped[int] = mapped_column(Integer, default=0, server_default="0")

@@ -156,6 +156,42 @@ async def issue_magic_links(
     return emails
 
 
+async def issue_reminder_link(
+    session: AsyncSession,
+    settings: Settings,
+    participant: Participant,
+    *,
+    notification_id: uuid.UUID,
+) -> str:
+    """A sign-in link for a reminder about to be sent: the URL, which holds the token (only its
+    hash is stored). Works once, for REMINDER_LINK_EXPIRE_HOURS: a reminder is read later than
+    a link someone just asked for. Does not commit: the dispatcher's claim does, before the
+    message leaves."""
+    now = utcnow()
+    expires_at = now + timedelta(hours=settings.REMINDER_LINK_EXPIRE_HOURS)
+    token = generate_secret_token()
+    link = MagicLinkToken(
+        id=uuid.uuid4(),
+        participant_id=participant.id,
+        token_hash=hash_link_token(settings, token),
+        created_at=now,
+        expires_at=expires_at,
+    )
+    session.add(link)
+    await record_about(
+        session,
+        AuditContext.system(),
+        AuditSubject.participant(participant, AuditCategory.AUTH),
+        "participant.magic_link_issued",
+        after={
+            "link_id": str(link.id),
+            "expires_at": expires_at.isoformat(),
+            "notification_id": str(notification_id),
+        },
+    )
+    return sign_in_url(settings, token)
+
+
 async def verify_magic_link(
     session: AsyncSession,
     store: SessionStore,

@@ -27,6 +27,7 @@ from app.workers.tasks import (
     BEAT_HEARTBEAT_TASK,
     DISPATCH_NOTIFICATIONS_TASK,
     DISPATCH_WEBHOOKS_TASK,
+    SCAN_VISIT_REMINDERS_TASK,
 )
 
 
@@ -78,6 +79,7 @@ def create_celery_app(settings: Settings) -> Celery:
             AUDIT_CHAIN_TASK: {"queue": AUDIT},
             ADVANCE_VISIT_STATUSES_TASK: {"queue": REMINDERS},
             DISPATCH_NOTIFICATIONS_TASK: {"queue": REMINDERS},
+            SCAN_VISIT_REMINDERS_TASK: {"queue": REMINDERS},
             DISPATCH_WEBHOOKS_TASK: {"queue": WEBHOOKS},
         },
         task_serializer="json",
@@ -115,6 +117,13 @@ def create_celery_app(settings: Settings) -> Celery:
                 # Each run catches up on everything due, so a tick left waiting in the queue
                 # behind a newer one is useless.
                 "options": {"expires": settings.VISIT_STATUS_SCAN_SECONDS},
+            },
+            # Each run plans everything due within the horizon; a tick left waiting behind a
+            # newer one is useless.
+            "scan-visit-reminders": {
+                "task": SCAN_VISIT_REMINDERS_TASK,
+                "schedule": timedelta(seconds=settings.REMINDER_SCAN_SECONDS),
+                "options": {"expires": settings.REMINDER_SCAN_SECONDS},
             },
             "dispatch-notifications": {
                 "task": DISPATCH_NOTIFICATIONS_TASK,

@@ -20,7 +20,7 @@ from app.db.session import run_in_transaction, run_with_sessions
 from app.services.audit import AuditContext, ChainSettings, run_chainer
 from app.services.heartbeats import BEAT_HEARTBEAT, record_heartbeat
 from app.services.notifications.dispatcher import Dispatcher
-from app.services.schedules import transitions
+from app.services.schedules import reminder_scan, transitions
 from app.services.webhooks.dispatcher import dispatch_webhooks
 
 P = ParamSpec("P")
@@ -31,6 +31,7 @@ AUDIT_CHAIN_TASK = "metricis.audit_chain"
 ADVANCE_VISIT_STATUSES_TASK = "metricis.advance_visit_statuses"
 DISPATCH_NOTIFICATIONS_TASK = "metricis.dispatch_notifications"
 DISPATCH_WEBHOOKS_TASK = "metricis.dispatch_webhooks"
+SCAN_VISIT_REMINDERS_TASK = "metricis.scan_visit_reminders"
 
 # Failures of the infrastructure, worth trying again later; a domain error is not retried.
 RETRYABLE_ERRORS = (sa_exc.OperationalError, sa_exc.InterfaceError, ConnectionError, TimeoutError)
@@ -79,6 +80,23 @@ def advance_visit_statuses() -> None:
             session, AuditContext.system(), utcnow()
         ),
     )
+
+
+@metricis_task(SCAN_VISIT_REMINDERS_TASK)
+def scan_visit_reminders() -> dict[str, int]:
+    """Write the visit reminders due within REMINDER_SCAN_HORIZON_HOURS as notifications
+    (app/services/schedules/reminder_scan.py). Runs twice, or two at once, write each once."""
+    settings = get_settings()
+    report = run_with_sessions(
+        settings,
+        lambda sessionmaker: reminder_scan.scan_visit_reminders(
+            sessionmaker,
+            settings,
+            utcnow(),
+            time_budget_seconds=settings.WORKER_TASK_SOFT_TIME_LIMIT_SECONDS / 2,
+        ),
+    )
+    return report.as_dict()
 
 
 @metricis_task(DISPATCH_NOTIFICATIONS_TASK)

@@ -210,7 +210,8 @@ async def test_staff_see_the_participant_who_completed_a_session(
     assert pdf.headers["content-type"] == "application/pdf"
 
     # The session was the participant's baseline visit; the other enrolled participants' are
-    # open and show as upcoming, the screened one (P004) has none.
+    # open and show as upcoming (with the participant enrolled for the reminder demo), the
+    # screened one (P004) has none.
     visits = await client.get(
         "/api/schedules/visits",
         headers=researcher,
@@ -221,11 +222,10 @@ async def test_staff_see_the_participant_who_completed_a_session(
     upcoming = await client.get(
         "/api/schedules/visits/upcoming", headers=researcher, params={"study_id": study["id"]}
     )
-    assert sorted(v["participant_code"] for v in upcoming.json()["data"]) == [
-        "P001",
-        "P003",
-        "P005",
-    ]
+    assert summary.reminder_participant_code is not None
+    assert sorted(v["participant_code"] for v in upcoming.json()["data"]) == sorted(
+        ["P001", "P003", "P005", summary.reminder_participant_code]
+    )
 
 
 async def test_a_second_run_changes_nothing_but_issues_a_working_access_code(

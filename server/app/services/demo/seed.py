@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -74,6 +76,9 @@ class DemoSummary:
     access_code: str | None
     """Issued by this run; None when that participant has withdrawn since."""
     participant_must_sign_consent: bool
+    reminder_participant_code: str | None = None
+    """Enrolled by this run so that a reminder goes out now; None when one was enrolled earlier
+    in the same hour (its reminder went out already, or is about to)."""
 
 
 async def _user(
@@ -349,6 +354,51 @@ async def _ensure_completed_visit(
     return True
 
 
+def reminder_demo_zone(now: datetime) -> str:
+    """A zone whose clock shows 09:xx at `now`: the opening email of the demo schedule (09:00
+    local) is then due a few minutes ago, outside quiet hours, whatever the hour of the run.
+    `Etc/GMT-3` is UTC+3 (the zone database inverts the sign)."""
+    offset = (9 - now.hour) % 24
+    if offset > 14:  # zones run from UTC-12 to UTC+14
+        offset -= 24
+    if offset == 0:
+        return "Etc/UTC"
+    return f"Etc/GMT{-offset:+d}"
+
+
+async def _ensure_reminder_participant(
+    session: AsyncSession,
+    settings: Settings,
+    encryptor: FieldEncryptor,
+    coordinator: _Actor,
+    study: Study,
+) -> str | None:
+    """A participant enrolled today in a zone where it is now just past 09:00: its baseline
+    window is open and its opening email is due, so the next reminder scan writes it and the
+    worker sends it (printed by the console email backend). One per hour of runs."""
+    now = utcnow()
+    code = f"R{now:%Y%m%d%H}"
+    if await _participant(session, study.id, code) is not None:
+        return None
+    zone_name = reminder_demo_zone(now)
+    await participants.create_participant(
+        session,
+        settings,
+        encryptor,
+        coordinator.context,
+        coordinator.principal,
+        study.id,
+        participants.ParticipantFields(
+            participant_code=code,
+            site="PARIS",
+            email="reminders@example.org",
+            timezone=zone_name,
+            enrollment_date=now.astimezone(ZoneInfo(zone_name)).date(),
+        ),
+    )
+    return code
+
+
 async def seed_demo(
     session: AsyncSession,
     settings: Settings,
@@ -377,6 +427,11 @@ async def seed_demo(
     created |= await _ensure_schedule(session, researcher, study, battery)
     created |= await _ensure_completed_visit(session, store, storage, coordinator, study, battery)
 
+    reminder_code = await _ensure_reminder_participant(
+        session, settings, encryptor, coordinator, study
+    )
+    created |= reminder_code is not None
+
     ready = await _participant(session, study.id, READY_PARTICIPANT_CODE)
     access_code = None
     must_sign_consent = False
@@ -395,4 +450,5 @@ async def seed_demo(
         participant_code=READY_PARTICIPANT_CODE,
         access_code=access_code,
         participant_must_sign_consent=must_sign_consent,
+        reminder_participant_code=reminder_code,
     )

@@ -32,7 +32,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable
 from contextlib import AsyncExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, cast
 
@@ -47,13 +47,20 @@ from app.db.session import transaction_scope
 from app.models.notification import (
     Notification,
     NotificationChannel,
+    NotificationKind,
     NotificationOptOut,
     NotificationStatus,
 )
 from app.models.participant import Participant, ParticipantStatus
 from app.services.delivery import DeliveryError, DeliveryFailureKind
 from app.services.email import EmailSender, open_email_sender
-from app.services.notifications.messages import masked, render_email, resolve_destination
+from app.services.magic_links import issue_reminder_link
+from app.services.notifications.messages import (
+    LINK_PLACEHOLDER,
+    masked,
+    render_email,
+    resolve_destination,
+)
 from app.services.notifications.quiet_hours import QuietHours, apply_quiet_hours
 from app.services.notifications.scheduling import CancelReason, participant_zone
 from app.services.notifications.sms import SmsProvider, open_sms_provider
@@ -88,12 +95,14 @@ class _Claim:
     participant_id: uuid.UUID
     language: str
     subject: str | None
-    body: str
+    body: str = field(repr=False)  # may hold a sign-in link (a reminder's `{link}`)
     destination: str = field(repr=False)
 
 
 # A due row as the claim reads it (the columns of _CLAIM_COLUMNS).
-_DueRow = Row[uuid.UUID, uuid.UUID, NotificationChannel, int, str, str | None, str]
+_DueRow = Row[
+    uuid.UUID, uuid.UUID, NotificationChannel, int, str, str | None, str, NotificationKind
+]
 
 
 def retry_delay(settings: Settings, attempts: int) -> timedelta:
@@ -243,7 +252,11 @@ class Dispatcher:
                     changes,
                 )
                 if claim is not None:
-                    claims.append(claim)
+                    claims.append(
+                        await self._with_link(session, claim, participants[row.participant_id])
+                        if row.kind is NotificationKind.VISIT_REMINDER
+                        else claim
+                    )
             # One statement per kind of change, for all its rows at once.
             connection = await session.connection()
             for kind, parameters in changes.items():
@@ -297,6 +310,22 @@ class Dispatcher:
             subject=row.subject,
             body=row.body,
             destination=destination,
+        )
+
+    async def _with_link(
+        self, session: AsyncSession, claim: _Claim, participant: Participant
+    ) -> _Claim:
+        """A reminder's `{link}` becomes a sign-in link issued now, in the claim's transaction:
+        fresh when it leaves, and never stored (only the token's hash is)."""
+        if LINK_PLACEHOLDER not in claim.body and LINK_PLACEHOLDER not in (claim.subject or ""):
+            return claim
+        url = await issue_reminder_link(
+            session, self.settings, participant, notification_id=claim.id
+        )
+        return replace(
+            claim,
+            subject=claim.subject.replace(LINK_PLACEHOLDER, url) if claim.subject else None,
+            body=claim.body.replace(LINK_PLACEHOLDER, url),
         )
 
     async def _deliver(
@@ -401,6 +430,7 @@ _CLAIM_COLUMNS = (
     Notification.language,
     Notification.subject,
     Notification.body,
+    Notification.kind,
 )
 
 

@@ -17,6 +17,9 @@ from app.services.notifications.preferences import unsubscribe_token, unsubscrib
 from app.services.participants import mask_email, mask_phone
 
 E164 = re.compile(r"\+[1-9][0-9]{7,14}")
+# The text a visit reminder keeps in place of its sign-in link: the dispatcher issues the link
+# when it claims the message and puts it there, in memory only.
+LINK_PLACEHOLDER = "{link}"
 # What people type inside a number; the participant record accepts them.
 _PHONE_PUNCTUATION = re.compile(r"[ ().-]")
 

@@ -42,6 +42,10 @@ class CancelReason:
 
     VISIT_COMPLETED = "visit_completed"
     VISIT_CANCELLED = "visit_cancelled"
+    VISIT_RESCHEDULED = "visit_rescheduled"
+    VISIT_MISSED = "visit_missed"
+    # The schedule changed: the visit moved to another window or event, or left the schedule.
+    SCHEDULE_CHANGED = "schedule_changed"
     PARTICIPANT_WITHDRAWN = "participant_withdrawn"
     UNSUBSCRIBED = "unsubscribed"
 
@@ -196,6 +200,29 @@ async def cancel_pending(
         ).execution_options(synchronize_session="fetch")
     )
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def cancel_pending_of_visits(
+    session: AsyncSession, visit_ids: list[uuid.UUID], *, reason: str
+) -> int:
+    """`cancel_pending` for many visits at once (a schedule change, the status scan)."""
+    cancelled = 0
+    now = utcnow()
+    for start in range(0, len(visit_ids), 1000):
+        result = await session.execute(
+            update(Notification)
+            .where(Notification.status == NotificationStatus.SCHEDULED)
+            .where(Notification.visit_id.in_(visit_ids[start : start + 1000]))
+            .values(
+                status=NotificationStatus.CANCELLED,
+                cancelled_at=now,
+                cancel_reason=reason,
+                updated_at=now,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        cancelled += int(getattr(result, "rowcount", 0) or 0)
+    return cancelled
 
 
 async def forget_destinations(session: AsyncSession, participant_id: uuid.UUID) -> None:

@@ -48,6 +48,7 @@ from app.models.schedule import (
 )
 from app.services.audit import AuditContext
 from app.services.audit_subjects import AuditSubject, record_about
+from app.services.notifications.scheduling import CancelReason, cancel_pending_of_visits
 from app.services.schedules.timing import (
     Window,
     occurrence_due_dates,
@@ -381,6 +382,22 @@ async def _write(session: AsyncSession, changes: VisitChangeSet, now: datetime) 
             update(Visit),
             [{"id": visit.id, **visit.reconciled(), "updated_at": now} for visit in changed],
         )
+        # Their pending reminders are void: cancelled, and planned anew by the reminder scan
+        # (for the visits still pending) in a new round, whose dedupe keys are new. The cursor
+        # starts at the change: a reminder whose time has passed (possibly sent already, for
+        # the old timing) is not sent again.
+        changed_ids = [visit.id for visit in changed]
+        for start in range(0, len(changed_ids), 1000):
+            await session.execute(
+                update(Visit)
+                .where(Visit.id.in_(changed_ids[start : start + 1000]))
+                .values(
+                    reminder_round=Visit.reminder_round + 1,
+                    reminders_next_at=now,
+                )
+                .execution_options(synchronize_session=False)
+            )
+        await cancel_pending_of_visits(session, changed_ids, reason=CancelReason.SCHEDULE_CHANGED)
         # A bulk UPDATE leaves the identity map alone: a row of these visits loaded earlier in
         # the transaction is read again when next used.
         for visit in changed:

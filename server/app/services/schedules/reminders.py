@@ -14,7 +14,7 @@ from app.schemas.schedules import ReminderAnchor, ReminderRule, local_time_of
 from app.services.schedules.definitions import reminder_rules
 from app.services.schedules.timing import zone
 
-__all__ = ["reminder_day", "reminder_rules", "reminder_send_at"]
+__all__ = ["reminder_day", "reminder_rules", "reminder_send_at", "rule_send_at"]
 
 
 def reminder_day(rule: ReminderRule, window_start_date: date, window_end_date: date) -> date:
@@ -31,6 +31,13 @@ def reminder_send_at(rule: ReminderRule, visit: Visit) -> datetime:
     A local time that does not exist that day (inside a spring-forward gap) is read with the
     offset before the gap, i.e. as many minutes after the gap's end as it was into the gap.
     """
-    day = reminder_day(rule, visit.window_start_date, visit.window_end_date)
-    local = datetime.combine(day, local_time_of(rule.local_time), tzinfo=zone(visit.timezone))
+    return rule_send_at(rule, visit.window_start_date, visit.window_end_date, visit.timezone)
+
+
+def rule_send_at(
+    rule: ReminderRule, window_start_date: date, window_end_date: date, timezone: str
+) -> datetime:
+    """`reminder_send_at` from the window's local days and its time zone."""
+    day = reminder_day(rule, window_start_date, window_end_date)
+    local = datetime.combine(day, local_time_of(rule.local_time), tzinfo=zone(timezone))
     return local.astimezone(UTC)

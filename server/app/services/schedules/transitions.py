@@ -22,6 +22,7 @@ from app.models.audit import AuditCategory
 from app.models.schedule import Visit, VisitStatus
 from app.services.audit import AuditContext
 from app.services.audit_subjects import AuditSubject, record_about
+from app.services.notifications.scheduling import CancelReason, cancel_pending_of_visits
 from app.services.outbox.announce import announce_visits_missed
 
 
@@ -62,6 +63,11 @@ async def advance_visit_statuses(
         )
     ).all()
     await announce_visits_missed(session, [visit_id for visit_id, _ in missed])
+    # A reminder still waiting (its worker was down, quiet hours pushed it) is about a window
+    # that has closed.
+    await cancel_pending_of_visits(
+        session, [visit_id for visit_id, _ in missed], reason=CancelReason.VISIT_MISSED
+    )
     by_study: dict[uuid.UUID, dict[str, list[str]]] = defaultdict(
         lambda: {"opened": [], "missed": []}
     )

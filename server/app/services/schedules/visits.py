@@ -24,11 +24,16 @@ from app.core.errors import ConflictError, NotFoundError, field_error
 from app.models.assessment import AssessmentSession, SessionStatus
 from app.models.audit import AuditCategory
 from app.models.participant import Participant
-from app.models.schedule import PENDING_VISIT_STATUSES, Visit, VisitStatus
+from app.models.schedule import (
+    PENDING_VISIT_STATUSES,
+    Visit,
+    VisitStatus,
+)
 from app.schemas.common import PageParams, Pagination
 from app.schemas.schedules import ManifestVisit
 from app.services.audit import AuditContext
 from app.services.audit_subjects import AuditSubject, record_about
+from app.services.notifications.scheduling import CancelReason, cancel_pending
 from app.services.pagination import paginate_rows
 from app.services.participants import participant_row_for, resolve_participant
 from app.services.policy import Capability, member_study_access, study_access
@@ -307,6 +312,12 @@ async def reschedule_visit(
     if unchanged:
         return VisitRow(visit, participant.participant_code, participant.site_id, current)
     before = visit_snapshot(visit)
+    # The reminders planned for the old window are void; the scan plans the new window's (a
+    # new round, so their dedupe keys differ from the cancelled ones) from now on: one whose
+    # time has passed is not sent (it may have gone out for the old window already).
+    await cancel_pending(session, visit_id=visit.id, reason=CancelReason.VISIT_RESCHEDULED)
+    visit.reminder_round += 1
+    visit.reminders_next_at = now
     place_in_window(visit, timing, participant.timezone, now)
     visit.rescheduled_at = now
     visit.reschedule_reason = reason
@@ -392,6 +403,7 @@ async def complete_visit_of_session(
     visit.status = VisitStatus.COMPLETED
     visit.completed_session_id = record.id
     visit.completed_at = utcnow()
+    await cancel_pending(session, visit_id=visit.id, reason=CancelReason.VISIT_COMPLETED)
     await record_about(
         session,
         context,
