@@ -11,6 +11,7 @@ from app.models.audit import (
 )
 from app.models.battery import Battery, BatteryVersion
 from app.models.consent import ConsentForm, ConsentFormStatus, ConsentRecord, SignerRole
+from app.models.invitation import Invitation
 from app.models.notification import (
     Notification,
     NotificationChannel,
@@ -67,6 +68,7 @@ __all__ = [
     "DeliveryStatus",
     "DestinationKind",
     "EventType",
+    "Invitation",
     "MagicLinkToken",
     "MemberRole",
     "Notification",

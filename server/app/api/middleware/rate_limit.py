@@ -41,6 +41,8 @@ SIGN_IN_PATHS = frozenset(
         "/api/auth/participant",
         "/api/auth/magic-link",
         "/api/auth/magic-link/verify",
+        "/api/auth/invitation",
+        "/api/auth/invitation/accept",
     }
 )
 # Access tokens whose subject is a principal the limit can follow.
