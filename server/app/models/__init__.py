@@ -46,7 +46,7 @@ from app.models.schedule import (
     VisitStatus,
 )
 from app.models.study import ConsentMode, MemberRole, Site, Study, StudyMember, StudyStatus
-from app.models.user import User, UserRole, UserSession, UserStatus
+from app.models.user import PasswordReset, User, UserRole, UserSession, UserStatus
 from app.models.webhook import WebhookSubscription
 from app.models.worker import WorkerHeartbeat
 
@@ -83,6 +83,7 @@ __all__ = [
     "ParticipantActor",
     "ParticipantLogin",
     "ParticipantStatus",
+    "PasswordReset",
     "Schedule",
     "ScheduleEvent",
     "ScheduleVersion",

@@ -77,3 +77,17 @@ class UserSession(UUIDPrimaryKeyMixin, Base):
     revoked_reason: Mapped[str | None] = mapped_column(String(64))
 
     user: Mapped[User] = relationship(back_populates="sessions", lazy="raise")
+
+
+class PasswordReset(UUIDPrimaryKeyMixin, Base):
+    """A single-use password reset link, stored as the keyed hash of its token."""
+
+    __tablename__ = "password_resets"
+
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]

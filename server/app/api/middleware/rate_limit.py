@@ -43,6 +43,8 @@ SIGN_IN_PATHS = frozenset(
         "/api/auth/magic-link/verify",
         "/api/auth/invitation",
         "/api/auth/invitation/accept",
+        "/api/auth/password-reset",
+        "/api/auth/password-reset/confirm",
     }
 )
 # Access tokens whose subject is a principal the limit can follow.

@@ -1,6 +1,7 @@
-"""staff invitations
+"""staff invitations and password resets
 
-Invitations to create a staff account by an emailed single-use link (docs/accounts.md).
+Invitations to create a staff account, and password reset links, both emailed and single use
+(docs/accounts.md).
 
 Revision ID: 0015
 Revises: 0010
@@ -50,8 +51,26 @@ def upgrade() -> None:
         batch_op.create_index('ix_invitations_email', ['email'], unique=False)
         batch_op.create_index(batch_op.f('ix_invitations_study_id'), ['study_id'], unique=False)
 
+    op.create_table('password_resets',
+    sa.Column('user_id', sa.Uuid(), nullable=False),
+    sa.Column('token_hash', sa.String(length=64), nullable=False),
+    sa.Column('created_at', app.db.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('expires_at', app.db.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('used_at', app.db.base.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('id', sa.Uuid(), nullable=False),
+    sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_password_resets_user_id_users'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_password_resets')),
+    sa.UniqueConstraint('token_hash', name=op.f('uq_password_resets_token_hash'))
+    )
+    with op.batch_alter_table('password_resets', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_password_resets_user_id'), ['user_id'], unique=False)
+
 
 def downgrade() -> None:
+    with op.batch_alter_table('password_resets', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_password_resets_user_id'))
+
+    op.drop_table('password_resets')
     with op.batch_alter_table('invitations', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_invitations_study_id'))
         batch_op.drop_index('ix_invitations_email')
