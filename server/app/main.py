@@ -31,6 +31,7 @@ from app.api.middleware.request_context import RequestContextMiddleware
 from app.api.middleware.unstorable_values import UnstorableValueMiddleware
 from app.api.openapi import declare_error_responses, error_responses, publish_schema
 from app.api.routers import (
+    access_tokens,
     assessments,
     audit,
     auth,
@@ -283,6 +284,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         participant_auth.router,
         invitations.auth_router,
         invitations.router,
+        access_tokens.router,
         password_resets.router,
         users.router,
         user_sessions.router,

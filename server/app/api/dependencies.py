@@ -21,6 +21,10 @@ from app.db.session import transaction_scope
 from app.models.audit import ActorType
 from app.models.user import UserRole
 from app.schemas.common import PageParams, Reference, SortOrder
+from app.services.access_tokens import (
+    authenticate_personal_access_token,
+    is_personal_access_token,
+)
 from app.services.audit import AuditContext
 from app.services.auth import (
     authenticate_access_token,
@@ -115,6 +119,7 @@ oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/auth/login", auto_error=Fals
 
 
 async def get_principal_allowing_password_change(
+    request: Request,
     session: SessionDep,
     store: SessionStoreDep,
     settings: SettingsDep,
@@ -123,6 +128,8 @@ async def get_principal_allowing_password_change(
 ) -> StaffPrincipal:
     if not token:
         raise UnauthorizedError("Authentication required")
+    if is_personal_access_token(token):
+        return await _personal_access_token_principal(request, session, settings, context, token)
     if _token_type(token) == TokenType.PARTICIPANT_ACCESS.value:
         # A valid participant token is an authenticated caller without the right: 403, not 401,
         # so the client keeps its token. An invalid one is still 401.
@@ -151,7 +158,7 @@ CurrentUser = Annotated[StaffPrincipal, Depends(get_current_principal)]
 async def get_actor_context(
     principal: CurrentUser, context: RequestAuditContextDep
 ) -> AuditContext:
-    return context.as_actor(ActorType.USER, str(principal.user_id))
+    return context.as_actor(ActorType.USER, str(principal.user_id)).via_token(principal.token_id)
 
 
 ActorContextDep = Annotated[AuditContext, Depends(get_actor_context)]
@@ -174,6 +181,19 @@ def require_role(*roles: UserRole) -> Callable[[StaffPrincipal], Awaitable[Staff
 AdminUser = Annotated[StaffPrincipal, Depends(require_role(UserRole.ADMIN))]
 
 
+async def _personal_access_token_principal(
+    request: Request,
+    session: AsyncSession,
+    settings: Settings,
+    context: AuditContext,
+    token: str,
+) -> StaffPrincipal:
+    """A personal access token (docs/accounts.md): the user, narrowed by the token's scopes."""
+    return await authenticate_personal_access_token(
+        session, settings, context.ip, token, method=request.method, path=request.url.path
+    )
+
+
 def _token_type(token: str) -> str | None:
     """The unverified `typ` claim, only to pick which verified path checks the token."""
     try:
@@ -185,6 +205,7 @@ def _token_type(token: str) -> str | None:
 
 
 async def get_any_principal(
+    request: Request,
     session: SessionDep,
     store: SessionStoreDep,
     settings: SettingsDep,
@@ -194,6 +215,8 @@ async def get_any_principal(
     """Staff or participant: for the routes both may call (sessions, consent, sync)."""
     if not token:
         raise UnauthorizedError("Authentication required")
+    if is_personal_access_token(token):
+        return await _personal_access_token_principal(request, session, settings, context, token)
     if _token_type(token) == TokenType.PARTICIPANT_ACCESS.value:
         claims = decode_participant_token(settings, token)
         return await authenticate_participant_claims(session, claims)
@@ -218,7 +241,7 @@ async def get_any_actor_context(
 ) -> AuditContext:
     if isinstance(principal, ParticipantPrincipal):
         return context.as_actor(ActorType.PARTICIPANT, str(principal.participant_id))
-    return context.as_actor(ActorType.USER, str(principal.user_id))
+    return context.as_actor(ActorType.USER, str(principal.user_id)).via_token(principal.token_id)
 
 
 AnyActorContextDep = Annotated[AuditContext, Depends(get_any_actor_context)]

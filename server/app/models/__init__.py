@@ -46,7 +46,14 @@ from app.models.schedule import (
     VisitStatus,
 )
 from app.models.study import ConsentMode, MemberRole, Site, Study, StudyMember, StudyStatus
-from app.models.user import PasswordReset, User, UserRole, UserSession, UserStatus
+from app.models.user import (
+    PasswordReset,
+    PersonalAccessToken,
+    User,
+    UserRole,
+    UserSession,
+    UserStatus,
+)
 from app.models.webhook import WebhookSubscription
 from app.models.worker import WorkerHeartbeat
 
@@ -84,6 +91,7 @@ __all__ = [
     "ParticipantLogin",
     "ParticipantStatus",
     "PasswordReset",
+    "PersonalAccessToken",
     "Schedule",
     "ScheduleEvent",
     "ScheduleVersion",

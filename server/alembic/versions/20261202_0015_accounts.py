@@ -1,6 +1,7 @@
-"""staff invitations and password resets
+"""staff invitations, password resets and personal access tokens
 
-Invitations to create a staff account, and password reset links, both emailed and single use
+Invitations to create a staff account and password reset links, both emailed and single use;
+personal access tokens for scripts, and the token an audited actor acted through
 (docs/accounts.md).
 
 Revision ID: 0015
@@ -12,6 +13,7 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects import postgresql
 import app.db.base
 
 revision: str = '0015'
@@ -65,8 +67,36 @@ def upgrade() -> None:
     with op.batch_alter_table('password_resets', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_password_resets_user_id'), ['user_id'], unique=False)
 
+    op.create_table('personal_access_tokens',
+    sa.Column('user_id', sa.Uuid(), nullable=False),
+    sa.Column('name', sa.String(length=100), nullable=False),
+    sa.Column('prefix', sa.String(length=16), nullable=False),
+    sa.Column('token_hash', sa.String(length=64), nullable=False),
+    sa.Column('scopes', sa.JSON().with_variant(postgresql.JSONB(), 'postgresql'), nullable=False),
+    sa.Column('created_at', app.db.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('expires_at', app.db.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('last_used_at', app.db.base.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('last_used_ip', sa.String(length=64), nullable=True),
+    sa.Column('revoked_at', app.db.base.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('id', sa.Uuid(), nullable=False),
+    sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_personal_access_tokens_user_id_users'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_personal_access_tokens')),
+    sa.UniqueConstraint('token_hash', name=op.f('uq_personal_access_tokens_token_hash'))
+    )
+    with op.batch_alter_table('personal_access_tokens', schema=None) as batch_op:
+        batch_op.create_index('ix_personal_access_tokens_user_id', ['user_id'], unique=False)
+
+    # A plain ADD COLUMN, not a batch: on SQLite a batch rebuilds the table and would drop the
+    # triggers that keep audit_events append-only.
+    op.add_column('audit_events', sa.Column('token_id', sa.Uuid(), nullable=True))
+
 
 def downgrade() -> None:
+    op.drop_column('audit_events', 'token_id')
+    with op.batch_alter_table('personal_access_tokens', schema=None) as batch_op:
+        batch_op.drop_index('ix_personal_access_tokens_user_id')
+
+    op.drop_table('personal_access_tokens')
     with op.batch_alter_table('password_resets', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_password_resets_user_id'))
 
