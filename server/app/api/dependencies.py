@@ -216,7 +216,9 @@ async def get_any_principal(
     if not token:
         raise UnauthorizedError("Authentication required")
     if is_personal_access_token(token):
-        return await _personal_access_token_principal(request, session, settings, context, token)
+        return await get_current_principal(
+            await _personal_access_token_principal(request, session, settings, context, token)
+        )
     if _token_type(token) == TokenType.PARTICIPANT_ACCESS.value:
         claims = decode_participant_token(settings, token)
         return await authenticate_participant_claims(session, claims)

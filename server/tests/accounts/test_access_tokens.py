@@ -65,6 +65,12 @@ async def test_a_read_only_token_downloads_data_and_is_refused_a_write(
     listed = await client.get(f"/api/participants?study_id={world.study_id}", headers=as_read)
     assert listed.status_code == 200 and listed.json()["pagination"]["total"] == 2
 
+    # Routes that staff and participants share take the token too.
+    detail = await client.get(f"/api/session/{session_id}", headers=as_read)
+    assert detail.status_code == 200, detail.text
+    end = await client.post("/api/session/end", json={"session_id": session_id}, headers=as_read)
+    assert assert_error(end, 403)["error"]["details"]["reason"] == "TOKEN_SCOPE"
+
     # The raw data download needs the export scope (and the user's export capability).
     source = f"/api/sessions/{session_id}/source/simple-rt"
     no_export = await client.get(source, headers=as_read)
