@@ -166,6 +166,12 @@ class Settings(BaseSettings):
     # Participants sign in again (access code or a new link) when their token expires.
     PARTICIPANT_TOKEN_EXPIRE_HOURS: int = Field(default=24, ge=1)
     MAGIC_LINK_EXPIRE_MINUTES: int = Field(default=15, ge=1, le=1440)
+    # Staff invitations (docs/accounts.md): how long an emailed link works, and whether every
+    # invited account must enrol two-factor authentication when it accepts.
+    INVITATION_EXPIRE_HOURS: int = Field(default=72, ge=1, le=720)
+    INVITATIONS_REQUIRE_TWO_FACTOR: bool = False
+    # Password reset links (docs/accounts.md): short-lived, single use.
+    PASSWORD_RESET_EXPIRE_MINUTES: int = Field(default=30, ge=5, le=240)
     # Argon2id cost. Production refuses less than OWASP's minimum (19 MiB, 2 passes).
     PASSWORD_HASH_TIME_COST: int = Field(default=3, ge=1, le=20)
     PASSWORD_HASH_MEMORY_KIB: int = Field(default=65536, ge=8, le=4_194_304)

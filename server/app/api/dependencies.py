@@ -20,6 +20,10 @@ from app.db.session import transaction_scope
 from app.models.audit import ActorType
 from app.models.user import UserRole
 from app.schemas.common import PageParams, Reference, SortOrder
+from app.services.access_tokens import (
+    authenticate_personal_access_token,
+    is_personal_access_token,
+)
 from app.services.audit import AuditContext
 from app.services.auth import authenticate_access_claims
 from app.services.local_storage import LocalStorage
@@ -109,12 +113,15 @@ oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/auth/login", auto_error=Fals
 
 
 async def get_principal_allowing_password_change(
+    request: Request,
     session: SessionDep,
     store: SessionStoreDep,
     settings: SettingsDep,
     context: RequestAuditContextDep,
     token: Annotated[str | None, Depends(oauth2_scheme)],
 ) -> StaffPrincipal:
+    if token and is_personal_access_token(token):
+        return await _personal_access_token_principal(request, session, settings, context, token)
     claims = _access_claims(settings, token)
     if claims["typ"] == TokenType.PARTICIPANT_ACCESS:
         # A valid participant token is an authenticated caller without the right: 403, not 401,
@@ -143,7 +150,7 @@ CurrentUser = Annotated[StaffPrincipal, Depends(get_current_principal)]
 async def get_actor_context(
     principal: CurrentUser, context: RequestAuditContextDep
 ) -> AuditContext:
-    return context.as_actor(ActorType.USER, str(principal.user_id))
+    return context.as_actor(ActorType.USER, str(principal.user_id)).via_token(principal.token_id)
 
 
 ActorContextDep = Annotated[AuditContext, Depends(get_actor_context)]
@@ -166,6 +173,19 @@ def require_role(*roles: UserRole) -> Callable[[StaffPrincipal], Awaitable[Staff
 AdminUser = Annotated[StaffPrincipal, Depends(require_role(UserRole.ADMIN))]
 
 
+async def _personal_access_token_principal(
+    request: Request,
+    session: AsyncSession,
+    settings: Settings,
+    context: AuditContext,
+    token: str,
+) -> StaffPrincipal:
+    """A personal access token (docs/accounts.md): the user, narrowed by the token's scopes."""
+    return await authenticate_personal_access_token(
+        session, settings, context.ip, token, method=request.method, path=request.url.path
+    )
+
+
 _ACCESS_TOKENS = frozenset({TokenType.ACCESS, TokenType.PARTICIPANT_ACCESS})
 
 
@@ -181,6 +201,7 @@ def _access_claims(settings: Settings, token: str | None) -> dict[str, Any]:
 
 
 async def get_any_principal(
+    request: Request,
     session: SessionDep,
     store: SessionStoreDep,
     settings: SettingsDep,
@@ -188,6 +209,10 @@ async def get_any_principal(
     token: Annotated[str | None, Depends(oauth2_scheme)],
 ) -> Principal:
     """Staff or participant: for the routes both may call (sessions, consent, sync)."""
+    if token and is_personal_access_token(token):
+        return await get_current_principal(
+            await _personal_access_token_principal(request, session, settings, context, token)
+        )
     claims = _access_claims(settings, token)
     if claims["typ"] == TokenType.PARTICIPANT_ACCESS:
         return await authenticate_participant_claims(session, claims)
@@ -212,7 +237,7 @@ async def get_any_actor_context(
 ) -> AuditContext:
     if isinstance(principal, ParticipantPrincipal):
         return context.as_actor(ActorType.PARTICIPANT, str(principal.participant_id))
-    return context.as_actor(ActorType.USER, str(principal.user_id))
+    return context.as_actor(ActorType.USER, str(principal.user_id)).via_token(principal.token_id)
 
 
 AnyActorContextDep = Annotated[AuditContext, Depends(get_any_actor_context)]

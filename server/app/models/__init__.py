@@ -11,6 +11,7 @@ from app.models.audit import (
 )
 from app.models.battery import Battery, BatteryVersion
 from app.models.consent import ConsentForm, ConsentFormStatus, ConsentRecord, SignerRole
+from app.models.invitation import Invitation
 from app.models.notification import (
     Notification,
     NotificationChannel,
@@ -45,7 +46,14 @@ from app.models.schedule import (
     VisitStatus,
 )
 from app.models.study import ConsentMode, MemberRole, Site, Study, StudyMember, StudyStatus
-from app.models.user import User, UserRole, UserSession, UserStatus
+from app.models.user import (
+    PasswordReset,
+    PersonalAccessToken,
+    User,
+    UserRole,
+    UserSession,
+    UserStatus,
+)
 from app.models.webhook import WebhookSubscription
 from app.models.worker import WorkerHeartbeat
 
@@ -67,6 +75,7 @@ __all__ = [
     "DeliveryStatus",
     "DestinationKind",
     "EventType",
+    "Invitation",
     "MagicLinkToken",
     "MemberRole",
     "Notification",
@@ -81,6 +90,8 @@ __all__ = [
     "ParticipantActor",
     "ParticipantLogin",
     "ParticipantStatus",
+    "PasswordReset",
+    "PersonalAccessToken",
     "Schedule",
     "ScheduleEvent",
     "ScheduleVersion",

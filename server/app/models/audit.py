@@ -75,6 +75,8 @@ class AuditEvent(UUIDPrimaryKeyMixin, Base):
     user_agent: Mapped[str | None] = mapped_column(String(255))
     request_id: Mapped[str | None] = mapped_column(String(128))
     reason: Mapped[str | None] = mapped_column(Text)
+    # The personal access token the actor acted through (docs/accounts.md), if any.
+    token_id: Mapped[uuid.UUID | None]
 
 
 class AuditChainLink(Base):

@@ -10,7 +10,7 @@ from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text, func
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.core.clock import utcnow
-from app.db.base import Base, EnumString, TimestampMixin, UUIDPrimaryKeyMixin
+from app.db.base import Base, EnumString, JSONType, TimestampMixin, UUIDPrimaryKeyMixin
 
 
 class UserRole(StrEnum):
@@ -77,3 +77,36 @@ class UserSession(UUIDPrimaryKeyMixin, Base):
     revoked_reason: Mapped[str | None] = mapped_column(String(64))
 
     user: Mapped[User] = relationship(back_populates="sessions", lazy="raise")
+
+
+class PasswordReset(UUIDPrimaryKeyMixin, Base):
+    """A single-use password reset link, stored as the keyed hash of its token."""
+
+    __tablename__ = "password_resets"
+
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]
+
+
+class PersonalAccessToken(UUIDPrimaryKeyMixin, Base):
+    """A user's token for scripts (docs/accounts.md), stored as the keyed hash of its secret."""
+
+    __tablename__ = "personal_access_tokens"
+    __table_args__ = (Index("ix_personal_access_tokens_user_id", "user_id"),)
+
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(100))
+    # The first characters of the secret, shown in lists so that a person can tell tokens apart.
+    prefix: Mapped[str] = mapped_column(String(16))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    scopes: Mapped[list[str]] = mapped_column(JSONType)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    last_used_at: Mapped[datetime | None]
+    last_used_ip: Mapped[str | None] = mapped_column(String(64))
+    revoked_at: Mapped[datetime | None]

@@ -29,6 +29,8 @@ class AuditEventRead(BaseModel):
     user_agent: str | None
     request_id: str | None
     reason: str | None
+    # The personal access token the actor acted through, if any (docs/accounts.md).
+    token_id: uuid.UUID | None = None
     # The event's link in the keyed chain (HMAC-SHA256, docs/adr/0004-audit-chain.md): null for
     # the few seconds until the chainer reaches it.
     prev_hash: str | None = None

@@ -61,9 +61,14 @@ class StudyAccess:
     study_id: uuid.UUID
     role: StudyRole
     site_id: uuid.UUID | None  # set for site-scoped members
+    # Capabilities the caller's personal access token does not carry (docs/accounts.md).
+    withheld: frozenset[Capability] = frozenset()
 
     def can(self, capability: Capability) -> bool:
-        return capability in _CAPABILITIES.get(self.role, frozenset())
+        return (
+            capability in _CAPABILITIES.get(self.role, frozenset())
+            and capability not in self.withheld
+        )
 
     def require(self, capability: Capability) -> None:
         if not self.can(capability):
@@ -76,6 +81,19 @@ class StudyAccess:
         return self.site_id is None or self.site_id == site_id
 
 
+def withheld_capabilities(principal: StaffPrincipal) -> frozenset[Capability]:
+    """What a personal access token's scopes take away from its user's rights."""
+    scopes = principal.token_scopes
+    if scopes is None:
+        return frozenset()
+    withheld: set[Capability] = set()
+    if "export" not in scopes:
+        withheld.add(Capability.EXPORT)
+    if "write" not in scopes:
+        withheld.update({Capability.EDIT_PARTICIPANTS, Capability.CONFIGURE_STUDY})
+    return frozenset(withheld)
+
+
 async def study_access(
     session: AsyncSession, principal: StaffPrincipal, study_id: uuid.UUID
 ) -> StudyAccess:
@@ -83,7 +101,12 @@ async def study_access(
     if principal.is_admin:
         if await session.get(Study, study_id) is None:
             raise NotFoundError("Study not found")
-        return StudyAccess(study_id=study_id, role=UserRole.ADMIN, site_id=None)
+        return StudyAccess(
+            study_id=study_id,
+            role=UserRole.ADMIN,
+            site_id=None,
+            withheld=withheld_capabilities(principal),
+        )
     member = await session.scalar(
         select(StudyMember).where(
             StudyMember.study_id == study_id, StudyMember.user_id == principal.user_id
@@ -91,7 +114,12 @@ async def study_access(
     )
     if member is None:
         raise NotFoundError("Study not found")
-    return StudyAccess(study_id=study_id, role=member.role, site_id=member.site_id)
+    return StudyAccess(
+        study_id=study_id,
+        role=member.role,
+        site_id=member.site_id,
+        withheld=withheld_capabilities(principal),
+    )
 
 
 async def require_study_capability(
@@ -138,8 +166,11 @@ async def member_study_access(
     members = (
         await session.scalars(select(StudyMember).where(StudyMember.user_id == principal.user_id))
     ).all()
+    withheld = withheld_capabilities(principal)
     return {
-        m.study_id: StudyAccess(study_id=m.study_id, role=m.role, site_id=m.site_id)
+        m.study_id: StudyAccess(
+            study_id=m.study_id, role=m.role, site_id=m.site_id, withheld=withheld
+        )
         for m in members
     }
 

@@ -24,6 +24,10 @@ class StaffPrincipal:
     name: str
     role: UserRole
     must_change_password: bool
+    # Set when the request came with a personal access token (docs/accounts.md): its id, and
+    # the scopes that narrow what the user may do through it. None: a login session.
+    token_id: uuid.UUID | None = None
+    token_scopes: frozenset[str] | None = None
 
     @property
     def is_admin(self) -> bool:

@@ -110,6 +110,8 @@ def _content_changes(event: AuditEvent) -> dict[str, dict[str, Any]]:
         "user_agent": {"user_agent": "forged"},
         "request_id": {"request_id": "req-forged"},
         "reason": {"reason": "added after the fact"},
+        # An event recorded without a token, claimed afterwards to have come through one.
+        "token_id": {"token_id": uuid.uuid4()},
         "id": {"id": uuid.uuid4()},
     }
 
@@ -132,6 +134,7 @@ CHANGED_FIELDS = [
     "user_agent",
     "request_id",
     "reason",
+    "token_id",
     "id",
 ]
 

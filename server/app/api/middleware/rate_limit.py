@@ -41,6 +41,10 @@ SIGN_IN_PATHS = frozenset(
         "/api/auth/participant",
         "/api/auth/magic-link",
         "/api/auth/magic-link/verify",
+        "/api/auth/invitation",
+        "/api/auth/invitation/accept",
+        "/api/auth/password-reset",
+        "/api/auth/password-reset/confirm",
     }
 )
 # Access tokens whose subject is a principal the limit can follow.

@@ -36,13 +36,23 @@ class AuditContext:
     ip: str | None = None
     user_agent: str | None = None
     request_id: str | None = None
+    # The personal access token the request came with (docs/accounts.md), if any.
+    token_id: uuid.UUID | None = None
 
     @classmethod
     def system(cls, request_id: str | None = None) -> AuditContext:
         return cls(actor_type=ActorType.SYSTEM, actor_id="system", request_id=request_id)
 
     def as_actor(self, actor_type: ActorType, actor_id: str | None) -> AuditContext:
-        return AuditContext(actor_type, actor_id, self.ip, self.user_agent, self.request_id)
+        return AuditContext(
+            actor_type, actor_id, self.ip, self.user_agent, self.request_id, self.token_id
+        )
+
+    def via_token(self, token_id: uuid.UUID | None) -> AuditContext:
+        """The same actor, acting through a personal access token."""
+        return AuditContext(
+            self.actor_type, self.actor_id, self.ip, self.user_agent, self.request_id, token_id
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +85,9 @@ def canonical_event(event: AuditEvent) -> bytes:
         "request_id": event.request_id,
         "reason": event.reason,
     }
+    if event.token_id is not None:
+        # Only when set: the events recorded before the column existed keep their MAC.
+        payload["token_id"] = str(event.token_id)
     return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
@@ -118,6 +131,7 @@ async def record_event(
         "user_agent": (context.user_agent or None) and context.user_agent[:255],
         "request_id": context.request_id,
         "reason": reason,
+        "token_id": context.token_id,
     }
     if session.get_bind().dialect.name != "postgresql":
         # SQLite has one writer at a time (transactions begin IMMEDIATE): the next number is
