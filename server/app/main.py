@@ -41,6 +41,7 @@ from app.api.routers import (
     participant_auth,
     participant_import,
     participants,
+    redcap,
     schedules,
     studies,
     sync,
@@ -298,6 +299,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         schedules.router,
         sync.router,
         webhooks.router,
+        redcap.router,
     )
     for router in routers:
         app.include_router(router, prefix="/api")

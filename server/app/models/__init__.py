@@ -35,6 +35,7 @@ from app.models.participant import (
     ParticipantStatus,
     WithdrawalScope,
 )
+from app.models.redcap import RedcapProject
 from app.models.schedule import (
     Schedule,
     ScheduleEvent,
@@ -81,6 +82,7 @@ __all__ = [
     "ParticipantActor",
     "ParticipantLogin",
     "ParticipantStatus",
+    "RedcapProject",
     "Schedule",
     "ScheduleEvent",
     "ScheduleVersion",

@@ -20,6 +20,7 @@ from app.db.session import run_in_transaction, run_with_sessions
 from app.services.audit import AuditContext, ChainSettings, run_chainer
 from app.services.heartbeats import BEAT_HEARTBEAT, record_heartbeat
 from app.services.notifications.dispatcher import Dispatcher
+from app.services.redcap.dispatcher import dispatch_redcap
 from app.services.schedules import transitions
 from app.services.webhooks.dispatcher import dispatch_webhooks
 
@@ -31,6 +32,9 @@ AUDIT_CHAIN_TASK = "metricis.audit_chain"
 ADVANCE_VISIT_STATUSES_TASK = "metricis.advance_visit_statuses"
 DISPATCH_NOTIFICATIONS_TASK = "metricis.dispatch_notifications"
 DISPATCH_WEBHOOKS_TASK = "metricis.dispatch_webhooks"
+DISPATCH_REDCAP_TASK = "metricis.dispatch_redcap"
+# The tasks that send the outbox, one per kind of destination (each on its own queue).
+OUTBOX_TASKS = (DISPATCH_WEBHOOKS_TASK, DISPATCH_REDCAP_TASK)
 
 # Failures of the infrastructure, worth trying again later; a domain error is not retried.
 RETRYABLE_ERRORS = (sa_exc.OperationalError, sa_exc.InterfaceError, ConnectionError, TimeoutError)
@@ -100,6 +104,21 @@ def dispatch_webhook_deliveries() -> dict[str, int]:
     twice by two runs; one killed mid-run leaves its claims to expire and be taken again."""
     settings = get_settings()
     report = run_with_sessions(settings, lambda sessions: dispatch_webhooks(sessions, settings))
+    return {
+        "attempts": report.attempts,
+        "delivered": report.delivered,
+        "failed": report.failed,
+        "dead": report.dead,
+    }
+
+
+@metricis_task(DISPATCH_REDCAP_TASK)
+def dispatch_redcap_deliveries() -> dict[str, int]:
+    """Push due REDCap deliveries (completed sessions' mapped scores) through PyCap, which runs
+    in threads of the task, off its event loop. Overlapping runs claim different rows, like the
+    webhook dispatcher's; a push repeated after a lost answer overwrites the same record."""
+    settings = get_settings()
+    report = run_with_sessions(settings, lambda sessions: dispatch_redcap(sessions, settings))
     return {
         "attempts": report.attempts,
         "delivered": report.delivered,
