@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, SecretStr, StringConstraints, field_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    SecretStr,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 from app.models.outbox import AttemptOutcome, DeliveryStatus, EventType
 
@@ -129,3 +136,38 @@ class RedcapDeliveryRead(BaseModel):
     delivered_at: datetime | None
     created_at: datetime
     attempt_log: list[RedcapAttemptRead]
+
+
+class ImportParticipantsRequest(BaseModel):
+    event: EventName | None = Field(
+        default=None, description="only records of this REDCap event (longitudinal projects)"
+    )
+    filter_field: FieldName | None = Field(
+        default=None, description="only records whose field has `filter_value`"
+    )
+    filter_value: str | None = Field(default=None, max_length=200)
+    field_mapping: dict[Literal["enrollment_date", "language", "timezone"], FieldName] = Field(
+        default_factory=dict,
+        description="participant field -> REDCap field that fills it",
+        examples=[{"enrollment_date": "consent_date", "language": "lang"}],
+    )
+
+    @model_validator(mode="after")
+    def _filter_pair(self) -> ImportParticipantsRequest:
+        if (self.filter_field is None) != (self.filter_value is None):
+            raise ValueError("filter_field and filter_value go together")
+        return self
+
+
+class ImportedRowRead(BaseModel):
+    record: str = Field(description="the REDCap record id, the participant's code")
+    status: Literal["created", "updated", "skipped"]
+    participant_id: uuid.UUID | None
+    message: str | None = Field(description="why it was skipped")
+
+
+class ImportParticipantsRead(BaseModel):
+    created: int
+    updated: int
+    skipped: int
+    rows: list[ImportedRowRead]

@@ -16,7 +16,8 @@ and docs/roles.md (the capability matrix), with the routers' documented choices:
   researcher; others 403;
 - REDCap configuration, connection test, push log and sync (configure_study, reads included):
   admin, researcher; others 403 (the world has no REDCap project: reading its configuration is
-  404, and a configuration naming a private address is refused before any call, 422);
+  404, and so is importing from it; a configuration naming a private address is refused
+  before any call, 422);
 - researcher of another study: 404 everywhere;
 - participant tokens: their own consent (status, sign, withdraw, records, PDF) and the published
   forms of their study; staff-only routes answer `STAFF_ONLY` (docs/consent.md and
@@ -806,6 +807,12 @@ REDCAP_CONFIG_PUT = Route(
 REDCAP_TEST = Route("redcap.test", "POST", R + "/test", lambda w, _: Call(_redcap(w) + "/test"))
 REDCAP_SYNC = Route("redcap.sync", "POST", R + "/sync", lambda w, _: Call(_redcap(w) + "/sync"))
 REDCAP_LOG = Route("redcap.log", "GET", R + "/log", lambda w, _: Call(_redcap(w) + "/log"))
+REDCAP_IMPORT = Route(
+    "redcap.import_participants",
+    "POST",
+    R + "/import-participants",
+    lambda w, _: Call(_redcap(w) + "/import-participants", json={}),
+)
 
 # ---------------------------------------------------------------------------------------------
 # The matrix
@@ -883,6 +890,7 @@ MATRIX: tuple[Row, ...] = (
     row(REDCAP_TEST,             404,  404,   403,   403,   403,   404,   X,     X,     401),
     row(REDCAP_SYNC,             202,  202,   403,   403,   403,   404,   X,     X,     401),
     row(REDCAP_LOG,              200,  200,   403,   403,   403,   404,   X,     X,     401),
+    row(REDCAP_IMPORT,           404,  404,   403,   403,   403,   404,   X,     X,     401),
 )  # fmt: skip
 
 ERROR_CODES: Mapping[int, str] = {

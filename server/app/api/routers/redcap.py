@@ -22,6 +22,9 @@ from app.models.redcap import RedcapProject
 from app.schemas.common import Page
 from app.schemas.redcap import (
     ConnectionTestRead,
+    ImportedRowRead,
+    ImportParticipantsRead,
+    ImportParticipantsRequest,
     RedcapAttemptRead,
     RedcapConfigRead,
     RedcapConfigWrite,
@@ -29,6 +32,7 @@ from app.schemas.redcap import (
     SyncRead,
 )
 from app.services.redcap import deliveries as delivery_service
+from app.services.redcap import participants as participant_import
 from app.services.redcap import projects as service
 
 router = APIRouter(prefix="/redcap/{study_id:uuid}", tags=["redcap"])
@@ -188,3 +192,49 @@ async def push_log(
         session, principal, study_id, page, status_filter
     )
     return Page[RedcapDeliveryRead](data=[_push_read(row) for row in rows], pagination=pagination)
+
+
+@router.post("/import-participants", responses=error_responses(422))
+async def import_participants(
+    study_id: uuid.UUID,
+    body: ImportParticipantsRequest,
+    principal: CurrentUser,
+    session: SessionDep,
+    settings: SettingsDep,
+    encryptor: EncryptorDep,
+    context: ActorContextDep,
+    site_id: SiteQuery = None,
+) -> ImportParticipantsRead:
+    """Export the project's records (narrowed by an event or a field's value) and create or
+    update a participant for each (its record id the participant's code; a site's project
+    enrolls at that site). New participants get their visits planned. Every record is in the
+    report as created, updated or skipped (with why)."""
+    result = await participant_import.import_participants(
+        session,
+        settings,
+        encryptor,
+        context,
+        principal,
+        study_id,
+        participant_import.ImportRequest(
+            site_id=site_id,
+            event=body.event,
+            filter_field=body.filter_field,
+            filter_value=body.filter_value,
+            field_mapping={str(key): value for key, value in body.field_mapping.items()},
+        ),
+    )
+    return ImportParticipantsRead(
+        created=result.count(participant_import.RowStatus.CREATED),
+        updated=result.count(participant_import.RowStatus.UPDATED),
+        skipped=result.count(participant_import.RowStatus.SKIPPED),
+        rows=[
+            ImportedRowRead(
+                record=row.record,
+                status=row.status.value,
+                participant_id=row.participant_id,
+                message=row.message,
+            )
+            for row in result.rows
+        ],
+    )
