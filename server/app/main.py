@@ -299,6 +299,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         schedules.router,
         sync.router,
         webhooks.router,
+        redcap.trigger_router,
         redcap.router,
     )
     for router in routers:

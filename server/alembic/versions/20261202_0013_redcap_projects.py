@@ -35,6 +35,9 @@ def upgrade() -> None:
     sa.Column('project_title', sa.String(length=500), nullable=True),
     sa.Column('redcap_version', sa.String(length=50), nullable=True),
     sa.Column('checked_at', app.db.base.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('redcap_project_ref', sa.String(length=50), nullable=True),
+    sa.Column('trigger_token_hash', sa.String(length=64), nullable=False),
+    sa.Column('trigger_token_encrypted', sa.Text(), nullable=False),
     sa.Column('id', sa.Uuid(), nullable=False),
     sa.Column('created_at', app.db.base.UTCDateTime(timezone=True), server_default=sa.text('(CURRENT_TIMESTAMP)'), nullable=False),
     sa.Column('updated_at', app.db.base.UTCDateTime(timezone=True), server_default=sa.text('(CURRENT_TIMESTAMP)'), nullable=False),
@@ -44,6 +47,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('redcap_projects', schema=None) as batch_op:
         batch_op.create_index('ix_redcap_projects_study_id_site_id', ['study_id', 'site_id'], unique=False)
+        batch_op.create_index('ix_redcap_projects_trigger_token_hash', ['trigger_token_hash'], unique=True)
 
     with op.batch_alter_table('outbox_deliveries', schema=None) as batch_op:
         batch_op.add_column(sa.Column('redcap_project_id', sa.Uuid(), nullable=True))
@@ -63,6 +67,7 @@ def downgrade() -> None:
         batch_op.drop_column('redcap_project_id')
 
     with op.batch_alter_table('redcap_projects', schema=None) as batch_op:
+        batch_op.drop_index('ix_redcap_projects_trigger_token_hash')
         batch_op.drop_index('ix_redcap_projects_study_id_site_id')
 
     op.drop_table('redcap_projects')

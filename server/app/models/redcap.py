@@ -24,7 +24,10 @@ class RedcapProject(UUIDPrimaryKeyMixin, TimestampMixin, Base):
     """
 
     __tablename__ = "redcap_projects"
-    __table_args__ = (Index("ix_redcap_projects_study_id_site_id", "study_id", "site_id"),)
+    __table_args__ = (
+        Index("ix_redcap_projects_study_id_site_id", "study_id", "site_id"),
+        Index("ix_redcap_projects_trigger_token_hash", "trigger_token_hash", unique=True),
+    )
 
     study_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"))
     site_id: Mapped[uuid.UUID | None] = mapped_column(
@@ -43,3 +46,9 @@ class RedcapProject(UUIDPrimaryKeyMixin, TimestampMixin, Base):
     project_title: Mapped[str | None] = mapped_column(String(500))
     redcap_version: Mapped[str | None] = mapped_column(String(50))
     checked_at: Mapped[datetime | None]
+    # REDCap's own id of the project, from the last check: a Data Entry Trigger must name it.
+    redcap_project_ref: Mapped[str | None] = mapped_column(String(50))
+    # The unguessable token of the project's Data Entry Trigger URL: a keyed hash to find the
+    # project by, and the token encrypted to show it to those who configure the study.
+    trigger_token_hash: Mapped[str] = mapped_column(String(64))
+    trigger_token_encrypted: Mapped[str] = mapped_column(Text)

@@ -92,6 +92,10 @@ class RedcapConfigRead(BaseModel):
     project_title: str | None
     redcap_version: str | None
     checked_at: datetime | None
+    trigger_path: str | None = Field(
+        description="where REDCap's Data Entry Trigger posts (prefix the server's address); "
+        "the token in it is the trigger's credential: rotate it if it leaks"
+    )
     created_at: datetime
     updated_at: datetime
 

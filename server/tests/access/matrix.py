@@ -65,6 +65,9 @@ NOT_STUDY_SCOPED: Mapping[tuple[str, str], str] = {
     ("POST", "/api/notifications/unsubscribe"): (
         "anonymous: the signed token of an email's link is the credential (tests/notifications)"
     ),
+    ("POST", "/api/redcap/trigger/{token}"): (
+        "REDCap's Data Entry Trigger: the URL's token is the credential (tests/redcap)"
+    ),
 }
 PREFIXES = (
     "/api/studies",
@@ -807,6 +810,12 @@ REDCAP_CONFIG_PUT = Route(
 REDCAP_TEST = Route("redcap.test", "POST", R + "/test", lambda w, _: Call(_redcap(w) + "/test"))
 REDCAP_SYNC = Route("redcap.sync", "POST", R + "/sync", lambda w, _: Call(_redcap(w) + "/sync"))
 REDCAP_LOG = Route("redcap.log", "GET", R + "/log", lambda w, _: Call(_redcap(w) + "/log"))
+REDCAP_ROTATE_TRIGGER = Route(
+    "redcap.rotate_trigger",
+    "POST",
+    R + "/config/rotate-trigger",
+    lambda w, _: Call(_redcap(w) + "/config/rotate-trigger"),
+)
 REDCAP_IMPORT = Route(
     "redcap.import_participants",
     "POST",
@@ -891,6 +900,7 @@ MATRIX: tuple[Row, ...] = (
     row(REDCAP_SYNC,             202,  202,   403,   403,   403,   404,   X,     X,     401),
     row(REDCAP_LOG,              200,  200,   403,   403,   403,   404,   X,     X,     401),
     row(REDCAP_IMPORT,           404,  404,   403,   403,   403,   404,   X,     X,     401),
+    row(REDCAP_ROTATE_TRIGGER,   404,  404,   403,   403,   403,   404,   X,     X,     401),
 )  # fmt: skip
 
 ERROR_CODES: Mapping[int, str] = {

@@ -6,17 +6,20 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Form, Query, Response, status
 
 from app.api.dependencies import (
     ActorContextDep,
     CurrentUser,
     EncryptorDep,
     PageParamsDep,
+    RequestAuditContextDep,
     SessionDep,
     SettingsDep,
 )
 from app.api.openapi import error_responses
+from app.core.security import FieldEncryptor
+from app.models.audit import ActorType
 from app.models.outbox import DeliveryStatus
 from app.models.redcap import RedcapProject
 from app.schemas.common import Page
@@ -34,15 +37,18 @@ from app.schemas.redcap import (
 from app.services.redcap import deliveries as delivery_service
 from app.services.redcap import participants as participant_import
 from app.services.redcap import projects as service
+from app.services.redcap import trigger as trigger_service
 
 router = APIRouter(prefix="/redcap/{study_id:uuid}", tags=["redcap"])
+# REDCap's Data Entry Trigger: no sign-in, the URL's token is the credential.
+trigger_router = APIRouter(prefix="/redcap/trigger", tags=["redcap"])
 
 SiteQuery = Annotated[
     uuid.UUID | None, Query(description="a site's own project instead of the study's")
 ]
 
 
-def _config_read(project: RedcapProject) -> RedcapConfigRead:
+def _config_read(project: RedcapProject, encryptor: FieldEncryptor) -> RedcapConfigRead:
     return RedcapConfigRead(
         id=project.id,
         study_id=project.study_id,
@@ -57,6 +63,7 @@ def _config_read(project: RedcapProject) -> RedcapConfigRead:
         project_title=project.project_title,
         redcap_version=project.redcap_version,
         checked_at=project.checked_at,
+        trigger_path=service.trigger_path(encryptor, project),
         created_at=project.created_at,
         updated_at=project.updated_at,
     )
@@ -101,10 +108,15 @@ def _push_read(entry: delivery_service.PushEntry) -> RedcapDeliveryRead:
 
 @router.get("/config")
 async def get_config(
-    study_id: uuid.UUID, principal: CurrentUser, session: SessionDep, site_id: SiteQuery = None
+    study_id: uuid.UUID,
+    principal: CurrentUser,
+    session: SessionDep,
+    encryptor: EncryptorDep,
+    site_id: SiteQuery = None,
 ) -> RedcapConfigRead:
     """The configuration, without the token (`token_set` says one is stored)."""
-    return _config_read(await service.get_project(session, principal, study_id, site_id))
+    project = await service.get_project(session, principal, study_id, site_id)
+    return _config_read(project, encryptor)
 
 
 @router.put("/config", responses=error_responses(422))
@@ -142,7 +154,24 @@ async def put_config(
     )
     if created:
         response.status_code = status.HTTP_201_CREATED
-    return _config_read(project)
+    return _config_read(project, encryptor)
+
+
+@router.post("/config/rotate-trigger")
+async def rotate_trigger(
+    study_id: uuid.UUID,
+    principal: CurrentUser,
+    session: SessionDep,
+    settings: SettingsDep,
+    encryptor: EncryptorDep,
+    context: ActorContextDep,
+    site_id: SiteQuery = None,
+) -> RedcapConfigRead:
+    """A new Data Entry Trigger URL (`trigger_path`); the old one stops working at once."""
+    project = await service.rotate_trigger(
+        session, settings, encryptor, context, principal, study_id, site_id
+    )
+    return _config_read(project, encryptor)
 
 
 @router.post("/test")
@@ -228,13 +257,51 @@ async def import_participants(
         created=result.count(participant_import.RowStatus.CREATED),
         updated=result.count(participant_import.RowStatus.UPDATED),
         skipped=result.count(participant_import.RowStatus.SKIPPED),
-        rows=[
-            ImportedRowRead(
-                record=row.record,
-                status=row.status.value,
-                participant_id=row.participant_id,
-                message=row.message,
-            )
-            for row in result.rows
-        ],
+        rows=[_imported_row(row) for row in result.rows],
     )
+
+
+def _imported_row(row: participant_import.ImportedRow) -> ImportedRowRead:
+    return ImportedRowRead(
+        record=row.record,
+        status=row.status.value,
+        participant_id=row.participant_id,
+        message=row.message,
+    )
+
+
+FormField = Annotated[str | None, Form(max_length=500)]
+
+
+@trigger_router.post("/{token}", responses=error_responses(403, 404, 409, 422))
+async def data_entry_trigger(
+    token: str,
+    session: SessionDep,
+    settings: SettingsDep,
+    encryptor: EncryptorDep,
+    context: RequestAuditContextDep,
+    project_id: FormField = None,
+    record: FormField = None,
+    instrument: FormField = None,
+    redcap_event_name: FormField = None,
+    redcap_url: FormField = None,
+) -> ImportedRowRead:
+    """REDCap's Data Entry Trigger (form fields, as REDCap posts them): imports the saved record
+    as a participant when it is new. The token of the URL (from `GET /{study_id}/config`,
+    `trigger_path`) is the credential; `project_id` must be the configured project's, and
+    `redcap_url`, when posted, on the configured REDCap server (403 otherwise)."""
+    row = await trigger_service.handle_trigger(
+        session,
+        settings,
+        encryptor,
+        context.as_actor(ActorType.SYSTEM, "redcap-trigger"),
+        token,
+        trigger_service.TriggerPost(
+            project_id=project_id,
+            record=record,
+            instrument=instrument,
+            redcap_event_name=redcap_event_name,
+            redcap_url=redcap_url,
+        ),
+    )
+    return _imported_row(row)

@@ -10,6 +10,7 @@ it out, never returned, logged or written to the audit trail.
 from __future__ import annotations
 
 import asyncio
+import secrets
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.config import Settings
 from app.core.clock import utcnow
 from app.core.errors import NotFoundError, ValidationFailedError
-from app.core.security import FieldEncryptor
+from app.core.security import FieldEncryptor, hash_secret
 from app.models.redcap import RedcapProject
 from app.models.study import Site, Study
 from app.services.audit import AuditContext
@@ -40,6 +41,29 @@ class ProjectInput:
     field_mapping: Mapping[str, str]
     event_mapping: Mapping[str, str]
     enabled: bool
+
+
+TRIGGER_PATH = "/api/redcap/trigger/"
+
+
+def new_trigger_token() -> str:
+    """256 random bits, URL-safe: the Data Entry Trigger's credential."""
+    return secrets.token_urlsafe(32)
+
+
+def set_trigger_token(
+    settings: Settings, encryptor: FieldEncryptor, project: RedcapProject, token: str
+) -> None:
+    project.trigger_token_hash = hash_secret(settings, token)
+    project.trigger_token_encrypted = encryptor.encrypt(token)
+
+
+def trigger_path(encryptor: FieldEncryptor, project: RedcapProject) -> str | None:
+    """The path REDCap's Data Entry Trigger posts to; None when no key decrypts it."""
+    try:
+        return TRIGGER_PATH + encryptor.decrypt(project.trigger_token_encrypted)
+    except ValueError:
+        return None
 
 
 def project_snapshot(project: RedcapProject) -> dict[str, Any]:
@@ -226,6 +250,7 @@ async def save_project(
     token_changed = data.api_token is not None and data.api_token != stored
     if project is None:
         project = RedcapProject(id=uuid.uuid4(), study_id=study_id, site_id=site_id)
+        set_trigger_token(settings, encryptor, project, new_trigger_token())
         session.add(project)
     project.api_url = data.api_url
     if data.api_token is not None:
@@ -237,6 +262,7 @@ async def save_project(
     project.longitudinal = facts.longitudinal
     project.project_title = facts.project_title
     project.redcap_version = facts.redcap_version
+    project.redcap_project_ref = facts.project_id
     project.checked_at = utcnow()
     if site_id is None:
         # The study's flag says whether its own project is fed.
@@ -257,6 +283,23 @@ async def save_project(
             after,
         )
     return project, created
+
+
+async def rotate_trigger(
+    session: AsyncSession,
+    settings: Settings,
+    encryptor: FieldEncryptor,
+    context: AuditContext,
+    principal: StaffPrincipal,
+    study_id: uuid.UUID,
+    site_id: uuid.UUID | None,
+) -> RedcapProject:
+    """A new Data Entry Trigger URL; the old one stops working at once."""
+    project = await get_project(session, principal, study_id, site_id)
+    set_trigger_token(settings, encryptor, project, new_trigger_token())
+    await session.flush()
+    await record_about(session, context, _subject(project), "redcap.trigger_rotated")
+    return project
 
 
 async def test_connection(
