@@ -8,4 +8,6 @@ REDCap project, or a site's own project, as records of mapped scores, through th
 - `delivery` / `dispatcher`: the outbox destination that imports the records, run by the
   `metricis.dispatch_redcap` task on the `redcap` queue; `deliveries`: the push log and
   sending failed pushes again.
+- `participants`: importing participants from the project's records, with a report.
+- `trigger`: REDCap's Data Entry Trigger, which imports the record it names.
 """
