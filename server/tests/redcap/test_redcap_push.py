@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.config import Settings
 from app.models.outbox import DeliveryStatus, DestinationKind, OutboxDelivery, OutboxEvent
 from app.services.outbox.dispatch import SessionFactory
+from app.services.webhooks.dispatcher import dispatch_webhooks
 from tests.redcap.conftest import (
     OTHER_TOKEN,
     TOKEN,
@@ -27,6 +28,7 @@ from tests.redcap.conftest import (
 )
 from tests.redcap.emulator import EmulatedProject, Emulator, metadata_rows
 from tests.schedules.conftest import by_key, event, visits_of
+from tests.webhooks.receiver import Receiver
 
 
 async def _redcap_deliveries(db_session: AsyncSession) -> list[OutboxDelivery]:
@@ -203,7 +205,7 @@ async def test_a_site_with_its_own_project_gets_its_participants_sessions(
     assert len(await _redcap_deliveries(db_session)) == 2
 
 
-async def test_sessions_of_two_visits_land_on_their_events(
+async def test_sessions_of_two_visits_land_on_their_events_and_the_webhook_gets_them_signed(
     client: httpx.AsyncClient,
     team: Team,
     emulator: Emulator,
@@ -211,6 +213,14 @@ async def test_sessions_of_two_visits_land_on_their_events(
     sessions: SessionFactory,
     settings: Settings,
 ) -> None:
+    receiver = Receiver().start()
+    webhook = await client.post(
+        f"/api/studies/{team.study_id}/webhooks",
+        headers=team.researcher,
+        json={"url": receiver.url(), "events": ["session.completed"]},
+    )
+    assert webhook.status_code == 201, webhook.text
+    receiver.secrets.append(webhook.json()["secret"])
     project = emulator.add(
         EmulatedProject(
             token=OTHER_TOKEN,
@@ -257,5 +267,15 @@ async def test_sessions_of_two_visits_land_on_their_events(
     [failed] = await push_log(client, team, status="failed")
     assert failed["attempt_log"][0]["outcome"] == "configuration_error"
     assert "no visit" in failed["last_error"]
+    # One event per session, with one delivery to REDCap and one to the webhook.
+    assert await db_session.scalar(select(func.count()).select_from(OutboxEvent)) == 3
     count = await db_session.scalar(select(func.count()).select_from(OutboxDelivery))
-    assert count == 3
+    assert count == 6
+    try:
+        hooks = await dispatch_webhooks(sessions, settings, concurrency=1)
+    finally:
+        receiver.stop()
+    assert hooks.delivered == 3
+    posts = receiver.posts()
+    assert len(posts) == 3 and all(request.verified for request in posts)
+    assert {request.json()["data"]["session_id"] for request in posts} >= {baseline, week4}
