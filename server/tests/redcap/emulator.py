@@ -2,10 +2,10 @@
 that answers the API calls Metricis makes through PyCap, with REDCap's formats for data and for
 errors. Tests (and local development: `python -m tests.redcap.emulator`) point a study at it.
 
-Calls: `version`, `project`, `metadata`, `event`, `record` (export, and import with overwrite
-behaviour `normal`). Switches: `failing` answers 500 to everything, `delay_seconds` holds every
-answer (longer than REDCAP_TIMEOUT_SECONDS: a timeout), `stop()` / `start()` take the server down
-and bring it back on the same port.
+Calls: `version`, `project`, `metadata`, `event`, `formEventMapping`, `record` (export, and
+import with overwrite behaviour `normal`). Switches: `failing` answers 500 to everything,
+`delay_seconds` holds every answer (longer than REDCAP_TIMEOUT_SECONDS: a timeout), `stop()` /
+`start()` take the server down and bring it back on the same port.
 """
 
 from __future__ import annotations
@@ -37,6 +37,8 @@ class EmulatedProject:
     project_id: int = 4242
     fields: list[dict[str, str]] = field(default_factory=list)
     events: list[str] = field(default_factory=list)  # unique event names; empty: classic
+    # event -> the instruments it collects; an event left out collects every instrument
+    event_forms: dict[str, list[str]] = field(default_factory=dict)
     # (record id, event name or "") -> field values
     records: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
     imports: list[list[dict[str, Any]]] = field(default_factory=list)  # every accepted import
@@ -142,6 +144,17 @@ class Emulator:
                 [
                     {"event_name": name, "arm_num": 1, "unique_event_name": name}
                     for name in project.events
+                ]
+            )
+        if content == "formEventMapping":
+            if not project.events:
+                raise RedcapError("You cannot export form/event mappings for classic projects")
+            forms = sorted({row["form_name"] for row in project.fields})
+            return JSONResponse(
+                [
+                    {"arm_num": 1, "unique_event_name": event, "form": form}
+                    for event in project.events
+                    for form in project.event_forms.get(event, forms)
                 ]
             )
         if content == "record" and "data" in values:  # an import sends its records as `data`

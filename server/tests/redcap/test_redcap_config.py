@@ -106,7 +106,7 @@ async def test_fields_and_events_the_project_lacks_are_named_in_a_422(
 async def test_a_longitudinal_project_needs_known_events(
     client: httpx.AsyncClient, team: Team, emulator: Emulator
 ) -> None:
-    emulator.add(
+    project = emulator.add(
         EmulatedProject(
             token=OTHER_TOKEN,
             fields=metadata_rows(["record_id", "srt_median", "srt_n"]),
@@ -128,10 +128,23 @@ async def test_a_longitudinal_project_needs_known_events(
         }
     ]
 
+    # Week 4 collects another instrument only: the scores' fields cannot go there.
+    project.event_forms = {"week_4_arm_1": ["follow_up"]}
     body["event_mapping"] = {"baseline": "baseline_arm_1", "week-4": "week_4_arm_1"}
+    undesignated = await client.put(f"{team.redcap}/config", headers=team.researcher, json=body)
+    assert undesignated.status_code == 422
+    errors = undesignated.json()["error"]["details"]["errors"]
+    assert {error["field"] for error in errors} == {"event_mapping.week-4"}
+    assert sorted(error["message"] for error in errors) == [
+        "'srt_median' (instrument 'scores') is not collected on event 'week_4_arm_1'",
+        "'srt_n' (instrument 'scores') is not collected on event 'week_4_arm_1'",
+    ]
+
+    project.event_forms = {}
     saved = await client.put(f"{team.redcap}/config", headers=team.researcher, json=body)
     assert saved.status_code == 201, saved.text
     assert saved.json()["longitudinal"] is True
+    assert "formEventMapping" in emulator.calls
 
 
 async def test_a_refused_token_or_an_unreachable_project_is_a_clear_422(

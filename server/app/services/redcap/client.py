@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -47,6 +47,8 @@ class ProjectFacts:
     fields: frozenset[str]
     record_id_field: str | None  # the project's first field
     events: frozenset[str]  # unique event names; empty for a classic project
+    field_forms: dict[str, str] = field(default_factory=dict)  # field -> its instrument
+    event_forms: dict[str, frozenset[str]] = field(default_factory=dict)  # event -> instruments
 
 
 class _Call:
@@ -129,14 +131,25 @@ def describe_project(url: str, token: str, timeout: float) -> ProjectFacts:
     metadata = _guard(call, lambda: project.export_metadata(format_type="json"))
     if not isinstance(metadata, list):
         raise RedcapCallError(Failure.REDCAP, "REDCap's metadata was not a list of fields")
-    fields = [str(row.get("field_name")) for row in metadata if isinstance(row, Mapping)]
+    rows_of_fields = [row for row in metadata if isinstance(row, Mapping)]
+    fields = [str(row.get("field_name")) for row in rows_of_fields]
+    field_forms = {str(row.get("field_name")): str(row.get("form_name")) for row in rows_of_fields}
     longitudinal = str(info.get("is_longitudinal", "0")) == "1"
     events: frozenset[str] = frozenset()
+    event_forms: dict[str, set[str]] = {}
     if longitudinal:
         rows = _guard(call, lambda: project.export_events(format_type="json"))
         events = frozenset(
             str(row.get("unique_event_name")) for row in rows if isinstance(row, Mapping)
         )
+        designations = _guard(
+            call, lambda: project.export_instrument_event_mappings(format_type="json")
+        )
+        for row in designations if isinstance(designations, list) else []:
+            if isinstance(row, Mapping):
+                event_forms.setdefault(str(row.get("unique_event_name")), set()).add(
+                    str(row.get("form"))
+                )
     return ProjectFacts(
         redcap_version=str(version) if version is not None else None,
         project_title=str(info["project_title"]) if info.get("project_title") else None,
@@ -145,6 +158,8 @@ def describe_project(url: str, token: str, timeout: float) -> ProjectFacts:
         fields=frozenset(fields),
         record_id_field=fields[0] if fields else None,
         events=events,
+        field_forms=field_forms,
+        event_forms={event: frozenset(forms) for event, forms in event_forms.items()},
     )
 
 

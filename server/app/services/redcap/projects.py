@@ -190,6 +190,19 @@ def check_against_project(data: ProjectInput, facts: client.ProjectFacts) -> Non
                         "message": f"'{event}' is not an event of the REDCap project",
                     }
                 )
+                continue
+            # Each mapped field's instrument must be collected on the event.
+            collected = facts.event_forms.get(event, frozenset())
+            for field in sorted(set(data.field_mapping.values())):
+                form = facts.field_forms.get(field)
+                if form is not None and form not in collected:
+                    errors.append(
+                        {
+                            "field": f"event_mapping.{visit}",
+                            "message": f"'{field}' (instrument '{form}') is not collected on "
+                            f"event '{event}'",
+                        }
+                    )
     if errors:
         names = ", ".join(
             error["message"].split("'")[1] for error in errors if error["message"].count("'") >= 2
