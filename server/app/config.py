@@ -157,6 +157,11 @@ class Settings(BaseSettings):
     # loopback, private, link-local or otherwise not public. Empty: only public addresses.
     WEBHOOK_ALLOWED_HOSTS: Annotated[list[str], NoDecode] = []
 
+    # REDCap (docs/redcap.md): each call to a REDCap API must connect, and then answer,
+    # within this long; a push's lease is at least twice it. Its API URL must pass the same
+    # address check as a webhook's (WEBHOOK_ALLOWED_HOSTS names the exceptions).
+    REDCAP_TIMEOUT_SECONDS: float = Field(default=30.0, gt=0, le=300)
+
     JWT_SECRET_KEY: SecretStr = SecretStr(DEFAULT_JWT_SECRET)
     SESSION_SECRET_KEY: SecretStr = SecretStr(DEFAULT_SESSION_SECRET)
     JWT_ALGORITHM: Literal["HS256"] = "HS256"

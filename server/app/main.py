@@ -45,6 +45,7 @@ from app.api.routers import (
     participant_import,
     participants,
     password_resets,
+    redcap,
     schedules,
     studies,
     sync,
@@ -300,6 +301,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         schedules.router,
         sync.router,
         webhooks.router,
+        redcap.trigger_router,
+        redcap.router,
     )
     for router in routers:
         app.include_router(router, prefix="/api")

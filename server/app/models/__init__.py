@@ -36,6 +36,7 @@ from app.models.participant import (
     ParticipantStatus,
     WithdrawalScope,
 )
+from app.models.redcap import RedcapProject
 from app.models.schedule import (
     Schedule,
     ScheduleEvent,
@@ -92,6 +93,7 @@ __all__ = [
     "ParticipantStatus",
     "PasswordReset",
     "PersonalAccessToken",
+    "RedcapProject",
     "Schedule",
     "ScheduleEvent",
     "ScheduleVersion",

@@ -33,6 +33,7 @@ class EventType(StrEnum):
 
 class DestinationKind(StrEnum):
     WEBHOOK = "webhook"
+    REDCAP = "redcap"
 
 
 class DeliveryStatus(StrEnum):
@@ -77,7 +78,11 @@ class OutboxDelivery(UUIDPrimaryKeyMixin, TimestampMixin, Base):
     __tablename__ = "outbox_deliveries"
     __table_args__ = (
         UniqueConstraint("event_id", "subscription_id"),
+        UniqueConstraint("event_id", "redcap_project_id"),
         Index("ix_outbox_deliveries_subscription_id_created_at", "subscription_id", "created_at"),
+        Index(
+            "ix_outbox_deliveries_redcap_project_id_created_at", "redcap_project_id", "created_at"
+        ),
     )
 
     # Indexed by the unique constraint, whose first column it is.
@@ -85,6 +90,10 @@ class OutboxDelivery(UUIDPrimaryKeyMixin, TimestampMixin, Base):
     destination: Mapped[DestinationKind] = mapped_column(EnumString(DestinationKind, 20))
     subscription_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("webhook_subscriptions.id", ondelete="CASCADE")
+    )
+    # The REDCap project of a `redcap` delivery (docs/redcap.md).
+    redcap_project_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("redcap_projects.id", ondelete="CASCADE")
     )
     status: Mapped[DeliveryStatus] = mapped_column(
         EnumString(DeliveryStatus, 20), default=DeliveryStatus.PENDING

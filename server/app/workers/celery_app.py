@@ -20,12 +20,13 @@ from app.config import Settings, get_settings
 from app.core.logging import configure_logging
 from app.services.audit import warn_if_derived
 from app.workers.kicks import start_worker_kicks
-from app.workers.queues import AUDIT, QUEUES, REMINDERS, WEBHOOKS
+from app.workers.queues import AUDIT, QUEUES, REDCAP, REMINDERS, WEBHOOKS
 from app.workers.tasks import (
     ADVANCE_VISIT_STATUSES_TASK,
     AUDIT_CHAIN_TASK,
     BEAT_HEARTBEAT_TASK,
     DISPATCH_NOTIFICATIONS_TASK,
+    DISPATCH_REDCAP_TASK,
     DISPATCH_WEBHOOKS_TASK,
     SCAN_VISIT_REMINDERS_TASK,
 )
@@ -81,6 +82,7 @@ def create_celery_app(settings: Settings) -> Celery:
             DISPATCH_NOTIFICATIONS_TASK: {"queue": REMINDERS},
             SCAN_VISIT_REMINDERS_TASK: {"queue": REMINDERS},
             DISPATCH_WEBHOOKS_TASK: {"queue": WEBHOOKS},
+            DISPATCH_REDCAP_TASK: {"queue": REDCAP},
         },
         task_serializer="json",
         accept_content=["json"],
@@ -135,6 +137,11 @@ def create_celery_app(settings: Settings) -> Celery:
             # the record, so a missed tick only delays them.
             "outbox-webhooks": {
                 "task": DISPATCH_WEBHOOKS_TASK,
+                "schedule": timedelta(seconds=settings.OUTBOX_SCAN_SECONDS),
+                "options": {"expires": settings.OUTBOX_SCAN_SECONDS},
+            },
+            "outbox-redcap": {
+                "task": DISPATCH_REDCAP_TASK,
                 "schedule": timedelta(seconds=settings.OUTBOX_SCAN_SECONDS),
                 "options": {"expires": settings.OUTBOX_SCAN_SECONDS},
             },

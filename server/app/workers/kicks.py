@@ -1,8 +1,9 @@
 """Asking a worker to run a dispatcher now, after a commit that made work due, rather than at
 beat's next tick.
 
-Two after-commit events kick a dispatcher: `outbox.written` (webhook deliveries) and
-`notifications.due` (reminders, resends). The API process starts the kicks in its lifespan; a
+Two after-commit events kick dispatchers: `outbox.written` (webhook deliveries and REDCap pushes:
+one task per kind of destination, each on its own queue) and `notifications.due` (reminders,
+resends). The API process starts the kicks in its lifespan; a
 worker starts them too, since a task (a scan) can make notifications due.
 
 A kick never waits on the broker in the caller: it raises a flag, and a thread of the kicker's own
@@ -24,8 +25,12 @@ from app.core.events import DomainEvent, subscribe, unsubscribe
 from app.core.logging import get_logger
 from app.services.notifications.scheduling import NOTIFICATIONS_DUE
 from app.services.outbox.writer import OUTBOX_WRITTEN
-from app.workers.queues import REMINDERS, WEBHOOKS
-from app.workers.tasks import DISPATCH_NOTIFICATIONS_TASK, DISPATCH_WEBHOOKS_TASK
+from app.workers.queues import REDCAP, REMINDERS, WEBHOOKS
+from app.workers.tasks import (
+    DISPATCH_NOTIFICATIONS_TASK,
+    DISPATCH_REDCAP_TASK,
+    DISPATCH_WEBHOOKS_TASK,
+)
 
 logger = get_logger(__name__)
 
@@ -78,10 +83,10 @@ class _Sender:
 
 
 class TaskKicker:
-    """Sends `target`'s task whenever asked, at most one message in flight per burst."""
+    """Sends the targets' tasks whenever asked, one message each per burst of kicks."""
 
-    def __init__(self, target: KickTarget, sender: _Sender) -> None:
-        self.target = target
+    def __init__(self, targets: tuple[KickTarget, ...], sender: _Sender) -> None:
+        self.targets = targets
         self._sender = sender
         self._condition = threading.Condition()
         self._requested = False
@@ -99,7 +104,7 @@ class TaskKicker:
             # A forked worker child inherits the object but not the thread.
             if self._thread is None or self._thread_pid != os.getpid():
                 self._thread = threading.Thread(
-                    target=self._run, name=f"kick-{self.target.task_name}", daemon=True
+                    target=self._run, name=f"kick-{self.targets[0].task_name}", daemon=True
                 )
                 self._thread_pid = os.getpid()
                 self._thread.start()
@@ -115,12 +120,14 @@ class TaskKicker:
                 requested, self._requested = self._requested, False
                 stopping = self._stopping
             if requested:
-                try:
-                    self._sender.send(self.target)
-                except Exception as exc:
-                    logger.warning(
-                        "dispatch_kick_failed", task=self.target.task_name, error=type(exc).__name__
-                    )
+                # One run per kind of destination; each finds nothing quickly when none is due.
+                for target in self.targets:
+                    try:
+                        self._sender.send(target)
+                    except Exception as exc:
+                        logger.warning(
+                            "dispatch_kick_failed", task=target.task_name, error=type(exc).__name__
+                        )
             if stopping:
                 return
 
@@ -141,14 +148,19 @@ class DispatchKicks:
         self._sender = _Sender(settings, celery)
         self._subscriptions = {
             OUTBOX_WRITTEN: TaskKicker(
-                KickTarget(DISPATCH_WEBHOOKS_TASK, WEBHOOKS, settings.OUTBOX_SCAN_SECONDS),
+                (
+                    KickTarget(DISPATCH_WEBHOOKS_TASK, WEBHOOKS, settings.OUTBOX_SCAN_SECONDS),
+                    KickTarget(DISPATCH_REDCAP_TASK, REDCAP, settings.OUTBOX_SCAN_SECONDS),
+                ),
                 self._sender,
             ),
             NOTIFICATIONS_DUE: TaskKicker(
-                KickTarget(
-                    DISPATCH_NOTIFICATIONS_TASK,
-                    REMINDERS,
-                    settings.NOTIFICATION_DISPATCH_INTERVAL_SECONDS,
+                (
+                    KickTarget(
+                        DISPATCH_NOTIFICATIONS_TASK,
+                        REMINDERS,
+                        settings.NOTIFICATION_DISPATCH_INTERVAL_SECONDS,
+                    ),
                 ),
                 self._sender,
             ),

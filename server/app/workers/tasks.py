@@ -20,6 +20,7 @@ from app.db.session import run_in_transaction, run_with_sessions
 from app.services.audit import AuditContext, ChainSettings, run_chainer
 from app.services.heartbeats import BEAT_HEARTBEAT, record_heartbeat
 from app.services.notifications.dispatcher import Dispatcher
+from app.services.redcap.dispatcher import dispatch_redcap
 from app.services.schedules import reminder_scan, transitions
 from app.services.webhooks.dispatcher import dispatch_webhooks
 
@@ -32,6 +33,7 @@ ADVANCE_VISIT_STATUSES_TASK = "metricis.advance_visit_statuses"
 DISPATCH_NOTIFICATIONS_TASK = "metricis.dispatch_notifications"
 DISPATCH_WEBHOOKS_TASK = "metricis.dispatch_webhooks"
 SCAN_VISIT_REMINDERS_TASK = "metricis.scan_visit_reminders"
+DISPATCH_REDCAP_TASK = "metricis.dispatch_redcap"
 
 # Failures of the infrastructure, worth trying again later; a domain error is not retried.
 RETRYABLE_ERRORS = (sa_exc.OperationalError, sa_exc.InterfaceError, ConnectionError, TimeoutError)
@@ -118,6 +120,21 @@ def dispatch_webhook_deliveries() -> dict[str, int]:
     twice by two runs; one killed mid-run leaves its claims to expire and be taken again."""
     settings = get_settings()
     report = run_with_sessions(settings, lambda sessions: dispatch_webhooks(sessions, settings))
+    return {
+        "attempts": report.attempts,
+        "delivered": report.delivered,
+        "failed": report.failed,
+        "dead": report.dead,
+    }
+
+
+@metricis_task(DISPATCH_REDCAP_TASK)
+def dispatch_redcap_deliveries() -> dict[str, int]:
+    """Push due REDCap deliveries (completed sessions' mapped scores) through PyCap, which runs
+    in threads of the task, off its event loop. Overlapping runs claim different rows, like the
+    webhook dispatcher's; a push repeated after a lost answer overwrites the same record."""
+    settings = get_settings()
+    report = run_with_sessions(settings, lambda sessions: dispatch_redcap(sessions, settings))
     return {
         "attempts": report.attempts,
         "delivered": report.delivered,

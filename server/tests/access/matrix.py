@@ -14,6 +14,10 @@ and docs/roles.md (the capability matrix), with the routers' documented choices:
   participant's own token; destinations always masked;
 - webhooks, their secrets and delivery log (configure_study, reads included): admin,
   researcher; others 403;
+- REDCap configuration, connection test, push log and sync (configure_study, reads included):
+  admin, researcher; others 403 (the world has no REDCap project: reading its configuration is
+  404, and so is importing from it; a configuration naming a private address is refused
+  before any call, 422);
 - researcher of another study: 404 everywhere;
 - participant tokens: their own consent (status, sign, withdraw, records, PDF) and the published
   forms of their study; staff-only routes answer `STAFF_ONLY` (docs/consent.md and
@@ -61,6 +65,9 @@ NOT_STUDY_SCOPED: Mapping[tuple[str, str], str] = {
     ("POST", "/api/notifications/unsubscribe"): (
         "anonymous: the signed token of an email's link is the credential (tests/notifications)"
     ),
+    ("POST", "/api/redcap/trigger/{token}"): (
+        "REDCap's Data Entry Trigger: the URL's token is the credential (tests/redcap)"
+    ),
 }
 PREFIXES = (
     "/api/studies",
@@ -69,6 +76,7 @@ PREFIXES = (
     "/api/audit",
     "/api/schedules",
     "/api/notifications",
+    "/api/redcap",
 )
 
 
@@ -775,6 +783,46 @@ DELIVERY_REDELIVER = Route(
     lambda w, _: Call(f"{_webhook(w)}/deliveries/{w.delivery_id}/redeliver"),
 )
 
+R = "/api/redcap/{study_id}"
+
+
+def _redcap(w: World) -> str:
+    return f"/api/redcap/{w.study_id}"
+
+
+REDCAP_CONFIG_GET = Route(
+    "redcap.config.get", "GET", R + "/config", lambda w, _: Call(_redcap(w) + "/config")
+)
+REDCAP_CONFIG_PUT = Route(
+    "redcap.config.put",
+    "PUT",
+    R + "/config",
+    lambda w, _: Call(
+        _redcap(w) + "/config",
+        json={
+            "api_url": "http://10.20.30.40/api/",
+            "api_token": "0123456789ABCDEF0123456789ABCDEF",
+            "record_id_field": "record_id",
+            "field_mapping": {"simple-rt.median_rt": "srt_median"},
+        },
+    ),
+)
+REDCAP_TEST = Route("redcap.test", "POST", R + "/test", lambda w, _: Call(_redcap(w) + "/test"))
+REDCAP_SYNC = Route("redcap.sync", "POST", R + "/sync", lambda w, _: Call(_redcap(w) + "/sync"))
+REDCAP_LOG = Route("redcap.log", "GET", R + "/log", lambda w, _: Call(_redcap(w) + "/log"))
+REDCAP_ROTATE_TRIGGER = Route(
+    "redcap.rotate_trigger",
+    "POST",
+    R + "/config/rotate-trigger",
+    lambda w, _: Call(_redcap(w) + "/config/rotate-trigger"),
+)
+REDCAP_IMPORT = Route(
+    "redcap.import_participants",
+    "POST",
+    R + "/import-participants",
+    lambda w, _: Call(_redcap(w) + "/import-participants", json={}),
+)
+
 # ---------------------------------------------------------------------------------------------
 # The matrix
 
@@ -846,6 +894,13 @@ MATRIX: tuple[Row, ...] = (
     row(DELIVERIES_LIST,         200,  200,   403,   403,   403,   404,   X,     X,     401),
     row(DELIVERY_GET,            200,  200,   403,   403,   403,   404,   X,     X,     401),
     row(DELIVERY_REDELIVER,      202,  202,   403,   403,   403,   404,   X,     X,     401),
+    row(REDCAP_CONFIG_GET,       404,  404,   403,   403,   403,   404,   X,     X,     401),
+    row(REDCAP_CONFIG_PUT,       422,  422,   403,   403,   403,   404,   X,     X,     401),
+    row(REDCAP_TEST,             404,  404,   403,   403,   403,   404,   X,     X,     401),
+    row(REDCAP_SYNC,             202,  202,   403,   403,   403,   404,   X,     X,     401),
+    row(REDCAP_LOG,              200,  200,   403,   403,   403,   404,   X,     X,     401),
+    row(REDCAP_IMPORT,           404,  404,   403,   403,   403,   404,   X,     X,     401),
+    row(REDCAP_ROTATE_TRIGGER,   404,  404,   403,   403,   403,   404,   X,     X,     401),
 )  # fmt: skip
 
 ERROR_CODES: Mapping[int, str] = {

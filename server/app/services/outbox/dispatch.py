@@ -97,6 +97,7 @@ class ClaimedDelivery:
     attempt_id: uuid.UUID
     attempt_number: int
     event: EventSnapshot
+    redcap_project_id: uuid.UUID | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,6 +252,7 @@ async def claim_due(
                 attempt_id=attempt.id,
                 attempt_number=attempt.number,
                 event=_snapshot(event),
+                redcap_project_id=delivery.redcap_project_id,
             )
         )
     await session.flush()

@@ -26,12 +26,29 @@ from app.models.outbox import (
     OutboxDelivery,
     OutboxEvent,
 )
+from app.models.redcap import RedcapProject
 from app.models.webhook import WebhookSubscription
 from app.services.outbox.events import EVENT_VERSIONS
+from app.services.redcap.mapping import mapped_values
 
 # Announced after the commit of a transaction that wrote deliveries: a worker should look for
 # due deliveries now rather than at the next periodic scan (app.main kicks the dispatcher).
 OUTBOX_WRITTEN = "outbox.written"
+
+
+# The events REDCap receives (docs/redcap.md): a completed session's mapped scores.
+REDCAP_EVENT_TYPES = frozenset({EventType.SESSION_COMPLETED})
+
+
+@dataclass(frozen=True, slots=True)
+class Targets:
+    """Where one event goes: webhook subscriptions and REDCap projects."""
+
+    subscriptions: list[uuid.UUID]
+    redcap_projects: list[uuid.UUID]
+
+    def __bool__(self) -> bool:
+        return bool(self.subscriptions or self.redcap_projects)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,19 +74,25 @@ async def emit(
 
 async def emit_many(session: AsyncSession, events: Sequence[NewEvent]) -> list[uuid.UUID | None]:
     """`emit` for several events at once (a CSV import), in two multi-row inserts."""
-    wanted_by = await _webhook_destinations(session, {event.study_id for event in events})
+    study_ids = {event.study_id for event in events}
+    wanted_by = await _webhook_destinations(session, study_ids)
+    redcap_studies = {event.study_id for event in events if event.type in REDCAP_EVENT_TYPES}
+    projects = await _redcap_destinations(session, redcap_studies)
     ids: list[uuid.UUID | None] = []
-    targeted: list[tuple[NewEvent, uuid.UUID, list[uuid.UUID]]] = []
+    targeted: list[tuple[NewEvent, uuid.UUID, Targets]] = []
     for event in events:
-        subscriptions = [
-            subscription_id
-            for subscription_id, types in wanted_by.get(event.study_id, [])
-            if event.type.value in types
-        ]
-        event_id = uuid.uuid4() if subscriptions else None
+        targets = Targets(
+            subscriptions=[
+                subscription_id
+                for subscription_id, types in wanted_by.get(event.study_id, [])
+                if event.type.value in types
+            ],
+            redcap_projects=_redcap_targets(event, projects.get(event.study_id, [])),
+        )
+        event_id = uuid.uuid4() if targets else None
         ids.append(event_id)
         if event_id is not None:
-            targeted.append((event, event_id, subscriptions))
+            targeted.append((event, event_id, targets))
     await _write(session, targeted)
     return ids
 
@@ -79,12 +102,12 @@ async def emit_to_subscription(
 ) -> uuid.UUID:
     """Write an event for one subscription only, whatever types it takes (the test event)."""
     event_id = uuid.uuid4()
-    await _write(session, [(event, event_id, [subscription_id])])
+    await _write(session, [(event, event_id, Targets([subscription_id], []))])
     return event_id
 
 
 async def _write(
-    session: AsyncSession, targeted: Sequence[tuple[NewEvent, uuid.UUID, list[uuid.UUID]]]
+    session: AsyncSession, targeted: Sequence[tuple[NewEvent, uuid.UUID, Targets]]
 ) -> None:
     if not targeted:
         return
@@ -110,8 +133,9 @@ async def _write(
             {
                 "id": uuid.uuid4(),
                 "event_id": event_id,
-                "destination": DestinationKind.WEBHOOK,
-                "subscription_id": subscription_id,
+                "destination": kind,
+                "subscription_id": target if kind is DestinationKind.WEBHOOK else None,
+                "redcap_project_id": target if kind is DestinationKind.REDCAP else None,
                 "status": DeliveryStatus.PENDING,
                 "attempts": 0,
                 "round_attempts": 0,
@@ -119,8 +143,11 @@ async def _write(
                 "created_at": now,
                 "updated_at": now,
             }
-            for _, event_id, subscriptions in targeted
-            for subscription_id in subscriptions
+            for _, event_id, targets in targeted
+            for kind, target in [
+                *((DestinationKind.WEBHOOK, found) for found in targets.subscriptions),
+                *((DestinationKind.REDCAP, found) for found in targets.redcap_projects),
+            ]
         ],
     )
     after_commit.emit(session, OUTBOX_WRITTEN, {})
@@ -144,6 +171,55 @@ async def _webhook_destinations(
     for study_id, subscription_id, types in rows:
         found.setdefault(study_id, []).append((subscription_id, frozenset(types)))
     return found
+
+
+@dataclass(frozen=True, slots=True)
+class _RedcapDestination:
+    project_id: uuid.UUID
+    site_id: uuid.UUID | None
+    enabled: bool
+    field_mapping: dict[str, Any]
+
+
+async def _redcap_destinations(
+    session: AsyncSession, study_ids: Iterable[uuid.UUID]
+) -> dict[uuid.UUID, list[_RedcapDestination]]:
+    """The REDCap projects of these studies, the study's own and the sites' overrides."""
+    found: dict[uuid.UUID, list[_RedcapDestination]] = {}
+    studies = list(study_ids)
+    if not studies:
+        return found
+    rows = await session.execute(
+        select(
+            RedcapProject.study_id,
+            RedcapProject.id,
+            RedcapProject.site_id,
+            RedcapProject.enabled,
+            RedcapProject.field_mapping,
+        ).where(RedcapProject.study_id.in_(studies))
+    )
+    for study_id, project_id, site_id, enabled, mapping in rows:
+        found.setdefault(study_id, []).append(
+            _RedcapDestination(project_id, site_id, enabled, dict(mapping))
+        )
+    return found
+
+
+def _redcap_targets(event: NewEvent, projects: Sequence[_RedcapDestination]) -> list[uuid.UUID]:
+    """The project this event goes to: the participant's site's when the site has one (enabled
+    or not: a disabled site sends nothing), else the study's; only when it is enabled and maps
+    at least one of the event's scores."""
+    if event.type not in REDCAP_EVENT_TYPES or not projects:
+        return []
+    site = event.payload.get("site_id")
+    chosen = next((p for p in projects if p.site_id is not None and str(p.site_id) == site), None)
+    if chosen is None:
+        chosen = next((p for p in projects if p.site_id is None), None)
+    if chosen is None or not chosen.enabled:
+        return []
+    if not mapped_values(event.payload, chosen.field_mapping):
+        return []
+    return [chosen.project_id]
 
 
 async def forget_participant(session: AsyncSession, participant_id: uuid.UUID) -> int:

@@ -535,9 +535,6 @@ async def regenerate_study_visits(
             enrolled
         )
     ]
-    import time
-
-    t = time.perf_counter()
     # The study's visits, those of participants no longer enrolled included: a plain filter on the
     # study reads them in one index range, where a join or a semi-join to the enrolled
     # participants can be planned badly right after an import (no statistics yet).
@@ -545,8 +542,6 @@ async def regenerate_study_visits(
     for visit in await _visit_states(session, Visit.study_id == study_id):
         visits_by_participant[visit.participant_id].append(visit)
     touched = await _touched_by_sessions(session, study_id=study_id)
-    print("load", time.perf_counter() - t)
-    t = time.perf_counter()
     changes = VisitChangeSet()
     for participant in participants:
         _reconcile(
@@ -558,10 +553,7 @@ async def regenerate_study_visits(
             include_past=False,
             changes=changes,
         )
-    print("reconcile", time.perf_counter() - t)
-    t = time.perf_counter()
     await _write(session, changes, now)
-    print("write", time.perf_counter() - t)
     return changes
 
 
