@@ -36,6 +36,7 @@ from app.api.routers import (
     auth,
     batteries,
     consent,
+    dashboard,
     health,
     modules,
     notifications,
@@ -293,6 +294,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         schedules.router,
         sync.router,
         webhooks.router,
+        dashboard.router,
     )
     for router in routers:
         app.include_router(router, prefix="/api")
