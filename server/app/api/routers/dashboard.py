@@ -20,7 +20,7 @@ async def read_dashboard(principal: CurrentUser, session: SessionDep) -> Dashboa
     return await overview.dashboard(session, principal)
 
 
-@router.get("/studies/{study_id}")
+@router.get("/studies/{study_id:uuid}")
 async def read_study_dashboard(
     study_id: uuid.UUID, principal: CurrentUser, session: SessionDep
 ) -> StudyDashboardRead:
