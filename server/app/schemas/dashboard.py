@@ -130,7 +130,10 @@ class SyncLag(BaseModel):
 
 
 class DataQuality(BaseModel):
-    tasks: int = Field(description="Tasks stored for the study's sessions")
+    """The tasks received in the 30 days before the request."""
+
+    since: datetime
+    tasks: int = Field(description="Tasks received since `since` for the study's sessions")
     flags: list[FlagShare]
     sync_lag: SyncLag
 

@@ -162,16 +162,20 @@ async def build_world(client: httpx.AsyncClient, db: AsyncSession, settings: Any
     s_other = session_row(stranger, SessionStatus.COMPLETED, week_start, other_study=True)
     await db.flush()
 
-    # Tasks: 6 in the study. Flags: ANTICIPATIONS_HIGH on 2, MISSING_FIELD on 1 (twice),
-    # FOCUS_LOST on 1. Lags (receipt - device completion): 10, 20, 30, 40, 3600 s; one task
-    # without a device time.
+    # Tasks: 6 in the study received in the last 30 days (and an older one). Flags:
+    # ANTICIPATIONS_HIGH on 2, MISSING_FIELD on 1 (twice), FOCUS_LOST on 1. Lags (receipt -
+    # device completion): 10, 20, 30, 40, 3600 s; one task without a device time.
     def flag(code: str, **evidence: Any) -> dict[str, Any]:
         return {"code": code, "task": "simple-rt", "evidence": evidence}
 
     def task(
-        record: AssessmentSession, name: str, flags: list[dict[str, Any]], lag: float | None
+        record: AssessmentSession,
+        name: str,
+        flags: list[dict[str, Any]],
+        lag: float | None,
+        received_ago: timedelta = timedelta(hours=1),
     ) -> None:
-        accepted = now - timedelta(hours=1)
+        accepted = now - received_ago
         db.add(
             TaskResult(
                 session_id=record.id,
@@ -204,6 +208,8 @@ async def build_world(client: httpx.AsyncClient, db: AsyncSession, settings: Any
     task(s_n2_old, "simple-rt", [], 3600)
     task(s_n1_running, "simple-rt", [], None)
     task(s_other, "simple-rt", [flag("CLOCK_SKEW")], 99999)
+    # Received 31 days ago: outside the 30 days data quality covers.
+    task(s_p1_old, "simple-rt", [flag("TIMEOUTS_HIGH")], 7, timedelta(days=31))
 
     # Visits (the reference instant is `now`): upcoming p1/open, n1/open, p1/in 3 days;
     # overdue p2 (closed yesterday, still "scheduled"), n1 (two days ago), p2 (stored missed);

@@ -66,6 +66,8 @@ async def test_study_figures_for_a_researcher(client: httpx.AsyncClient, world: 
     }
 
     quality = body["data_quality"]
+    since = datetime.fromisoformat(quality.pop("since"))
+    assert abs(world.now - timedelta(days=30) - since) < timedelta(minutes=1)
     assert quality["tasks"] == 6
     assert quality["flags"] == [
         {"code": "ANTICIPATIONS_HIGH", "tasks": 2, "share": 0.3333},

@@ -20,6 +20,7 @@ from sqlalchemy import (
     func,
     or_,
     select,
+    text,
     true,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -41,6 +42,9 @@ from app.services.dashboard.sql import (
 from app.services.policy import Capability
 
 UPCOMING_DAYS = 7
+# Data quality describes the tasks received lately: what needs attention now, at a cost that
+# follows the study's recent activity rather than its whole history.
+QUALITY_WINDOW = timedelta(days=30)
 # A scheduled notification this late is stuck, not merely waiting for the next dispatcher run.
 NOTIFICATION_OVERDUE_AFTER = timedelta(minutes=15)
 # Categories every reader sees in the activity feed; holders of the audit capability see every
@@ -235,13 +239,16 @@ async def visit_list(
 # Data quality
 
 
-def _tasks_of(scope: StudyScope, *columns: Any, flags: FromClause | None = None) -> Any:
-    """`columns` over the tasks of the scope's sessions (and each task's flags, one row per
-    flag, when `flags` is given)."""
+def _tasks_of(
+    scope: StudyScope, since: datetime, *columns: Any, flags: FromClause | None = None
+) -> Any:
+    """`columns` over the tasks of the scope's sessions received since `since` (and each
+    task's flags, one row per flag, when `flags` is given)."""
     statement = (
         select(*columns)
         .select_from(TaskResult)
         .join(AssessmentSession, AssessmentSession.id == TaskResult.session_id)
+        .where(TaskResult.accepted_at >= since)
     )
     if flags is not None:
         statement = statement.join(flags, true())
@@ -263,25 +270,38 @@ class QualityFigures:
     lag_max: float | None
 
 
-async def quality_figures(session: AsyncSession, scope: StudyScope, dialect: str) -> QualityFigures:
-    """How many tasks the study stored, how many carry each flag code (a task with several
-    flags of one code counts once), and the spread of the sync lag."""
-    tasks = _count(await session.scalar(_tasks_of(scope, func.count())))
+async def without_jit(session: AsyncSession, dialect: str) -> None:
+    """Turn PostgreSQL's JIT compilation off for the rest of the transaction (the request).
+    The planner believes a JSON array holds 100 elements, so the flag query looks costly
+    enough to compile; compiling then takes about a second for a query that runs in tens of
+    milliseconds (docs/dashboard.md, performance)."""
+    if dialect == "postgresql":
+        await session.execute(text("SET LOCAL jit = off"))
+
+
+async def quality_figures(
+    session: AsyncSession, scope: StudyScope, since: datetime, dialect: str
+) -> QualityFigures:
+    """How many tasks the study received since `since`, how many of them carry each flag code
+    (a task with several flags of one code counts once), and the spread of their sync lag."""
     element = array_elements(TaskResult.flags, dialect)
     code = member_text(element.c.value, "code", dialect)
-    by_flag = _tasks_of(scope, code, func.count(distinct(TaskResult.id)), flags=element).group_by(
-        code
+    by_flag = (
+        _tasks_of(scope, since, code, func.count(distinct(TaskResult.id)), flags=element)
+        .where(TaskResult.flags != [])
+        .group_by(code)
     )
     tasks_by_flag = {
         str(flag): number for flag, number in await session.execute(by_flag) if flag is not None
     }
+    # One pass over the tasks for their number and the spread of their lags (null without a
+    # device time, and then not ranked).
     lag = seconds_between(TaskResult.accepted_at, TaskResult.completed_at, dialect)
-    lags = _tasks_of(scope, lag).where(TaskResult.completed_at.is_not(None))
-    measured, median, p90, largest = (
-        await session.execute(nearest_rank_percentiles(lags, (50, 90)))
+    tasks, measured, median, p90, largest = (
+        await session.execute(nearest_rank_percentiles(_tasks_of(scope, since, lag), (50, 90)))
     ).one()
     return QualityFigures(
-        tasks=tasks,
+        tasks=_count(tasks),
         tasks_by_flag=tasks_by_flag,
         lag_measured=_count(measured),
         lag_median=_seconds(median),

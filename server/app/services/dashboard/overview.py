@@ -83,12 +83,17 @@ def _visits(tally: VisitTally) -> VisitCounts:
 
 
 async def _summaries(
-    session: AsyncSession, scopes: Sequence[StudyScope], now: datetime
+    session: AsyncSession,
+    scopes: Sequence[StudyScope],
+    now: datetime,
+    visits: dict[uuid.UUID, VisitTally] | None = None,
 ) -> list[StudySummary]:
+    """The summary of each study; `visits` when the caller has counted them already."""
     starts = {scope.study_id: week_start(now, scope.study.timezone) for scope in scopes}
     people = await figures.participant_counts(session, scopes)
     sessions = await figures.week_session_counts(session, scopes, starts)
-    visits = await figures.visit_tallies(session, scopes, now)
+    if visits is None:
+        visits = await figures.visit_tallies(session, scopes, now)
     return [
         StudySummary(
             study_id=scope.study_id,
@@ -197,6 +202,7 @@ async def dashboard(session: AsyncSession, principal: StaffPrincipal) -> Dashboa
     """Every active or paused study the caller can see, in summary, with the latest activity
     and the first upcoming and overdue visits across them."""
     now = utcnow()
+    await figures.without_jit(session, session.get_bind().dialect.name)
     scopes = await summarised_studies(session, principal)
     return DashboardRead(
         generated_at=now,
@@ -218,9 +224,17 @@ async def study_dashboard(
     now = utcnow()
     scope = await one_study(session, principal, study_id)
     dialect = session.get_bind().dialect.name
-    (summary,) = await _summaries(session, [scope], now)
+    await figures.without_jit(session, dialect)
     sites = await figures.site_figures(session, scope, now)
-    quality = await figures.quality_figures(session, scope, dialect)
+    # The study's visit counts are the sum of its sites' (one pass over the visits, not two).
+    study_visits = VisitTally(
+        upcoming=sum(row.visits.upcoming for row in sites),
+        overdue=sum(row.visits.overdue for row in sites),
+        completed=sum(row.visits.completed for row in sites),
+    )
+    (summary,) = await _summaries(session, [scope], now, {scope.study_id: study_visits})
+    since = now - figures.QUALITY_WINDOW
+    quality = await figures.quality_figures(session, scope, since, dialect)
     webhooks = (
         await figures.webhook_figures(session, scope)
         if scope.access.can(Capability.CONFIGURE_STUDY)
@@ -243,6 +257,7 @@ async def study_dashboard(
             for row in sites
         ],
         data_quality=DataQuality(
+            since=since,
             tasks=quality.tasks,
             flags=[
                 FlagShare(code=code, tasks=number, share=_share(number, quality.tasks))

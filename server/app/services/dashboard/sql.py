@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import ColumnElement, Float, FromClause, Select, case, cast, func, select
+from sqlalchemy import ColumnElement, Float, FromClause, Select, and_, case, cast, func, select
 from sqlalchemy.orm import InstrumentedAttribute
 from sqlalchemy.sql.functions import FunctionElement
 
@@ -39,18 +39,31 @@ def member_text(element: ColumnElement[Any], key: str, dialect: str) -> ColumnEl
 def nearest_rank_percentiles(
     values: Select[*tuple[Any, ...]], percents: tuple[int, ...]
 ) -> Select[*tuple[Any, ...]]:
-    """One row: the number of values, then each percentile (nearest rank: the value at rank
-    ceil(p/100 * n) in ascending order), then the largest value. `values` selects one column.
-    Window functions, which both databases have, sort the values once in the database."""
+    """One row: the number of rows of `values` (which selects one column), the number of
+    non-null values, each percentile of those (nearest rank: the value at rank ceil(p/100 * n)
+    in ascending order), then the largest. Window functions, which both databases have, sort
+    the values once in the database; nulls are ranked after every value and never picked."""
     inner = values.subquery("measured")
     value = inner.c[0]
     ranked = select(
         value.label("value"),
-        func.row_number().over(order_by=value).label("rank"),
-        func.count().over().label("n"),
+        func.row_number().over(order_by=(value.is_(None), value)).label("rank"),
+        func.count(value).over().label("n"),
     ).subquery("ranked")
     picks = [
-        func.max(case((ranked.c.rank == (ranked.c.n * percent + 99) // 100, ranked.c.value)))
+        func.max(
+            case(
+                (
+                    and_(
+                        ranked.c.value.is_not(None),
+                        ranked.c.rank == (ranked.c.n * percent + 99) // 100,
+                    ),
+                    ranked.c.value,
+                )
+            )
+        )
         for percent in percents
     ]
-    return select(func.count(), *picks, func.max(ranked.c.value)).select_from(ranked)
+    return select(
+        func.count(), func.count(ranked.c.value), *picks, func.max(ranked.c.value)
+    ).select_from(ranked)
