@@ -13,16 +13,20 @@ from typing import Any
 from sqlalchemy import (
     ColumnElement,
     FromClause,
+    Select,
     and_,
     case,
     distinct,
     false,
     func,
+    literal_column,
     or_,
     select,
     text,
     true,
+    union_all,
 )
+from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.models.assessment import AssessmentSession, SessionStatus, TaskResult
@@ -284,22 +288,37 @@ async def quality_figures(
 ) -> QualityFigures:
     """How many tasks the study received since `since`, how many of them carry each flag code
     (a task with several flags of one code counts once), and the spread of their sync lag."""
-    element = array_elements(TaskResult.flags, dialect)
+    # The study's recent tasks are joined with their sessions once (a CTE), then read twice in
+    # one statement: one row of counts and lag percentiles (a lag is null without a device
+    # time, and then not ranked), and one row per flag code.
+    lag = seconds_between(TaskResult.accepted_at, TaskResult.completed_at, dialect)
+    recent = _tasks_of(
+        scope,
+        since,
+        TaskResult.id.label("task_id"),
+        TaskResult.flags.label("flags"),
+        lag.label("lag"),
+    ).cte("recent")
+    stats = nearest_rank_percentiles(select(recent.c.lag), (50, 90)).add_columns(
+        literal_column("NULL").label("code")
+    )
+    element = array_elements(recent.c.flags, dialect)
     code = member_text(element.c.value, "code", dialect)
-    by_flag = (
-        _tasks_of(scope, since, code, func.count(distinct(TaskResult.id)), flags=element)
-        .where(TaskResult.flags != [])
+    by_flag: Select[*tuple[Any, ...]] = (
+        select(
+            func.count(distinct(recent.c.task_id)),
+            *(literal_column("NULL") for _ in range(4)),
+            code,
+        )
+        .select_from(recent)
+        .join(element, true())
+        .where(recent.c.flags != [], code.is_not(None))
         .group_by(code)
     )
-    tasks_by_flag = {
-        str(flag): number for flag, number in await session.execute(by_flag) if flag is not None
-    }
-    # One pass over the tasks for their number and the spread of their lags (null without a
-    # device time, and then not ranked).
-    lag = seconds_between(TaskResult.accepted_at, TaskResult.completed_at, dialect)
-    tasks, measured, median, p90, largest = (
-        await session.execute(nearest_rank_percentiles(_tasks_of(scope, since, lag), (50, 90)))
-    ).one()
+    # Only the first row has no code: the flag rows leave flags without one out.
+    rows: Sequence[Row[*tuple[Any, ...]]] = (await session.execute(union_all(stats, by_flag))).all()
+    tasks, measured, median, p90, largest, _ = next(row for row in rows if row[5] is None)
+    tasks_by_flag = {str(row[5]): int(row[0]) for row in rows if row[5] is not None}
     return QualityFigures(
         tasks=_count(tasks),
         tasks_by_flag=tasks_by_flag,
