@@ -37,6 +37,7 @@ from app.api.routers import (
     auth,
     batteries,
     consent,
+    dashboard,
     health,
     invitations,
     modules,
@@ -303,6 +304,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         webhooks.router,
         redcap.trigger_router,
         redcap.router,
+        dashboard.router,
     )
     for router in routers:
         app.include_router(router, prefix="/api")

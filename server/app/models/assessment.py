@@ -68,7 +68,11 @@ class TaskResult(UUIDPrimaryKeyMixin, Base):
     """One task of one session, accepted once: the receipt, the source document, the scores."""
 
     __tablename__ = "task_results"
-    __table_args__ = (UniqueConstraint("session_id", "task"),)
+    __table_args__ = (
+        UniqueConstraint("session_id", "task"),
+        # The dashboard's data quality reads the tasks received lately (docs/dashboard.md).
+        Index("ix_task_results_accepted_at", "accepted_at"),
+    )
 
     session_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("assessment_sessions.id", ondelete="CASCADE")

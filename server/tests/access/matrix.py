@@ -62,6 +62,7 @@ NOT_STUDY_SCOPED: Mapping[tuple[str, str], str] = {
     ("GET", "/api/studies"): "lists the studies the caller can see (tests/studies)",
     ("POST", "/api/studies"): "creates a study: no study role exists yet (tests/studies)",
     ("GET", "/api/audit/verify"): "administrators check the whole chain (tests/audit)",
+    ("GET", "/api/dashboard"): "summarises the studies the caller can see (tests/dashboard)",
     ("POST", "/api/notifications/unsubscribe"): (
         "anonymous: the signed token of an email's link is the credential (tests/notifications)"
     ),
@@ -77,6 +78,7 @@ PREFIXES = (
     "/api/schedules",
     "/api/notifications",
     "/api/redcap",
+    "/api/dashboard",
 )
 
 
@@ -827,6 +829,35 @@ REDCAP_IMPORT = Route(
 # The matrix
 
 X = STAFF_ONLY
+
+
+def dashboard_view(world: World, principal: Principal, response: httpx.Response) -> list[str]:
+    """A site-scoped member's figures count their site only; the webhook backlog shows to
+    those who may configure the study (docs/dashboard.md)."""
+    body = _json(response)
+    scoped = principal is Principal.SITE_COORDINATOR
+    problems: list[str] = []
+    site = str(world.site_b_id) if scoped else None
+    if body["site_id"] != site:
+        problems.append(f"site_id {body['site_id']}, expected {site}")
+    total = 1 if scoped else 2
+    if body["participants"]["total"] != total:
+        problems.append(f"{body['participants']['total']} participants, expected {total}")
+    configures = principal in (Principal.ADMIN, Principal.RESEARCHER)
+    if (body["integrations"]["webhook_deliveries"] is not None) != configures:
+        problems.append(f"webhook_deliveries {body['integrations']['webhook_deliveries']}")
+    return problems
+
+
+DASHBOARD_STUDY = Route(
+    "dashboard.study",
+    "GET",
+    "/api/dashboard/studies/{study_id}",
+    lambda w, _: Call(f"/api/dashboard/studies/{w.study_id}"),
+    (dashboard_view,),
+)
+
+
 MATRIX: tuple[Row, ...] = (
     #   route                    admin resrch coord  siteco r_only outsdr ptcpt  other  anon
     row(STUDY_GET,               200,  200,   200,   200,   200,   404,   X,     X,     401),
@@ -901,6 +932,7 @@ MATRIX: tuple[Row, ...] = (
     row(REDCAP_LOG,              200,  200,   403,   403,   403,   404,   X,     X,     401),
     row(REDCAP_IMPORT,           404,  404,   403,   403,   403,   404,   X,     X,     401),
     row(REDCAP_ROTATE_TRIGGER,   404,  404,   403,   403,   403,   404,   X,     X,     401),
+    row(DASHBOARD_STUDY,         200,  200,   200,   200,   200,   404,   X,     X,     401),
 )  # fmt: skip
 
 ERROR_CODES: Mapping[int, str] = {
