@@ -360,7 +360,13 @@ async def dispatch(
                 delivery_status=status.value if status else None,
             )
 
-    async with asyncio.TaskGroup() as group:
-        for _ in range(concurrency):
-            group.create_task(lane())
+    try:
+        async with asyncio.TaskGroup() as group:
+            for _ in range(concurrency):
+                group.create_task(lane())
+    except ExceptionGroup as failed_lanes:
+        # The task's automatic retry matches on the error's type (a lost database connection is
+        # retried with backoff): raise the first lane's failure itself, not the group around it,
+        # or the run would be dropped until beat's next scan.
+        raise failed_lanes.exceptions[0] from failed_lanes
     return report
