@@ -30,7 +30,6 @@ from app.core.errors import ConflictError, ValidationFailedError
 from app.core.events import emit
 from app.core.json_values import normalize_json, to_json_value
 from app.models.assessment import AssessmentSession, TaskResult, Trial
-from app.models.audit import AuditCategory
 from app.models.battery import BatteryVersion
 from app.schemas.assessments import SubmitRequest, TrialIn
 from app.scoring import (
@@ -42,7 +41,8 @@ from app.scoring import (
     task_flags,
 )
 from app.services.assessment_sessions import load_session_with_context, note_tasks_received
-from app.services.audit import AuditContext, record_event
+from app.services.audit import AuditContext
+from app.services.audit_subjects import AuditSubject, record_about
 from app.services.local_storage import LocalStorage, PendingDocuments
 from app.services.outbox.announce import announce_tasks_accepted
 from app.services.policy import Capability
@@ -325,15 +325,11 @@ async def _replayed_results(
         task for task, result in replayed.items() if result.content_hash != tasks[task].content_hash
     )
     if conflicts:
-        await record_event(
+        await record_about(
             session,
             context,
-            action="submission.conflict",
-            category=AuditCategory.ASSESSMENT,
-            entity_type="assessment_session",
-            entity_id=record.id,
-            study_id=record.study_id,
-            participant_id=record.participant_id,
+            AuditSubject.assessment_session(record),
+            "submission.conflict",
             after={
                 "tasks": conflicts,
                 "stored_hashes": {t: replayed[t].content_hash for t in conflicts},
@@ -454,15 +450,11 @@ async def _announce_accepted(
     await note_tasks_received(store, record, [r.task for r in accepted])
     await announce_tasks_accepted(session, record, accepted)
     # Last before the commit: the audit event takes the chain-head lock until then.
-    await record_event(
+    await record_about(
         session,
         context,
-        action="submission.accepted",
-        category=AuditCategory.ASSESSMENT,
-        entity_type="assessment_session",
-        entity_id=record.id,
-        study_id=record.study_id,
-        participant_id=record.participant_id,
+        AuditSubject.assessment_session(record),
+        "submission.accepted",
         after={
             "tasks": {r.task: {"trials": r.n_trials, "sha256": r.source_sha256} for r in accepted},
             "scorer_versions": {r.task: r.scorer_version for r in accepted},
@@ -616,15 +608,11 @@ async def rescore_session(
         result.scorer_version = score.scorer_version
         rescored.append(result.task)
     if rescored:
-        await record_event(
+        await record_about(
             session,
             context,
-            action="session.rescored",
-            category=AuditCategory.ASSESSMENT,
-            entity_type="assessment_session",
-            entity_id=record.id,
-            study_id=record.study_id,
-            participant_id=record.participant_id,
+            AuditSubject.assessment_session(record),
+            "session.rescored",
             after={"tasks": rescored},
         )
     return sorted(rescored)
