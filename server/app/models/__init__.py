@@ -36,7 +36,7 @@ from app.models.participant import (
     ParticipantStatus,
     WithdrawalScope,
 )
-from app.models.redcap import RedcapProject
+from app.models.redcap import RedcapProject, RedcapRepeatInstance
 from app.models.schedule import (
     Schedule,
     ScheduleEvent,
@@ -94,6 +94,7 @@ __all__ = [
     "PasswordReset",
     "PersonalAccessToken",
     "RedcapProject",
+    "RedcapRepeatInstance",
     "Schedule",
     "ScheduleEvent",
     "ScheduleVersion",

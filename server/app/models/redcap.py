@@ -10,7 +10,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, ForeignKey, Index, String, Text
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db.base import Base, TimestampMixin, UUIDPrimaryKeyMixin
@@ -52,3 +52,46 @@ class RedcapProject(UUIDPrimaryKeyMixin, TimestampMixin, Base):
     # project by, and the token encrypted to show it to those who configure the study.
     trigger_token_hash: Mapped[str] = mapped_column(String(64))
     trigger_token_encrypted: Mapped[str] = mapped_column(Text)
+    # From the last check: the instrument of each mapped field, and the project's repeating
+    # instruments and events ({"event": unique event name or "", "form": instrument or "" for
+    # a whole repeating event}); a push writes a repeating instrument's fields as an instance.
+    field_forms: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    repeating_forms: Mapped[list[dict[str, Any]]] = mapped_column(default=list)
+
+
+class RedcapRepeatInstance(UUIDPrimaryKeyMixin, Base):
+    """Which instance of a repeating instrument (or event) of a record a session was given.
+
+    Chosen once, at the session's first push (the next free number of that record, event and
+    instrument), and reused on every later push of the same session: a retry or a redelivery
+    overwrites its own instance, never a new one.
+    """
+
+    __tablename__ = "redcap_repeat_instances"
+    __table_args__ = (
+        UniqueConstraint(
+            "redcap_project_id",
+            "record_id",
+            "event_name",
+            "instrument",
+            "session_id",
+            name="uq_redcap_repeat_instances_session",
+        ),
+        UniqueConstraint(
+            "redcap_project_id",
+            "record_id",
+            "event_name",
+            "instrument",
+            "instance",
+            name="uq_redcap_repeat_instances_instance",
+        ),
+    )
+
+    redcap_project_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("redcap_projects.id", ondelete="CASCADE")
+    )
+    record_id: Mapped[str] = mapped_column(String(100))
+    event_name: Mapped[str] = mapped_column(String(100))  # "" in a classic project
+    instrument: Mapped[str] = mapped_column(String(100))  # "" for a whole repeating event
+    session_id: Mapped[uuid.UUID]
+    instance: Mapped[int] = mapped_column(Integer)

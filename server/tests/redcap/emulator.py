@@ -41,6 +41,10 @@ class EmulatedProject:
     event_forms: dict[str, list[str]] = field(default_factory=dict)
     # (record id, event name or "") -> field values
     records: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
+    # Repeating instruments and events: (event name or "", instrument or "" for a whole event)
+    repeating: list[tuple[str, str]] = field(default_factory=list)
+    # (record id, event name or "", repeat instrument, instance) -> field values
+    repeat_records: dict[tuple[str, str, str, int], dict[str, str]] = field(default_factory=dict)
     imports: list[list[dict[str, Any]]] = field(default_factory=list)  # every accepted import
 
     @property
@@ -132,7 +136,7 @@ class Emulator:
                     "project_id": project.project_id,
                     "project_title": project.title,
                     "is_longitudinal": 1 if project.events else 0,
-                    "has_repeating_instruments_or_events": 0,
+                    "has_repeating_instruments_or_events": 1 if project.repeating else 0,
                 }
             )
         if content == "metadata":
@@ -157,6 +161,15 @@ class Emulator:
                     for form in project.event_forms.get(event, forms)
                 ]
             )
+        if content == "repeatingFormsEvents":
+            return JSONResponse(
+                [
+                    {"event_name": event, "form_name": form, "custom_form_label": ""}
+                    if project.events
+                    else {"form_name": form, "custom_form_label": ""}
+                    for event, form in project.repeating
+                ]
+            )
         if content == "record" and "data" in values:  # an import sends its records as `data`
             return self._import(project, values)
         if content == "record":
@@ -168,6 +181,9 @@ class Emulator:
             raise RedcapError("The emulator imports JSON only")
         rows = json.loads(values.get("data", "[]"))
         allowed = project.field_names | ({"redcap_event_name"} if project.events else set())
+        if project.repeating:
+            allowed |= {"redcap_repeat_instrument", "redcap_repeat_instance"}
+        forms = {row["field_name"]: row["form_name"] for row in project.fields}
         unknown = sorted({name for row in rows for name in row} - allowed)
         if unknown:
             raise RedcapError(
@@ -180,11 +196,30 @@ class Emulator:
             event = str(row.get("redcap_event_name", ""))
             if project.events and event not in project.events:
                 raise RedcapError(f"The event '{event}' is not a valid unique event name")
+            data_fields = {
+                name
+                for name in row
+                if name not in (project.record_id_field, "redcap_event_name")
+                and not name.startswith("redcap_repeat_")
+            }
+            check_repeat(project, row, event, {forms[name] for name in data_fields})
         for row in rows:
-            key = (str(row[project.record_id_field]), str(row.get("redcap_event_name", "")))
-            stored = project.records.setdefault(key, {})
+            record_id = str(row[project.record_id_field])
+            event = str(row.get("redcap_event_name", ""))
+            if "redcap_repeat_instance" in row:
+                repeat_key = (
+                    record_id,
+                    event,
+                    str(row.get("redcap_repeat_instrument", "")),
+                    int(row["redcap_repeat_instance"]),
+                )
+                stored = project.repeat_records.setdefault(repeat_key, {})
+            else:
+                stored = project.records.setdefault((record_id, event), {})
             for name, value in row.items():
                 if name in (project.record_id_field, "redcap_event_name"):
+                    continue
+                if name.startswith("redcap_repeat_"):
                     continue
                 if value != "":  # overwrite behaviour `normal`: blanks do not erase
                     stored[name] = str(value)
@@ -249,6 +284,32 @@ class Emulator:
             self._server.should_exit = True
             self._thread.join(timeout=10)
         self._server = self._thread = None
+
+
+def check_repeat(
+    project: EmulatedProject, row: dict[str, Any], event: str, forms: set[str]
+) -> None:
+    """REDCap's rules: a repeating instrument's (or event's) data comes with an instance, and
+    an instance names an instrument that repeats there and holds only its fields."""
+    instance = row.get("redcap_repeat_instance")
+    instrument = str(row.get("redcap_repeat_instrument", ""))
+    repeating_here = {form for repeat_event, form in project.repeating if repeat_event == event}
+    if instance is None:
+        if "" in repeating_here and forms:
+            raise RedcapError(f"The event '{event}' repeats: redcap_repeat_instance is required")
+        if forms & repeating_here:
+            names = ", ".join(sorted(forms & repeating_here))
+            raise RedcapError(f"{names} is a repeating instrument: an instance is required")
+        return
+    if not str(instance).isdigit() or int(instance) < 1:
+        raise RedcapError("redcap_repeat_instance must be a whole number of 1 or more")
+    if instrument not in repeating_here:
+        raise RedcapError(f"'{instrument}' is not a repeating instrument on event '{event}'")
+    if instrument and forms - {instrument}:
+        raise RedcapError(
+            f"Fields of {', '.join(sorted(forms - {instrument}))} sent in an instance of "
+            f"'{instrument}'"
+        )
 
 
 def _filter(logic: str) -> tuple[str, str] | None:

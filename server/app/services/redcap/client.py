@@ -49,6 +49,8 @@ class ProjectFacts:
     events: frozenset[str]  # unique event names; empty for a classic project
     field_forms: dict[str, str] = field(default_factory=dict)  # field -> its instrument
     event_forms: dict[str, frozenset[str]] = field(default_factory=dict)  # event -> instruments
+    # (unique event name or "", instrument or "" when the whole event repeats)
+    repeating: frozenset[tuple[str, str]] = frozenset()
 
 
 class _Call:
@@ -150,6 +152,12 @@ def describe_project(url: str, token: str, timeout: float) -> ProjectFacts:
                 event_forms.setdefault(str(row.get("unique_event_name")), set()).add(
                     str(row.get("form"))
                 )
+    repeating: set[tuple[str, str]] = set()
+    if str(info.get("has_repeating_instruments_or_events", "0")) == "1":
+        rows = _guard(call, lambda: project.export_repeating_instruments_events(format_type="json"))
+        for row in rows if isinstance(rows, list) else []:
+            if isinstance(row, Mapping):
+                repeating.add((str(row.get("event_name") or ""), str(row.get("form_name") or "")))
     return ProjectFacts(
         redcap_version=str(version) if version is not None else None,
         project_title=str(info["project_title"]) if info.get("project_title") else None,
@@ -160,6 +168,7 @@ def describe_project(url: str, token: str, timeout: float) -> ProjectFacts:
         events=events,
         field_forms=field_forms,
         event_forms={event: frozenset(forms) for event, forms in event_forms.items()},
+        repeating=frozenset(repeating),
     )
 
 

@@ -3,10 +3,11 @@
 `prepare` (in the claim's transaction) reads the project's configuration as it is now, decrypts
 the token and builds the record: the record id field holds the participant's code, the mapped
 scores their fields and, in a longitudinal project, `redcap_event_name` the event the session's
-visit maps to. `send` imports it through PyCap in a worker thread. A record is keyed by
-participant and event, and imported with overwrite behaviour `normal`, so a session pushed
-twice (a retry whose first answer was lost, a redelivery) writes the same values again, never a
-second record.
+visit maps to; the fields of a repeating instrument go in a row of their own, as the instance
+the session was given at its first push. `send` imports it through PyCap in a worker thread. A
+record is keyed by participant and event (and instance), and imported with overwrite behaviour
+`normal`, so a session pushed twice (a retry whose first answer was lost, a redelivery) writes
+the same values again, never a second record.
 """
 
 from __future__ import annotations
@@ -16,13 +17,13 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
 from app.core.security import FieldEncryptor
 from app.models.outbox import AttemptOutcome, DestinationKind, OutboxDelivery
-from app.models.redcap import RedcapProject
+from app.models.redcap import RedcapProject, RedcapRepeatInstance
 from app.models.schedule import Visit
 from app.services.outbox.dispatch import AttemptResult, ClaimedDelivery, Destination
 from app.services.redcap import client
@@ -36,7 +37,7 @@ class RedcapJob:
     delivery_id: uuid.UUID
     url: str
     token: str
-    record: dict[str, str]
+    records: list[dict[str, str]]
 
     def __repr__(self) -> str:  # never the token, should a job be logged
         return f"RedcapJob(delivery_id={self.delivery_id}, url={self.url!r})"
@@ -64,19 +65,92 @@ async def _event_name(
     return str(event_name)
 
 
-async def build_record(
+REPEAT_INSTRUMENT_FIELD = "redcap_repeat_instrument"
+REPEAT_INSTANCE_FIELD = "redcap_repeat_instance"
+
+
+async def _instance(
+    session: AsyncSession,
+    project: RedcapProject,
+    record_id: str,
+    event_name: str,
+    instrument: str,
+    session_id: uuid.UUID,
+) -> int:
+    """The instance this session has in a repeating instrument (or event) of the record: the
+    one it was given at its first push, else the next free number, kept for later pushes."""
+    where = (
+        RedcapRepeatInstance.redcap_project_id == project.id,
+        RedcapRepeatInstance.record_id == record_id,
+        RedcapRepeatInstance.event_name == event_name,
+        RedcapRepeatInstance.instrument == instrument,
+    )
+    given = await session.scalar(
+        select(RedcapRepeatInstance.instance).where(
+            *where, RedcapRepeatInstance.session_id == session_id
+        )
+    )
+    if given is not None:
+        return given
+    highest = await session.scalar(select(func.max(RedcapRepeatInstance.instance)).where(*where))
+    instance = (highest or 0) + 1
+    session.add(
+        RedcapRepeatInstance(
+            redcap_project_id=project.id,
+            record_id=record_id,
+            event_name=event_name,
+            instrument=instrument,
+            session_id=session_id,
+            instance=instance,
+        )
+    )
+    await session.flush()
+    return instance
+
+
+async def build_records(
     session: AsyncSession, project: RedcapProject, payload: dict[str, object]
-) -> dict[str, str]:
+) -> list[dict[str, str]]:
+    """The rows one session becomes: the record's plain fields in one row, and the fields of
+    each repeating instrument (or of a repeating event) in a row of their own, as an instance
+    of it (docs/redcap.md, repeating instruments)."""
     values = mapped_values(payload, project.field_mapping)
     if not values:
         raise RecordError("None of the session's scores is mapped to a REDCap field")
-    record = {project.record_id_field: str(payload["participant_code"])}
+    record_id = str(payload["participant_code"])
     visit_id = payload.get("visit_id")
     event_name = await _event_name(session, project, str(visit_id) if visit_id else None)
+    event = event_name or ""
+    repeating = {(str(item["event"]), str(item["form"])) for item in project.repeating_forms}
+    # Which row each value goes to: None for the plain one, else the repeating instrument
+    # ("" when the whole event repeats).
+    rows_by_instrument: dict[str | None, dict[str, str]] = {}
+    for field_name, value in values.items():
+        form = str(project.field_forms.get(field_name, ""))
+        if (event, "") in repeating:
+            instrument: str | None = ""
+        elif form and (event, form) in repeating:
+            instrument = form
+        else:
+            instrument = None
+        rows_by_instrument.setdefault(instrument, {})[field_name] = value
+    base = {project.record_id_field: record_id}
     if event_name is not None:
-        record[EVENT_NAME_FIELD] = event_name
-    record.update(values)
-    return record
+        base[EVENT_NAME_FIELD] = event_name
+    records: list[dict[str, str]] = []
+    if any(instrument is not None for instrument in rows_by_instrument):
+        # Instances are numbered per record: one push at a time per project takes the next.
+        await session.refresh(project, with_for_update=True)
+    session_id = uuid.UUID(str(payload["session_id"]))
+    for instrument, fields in sorted(rows_by_instrument.items(), key=lambda item: item[0] or ""):
+        row = dict(base)
+        if instrument is not None:
+            number = await _instance(session, project, record_id, event, instrument, session_id)
+            row[REPEAT_INSTRUMENT_FIELD] = instrument
+            row[REPEAT_INSTANCE_FIELD] = str(number)
+        row.update(fields)
+        records.append(row)
+    return records
 
 
 def _elapsed_ms(started: float) -> int:
@@ -88,7 +162,7 @@ async def send_record(job: RedcapJob, settings: Settings) -> AttemptResult:
     started = time.monotonic()
     try:
         await asyncio.to_thread(
-            client.import_records, job.url, job.token, [job.record], settings.REDCAP_TIMEOUT_SECONDS
+            client.import_records, job.url, job.token, job.records, settings.REDCAP_TIMEOUT_SECONDS
         )
     except client.RedcapCallError as exc:
         outcome = {
@@ -112,10 +186,10 @@ def redcap_destination(settings: Settings, encryptor: FieldEncryptor) -> Destina
                 error="The REDCap token cannot be decrypted with ENCRYPTION_KEYS; save it again",
             )
         try:
-            record = await build_record(session, project, claimed.event.payload)
+            records = await build_records(session, project, claimed.event.payload)
         except RecordError as exc:
             return AttemptResult(AttemptOutcome.CONFIGURATION_ERROR, error=str(exc))
-        return RedcapJob(claimed.delivery_id, project.api_url, token, record)
+        return RedcapJob(claimed.delivery_id, project.api_url, token, records)
 
     async def send(job: RedcapJob) -> AttemptResult:
         return await send_record(job, settings)

@@ -273,6 +273,12 @@ async def save_project(
     project.event_mapping = dict(data.event_mapping)
     project.enabled = data.enabled
     project.longitudinal = facts.longitudinal
+    project.field_forms = {
+        name: facts.field_forms.get(name, "") for name in sorted(set(data.field_mapping.values()))
+    }
+    project.repeating_forms = [
+        {"event": event, "form": form} for event, form in sorted(facts.repeating)
+    ]
     project.project_title = facts.project_title
     project.redcap_version = facts.redcap_version
     project.redcap_project_ref = facts.project_id
