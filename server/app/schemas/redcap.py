@@ -15,7 +15,8 @@ from pydantic import (
     model_validator,
 )
 
-from app.models.outbox import AttemptOutcome, DeliveryStatus, EventType
+from app.models.outbox import DeliveryStatus, EventType
+from app.schemas.outbox import DeliveryAttemptRead
 
 FieldName = Annotated[
     str, StringConstraints(strip_whitespace=True, pattern=r"^[a-z][a-z0-9_]{0,99}$")
@@ -113,16 +114,6 @@ class SyncRead(BaseModel):
     queued: int = Field(description="failed or dead pushes queued to be sent again")
 
 
-class RedcapAttemptRead(BaseModel):
-    number: int
-    started_at: datetime
-    finished_at: datetime | None
-    duration_ms: int | None
-    outcome: AttemptOutcome
-    status_code: int | None
-    error: str | None
-
-
 class RedcapDeliveryRead(BaseModel):
     id: uuid.UUID
     config_id: uuid.UUID
@@ -139,7 +130,7 @@ class RedcapDeliveryRead(BaseModel):
     last_error: str | None = Field(description="REDCap's own error text when it gave one")
     delivered_at: datetime | None
     created_at: datetime
-    attempt_log: list[RedcapAttemptRead]
+    attempt_log: list[DeliveryAttemptRead]
 
 
 class ImportParticipantsRequest(BaseModel):

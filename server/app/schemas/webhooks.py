@@ -9,7 +9,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from app.models.outbox import AttemptOutcome, DeliveryStatus, EventType
+from app.models.outbox import DeliveryStatus, EventType
+from app.schemas.outbox import DeliveryAttemptRead
 
 DEFAULT_SECRET_OVERLAP_SECONDS = 24 * 3600
 MAX_SECRET_OVERLAP_SECONDS = 7 * 24 * 3600
@@ -87,16 +88,6 @@ class WebhookRead(BaseModel):
 
 class WebhookWithSecret(WebhookRead):
     secret: str = Field(description="Shown this once; store it to verify signatures")
-
-
-class DeliveryAttemptRead(BaseModel):
-    number: int
-    started_at: datetime
-    finished_at: datetime | None
-    duration_ms: int | None
-    outcome: AttemptOutcome
-    status_code: int | None
-    error: str | None
 
 
 class DeliveryRead(BaseModel):

@@ -23,12 +23,12 @@ from app.models.audit import ActorType
 from app.models.outbox import DeliveryStatus
 from app.models.redcap import RedcapProject
 from app.schemas.common import Page
+from app.schemas.outbox import DeliveryAttemptRead
 from app.schemas.redcap import (
     ConnectionTestRead,
     ImportedRowRead,
     ImportParticipantsRead,
     ImportParticipantsRequest,
-    RedcapAttemptRead,
     RedcapConfigRead,
     RedcapConfigWrite,
     RedcapDeliveryRead,
@@ -91,18 +91,7 @@ def _push_read(entry: delivery_service.PushEntry) -> RedcapDeliveryRead:
         last_error=delivery.last_error,
         delivered_at=delivery.delivered_at,
         created_at=delivery.created_at,
-        attempt_log=[
-            RedcapAttemptRead(
-                number=attempt.number,
-                started_at=attempt.started_at,
-                finished_at=attempt.finished_at,
-                duration_ms=attempt.duration_ms,
-                outcome=attempt.outcome,
-                status_code=attempt.status_code,
-                error=attempt.error,
-            )
-            for attempt in entry.attempts
-        ],
+        attempt_log=[DeliveryAttemptRead.model_validate(attempt) for attempt in entry.attempts],
     )
 
 

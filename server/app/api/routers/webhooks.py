@@ -21,8 +21,8 @@ from app.core.clock import utcnow
 from app.models.outbox import DeliveryStatus, EventType, OutboxDelivery, OutboxEvent
 from app.models.webhook import WebhookSubscription
 from app.schemas.common import IsoDateTime, Page
+from app.schemas.outbox import DeliveryAttemptRead
 from app.schemas.webhooks import (
-    DeliveryAttemptRead,
     DeliveryDetailRead,
     DeliveryRead,
     EventBody,
@@ -91,18 +91,7 @@ def _delivery_detail(detail: delivery_service.DeliveryDetail) -> DeliveryDetailR
             study_id=event.study_id,
             data=event.payload,
         ),
-        attempt_log=[
-            DeliveryAttemptRead(
-                number=attempt.number,
-                started_at=attempt.started_at,
-                finished_at=attempt.finished_at,
-                duration_ms=attempt.duration_ms,
-                outcome=attempt.outcome,
-                status_code=attempt.status_code,
-                error=attempt.error,
-            )
-            for attempt in detail.attempts
-        ],
+        attempt_log=[DeliveryAttemptRead.model_validate(attempt) for attempt in detail.attempts],
     )
 
 

@@ -22,8 +22,8 @@ from app.models.redcap import RedcapProject
 from app.schemas.common import PageParams, Pagination
 from app.services.audit import AuditContext
 from app.services.audit_subjects import AuditSubject, record_about
+from app.services.outbox.log import page_of_deliveries
 from app.services.outbox.writer import OUTBOX_WRITTEN
-from app.services.pagination import paginate_rows
 from app.services.policy import Capability, require_study_capability
 from app.services.principals import StaffPrincipal
 
@@ -51,18 +51,7 @@ async def list_pushes(
     )
     if status is not None:
         statement = statement.where(OutboxDelivery.status == status)
-    rows, pagination = await paginate_rows(
-        session,
-        statement,
-        params,
-        sortable={
-            "created_at": OutboxDelivery.created_at,
-            "last_attempt_at": OutboxDelivery.last_attempt_at,
-            "status": OutboxDelivery.status,
-        },
-        default_sort="created_at",
-        tie_breaker=OutboxDelivery.id,
-    )
+    rows, pagination = await page_of_deliveries(session, statement, params)
     ids = [delivery.id for delivery, _ in rows]
     attempts: dict[uuid.UUID, list[OutboxDeliveryAttempt]] = {}
     if ids:

@@ -22,7 +22,7 @@ from app.schemas.common import PageParams, Pagination
 from app.services.audit import AuditContext
 from app.services.audit_subjects import AuditSubject, record_about
 from app.services.outbox.dispatch import redeliver
-from app.services.pagination import paginate_rows
+from app.services.outbox.log import page_of_deliveries
 from app.services.principals import StaffPrincipal
 from app.services.webhooks.subscriptions import get_webhook
 
@@ -67,18 +67,7 @@ async def list_deliveries(
         statement = statement.where(OutboxDelivery.created_at >= filters.created_from)
     if filters.created_to is not None:
         statement = statement.where(OutboxDelivery.created_at <= filters.created_to)
-    rows, pagination = await paginate_rows(
-        session,
-        statement,
-        params,
-        sortable={
-            "created_at": OutboxDelivery.created_at,
-            "last_attempt_at": OutboxDelivery.last_attempt_at,
-            "status": OutboxDelivery.status,
-        },
-        default_sort="created_at",
-        tie_breaker=OutboxDelivery.id,
-    )
+    rows, pagination = await page_of_deliveries(session, statement, params)
     return [(delivery, event) for delivery, event in rows], pagination
 
 
