@@ -12,6 +12,7 @@ from app.models.audit import (
 from app.models.battery import Battery, BatteryVersion
 from app.models.consent import ConsentForm, ConsentFormStatus, ConsentRecord, SignerRole
 from app.models.invitation import Invitation
+from app.models.item_bank import ItemBank, ItemBankVersion
 from app.models.notification import (
     Notification,
     NotificationChannel,
@@ -77,6 +78,8 @@ __all__ = [
     "DestinationKind",
     "EventType",
     "Invitation",
+    "ItemBank",
+    "ItemBankVersion",
     "MagicLinkToken",
     "MemberRole",
     "Notification",

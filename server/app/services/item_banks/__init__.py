@@ -1,0 +1,1 @@
+"""IRT item banks and computerized adaptive testing (docs/item-banks.md)."""
