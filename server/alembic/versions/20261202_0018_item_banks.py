@@ -1,7 +1,7 @@
 """IRT item banks and their versions
 
 Revision ID: 0018
-Revises: 0014
+Revises: 0020
 Create Date: 2026-12-02
 """
 
@@ -14,7 +14,7 @@ from sqlalchemy.dialects import postgresql
 import app.db.base
 
 revision: str = "0018"
-down_revision: str | None = "0014"
+down_revision: str | None = "0020"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
