@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.catalogue.registry import list_modules
+from app.config import Settings
 from app.core.clock import utcnow
 from app.models.audit import AuditEvent
 from app.models.study import MemberRole, Study
@@ -267,7 +268,9 @@ async def test_integrations_are_exported_without_secrets_and_not_applied(
     assert count == 0
 
 
-async def test_access_rules(client: httpx.AsyncClient, db_session: AsyncSession) -> None:
+async def test_access_rules(
+    client: httpx.AsyncClient, db_session: AsyncSession, settings: Settings
+) -> None:
     assert (await client.get("/api/templates")).status_code == 401
     reader = await factories.staff(db_session, client, UserRole.READ_ONLY)
     refused = await client.post(
@@ -304,6 +307,19 @@ async def test_access_rules(client: httpx.AsyncClient, db_session: AsyncSession)
     assert (
         await client.get("/api/templates/export", headers=admin.headers, params=params)
     ).status_code == 200
+
+    participant = await factories.participant(db_session, study)
+    token = await factories.participant_headers(db_session, settings, participant)
+    for method, url, body in (
+        ("GET", "/api/templates", None),
+        ("GET", "/api/templates/schema", None),
+        ("GET", "/api/templates/pro-follow-up", None),
+        ("POST", "/api/templates/pro-follow-up/apply", {"code": _code(), "name": "P"}),
+        ("POST", "/api/templates/apply", {"code": _code(), "name": "P", "document": {}}),
+    ):
+        answer = await client.request(method, url, headers=token, json=body)
+        assert answer.status_code == 403, (url, answer.text)
+        assert answer.json()["error"]["details"]["reason"] == "STAFF_ONLY"
 
 
 async def test_bad_documents_name_the_json_path_and_leave_nothing(
