@@ -5,9 +5,9 @@ Schema (`GET /api/templates/schema`)."""
 from __future__ import annotations
 
 import uuid
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from app.models.schedule import VisitAnchor
 from app.models.study import ConsentMode
@@ -25,6 +25,10 @@ from app.schemas.studies import StudyRead
 TEMPLATE_FORMAT_VERSION = 1
 MAX_TEMPLATE_BATTERIES = 50
 MAX_TEMPLATE_SITES = 200
+
+
+# Names as the services store them (stripped), so a document round-trips as written.
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)]
 
 
 class _Strict(BaseModel):
@@ -46,7 +50,7 @@ class TemplateStudySettings(_Strict):
 
 class TemplateSite(_Strict):
     code: str = Field(min_length=1, max_length=50)
-    name: str = Field(min_length=1, max_length=255)
+    name: Name
     timezone: str = Field(max_length=64, description="IANA time zone")
 
 
@@ -59,7 +63,7 @@ class TemplateTask(_Strict):
 
 
 class TemplateBattery(_Strict):
-    name: str = Field(min_length=1, max_length=255)
+    name: Name
     description: str | None = Field(default=None, max_length=10_000)
     estimated_minutes: int | None = Field(default=None, ge=1, le=600)
     tasks: list[TemplateTask] = Field(min_length=1, max_length=50)
@@ -67,7 +71,7 @@ class TemplateBattery(_Strict):
 
 class TemplateEvent(_Strict):
     key: str = Field(pattern=EVENT_KEY_PATTERN, examples=["baseline"])
-    label: str = Field(min_length=1, max_length=255)
+    label: Name
     anchor: VisitAnchor = VisitAnchor.ENROLLMENT_DATE
     offset_days: int = Field(ge=-3650, le=3650)
     window_before_days: int = Field(default=0, ge=0, le=365)
@@ -78,7 +82,7 @@ class TemplateEvent(_Strict):
 
 
 class TemplateSchedule(_Strict):
-    name: str = Field(default="Visit schedule", min_length=1, max_length=255)
+    name: Name = "Visit schedule"
     description: str | None = Field(default=None, max_length=10_000)
     reminder_quiet_hours: QuietHours | None = None
     events: list[TemplateEvent] = Field(min_length=1, max_length=MAX_EVENTS)

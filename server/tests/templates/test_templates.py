@@ -13,7 +13,7 @@ from jsonschema import Draft202012Validator
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.catalogue.registry import list_modules
+from app.catalogue import list_modules
 from app.config import Settings
 from app.core.clock import utcnow
 from app.models.audit import AuditEvent
@@ -207,7 +207,7 @@ async def test_a_file_round_trips_with_sites_and_overrides_normalized(
         ],
         "batteries": [
             # 20 is simple-rt's default: the export leaves it out.
-            {"name": "B", "tasks": [{"module_id": "simple-rt", "config": {"n_trials": 20}}]}
+            {"name": "  B  ", "tasks": [{"module_id": "simple-rt", "config": {"n_trials": 20}}]}
         ],
     }
     response = await _apply_document(client, researcher.headers, document)
@@ -215,6 +215,7 @@ async def test_a_file_round_trips_with_sites_and_overrides_normalized(
     exported = await _export(client, researcher.headers, response.json()["study"]["id"])
     assert exported["sites"] == document["sites"]
     assert exported["study"]["config"] == {"a": 1}
+    assert exported["batteries"][0]["name"] == "B"  # stripped, as the batteries service stores it
     assert exported["batteries"][0]["tasks"] == [{"module_id": "simple-rt", "config": {}}]
     assert exported["schedule"] is None
     # The export is itself a template: applying it gives the same export again.

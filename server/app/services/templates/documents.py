@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.catalogue.registry import get_module
+from app.catalogue import UnknownModuleError, get_module
 from app.core.errors import ConflictError, ValidationFailedError
 from app.models.battery import Battery, BatteryVersion
 from app.models.consent import ConsentForm, ConsentFormStatus
@@ -115,7 +115,10 @@ def parse_template(document: Mapping[str, Any]) -> StudyTemplate:
 
 def _config_overrides(module_id: str, config: Mapping[str, Any]) -> dict[str, Any]:
     """The stored effective configuration minus what the module's defaults already give."""
-    defaults = get_module(module_id).default_config
+    try:
+        defaults = get_module(module_id).default_config
+    except UnknownModuleError:  # a module since left the catalogue: keep everything
+        return dict(config)
     return {
         name: value
         for name, value in config.items()
