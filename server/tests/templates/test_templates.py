@@ -17,6 +17,7 @@ from app.catalogue import list_modules
 from app.config import Settings
 from app.core.clock import utcnow
 from app.models.audit import AuditEvent
+from app.models.redcap import RedcapProject
 from app.models.study import MemberRole, Study
 from app.models.user import UserRole
 from app.models.webhook import WebhookSubscription
@@ -247,8 +248,30 @@ async def test_integrations_are_exported_without_secrets_and_not_applied(
             secret_created_at=utcnow(),
         )
     )
+    db_session.add(
+        RedcapProject(
+            id=uuid.uuid4(),
+            study_id=study_id,
+            site_id=None,
+            api_url="https://redcap.example.org/api/",
+            token_encrypted="TOKEN-SECRET-CIPHERTEXT",
+            record_id_field="record_id",
+            field_mapping={"simple-rt.median_rt_ms": "srt_median"},
+            event_mapping={"screening": "screening_arm_1"},
+            enabled=True,
+            trigger_token_hash="a" * 64,
+            trigger_token_encrypted="TRIGGER-SECRET-CIPHERTEXT",
+        )
+    )
     await db_session.commit()
     exported = await _export(client, researcher.headers, str(study_id))
+    assert exported["integrations"]["redcap"] == {
+        "api_url": "https://redcap.example.org/api/",
+        "record_id_field": "record_id",
+        "field_mapping": {"simple-rt.median_rt_ms": "srt_median"},
+        "event_mapping": {"screening": "screening_arm_1"},
+        "enabled": True,
+    }
     assert exported["integrations"]["webhooks"] == [
         {
             "url": "https://hooks.example.org/metricis",
@@ -260,7 +283,7 @@ async def test_integrations_are_exported_without_secrets_and_not_applied(
     assert "SECRET" not in str(exported)
     copied = await _apply_document(client, researcher.headers, exported)
     assert copied.status_code == 201, copied.text
-    assert copied.json()["not_applied"] == ["integrations.webhooks"]
+    assert copied.json()["not_applied"] == ["integrations.redcap", "integrations.webhooks"]
     count = await db_session.scalar(
         select(func.count())
         .select_from(WebhookSubscription)
