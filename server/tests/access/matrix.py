@@ -69,6 +69,13 @@ NOT_STUDY_SCOPED: Mapping[tuple[str, str], str] = {
     ("POST", "/api/redcap/trigger/{token}"): (
         "REDCap's Data Entry Trigger: the URL's token is the credential (tests/redcap)"
     ),
+    ("GET", "/api/templates"): "lists the built-in templates (tests/templates)",
+    ("GET", "/api/templates/schema"): "the template document's JSON Schema (tests/templates)",
+    ("GET", "/api/templates/{template_id}"): "one built-in template (tests/templates)",
+    ("POST", "/api/templates/apply"): "creates a study from a file (tests/templates)",
+    ("POST", "/api/templates/{template_id}/apply"): (
+        "creates a study from a built-in: no study role exists yet (tests/templates)"
+    ),
 }
 PREFIXES = (
     "/api/studies",
@@ -79,6 +86,7 @@ PREFIXES = (
     "/api/notifications",
     "/api/redcap",
     "/api/dashboard",
+    "/api/templates",
 )
 
 
@@ -555,6 +563,13 @@ AUDIT_LIST_ALL = Route(
     (study_items,),
 )
 
+TEMPLATE_EXPORT = Route(
+    "templates.export",
+    "GET",
+    "/api/templates/export",
+    lambda w, _: Call("/api/templates/export", params={"study_id": str(w.study_id)}),
+)
+
 SCH = "/api/schedules"
 VISITS = SCH + "/visits"
 
@@ -915,6 +930,7 @@ MATRIX: tuple[Row, ...] = (
     row(NOTIFICATION_RESEND,     201,  201,   201,   404,   403,   404,   X,     X,     401),
     row(PREFERENCES_GET,         200,  200,   200,   404,   200,   404,   200,   404,   401),
     row(PREFERENCES_PUT,         200,  200,   200,   404,   403,   404,   200,   404,   401),
+    row(TEMPLATE_EXPORT,         200,  200,   403,   403,   403,   404,   X,     X,     401),
     row(WEBHOOKS_LIST,           200,  200,   403,   403,   403,   404,   X,     X,     401),
     row(WEBHOOKS_CREATE,         201,  201,   403,   403,   403,   404,   X,     X,     401),
     row(WEBHOOK_GET,             200,  200,   403,   403,   403,   404,   X,     X,     401),
