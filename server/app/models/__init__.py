@@ -48,6 +48,7 @@ from app.models.schedule import (
     VisitStatus,
 )
 from app.models.study import ConsentMode, MemberRole, Site, Study, StudyMember, StudyStatus
+from app.models.template import SavedTemplate
 from app.models.user import (
     PasswordReset,
     PersonalAccessToken,
@@ -98,6 +99,7 @@ __all__ = [
     "PersonalAccessToken",
     "RedcapProject",
     "RedcapRepeatInstance",
+    "SavedTemplate",
     "Schedule",
     "ScheduleEvent",
     "ScheduleVersion",

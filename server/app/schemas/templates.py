@@ -5,6 +5,8 @@ Schema (`GET /api/templates/schema`)."""
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
+from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
@@ -140,15 +142,40 @@ class StudyTemplate(_Strict):
     integrations: TemplateIntegrations = Field(default_factory=TemplateIntegrations)
 
 
-class BuiltinTemplateSummary(BaseModel):
+class TemplateKind(StrEnum):
+    BUILTIN = "builtin"  # ships with the server, id a short name
+    SAVED = "saved"  # kept by `POST /api/templates`, id a UUID
+
+
+class TemplateSummary(BaseModel):
     id: str
+    kind: TemplateKind
     title: str
-    summary: str
+    summary: str | None
     estimated_minutes: int | None
+    source_study_id: uuid.UUID | None = Field(
+        default=None, description="Saved templates: the study it was made from"
+    )
+    created_at: datetime | None = Field(default=None, description="Saved templates")
 
 
-class BuiltinTemplateRead(BuiltinTemplateSummary):
+class TemplateRead(TemplateSummary):
     document: dict[str, Any] = Field(description="The template document (see the schema)")
+
+
+class TemplateCreate(BaseModel):
+    """`POST /api/templates`: keep a template made from a study or from a document."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    title: str = Field(min_length=1, max_length=255)
+    summary: str | None = Field(default=None, max_length=2000)
+    from_study_id: uuid.UUID | None = Field(
+        default=None, description="Save this study's configuration as it is now"
+    )
+    document: dict[str, Any] | None = Field(
+        default=None, description="Or save a template document (see the schema)"
+    )
 
 
 class TemplateApply(BaseModel):

@@ -69,12 +69,23 @@ NOT_STUDY_SCOPED: Mapping[tuple[str, str], str] = {
     ("POST", "/api/redcap/trigger/{token}"): (
         "REDCap's Data Entry Trigger: the URL's token is the credential (tests/redcap)"
     ),
-    ("GET", "/api/templates"): "lists the built-in templates (tests/templates)",
+    ("GET", "/api/templates"): (
+        "lists the built-ins and the caller's own saved templates (tests/templates)"
+    ),
+    ("POST", "/api/templates"): (
+        "saves a template: from a study, checked as its export is (tests/templates)"
+    ),
     ("GET", "/api/templates/schema"): "the template document's JSON Schema (tests/templates)",
-    ("GET", "/api/templates/{template_id}"): "one built-in template (tests/templates)",
+    ("GET", "/api/templates/{template_id}"): (
+        "a built-in, or a saved template of the caller's own (tests/templates)"
+    ),
+    ("DELETE", "/api/templates/{template_id}"): (
+        "a saved template: its author or an administrator (tests/templates)"
+    ),
     ("POST", "/api/templates/apply"): "creates a study from a file (tests/templates)",
     ("POST", "/api/templates/{template_id}/apply"): (
-        "creates a study from a built-in: no study role exists yet (tests/templates)"
+        "creates a study from a built-in or a saved template: no study role exists yet "
+        "(tests/templates)"
     ),
 }
 PREFIXES = (

@@ -9,28 +9,58 @@ from fastapi import APIRouter, status
 
 from app.api.dependencies import ActorContextDep, CurrentUser, SessionDep
 from app.api.openapi import error_responses
+from app.models.template import SavedTemplate
 from app.schemas.studies import StudyRead, StudyStatsRead
 from app.schemas.templates import (
-    BuiltinTemplateRead,
-    BuiltinTemplateSummary,
     StudyTemplate,
     TemplateApplied,
     TemplateApply,
+    TemplateCreate,
     TemplateImport,
+    TemplateKind,
+    TemplateRead,
+    TemplateSummary,
 )
 from app.services import studies, templates
 from app.services.templates import BuiltinTemplate, TemplateApplication
+from app.services.templates.builtins import estimated_minutes
 
 router = APIRouter(prefix="/templates", tags=["templates"])
 
 
-def _summary(template: BuiltinTemplate) -> BuiltinTemplateSummary:
-    return BuiltinTemplateSummary(
+def _summary(template: BuiltinTemplate) -> TemplateSummary:
+    return TemplateSummary(
         id=template.id,
+        kind=TemplateKind.BUILTIN,
         title=template.title,
         summary=template.summary,
         estimated_minutes=template.estimated_minutes,
     )
+
+
+def _saved_summary(template: SavedTemplate) -> TemplateSummary:
+    return TemplateSummary(
+        id=str(template.id),
+        kind=TemplateKind.SAVED,
+        title=template.title,
+        summary=template.summary,
+        estimated_minutes=estimated_minutes(template.document),
+        source_study_id=template.source_study_id,
+        created_at=template.created_at,
+    )
+
+
+async def _document(
+    session: SessionDep, principal: CurrentUser, template_id: str
+) -> tuple[TemplateSummary, dict[str, Any]]:
+    """A built-in by its name, or a saved template by its UUID."""
+    try:
+        saved_id = uuid.UUID(template_id)
+    except ValueError:
+        builtin = templates.builtin_template(template_id)
+        return _summary(builtin), builtin.normalized()
+    saved = await templates.get_saved(session, principal, saved_id)
+    return _saved_summary(saved), saved.document
 
 
 async def _applied(
@@ -49,9 +79,30 @@ async def _applied(
 
 
 @router.get("")
-async def list_templates(principal: CurrentUser) -> list[BuiltinTemplateSummary]:
-    """The built-in templates."""
-    return [_summary(template) for template in templates.builtin_templates()]
+async def list_templates(principal: CurrentUser, session: SessionDep) -> list[TemplateSummary]:
+    """The built-in templates, then the saved ones the caller may see (theirs; all for an
+    administrator), newest first."""
+    builtins = [_summary(template) for template in templates.builtin_templates()]
+    saved = [_saved_summary(t) for t in await templates.list_saved(session, principal)]
+    return builtins + saved
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, responses=error_responses(403, 404, 409))
+async def save_template(
+    body: TemplateCreate, principal: CurrentUser, session: SessionDep, context: ActorContextDep
+) -> TemplateRead:
+    """Keep a template on the server, made from a study (`from_study_id`, configure_study
+    there) or from a document; problems in a document name their path in it."""
+    saved = await templates.save_template(
+        session,
+        context,
+        principal,
+        title=body.title,
+        summary=body.summary,
+        from_study_id=body.from_study_id,
+        document=body.document,
+    )
+    return TemplateRead(**_saved_summary(saved).model_dump(), document=saved.document)
 
 
 @router.get("/schema")
@@ -79,10 +130,23 @@ async def apply_document(
     return await _applied(session, principal, application)
 
 
-@router.get("/{template_id}")
-async def get_template(template_id: str, principal: CurrentUser) -> BuiltinTemplateRead:
-    template = templates.builtin_template(template_id)
-    return BuiltinTemplateRead(**_summary(template).model_dump(), document=template.normalized())
+@router.get("/{template_id}", responses=error_responses(404))
+async def get_template(
+    template_id: str, principal: CurrentUser, session: SessionDep
+) -> TemplateRead:
+    """A built-in (by name) or a saved template (by id) with its document."""
+    summary, document = await _document(session, principal, template_id)
+    return TemplateRead(**summary.model_dump(), document=document)
+
+
+@router.delete(
+    "/{template_id:uuid}", status_code=status.HTTP_204_NO_CONTENT, responses=error_responses(404)
+)
+async def delete_template(
+    template_id: uuid.UUID, principal: CurrentUser, session: SessionDep, context: ActorContextDep
+) -> None:
+    """Remove a saved template (its author or an administrator); studies made from it stay."""
+    await templates.delete_saved(session, context, principal, template_id)
 
 
 @router.post(
@@ -95,9 +159,9 @@ async def apply_builtin(
     session: SessionDep,
     context: ActorContextDep,
 ) -> TemplateApplied:
-    """A new draft study from a built-in template."""
-    template = templates.builtin_template(template_id)
+    """A new draft study from a built-in (by name) or a saved template (by id)."""
+    _, document = await _document(session, principal, template_id)
     application = await templates.apply_template(
-        session, context, principal, code=body.code, name=body.name, document=template.document
+        session, context, principal, code=body.code, name=body.name, document=document
     )
     return await _applied(session, principal, application)

@@ -9,6 +9,7 @@ from app.services.templates.documents import (
     parse_template,
     template_schema,
 )
+from app.services.templates.saved import delete_saved, get_saved, list_saved, save_template
 
 __all__ = [
     "BuiltinTemplate",
@@ -16,7 +17,11 @@ __all__ = [
     "apply_template",
     "builtin_template",
     "builtin_templates",
+    "delete_saved",
     "export_study",
+    "get_saved",
+    "list_saved",
     "parse_template",
+    "save_template",
     "template_schema",
 ]

@@ -4,6 +4,7 @@ from one gives the same document back (tests/templates)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -230,6 +231,13 @@ _PRO_FOLLOW_UP: dict[str, Any] = {
 }
 
 
+def estimated_minutes(document: Mapping[str, Any]) -> int | None:
+    """The template's batteries' estimated minutes, summed (None when none says)."""
+    minutes = [battery.get("estimated_minutes") for battery in document.get("batteries", [])]
+    known = [value for value in minutes if isinstance(value, int)]
+    return sum(known) if known else None
+
+
 @dataclass(frozen=True, slots=True)
 class BuiltinTemplate:
     id: str
@@ -239,9 +247,7 @@ class BuiltinTemplate:
 
     @property
     def estimated_minutes(self) -> int | None:
-        minutes = [battery.get("estimated_minutes") for battery in self.document["batteries"]]
-        known = [value for value in minutes if isinstance(value, int)]
-        return sum(known) if known else None
+        return estimated_minutes(self.document)
 
     def normalized(self) -> dict[str, Any]:
         """The document with every default written out: what an export of it gives."""
