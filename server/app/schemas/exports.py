@@ -40,7 +40,7 @@ class ExportCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     study_id: uuid.UUID
-    format: Literal["csv", "json"]
+    format: Literal["csv", "json", "parquet"]
     dataset: Literal["trials", "summaries", "sessions", "participants", "all"] = "all"
     filters: ExportFiltersIn = Field(default_factory=ExportFiltersIn)
     include_pii: bool = Field(

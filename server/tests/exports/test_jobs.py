@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import uuid
 from datetime import timedelta
 
 import httpx
+import pyarrow as pa
+import pyarrow.parquet as pq
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -273,3 +276,32 @@ async def test_delete_and_expiry_remove_the_file(
         "export.downloaded",
         "export.expired",
     ]
+
+
+async def test_parquet_tables_are_typed_and_exact(
+    client: httpx.AsyncClient, world: World, runner: Runner
+) -> None:
+    body = {"study_id": world.study_id, "format": "parquet", "dataset": "all"}
+    _, archive = await export_archive(client, runner, world.researcher.headers, body)
+    assert {"trials.parquet", "scores.parquet", "participants.parquet"} <= set(archive.namelist())
+    trials = pq.read_table(io.BytesIO(archive.read("trials.parquet")))
+    assert trials.num_rows == 44
+    assert trials.schema.field("rt").type == pa.float64()
+    assert trials.schema.field("is_practice").type == pa.bool_()
+    assert trials.schema.field("trial_index").type == pa.int64()
+    assert trials.schema.field("rt").metadata[b"unit"] == b"ms"
+    rows = trials.to_pylist()
+    first = next(
+        r
+        for r in rows
+        if r["participant_code"] == "A1" and r["task"] == "simple-rt" and r["trial_index"] == 0
+    )
+    assert first["response"] == "=1+2" and first["rt"] == 300.0  # exact, not neutralised
+    scores = pq.read_table(io.BytesIO(archive.read("scores.parquet")))
+    assert scores.num_rows == 2
+    assert scores.schema.field("simple-rt.n_trials").type == pa.float64()
+    a1 = next(r for r in scores.to_pylist() if r["participant_code"] == "A1")
+    assert a1["simple-rt.n_trials"] == 10
+    assert a1["started_at"].tzinfo is not None
+    codebook = read_csv(archive, "codebook.csv")
+    assert {e["table"] for e in codebook} == {"trials", "scores", "participants"}

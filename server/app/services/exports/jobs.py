@@ -50,8 +50,6 @@ from app.services.principals import StaffPrincipal
 logger = get_logger(__name__)
 
 EXPORTS_QUEUED = "exports.queued"
-FORMATS = ("csv", "json")
-DATASETS = ("trials", "summaries", "sessions", "participants", "all")
 ACTIVE = (ExportStatus.QUEUED, ExportStatus.RUNNING)
 # At most this often a running job writes its progress.
 PROGRESS_INTERVAL_SECONDS = 0.5

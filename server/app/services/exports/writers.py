@@ -1,9 +1,10 @@
 """An export's file: a zip holding the tables asked for and their codebook.
 
 CSV tables are for spreadsheets: cells are neutralised (spreadsheet.py), booleans are `true` and
-`false`, JSON fields compact JSON. JSON Lines keep every value exactly as stored. The codebook
-is written twice, as `codebook.csv` and `codebook.json`: one entry per column of every table
-(table, name, type, unit, meaning, scorer version).
+`false`, JSON fields compact JSON. JSON Lines keep every value exactly as stored; so does
+Parquet, typed from the codebook (JSON fields as JSON text), in row groups of a batch each.
+The codebook is written twice, as `codebook.csv` and `codebook.json`: one entry per column of
+every table (table, name, type, unit, meaning, scorer version).
 """
 
 from __future__ import annotations
@@ -18,7 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from app.services.exports.datasets import Column, Row, plain, text_cell
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from app.services.exports.datasets import BATCH_ROWS, Column, Row, plain, text_cell
 from app.services.exports.spreadsheet import csv_cell
 
 Progress = Callable[[int], Awaitable[None]]
@@ -71,10 +75,79 @@ async def write_jsonl(handle: IO[bytes], table: Table, progress: Progress) -> in
     return count
 
 
+_ARROW_TYPES: dict[str, pa.DataType] = {
+    "string": pa.string(),
+    "uuid": pa.string(),
+    "json": pa.string(),
+    "integer": pa.int64(),
+    "number": pa.float64(),
+    "boolean": pa.bool_(),
+    "datetime": pa.timestamp("us", tz="UTC"),
+    "date": pa.date32(),
+}
+
+
+def arrow_schema(columns: tuple[Column, ...]) -> pa.Schema:
+    """The Parquet schema of a table, from its codebook; each field's metadata holds the
+    codebook entry, so the file describes itself."""
+    return pa.schema(
+        [
+            pa.field(
+                column.name,
+                _ARROW_TYPES[column.type],
+                metadata={key: value for key, value in column.as_json().items() if value},
+            )
+            for column in columns
+        ]
+    )
+
+
+def _arrow_value(column: Column, value: Any) -> Any:
+    if value is None:
+        return None
+    if column.type in ("uuid", "json"):
+        return text_cell(value)
+    if column.type == "string":
+        return str(value)
+    return value
+
+
+async def write_parquet(handle: IO[bytes], table: Table, progress: Progress) -> int:
+    """Row groups of BATCH_ROWS rows: memory stays bounded by one batch."""
+    schema = arrow_schema(table.columns)
+    count = 0
+    batch: list[Row] = []
+    with pq.ParquetWriter(handle, schema, compression="zstd") as writer:
+
+        def flush() -> None:
+            arrays = [
+                pa.array(
+                    [_arrow_value(column, row.get(column.name)) for row in batch],
+                    type=_ARROW_TYPES[column.type],
+                )
+                for column in table.columns
+            ]
+            writer.write_batch(pa.record_batch(arrays, schema=schema))
+
+        async for row in table.rows:
+            batch.append(row)
+            if len(batch) == BATCH_ROWS:
+                flush()
+                count += len(batch)
+                await progress(len(batch))
+                batch = []
+        if batch or count == 0:
+            flush()
+            count += len(batch)
+            await progress(len(batch))
+    return count
+
+
 TableWriter = Callable[[IO[bytes], Table, Progress], Awaitable[int]]
 EXTENSIONS: dict[str, tuple[str, TableWriter]] = {
     "csv": ("csv", write_csv),
     "json": ("jsonl", write_jsonl),
+    "parquet": ("parquet", write_parquet),
 }
 
 
@@ -104,7 +177,18 @@ async def write_archive(
     rows = 0
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True) as archive:
         for table in tables:
-            with archive.open(f"{table.name}.{extension}", "w", force_zip64=True) as member:
+            member_name = f"{table.name}.{extension}"
+            if file_format == "parquet":
+                # Parquet writes its footer last and wants a real file: made beside the zip.
+                part = path.with_suffix(f".{table.name}.parquet")
+                try:
+                    with part.open("wb") as handle:
+                        rows += await writer(handle, table, progress)
+                    archive.write(part, member_name, compress_type=zipfile.ZIP_STORED)
+                finally:
+                    part.unlink(missing_ok=True)
+                continue
+            with archive.open(member_name, "w", force_zip64=True) as member:
                 rows += await writer(member, table, progress)
         entries = codebook_entries([(table.name, table.columns) for table in tables])
         archive.writestr("codebook.csv", _codebook_csv(entries))
