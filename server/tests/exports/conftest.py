@@ -13,13 +13,16 @@ import io
 import json
 import uuid
 import zipfile
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
+from app.api.routers.exports import get_stream_session
 from app.config import Settings
 from app.models.export import ExportJob
 from app.models.participant import ParticipantStatus, WithdrawalScope
@@ -164,3 +167,13 @@ def read_csv(archive: zipfile.ZipFile, name: str) -> list[dict[str, str]]:
 
 def read_jsonl(archive: zipfile.ZipFile, name: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in archive.read(name).decode().splitlines() if line]
+
+
+@pytest.fixture
+def stream_in_test_session(app: FastAPI, db_session: AsyncSession) -> None:
+    """The streamed download reads through a session of its own; in the tests, the test's."""
+
+    async def test_stream_session() -> AsyncIterator[AsyncSession]:
+        yield db_session
+
+    app.dependency_overrides[get_stream_session] = test_stream_session

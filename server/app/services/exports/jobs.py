@@ -229,6 +229,34 @@ async def delete_export(
     return job
 
 
+async def authorize_trials_stream(
+    session: AsyncSession,
+    context: AuditContext,
+    principal: StaffPrincipal,
+    study_id: uuid.UUID,
+    filters: ExportFilters,
+    *,
+    spreadsheet_safe: bool,
+) -> ExportScope:
+    """The scope of a direct streamed trials CSV, audited before the first byte leaves (a
+    stream has no file, so no hash: the event records the filters)."""
+    access = await require_study_capability(session, principal, study_id, Capability.EXPORT)
+    await record_about(
+        session,
+        context,
+        AuditSubject(AuditCategory.EXPORT, "study", study_id, study_id),
+        "export.streamed",
+        after={
+            "dataset": "trials",
+            "format": "csv",
+            "filters": filters.as_json(),
+            "spreadsheet_safe": spreadsheet_safe,
+            "site_id": str(access.site_id) if access.site_id else None,
+        },
+    )
+    return ExportScope(study_id, filters, access.site_id)
+
+
 # ---------------------------------------------------------------------------------- worker side
 
 
