@@ -28,6 +28,7 @@ from app.services.exports.scope import ExportScope
 from app.services.exports.spreadsheet import csv_cell
 
 QUEUE_CHUNKS = 16
+CHUNK_BYTES = 64 * 1024
 FLUSH_BYTES = 256 * 1024
 # A text cell a spreadsheet runs as a formula (spreadsheet.FORMULA_STARTS), as a POSIX class.
 _FORMULA_PATTERN = "^[-=+@\t\r]"
@@ -44,7 +45,7 @@ def _boolean_text(column: Any, name: str) -> Any:
     )
 
 
-def _copy_statement(scope: ExportScope, spreadsheet_safe: bool) -> Any:
+def copy_statement(scope: ExportScope, spreadsheet_safe: bool) -> Any:
     """The trials query with PostgreSQL doing what the Python writer does per cell."""
     base = datasets.trials_select(scope).subquery("t")
     columns: list[Any] = []
@@ -67,7 +68,7 @@ async def _copy_chunks(
     session: AsyncSession, scope: ExportScope, spreadsheet_safe: bool
 ) -> AsyncIterator[bytes]:
     connection = await session.connection()
-    compiled = _copy_statement(scope, spreadsheet_safe).compile(
+    compiled = copy_statement(scope, spreadsheet_safe).compile(
         dialect=connection.dialect, compile_kwargs={"render_postcompile": True}
     )
     arguments = [compiled.params[name] for name in compiled.positiontup or ()]
@@ -75,14 +76,22 @@ async def _copy_chunks(
     driver: Any = raw.driver_connection
     queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=QUEUE_CHUNKS)
 
+    pending = bytearray()
+
     async def put(chunk: bytes) -> None:
-        await queue.put(bytes(chunk))
+        # asyncpg hands over what each network read brought; the client gets larger chunks.
+        pending.extend(chunk)
+        if len(pending) >= CHUNK_BYTES:
+            await queue.put(bytes(pending))
+            pending.clear()
 
     async def produce() -> None:
         try:
             await driver.copy_from_query(
                 str(compiled), *arguments, output=put, format="csv", header=True
             )
+            if pending:
+                await queue.put(bytes(pending))
         finally:
             await queue.put(None)
 
