@@ -135,6 +135,12 @@ class Settings(BaseSettings):
     # How often beat runs the scan storing visit statuses (reads never wait for it).
     VISIT_STATUS_SCAN_SECONDS: float = Field(default=60.0, ge=1)
 
+    # Exports (docs/exports.md): how long a finished export file is kept before the sweep
+    # removes it, and how often beat runs the sweep and looks for queued jobs.
+    EXPORT_EXPIRY_HOURS: float = Field(default=72.0, gt=0, le=24 * 90)
+    EXPORT_SWEEP_SECONDS: float = Field(default=300.0, ge=1)
+    EXPORT_SCAN_SECONDS: float = Field(default=30.0, ge=0.2)
+
     # The outbox (docs/webhooks.md): how often beat asks for due deliveries (a commit that wrote
     # outbox rows asks at once as well), and how deliveries are retried: exponential backoff
     # from the base, capped, with jitter; the delivery is dead after OUTBOX_MAX_ATTEMPTS.

@@ -38,6 +38,7 @@ from app.api.routers import (
     batteries,
     consent,
     dashboard,
+    exports,
     health,
     invitations,
     item_banks,
@@ -309,6 +310,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redcap.trigger_router,
         redcap.router,
         dashboard.router,
+        exports.router,
     )
     for router in routers:
         app.include_router(router, prefix="/api")

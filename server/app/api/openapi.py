@@ -36,6 +36,7 @@ ERROR_DESCRIPTIONS: dict[int, str] = {
     403: "The caller is known but may not do this (`details` says what is missing)",
     404: "Not found, or not visible to the caller",
     409: "The request contradicts the stored state (`details.reason` names it)",
+    410: "It existed but is gone: expired or deleted",
     413: "The request body is over the size limit",
     422: "The request is not valid (`details.errors` names the fields)",
     423: "Too many failed sign-ins: locked for a while (`Retry-After`)",

@@ -11,6 +11,7 @@ from app.models.audit import (
 )
 from app.models.battery import Battery, BatteryVersion
 from app.models.consent import ConsentForm, ConsentFormStatus, ConsentRecord, SignerRole
+from app.models.export import ExportJob, ExportStatus
 from app.models.invitation import Invitation
 from app.models.item_bank import ItemBank, ItemBankVersion
 from app.models.notification import (
@@ -78,6 +79,8 @@ __all__ = [
     "DeliveryStatus",
     "DestinationKind",
     "EventType",
+    "ExportJob",
+    "ExportStatus",
     "Invitation",
     "ItemBank",
     "ItemBankVersion",

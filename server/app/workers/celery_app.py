@@ -20,7 +20,7 @@ from app.config import Settings, get_settings
 from app.core.logging import configure_logging
 from app.services.audit import warn_if_derived
 from app.workers.kicks import start_worker_kicks
-from app.workers.queues import AUDIT, QUEUES, REDCAP, REMINDERS, WEBHOOKS
+from app.workers.queues import AUDIT, EXPORTS, QUEUES, REDCAP, REMINDERS, WEBHOOKS
 from app.workers.tasks import (
     ADVANCE_VISIT_STATUSES_TASK,
     AUDIT_CHAIN_TASK,
@@ -28,7 +28,9 @@ from app.workers.tasks import (
     DISPATCH_NOTIFICATIONS_TASK,
     DISPATCH_REDCAP_TASK,
     DISPATCH_WEBHOOKS_TASK,
+    RUN_EXPORTS_TASK,
     SCAN_VISIT_REMINDERS_TASK,
+    SWEEP_EXPORTS_TASK,
 )
 
 
@@ -83,6 +85,8 @@ def create_celery_app(settings: Settings) -> Celery:
             SCAN_VISIT_REMINDERS_TASK: {"queue": REMINDERS},
             DISPATCH_WEBHOOKS_TASK: {"queue": WEBHOOKS},
             DISPATCH_REDCAP_TASK: {"queue": REDCAP},
+            RUN_EXPORTS_TASK: {"queue": EXPORTS},
+            SWEEP_EXPORTS_TASK: {"queue": EXPORTS},
         },
         task_serializer="json",
         accept_content=["json"],
@@ -144,6 +148,18 @@ def create_celery_app(settings: Settings) -> Celery:
                 "task": DISPATCH_REDCAP_TASK,
                 "schedule": timedelta(seconds=settings.OUTBOX_SCAN_SECONDS),
                 "options": {"expires": settings.OUTBOX_SCAN_SECONDS},
+            },
+            # Queued export jobs whose request to run was lost; the jobs are rows, so a missed
+            # tick only delays them.
+            "run-exports": {
+                "task": RUN_EXPORTS_TASK,
+                "schedule": timedelta(seconds=settings.EXPORT_SCAN_SECONDS),
+                "options": {"expires": settings.EXPORT_SCAN_SECONDS},
+            },
+            "sweep-exports": {
+                "task": SWEEP_EXPORTS_TASK,
+                "schedule": timedelta(seconds=settings.EXPORT_SWEEP_SECONDS),
+                "options": {"expires": settings.EXPORT_SWEEP_SECONDS},
             },
         },
         beat_schedule_filename=str(settings.STORAGE_DIR / "celerybeat-schedule"),

@@ -1,9 +1,9 @@
 """Asking a worker to run a dispatcher now, after a commit that made work due, rather than at
 beat's next tick.
 
-Two after-commit events kick dispatchers: `outbox.written` (webhook deliveries and REDCap pushes:
-one task per kind of destination, each on its own queue) and `notifications.due` (reminders,
-resends). The API process starts the kicks in its lifespan; a
+Three after-commit events kick dispatchers: `outbox.written` (webhook deliveries and REDCap
+pushes: one task per kind of destination, each on its own queue), `notifications.due` (reminders,
+resends) and `exports.queued` (export jobs). The API process starts the kicks in its lifespan; a
 worker starts them too, since a task (a scan) can make notifications due.
 
 A kick never waits on the broker in the caller: it raises a flag, and a thread of the kicker's own
@@ -23,13 +23,15 @@ from celery import Celery
 from app.config import Settings
 from app.core.events import DomainEvent, subscribe, unsubscribe
 from app.core.logging import get_logger
+from app.services.exports.jobs import EXPORTS_QUEUED
 from app.services.notifications.scheduling import NOTIFICATIONS_DUE
 from app.services.outbox.writer import OUTBOX_WRITTEN
-from app.workers.queues import REDCAP, REMINDERS, WEBHOOKS
+from app.workers.queues import EXPORTS, REDCAP, REMINDERS, WEBHOOKS
 from app.workers.tasks import (
     DISPATCH_NOTIFICATIONS_TASK,
     DISPATCH_REDCAP_TASK,
     DISPATCH_WEBHOOKS_TASK,
+    RUN_EXPORTS_TASK,
 )
 
 logger = get_logger(__name__)
@@ -162,6 +164,10 @@ class DispatchKicks:
                         settings.NOTIFICATION_DISPATCH_INTERVAL_SECONDS,
                     ),
                 ),
+                self._sender,
+            ),
+            EXPORTS_QUEUED: TaskKicker(
+                (KickTarget(RUN_EXPORTS_TASK, EXPORTS, settings.EXPORT_SCAN_SECONDS),),
                 self._sender,
             ),
         }

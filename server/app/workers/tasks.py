@@ -18,6 +18,7 @@ from app.config import get_settings
 from app.core.clock import utcnow
 from app.db.session import run_in_transaction, run_with_sessions
 from app.services.audit import AuditContext, ChainSettings, run_chainer
+from app.services.exports import jobs as export_jobs
 from app.services.heartbeats import BEAT_HEARTBEAT, record_heartbeat
 from app.services.notifications.dispatcher import Dispatcher
 from app.services.redcap.dispatcher import dispatch_redcap
@@ -34,6 +35,8 @@ DISPATCH_NOTIFICATIONS_TASK = "metricis.dispatch_notifications"
 DISPATCH_WEBHOOKS_TASK = "metricis.dispatch_webhooks"
 SCAN_VISIT_REMINDERS_TASK = "metricis.scan_visit_reminders"
 DISPATCH_REDCAP_TASK = "metricis.dispatch_redcap"
+RUN_EXPORTS_TASK = "metricis.run_exports"
+SWEEP_EXPORTS_TASK = "metricis.sweep_exports"
 
 # Failures of the infrastructure, worth trying again later; a domain error is not retried.
 RETRYABLE_ERRORS = (sa_exc.OperationalError, sa_exc.InterfaceError, ConnectionError, TimeoutError)
@@ -141,3 +144,23 @@ def dispatch_redcap_deliveries() -> dict[str, int]:
         "failed": report.failed,
         "dead": report.dead,
     }
+
+
+@metricis_task(RUN_EXPORTS_TASK)
+def run_exports() -> dict[str, int]:
+    """Run the queued export jobs (app/services/exports/jobs.py), one after another. Each job
+    is claimed with a conditional update, so two workers never make the same file."""
+    settings = get_settings()
+    return run_with_sessions(
+        settings, lambda sessions: export_jobs.run_pending_exports(sessions, settings)
+    )
+
+
+@metricis_task(SWEEP_EXPORTS_TASK)
+def sweep_exports() -> int:
+    """Remove the files of export jobs past their expiry."""
+    settings = get_settings()
+    return run_in_transaction(
+        settings,
+        lambda session: export_jobs.sweep_expired_exports(session, settings, utcnow()),
+    )

@@ -1,0 +1,81 @@
+"""The direct streamed trials CSV: COPY on PostgreSQL, a batched cursor on SQLite."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import httpx
+import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.models.audit import AuditEvent
+from tests.exports.conftest import World
+
+pytestmark = pytest.mark.usefixtures("stream_in_test_session")
+
+
+def _rows(response: httpx.Response) -> list[dict[str, str]]:
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("text/csv")
+    return list(csv.DictReader(io.StringIO(response.text, newline="")))
+
+
+async def test_the_stream_holds_the_trials_in_scope(
+    client: httpx.AsyncClient, world: World, db_session: AsyncSession
+) -> None:
+    path = f"/api/exports/studies/{world.study_id}/trials.csv"
+    rows = _rows(await client.get(path, headers=world.researcher.headers))
+    assert len(rows) == 44  # W1 withdrew with deletion: absent
+    assert {r["participant_code"] for r in rows} == {"A1", "B1"}
+    first = next(
+        r
+        for r in rows
+        if r["participant_code"] == "A1" and r["task"] == "simple-rt" and r["trial_index"] == "0"
+    )
+    assert first["response"] == "'=1+2"
+    assert first["is_practice"] == "false"
+    assert float(first["rt"]) == 300.0
+    assert first["session_id"] == world.session_ids["A1"]
+    assert [int(r["trial_id"]) for r in rows] == sorted(int(r["trial_id"]) for r in rows)
+
+    exact = _rows(
+        await client.get(
+            path, headers=world.researcher.headers, params={"spreadsheet_safe": "false"}
+        )
+    )
+    assert "=1+2" in {r["response"] for r in exact}
+    assert "-SUM(A1)" in {r["response"] for r in exact}
+
+    narrowed = _rows(
+        await client.get(
+            path,
+            headers=world.researcher.headers,
+            params={"site_id": str(world.site_ids["S2"]), "task": "flanker"},
+        )
+    )
+    assert {(r["participant_code"], r["task"]) for r in narrowed} == {("B1", "flanker")}
+    assert len(narrowed) == 12
+
+    events = (
+        await db_session.scalars(
+            select(AuditEvent).where(
+                AuditEvent.action == "export.streamed", AuditEvent.entity_id == world.study_id
+            )
+        )
+    ).all()
+    assert len(events) == 3
+    assert all(event.category == "export" for event in events)
+
+
+async def test_the_stream_needs_the_export_capability(
+    client: httpx.AsyncClient, world: World
+) -> None:
+    path = f"/api/exports/studies/{world.study_id}/trials.csv"
+    for person in (world.coordinator, world.viewer):
+        assert (await client.get(path, headers=person.headers)).status_code == 403
+    assert (await client.get(path, headers=world.outsider.headers)).status_code == 404
+    assert (await client.get(path)).status_code == 401
+    scoped = _rows(await client.get(path, headers=world.site_researcher.headers))
+    assert {r["site_code"] for r in scoped} == {"S2"}
