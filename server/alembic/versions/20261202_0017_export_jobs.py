@@ -4,7 +4,7 @@ A study's data exported to a file in the `exports` queue: the job's scope, progr
 file's size, SHA-256 and expiry (docs/exports.md).
 
 Revision ID: 0017
-Revises: 0014
+Revises: 0021
 Create Date: 2026-12-02
 """
 
@@ -17,7 +17,7 @@ from sqlalchemy.dialects import postgresql
 import app.db.base
 
 revision: str = "0017"
-down_revision: str | None = "0014"
+down_revision: str | None = "0021"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
