@@ -75,7 +75,7 @@ async def _read_login(request: Request) -> LoginRequest:
         ) from exc
 
 
-def _login_response(outcome: auth_service.LoginOutcome) -> LoginResponse:
+def login_response(outcome: auth_service.LoginOutcome) -> LoginResponse:
     assert outcome.tokens is not None
     tokens = TokensRead(
         access_token=outcome.tokens.access_token,
@@ -115,7 +115,7 @@ async def login(
     )
     if outcome.mfa_token is not None:
         return MfaRequiredResponse(mfa_token=outcome.mfa_token)
-    return _login_response(outcome)
+    return login_response(outcome)
 
 
 @router.post("/2fa/verify", responses=error_responses(401, 423))
@@ -130,7 +130,7 @@ async def verify_mfa(
     outcome = await auth_service.complete_mfa_login(
         session, store, settings, context, encryptor, mfa_token=body.mfa_token, code=body.code
     )
-    return _login_response(outcome)
+    return login_response(outcome)
 
 
 @router.post("/refresh", responses=error_responses(401))
