@@ -59,12 +59,17 @@ async def create_user(
     role: UserRole,
     password: str | None,
     must_change_password: bool = True,
+    sso_only: bool = False,
 ) -> CreatedUser:
     email = normalize_email(email)
     if await session.scalar(select(User.id).where(User.email == email)) is not None:
         raise _email_taken()
     generated = None
-    if password is None:
+    if sso_only:
+        # No password at all: the account signs in through an identity provider only.
+        password = None
+        must_change_password = False
+    elif password is None:
         # Long and random: it only has to survive until the first sign-in.
         generated = password = generate_secret_token(18)
     else:
@@ -75,7 +80,7 @@ async def create_user(
         name=name.strip(),
         role=role,
         status=UserStatus.ACTIVE,
-        password_hash=await hash_password(password),
+        password_hash=None if password is None else await hash_password(password),
         must_change_password=must_change_password,
     )
     session.add(user)

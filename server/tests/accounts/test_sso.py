@@ -185,6 +185,48 @@ async def test_an_unknown_address_gets_an_account_when_the_provider_creates_them
     assert await count_events(db_session, "user.password_reset_requested") == 0
 
 
+async def test_an_administrator_provisions_an_account_that_signs_in_only_through_sso(
+    client: httpx.AsyncClient, db_session: AsyncSession, oidc: OidcProvider
+) -> None:
+    admin = await factories.staff(db_session, client, UserRole.ADMIN)
+    both = await client.post(
+        "/api/auth/register",
+        json={
+            "email": "lin@hospital.example",
+            "name": "Lin",
+            "role": "researcher",
+            "sso_only": True,
+            "password": "a-password-anyway-123",
+        },
+        headers=admin.headers,
+    )
+    assert_error(both, 422)
+    created = await client.post(
+        "/api/auth/register",
+        json={
+            "email": "lin@hospital.example",
+            "name": "Lin",
+            "role": "researcher",
+            "sso_only": True,
+        },
+        headers=admin.headers,
+    )
+    assert created.status_code == 201, created.text
+    assert created.json()["temporary_password"] is None
+    assert created.json()["user"]["must_change_password"] is False
+    row = await db_session.scalar(select(User).where(User.email == "lin@hospital.example"))
+    assert row is not None and row.password_hash is None
+
+    oidc.person = Person(sub="idp-lin", email="lin@hospital.example")
+    response = await _sign_in(client)
+    assert response.status_code == 200, response.text
+    assert response.json()["user"] == {
+        **response.json()["user"],
+        "id": str(row.id),
+        "role": "researcher",
+    }
+
+
 async def _refused(
     client: httpx.AsyncClient, db_session: AsyncSession, reason: str, provider: str = PROVIDER
 ) -> None:

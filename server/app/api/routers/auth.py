@@ -197,9 +197,16 @@ async def accept_terms(
 async def register(
     body: RegisterRequest, _: AdminUser, session: SessionDep, context: ActorContextDep
 ) -> RegisterResponse:
-    """Create a staff account with a temporary password that must be changed at first sign-in."""
+    """Create a staff account with a temporary password that must be changed at first sign-in,
+    or (`sso_only`) one without a password that signs in through single sign-on."""
     created = await users_service.create_user(
-        session, context, email=body.email, name=body.name, role=body.role, password=body.password
+        session,
+        context,
+        email=body.email,
+        name=body.name,
+        role=body.role,
+        password=body.password,
+        sso_only=body.sso_only,
     )
     return RegisterResponse(
         user=UserDetailRead.model_validate(created.user),
