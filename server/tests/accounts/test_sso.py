@@ -364,3 +364,26 @@ async def test_an_unreachable_provider_is_503(database_url: str, storage_dir: Pa
     async with lifespan_client(create_app(settings)) as client:
         response = await client.get("/api/auth/sso/gone/login")
     assert_error(response, 503)
+
+
+def test_provider_settings_are_checked(database_url: str, storage_dir: Path) -> None:
+    provider = {
+        "issuer": "http://idp.example",
+        "client_id": "c",
+        "client_secret": "s3cret-value",
+        "allowed_email_domains": ["@Hospital.Example"],
+    }
+    settings = make_settings(database_url, storage_dir, OIDC_PROVIDERS={"h": provider})
+    assert settings.OIDC_PROVIDERS["h"].allowed_email_domains == ["hospital.example"]
+    assert "OIDC_PROVIDERS['h'].issuer is not an https address" in settings.production_problems()
+    assert "s3cret-value" not in repr(settings)
+    with pytest.raises(ValueError, match="openid"):
+        make_settings(
+            database_url, storage_dir, OIDC_PROVIDERS={"h": {**provider, "scopes": ["email"]}}
+        )
+    with pytest.raises(ValueError):
+        make_settings(
+            database_url,
+            storage_dir,
+            OIDC_PROVIDERS={"h": {**provider, "default_role": "admin"}},
+        )
