@@ -18,7 +18,9 @@ Every refusal is one 401 with `details.reason`, audited as `user.sso_login_faile
 
 from __future__ import annotations
 
+import functools
 import secrets
+import ssl
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -118,8 +120,16 @@ async def _discover(client: httpx.AsyncClient, provider: OidcProvider) -> dict[s
     return metadata
 
 
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    # Loading the trust store takes a good part of a sign-in's time: once per process.
+    return ssl.create_default_context()
+
+
 def _http_client(settings: Settings) -> httpx.AsyncClient:
-    return httpx.AsyncClient(timeout=settings.OIDC_HTTP_TIMEOUT_SECONDS, follow_redirects=False)
+    return httpx.AsyncClient(
+        timeout=settings.OIDC_HTTP_TIMEOUT_SECONDS, follow_redirects=False, verify=_tls_context()
+    )
 
 
 async def start_login(store: SessionStore, settings: Settings, key: str) -> str:
