@@ -11,9 +11,9 @@ from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.errors import ConflictError, NotFoundError, ValidationFailedError
+from app.core.errors import ConflictError, NotFoundError, ValidationFailedError, field_error
 from app.core.security import generate_secret_token, hash_password
-from app.models.user import User, UserRole, UserSession, UserStatus
+from app.models.user import User, UserKind, UserRole, UserSession, UserStatus
 from app.schemas.common import PageParams, Pagination
 from app.services.audit import AuditContext
 from app.services.audit_subjects import AuditSubject, record_about, record_change
@@ -151,6 +151,9 @@ async def update_user(
     ):
         # An administrator demoting or disabling themselves could leave nobody in charge.
         raise ValidationFailedError("Administrators cannot demote or disable themselves")
+    if user.kind == UserKind.SERVICE and role is UserRole.ADMIN:
+        # An integration never administers the deployment (docs/accounts.md, service accounts).
+        raise field_error("role", "A service account cannot be an administrator")
     before = user_snapshot(user)
     if name is not None:
         user.name = name.strip()

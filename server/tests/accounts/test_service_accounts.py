@@ -127,6 +127,14 @@ async def test_only_administrators_manage_service_accounts(
         ),
         422,
     )
+    # Nor make one an administrator afterwards.
+    account = await client.post(
+        "/api/service-accounts", json={"name": "pipeline"}, headers=admin.headers
+    )
+    promoted = await client.patch(
+        f"/api/users/{account.json()['id']}", json={"role": "admin"}, headers=admin.headers
+    )
+    assert_error(promoted, 422)
     # A person is not a service account.
     for path in (
         f"/api/service-accounts/{researcher.user_id}",
