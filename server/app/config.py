@@ -13,7 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # Development secrets. They let `make run` work with nothing configured; production refuses them.
@@ -81,6 +81,41 @@ def _parse_audit_chain_key(item: str, position: int) -> tuple[str, bytes]:
     except (binascii.Error, ValueError):
         raise ValueError(f"AUDIT_CHAIN_KEYS key '{key_id}' is not valid base64") from None
     return key_id, secret
+
+
+class OidcProvider(BaseModel):
+    """One OpenID Connect identity provider for staff single sign-on (docs/accounts.md)."""
+
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
+    # The issuer exactly as the provider's discovery document and id tokens name it.
+    issuer: str = Field(min_length=1)
+    client_id: str = Field(min_length=1)
+    client_secret: SecretStr
+    scopes: list[str] = ["openid", "email", "profile"]
+    # Only verified addresses of these domains may sign in; empty: any domain.
+    allowed_email_domains: list[str] = []
+    # Create an account at the first sign-in of an unknown address (with `default_role`);
+    # otherwise only existing accounts may sign in.
+    create_accounts: bool = False
+    default_role: Literal["researcher", "coordinator", "read_only"] = "read_only"
+    # Where the provider sends the browser back; unset: the API's own callback route under
+    # PUBLIC_BASE_URL. Registered at the provider exactly as it is.
+    redirect_uri: str | None = None
+    # A name for the sign-in button; unset: the provider's key.
+    display_name: str | None = None
+
+    @field_validator("allowed_email_domains")
+    @classmethod
+    def _lower_domains(cls, value: list[str]) -> list[str]:
+        return [domain.strip().lower().lstrip("@") for domain in value if domain.strip()]
+
+    @field_validator("scopes")
+    @classmethod
+    def _openid_scope(cls, value: list[str]) -> list[str]:
+        if "openid" not in value:
+            raise ValueError("scopes must include openid")
+        return value
 
 
 class Settings(BaseSettings):
@@ -183,6 +218,11 @@ class Settings(BaseSettings):
     INVITATIONS_REQUIRE_TWO_FACTOR: bool = False
     # Password reset links (docs/accounts.md): short-lived, single use.
     PASSWORD_RESET_EXPIRE_MINUTES: int = Field(default=30, ge=5, le=240)
+    # Single sign-on (docs/accounts.md): identity providers by key (a JSON object), how long a
+    # started sign-in may take at the provider, and the timeout of calls to a provider.
+    OIDC_PROVIDERS: dict[str, OidcProvider] = {}
+    OIDC_LOGIN_EXPIRE_SECONDS: int = Field(default=600, ge=60, le=3600)
+    OIDC_HTTP_TIMEOUT_SECONDS: float = Field(default=10.0, gt=0, le=60)
     # Argon2id cost. Production refuses less than OWASP's minimum (19 MiB, 2 passes).
     PASSWORD_HASH_TIME_COST: int = Field(default=3, ge=1, le=20)
     PASSWORD_HASH_MEMORY_KIB: int = Field(default=65536, ge=8, le=4_194_304)
@@ -461,6 +501,9 @@ class Settings(BaseSettings):
             problems.append(
                 "SMS_BACKEND is twilio without SMS_ACCOUNT_SID, SMS_AUTH_TOKEN and SMS_FROM"
             )
+        for key, provider in self.OIDC_PROVIDERS.items():
+            if not provider.issuer.startswith("https://"):
+                problems.append(f"OIDC_PROVIDERS['{key}'].issuer is not an https address")
         if self.uses_embedded_broker:
             problems.append(
                 "background work would use the embedded broker; production needs Redis "

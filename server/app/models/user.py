@@ -25,6 +25,13 @@ class UserStatus(StrEnum):
     DISABLED = "disabled"
 
 
+class UserKind(StrEnum):
+    # A member of staff: signs in with a password or through single sign-on.
+    PERSON = "person"
+    # An integration's account: no password, no interactive sign-in, only access tokens.
+    SERVICE = "service"
+
+
 class User(UUIDPrimaryKeyMixin, TimestampMixin, Base):
     __tablename__ = "users"
     __table_args__ = (
@@ -38,7 +45,14 @@ class User(UUIDPrimaryKeyMixin, TimestampMixin, Base):
     status: Mapped[UserStatus] = mapped_column(
         EnumString(UserStatus, 20), default=UserStatus.ACTIVE
     )
-    password_hash: Mapped[str] = mapped_column(String(255))
+    kind: Mapped[UserKind] = mapped_column(
+        EnumString(UserKind, 20), default=UserKind.PERSON, server_default="person"
+    )
+    # The administrator who owns a service account; None for people.
+    owner_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    # None: no password at all (an account that signs in through single sign-on only, or a
+    # service account).
+    password_hash: Mapped[str | None] = mapped_column(String(255))
     # Bumped on every password change: invitation and reset links carry it and die with it.
     password_version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     must_change_password: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")

@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, model_validator
 
 from app.models.user import UserRole, UserStatus
 
@@ -89,6 +89,17 @@ class RegisterRequest(BaseModel):
         max_length=1024,
         description="A temporary password; omitted, the server generates one and returns it once.",
     )
+    sso_only: bool = Field(
+        default=False,
+        description="An account without a password that signs in through single sign-on only "
+        "(no `password` then)",
+    )
+
+    @model_validator(mode="after")
+    def _no_password_for_sso_only(self) -> RegisterRequest:
+        if self.sso_only and self.password is not None:
+            raise ValueError("an account that signs in through single sign-on has no password")
+        return self
 
 
 class RegisterResponse(BaseModel):

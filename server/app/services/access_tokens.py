@@ -47,6 +47,7 @@ REFUSED_PREFIXES = (
     "/api/user-sessions",
     "/api/users",
     "/api/invitations",
+    "/api/service-accounts",
 )
 LAST_USED_WRITE_INTERVAL = timedelta(seconds=60)
 MAX_ACTIVE_TOKENS = 50

@@ -38,7 +38,7 @@ from app.core.security import (
     verify_password,
 )
 from app.models.audit import ActorType, AuditCategory
-from app.models.user import User, UserRole, UserSession, UserStatus
+from app.models.user import User, UserKind, UserRole, UserSession, UserStatus
 from app.services.audit import AuditContext
 from app.services.audit_subjects import AuditSubject, record_about
 from app.services.passwords import check_password_policy
@@ -235,6 +235,29 @@ async def login(
         await verify_password(password, None)
         raise _locked_error(user.locked_until - now)
 
+    if user.password_hash is None:
+        # Single sign-on only, or a service account: no password can open it.
+        await verify_password(password, None)
+        service = user.kind == UserKind.SERVICE
+        await record_about(
+            session,
+            context,
+            AuditSubject.account(user.id),
+            "user.login_failed",
+            after={"email": user.email, "reason": "service_account" if service else "sso_only"},
+        )
+        if service:
+            raise UnauthorizedError(
+                "Service accounts do not sign in; they use personal access tokens",
+                details={"reason": "SERVICE_ACCOUNT"},
+                keep_changes=True,
+            )
+        raise UnauthorizedError(
+            "This account signs in through single sign-on, not with a password",
+            details={"reason": "SSO_ONLY"},
+            keep_changes=True,
+        )
+
     valid, new_hash = await verify_password(password, user.password_hash)
     if not valid or user.status != UserStatus.ACTIVE:
         reason = "invalid_credentials" if not valid else "account_disabled"
@@ -258,7 +281,7 @@ async def login(
         )
         return LoginOutcome(user=user, mfa_token=mfa.token)
 
-    tokens = await _open_login_session(session, settings, context, user, device, method="password")
+    tokens = await open_login_session(session, settings, context, user, device, method="password")
     return LoginOutcome(user=user, tokens=tokens)
 
 
@@ -291,7 +314,7 @@ async def _count_failed_sign_in(
     return locked
 
 
-async def _open_login_session(
+async def open_login_session(
     session: AsyncSession,
     settings: Settings,
     context: AuditContext,
@@ -358,7 +381,7 @@ async def complete_mfa_login(
             raise _locked_error(LOCKOUT)
         raise UnauthorizedError("The two-factor code is not valid", keep_changes=True)
     device = claims.get("dev") or None
-    tokens = await _open_login_session(
+    tokens = await open_login_session(
         session, settings, context, user, device, method="password+totp"
     )
     return LoginOutcome(user=user, tokens=tokens)

@@ -105,7 +105,9 @@ async def request_password_reset(
         logger.warning("password_reset_throttled", scope="email")
         return None
     user = await session.scalar(select(User).where(User.email == address))
-    if user is None or user.status != UserStatus.ACTIVE:
+    # Accounts without a password (single sign-on only, service accounts) get no link: a reset
+    # would give them a password their identity provider does not know of.
+    if user is None or user.status != UserStatus.ACTIVE or user.password_hash is None:
         return None
     now = utcnow()
     token = generate_secret_token()

@@ -11,9 +11,9 @@ from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.errors import ConflictError, NotFoundError, ValidationFailedError
+from app.core.errors import ConflictError, NotFoundError, ValidationFailedError, field_error
 from app.core.security import generate_secret_token, hash_password
-from app.models.user import User, UserRole, UserSession, UserStatus
+from app.models.user import User, UserKind, UserRole, UserSession, UserStatus
 from app.schemas.common import PageParams, Pagination
 from app.services.audit import AuditContext
 from app.services.audit_subjects import AuditSubject, record_about, record_change
@@ -59,12 +59,17 @@ async def create_user(
     role: UserRole,
     password: str | None,
     must_change_password: bool = True,
+    sso_only: bool = False,
 ) -> CreatedUser:
     email = normalize_email(email)
     if await session.scalar(select(User.id).where(User.email == email)) is not None:
         raise _email_taken()
     generated = None
-    if password is None:
+    if sso_only:
+        # No password at all: the account signs in through an identity provider only.
+        password = None
+        must_change_password = False
+    elif password is None:
         # Long and random: it only has to survive until the first sign-in.
         generated = password = generate_secret_token(18)
     else:
@@ -75,7 +80,7 @@ async def create_user(
         name=name.strip(),
         role=role,
         status=UserStatus.ACTIVE,
-        password_hash=await hash_password(password),
+        password_hash=None if password is None else await hash_password(password),
         must_change_password=must_change_password,
     )
     session.add(user)
@@ -146,6 +151,9 @@ async def update_user(
     ):
         # An administrator demoting or disabling themselves could leave nobody in charge.
         raise ValidationFailedError("Administrators cannot demote or disable themselves")
+    if user.kind == UserKind.SERVICE and role is UserRole.ADMIN:
+        # An integration never administers the deployment (docs/accounts.md, service accounts).
+        raise field_error("role", "A service account cannot be an administrator")
     before = user_snapshot(user)
     if name is not None:
         user.name = name.strip()

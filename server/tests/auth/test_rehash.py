@@ -40,7 +40,7 @@ async def test_outdated_hash_is_upgraded_on_login(
     assert refreshed is not None
     await db_session.refresh(refreshed)
     assert refreshed.password_hash != old_hash
-    assert "t=1" in refreshed.password_hash
+    assert refreshed.password_hash is not None and "t=1" in refreshed.password_hash
     again = await client.post(
         "/api/auth/login", json={"email": "old-hash@example.org", "password": PASSWORD}
     )

@@ -47,6 +47,8 @@ SIGN_IN_PATHS = frozenset(
         "/api/auth/password-reset/confirm",
     }
 )
+# Single sign-on: starting a sign-in and the provider's callback (a code and a state).
+SSO_PREFIX = "/api/auth/sso/"
 # Access tokens whose subject is a principal the limit can follow.
 _PRINCIPAL_TOKEN_TYPES = {
     TokenType.ACCESS.value: "user",
@@ -132,7 +134,7 @@ class RateLimiter:
 
     def classify(self, scope: Scope, client_address: str) -> tuple[Bucket, str]:
         path: str = scope.get("path", "")
-        if path.rstrip("/") in SIGN_IN_PATHS:
+        if path.rstrip("/") in SIGN_IN_PATHS or path.startswith(SSO_PREFIX):
             return Bucket.SIGN_IN, client_address
         principal = self.principal_of(scope)
         if principal is not None:

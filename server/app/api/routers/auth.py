@@ -75,7 +75,7 @@ async def _read_login(request: Request) -> LoginRequest:
         ) from exc
 
 
-def _login_response(outcome: auth_service.LoginOutcome) -> LoginResponse:
+def login_response(outcome: auth_service.LoginOutcome) -> LoginResponse:
     assert outcome.tokens is not None
     tokens = TokensRead(
         access_token=outcome.tokens.access_token,
@@ -115,7 +115,7 @@ async def login(
     )
     if outcome.mfa_token is not None:
         return MfaRequiredResponse(mfa_token=outcome.mfa_token)
-    return _login_response(outcome)
+    return login_response(outcome)
 
 
 @router.post("/2fa/verify", responses=error_responses(401, 423))
@@ -130,7 +130,7 @@ async def verify_mfa(
     outcome = await auth_service.complete_mfa_login(
         session, store, settings, context, encryptor, mfa_token=body.mfa_token, code=body.code
     )
-    return _login_response(outcome)
+    return login_response(outcome)
 
 
 @router.post("/refresh", responses=error_responses(401))
@@ -197,9 +197,16 @@ async def accept_terms(
 async def register(
     body: RegisterRequest, _: AdminUser, session: SessionDep, context: ActorContextDep
 ) -> RegisterResponse:
-    """Create a staff account with a temporary password that must be changed at first sign-in."""
+    """Create a staff account with a temporary password that must be changed at first sign-in,
+    or (`sso_only`) one without a password that signs in through single sign-on."""
     created = await users_service.create_user(
-        session, context, email=body.email, name=body.name, role=body.role, password=body.password
+        session,
+        context,
+        email=body.email,
+        name=body.name,
+        role=body.role,
+        password=body.password,
+        sso_only=body.sso_only,
     )
     return RegisterResponse(
         user=UserDetailRead.model_validate(created.user),
