@@ -65,6 +65,10 @@ async def get_db(request: Request) -> AsyncIterator[AsyncSession]:
 
 # scope="function": commit before the response is sent (see get_db).
 SessionDep = Annotated[AsyncSession, Depends(get_db, scope="function")]
+# FastAPI's default ("request") scope: the session stays open until the response's background
+# tasks have run, for routes that answer at once and do their lookup after (a sign-in link, a
+# password reset: the answer must not depend on whether the address exists).
+AfterResponseSessionDep = Annotated[AsyncSession, Depends(get_db)]
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 SessionStoreDep = Annotated[SessionStore, Depends(get_session_store)]
 PageParamsDep = Annotated[PageParams, Depends(get_page_params)]

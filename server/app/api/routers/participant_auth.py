@@ -10,19 +10,19 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from typing import Annotated, Literal
+from typing import Literal
 
-from fastapi import APIRouter, BackgroundTasks, Depends, status
+from fastapi import APIRouter, BackgroundTasks, status
 from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.api.dependencies import (
+    AfterResponseSessionDep,
     EncryptorDep,
     RequestAuditContextDep,
     SessionDep,
     SessionStoreDep,
     SettingsDep,
-    get_db,
 )
 from app.api.openapi import error_responses
 from app.config import Settings
@@ -37,10 +37,6 @@ from app.services.session_store import SessionStore
 logger = get_logger(__name__)
 
 router = APIRouter(prefix="/auth", tags=["participant auth"])
-
-# FastAPI's default ("request") scope: the session stays open until the background tasks have
-# run, which is where the magic-link lookup happens. SessionDep would close it before that.
-AfterResponseSessionDep = Annotated[AsyncSession, Depends(get_db)]
 
 
 class ParticipantLoginRequest(BaseModel):

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Annotated, Literal
+from typing import Literal
 
-from fastapi import APIRouter, BackgroundTasks, Depends, status
+from fastapi import APIRouter, BackgroundTasks, status
 from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.api.dependencies import (
+    AfterResponseSessionDep,
     RequestAuditContextDep,
     SessionDep,
     SessionStoreDep,
     SettingsDep,
-    get_db,
 )
 from app.api.openapi import error_responses
 from app.config import Settings
@@ -27,10 +27,6 @@ from app.services.session_store import SessionStore
 logger = get_logger(__name__)
 
 router = APIRouter(prefix="/auth/password-reset", tags=["auth"])
-
-# FastAPI's default ("request") scope: the session stays open until the background task has
-# run, which is where the lookup happens. SessionDep would close it before that.
-AfterResponseSessionDep = Annotated[AsyncSession, Depends(get_db)]
 
 
 class PasswordResetRequest(BaseModel):
