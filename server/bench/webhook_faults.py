@@ -35,7 +35,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -156,7 +156,9 @@ class FlakyReceiver:
 
 
 class Worker:
-    """`metricis worker` for the webhooks queue, in a process group of its own."""
+    """`metricis worker` for `queues`, in a process group of its own."""
+
+    queues = "webhooks"
 
     def __init__(self, env: dict[str, str]) -> None:
         self.env = env
@@ -165,7 +167,7 @@ class Worker:
 
     def start(self) -> None:
         self.process = subprocess.Popen(
-            [METRICIS, "worker", "--queues", "webhooks", "--concurrency", "2"],
+            [METRICIS, "worker", "--queues", self.queues, "--concurrency", "2"],
             cwd=SERVER_ROOT,
             env=self.env,
             start_new_session=True,
@@ -197,6 +199,12 @@ class Run:
     load_seconds: float = 0.0
     drain_seconds: float = 0.0
 
+    def session_done(self) -> None:
+        """Count a completed session and set the events its number reaches."""
+        self.sessions_completed += 1
+        if self.sessions_completed >= self.kill_at:
+            self.kill_time.set()
+
 
 async def _json(response: httpx.Response, status: int) -> dict[str, Any]:
     if response.status_code != status:
@@ -205,7 +213,8 @@ async def _json(response: httpx.Response, status: int) -> dict[str, Any]:
     return body
 
 
-async def prepare(client: httpx.AsyncClient, email: str, receiver: FlakyReceiver) -> str:
+async def open_study(client: httpx.AsyncClient, email: str, code: str, name: str) -> str:
+    """Sign the client in as the administrator and create an active study; answer its id."""
     login = await _json(
         await client.post("/api/auth/login", json={"email": email, "password": ADMIN_PASSWORD}),
         200,
@@ -215,8 +224,8 @@ async def prepare(client: httpx.AsyncClient, email: str, receiver: FlakyReceiver
         await client.post(
             "/api/studies",
             json={
-                "code": f"HOOKS-{uuid.uuid4().hex[:6].upper()}",
-                "name": "Webhook faults",
+                "code": f"{code}-{uuid.uuid4().hex[:6].upper()}",
+                "name": name,
                 "consent_mode": "none",
             },
         ),
@@ -226,6 +235,26 @@ async def prepare(client: httpx.AsyncClient, email: str, receiver: FlakyReceiver
     await _json(
         await client.post(f"/api/studies/{study_id}/status", json={"status": "active"}), 200
     )
+    return study_id
+
+
+async def add_battery(client: httpx.AsyncClient, study_id: str) -> str:
+    battery = await _json(
+        await client.post(
+            "/api/batteries",
+            json={
+                "study_id": study_id,
+                "name": "Two tasks",
+                "tasks": [{"module_id": t, "config": {}} for t in TASKS],
+            },
+        ),
+        201,
+    )
+    return str(battery["id"])
+
+
+async def subscribe(client: httpx.AsyncClient, study_id: str, receiver: FlakyReceiver) -> None:
+    """Subscribe the receiver to every event a session leaves; give it the secret."""
     webhook = await _json(
         await client.post(
             f"/api/studies/{study_id}/webhooks",
@@ -237,7 +266,6 @@ async def prepare(client: httpx.AsyncClient, email: str, receiver: FlakyReceiver
         201,
     )
     receiver.secret = webhook["secret"]
-    return study_id
 
 
 async def one_session(
@@ -285,10 +313,12 @@ async def in_flight(database: str) -> int:
         await connection.close()
 
 
-async def kill_mid_delivery(database: str, worker: Worker, run: Run) -> None:
+async def kill_mid_delivery(
+    database: str, worker: Worker, run: Run, patience_seconds: float = 60.0
+) -> None:
     """Once `run.kill_at` sessions are complete, SIGKILL the worker while deliveries are claimed."""
     await run.kill_time.wait()
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + patience_seconds
     while time.monotonic() < deadline:
         flying = await in_flight(database)
         if flying:
@@ -301,7 +331,36 @@ async def kill_mid_delivery(database: str, worker: Worker, run: Run) -> None:
             worker.start()
             return
         await asyncio.sleep(0.02)
-    raise SystemExit("no delivery was in flight for a minute: nothing to kill in the middle of")
+    raise SystemExit(
+        f"no delivery was in flight for {patience_seconds:.0f} s: nothing to kill in the middle of"
+    )
+
+
+async def run_sessions(
+    client: httpx.AsyncClient,
+    run: Run,
+    battery_id: str,
+    sessions: int,
+    clients: int,
+    side: list[Coroutine[Any, Any, None]],
+) -> None:
+    """Run `sessions` sessions to completion over `clients` concurrent loops, with the `side`
+    coroutines (faults waiting on the run's events) alongside; fill in the load time."""
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for index in range(sessions):
+        queue.put_nowait(index)
+
+    async def client_loop() -> None:
+        while not queue.empty():
+            index = queue.get_nowait()
+            await one_session(client, run.study_id, battery_id, index)
+            run.session_done()
+
+    started = time.perf_counter()
+    side_tasks = [asyncio.create_task(coroutine) for coroutine in side]
+    await asyncio.gather(*(client_loop() for _ in range(clients)))
+    run.load_seconds = time.perf_counter() - started
+    await asyncio.gather(*side_tasks)
 
 
 async def drive(
@@ -310,35 +369,11 @@ async def drive(
     require_loopback(base_url)
     run = Run(kill_at=max(1, args.sessions // 3))
     async with httpx.AsyncClient(base_url=base_url, timeout=60) as client:
-        run.study_id = await prepare(client, email, receiver)
-        battery = await _json(
-            await client.post(
-                "/api/batteries",
-                json={
-                    "study_id": run.study_id,
-                    "name": "Two tasks",
-                    "tasks": [{"module_id": t, "config": {}} for t in TASKS],
-                },
-            ),
-            201,
-        )
-        queue: asyncio.Queue[int] = asyncio.Queue()
-        for index in range(args.sessions):
-            queue.put_nowait(index)
-
-        async def client_loop() -> None:
-            while not queue.empty():
-                index = queue.get_nowait()
-                await one_session(client, run.study_id, battery["id"], index)
-                run.sessions_completed += 1
-                if run.sessions_completed >= run.kill_at:
-                    run.kill_time.set()
-
-        started = time.perf_counter()
-        killer = asyncio.create_task(kill_mid_delivery(database, worker, run))
-        await asyncio.gather(*(client_loop() for _ in range(args.clients)))
-        run.load_seconds = time.perf_counter() - started
-        await killer
+        run.study_id = await open_study(client, email, "HOOKS", "Webhook faults")
+        await subscribe(client, run.study_id, receiver)
+        battery_id = await add_battery(client, run.study_id)
+        side = [kill_mid_delivery(database, worker, run)]
+        await run_sessions(client, run, battery_id, args.sessions, args.clients, side)
     return run
 
 
@@ -377,22 +412,41 @@ CONSISTENT: dict[tuple[str, int | None], set[tuple[str, ...]]] = {
 }
 
 
-async def check(database: str, run: Run, receiver: FlakyReceiver, sessions: int) -> list[str]:
-    """Print the figures; answer the failed checks."""
+def run_figures(run: Run) -> dict[str, Any]:
+    return {
+        "sessions completed": run.sessions_completed,
+        "load seconds": round(run.load_seconds, 1),
+        "worker SIGKILLed after session": run.kill_at_session,
+        "deliveries in flight at the kill (all destinations)": run.in_flight_at_kill,
+        "seconds from the end of the load to every delivery delivered": round(run.drain_seconds, 1),
+    }
+
+
+def print_figures(figures: dict[str, Any], indent: str = "  ") -> None:
+    for name, value in figures.items():
+        print(f"{indent}{name}: {json.dumps(value)}")
+
+
+async def check_webhooks(
+    database: str, study_id: str, receiver: FlakyReceiver, sessions: int
+) -> tuple[dict[str, Any], list[str], Counter[str]]:
+    """The webhook destination's figures, its failed checks and its attempts by outcome."""
     connection = await asyncpg.connect(f"{POSTGRES}/{database}")
     try:
         events = {
             str(row["id"]): row["type"]
             for row in await connection.fetch(
-                "SELECT id, type FROM outbox_events WHERE study_id = $1", uuid.UUID(run.study_id)
+                "SELECT id, type FROM outbox_events WHERE study_id = $1", uuid.UUID(study_id)
             )
         }
         deliveries = await connection.fetch(
             "SELECT status, attempts, extract(epoch FROM delivered_at - created_at) AS latency"
-            " FROM outbox_deliveries"
+            " FROM outbox_deliveries WHERE destination = 'webhook'"
         )
         logged = await connection.fetch(
-            "SELECT delivery_id, number, outcome, status_code FROM outbox_delivery_attempts"
+            "SELECT a.delivery_id, a.number, a.outcome, a.status_code"
+            " FROM outbox_delivery_attempts a JOIN outbox_deliveries d ON d.id = a.delivery_id"
+            " WHERE d.destination = 'webhook'"
         )
     finally:
         await connection.close()
@@ -415,53 +469,70 @@ async def check(database: str, run: Run, receiver: FlakyReceiver, sessions: int)
     counted_attempts = sum(int(row["attempts"]) for row in deliveries)
     latencies = [float(row["latency"]) for row in deliveries if row["latency"] is not None]
     per_event = Counter(receiver.accepted[event_id] for event_id in events)
+    # The receiver dedupes by event id: what it keeps is one copy of each event it accepted.
+    deduped = len(set(receiver.accepted) & set(events))
+    outcomes = Counter(str(row["outcome"]) for row in logged)
 
     figures = {
-        "sessions completed": run.sessions_completed,
-        "load seconds": round(run.load_seconds, 1),
-        "worker SIGKILLed after session": run.kill_at_session,
-        "deliveries in flight at the kill": run.in_flight_at_kill,
-        "seconds from the end of the load to every delivery delivered": round(run.drain_seconds, 1),
         "events by type": dict(Counter(events.values())),
-        "deliveries by status": dict(Counter(str(row["status"]) for row in deliveries)),
-        "attempt rows (log)": len(logged),
-        "attempts counted on the deliveries": counted_attempts,
+        "webhook deliveries by status": dict(Counter(str(row["status"]) for row in deliveries)),
+        "webhook attempt rows (log)": len(logged),
+        "attempts counted on the webhook deliveries": counted_attempts,
+        "webhook attempts by outcome": dict(outcomes),
         "receiver requests": sum(receiver.answers.values()),
         "receiver answers": dict(receiver.answers),
         "receiver signatures not verified": receiver.unverified,
+        "distinct event ids the receiver accepted / events written": [deduped, len(events)],
         "each logged attempt, against what the receiver saw of it": dict(sorted(matches.items())),
         "events by number of 2xx answers received": dict(sorted(per_event.items())),
-        "delivery latency p50 / p99 / max s": [
+        "webhook delivery latency p50 / p99 / max s": [
             round(_percentile(latencies, 0.5), 2),
             round(_percentile(latencies, 0.99), 2),
             round(max(latencies), 2),
         ],
-        "mean attempts per delivery": round(statistics.fmean(r["attempts"] for r in deliveries), 2),
+        "mean attempts per webhook delivery": round(
+            statistics.fmean(r["attempts"] for r in deliveries), 2
+        ),
     }
-    for name, value in figures.items():
-        print(f"  {name}: {json.dumps(value)}")
 
     failures = []
     expected_events = sessions * (2 + len(TASKS))
-    if len(events) != expected_events:
-        failures.append(f"{len(events)} events, expected {expected_events}")
-    if per_event.get(0):
-        failures.append(f"{per_event[0]} events never answered 2xx by the receiver")
+    if len(events) != expected_events or len(deliveries) != expected_events:
+        failures.append(
+            f"{len(events)} events and {len(deliveries)} webhook deliveries,"
+            f" expected {expected_events}"
+        )
+    if per_event.get(0) or deduped != len(events):
+        failures.append(
+            f"{per_event.get(0, 0)} events never answered 2xx by the receiver;"
+            f" it holds {deduped} distinct events of {len(events)}"
+        )
     if set(receiver.received) - set(events):
         failures.append("the receiver got events the outbox does not hold")
     if receiver.unverified:
         failures.append(f"{receiver.unverified} requests failed signature verification")
+    if any(str(row["status"]) != "delivered" for row in deliveries):
+        failures.append("webhook deliveries not delivered")
     if len(logged) != counted_attempts:
-        failures.append(f"{len(logged)} attempt rows, {counted_attempts} counted on deliveries")
-    if any(row["outcome"] == "in_progress" for row in logged):
-        failures.append("attempts still in progress")
+        failures.append(
+            f"{len(logged)} webhook attempt rows, {counted_attempts} counted on deliveries"
+        )
+    if outcomes["in_progress"]:
+        failures.append("webhook attempts still in progress")
     if unlogged:
         failures.append(f"{len(unlogged)} requests reached the receiver without an attempt row")
     if sent_twice:
         failures.append(f"{len(sent_twice)} attempts reached the receiver more than once")
     if inconsistent:
         failures.append(f"{inconsistent} logged outcomes contradict what the receiver answered")
-    if not any(row["outcome"] == "interrupted" for row in logged):
+    return figures, failures, outcomes
+
+
+async def check(database: str, run: Run, receiver: FlakyReceiver, sessions: int) -> list[str]:
+    """Print the figures; answer the failed checks."""
+    figures, failures, outcomes = await check_webhooks(database, run.study_id, receiver, sessions)
+    print_figures({**run_figures(run), **figures})
+    if not outcomes["interrupted"]:
         failures.append("no attempt was interrupted: the kill did not land mid-delivery")
     return failures
 
