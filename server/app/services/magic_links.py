@@ -130,22 +130,7 @@ async def issue_magic_links(
         except ValueError:
             logger.error("magic_link_undecryptable_email", participant_id=str(participant.id))
             continue
-        token = generate_secret_token()
-        link = MagicLinkToken(
-            id=uuid.uuid4(),
-            participant_id=participant.id,
-            token_hash=hash_link_token(settings, token),
-            created_at=now,
-            expires_at=expires_at,
-        )
-        session.add(link)
-        await record_about(
-            session,
-            context,
-            AuditSubject.participant(participant, AuditCategory.AUTH),
-            "participant.magic_link_issued",
-            after={"link_id": str(link.id), "expires_at": expires_at.isoformat()},
-        )
+        token = await _issue_link(session, settings, context, participant, now, expires_at)
         emails.append(
             MagicLinkEmail(
                 to=address_on_file,
@@ -154,6 +139,40 @@ async def issue_magic_links(
             )
         )
     return emails
+
+
+async def _issue_link(
+    session: AsyncSession,
+    settings: Settings,
+    context: AuditContext,
+    participant: Participant,
+    now: datetime,
+    expires_at: datetime,
+    *,
+    notification_id: uuid.UUID | None = None,
+) -> str:
+    """Store a new one-time link for the participant (its token's hash) and audit it; the
+    token, which only the email will carry."""
+    token = generate_secret_token()
+    link = MagicLinkToken(
+        id=uuid.uuid4(),
+        participant_id=participant.id,
+        token_hash=hash_link_token(settings, token),
+        created_at=now,
+        expires_at=expires_at,
+    )
+    session.add(link)
+    after = {"link_id": str(link.id), "expires_at": expires_at.isoformat()}
+    if notification_id is not None:
+        after["notification_id"] = str(notification_id)
+    await record_about(
+        session,
+        context,
+        AuditSubject.participant(participant, AuditCategory.AUTH),
+        "participant.magic_link_issued",
+        after=after,
+    )
+    return token
 
 
 async def issue_reminder_link(
@@ -169,25 +188,14 @@ async def issue_reminder_link(
     message leaves."""
     now = utcnow()
     expires_at = now + timedelta(hours=settings.REMINDER_LINK_EXPIRE_HOURS)
-    token = generate_secret_token()
-    link = MagicLinkToken(
-        id=uuid.uuid4(),
-        participant_id=participant.id,
-        token_hash=hash_link_token(settings, token),
-        created_at=now,
-        expires_at=expires_at,
-    )
-    session.add(link)
-    await record_about(
+    token = await _issue_link(
         session,
+        settings,
         AuditContext.system(),
-        AuditSubject.participant(participant, AuditCategory.AUTH),
-        "participant.magic_link_issued",
-        after={
-            "link_id": str(link.id),
-            "expires_at": expires_at.isoformat(),
-            "notification_id": str(notification_id),
-        },
+        participant,
+        now,
+        expires_at,
+        notification_id=notification_id,
     )
     return sign_in_url(settings, token)
 
