@@ -188,9 +188,11 @@ class Settings(BaseSettings):
     # once by this server.
     OUTBOX_LEASE_SECONDS: float = Field(default=60.0, ge=1)
     # Deliveries one dispatcher run sends at once, and how long a run goes on before it leaves
-    # the rest to the next one (well within the task's soft time limit).
+    # the rest to the next one. Short, so that a worker serving several queues takes turns: with
+    # a receiver that keeps failing, webhook runs of 50 s held both processes of a shared worker
+    # and REDCap pushes waited behind them (docs/reliability.md, the combined fault run).
     OUTBOX_DISPATCH_CONCURRENCY: int = Field(default=8, ge=1, le=64)
-    OUTBOX_DISPATCH_MAX_SECONDS: float = Field(default=50.0, ge=1)
+    OUTBOX_DISPATCH_MAX_SECONDS: float = Field(default=5.0, ge=1)
 
     # Webhooks: the whole request (connect, send, answer) must finish within the timeout.
     WEBHOOK_TIMEOUT_SECONDS: float = Field(default=10.0, gt=0, le=60)
