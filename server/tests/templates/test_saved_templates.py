@@ -162,3 +162,9 @@ async def test_a_saved_template_is_its_authors_and_the_administrators_only(
         )
     ).all()
     assert sorted(actions) == ["template.create", "template.delete"]
+    # Built-ins ship with the server: not deletable; a name that is nothing is not found.
+    builtin = await client.delete("/api/templates/screening-10min", headers=admin.headers)
+    assert builtin.status_code == 409 and builtin.json()["error"]["details"]["reason"] == (
+        "BUILTIN_TEMPLATE"
+    )
+    assert (await client.delete("/api/templates/nothing", headers=admin.headers)).status_code == 404

@@ -140,13 +140,14 @@ async def get_template(
 
 
 @router.delete(
-    "/{template_id:uuid}", status_code=status.HTTP_204_NO_CONTENT, responses=error_responses(404)
+    "/{template_id}", status_code=status.HTTP_204_NO_CONTENT, responses=error_responses(404, 409)
 )
 async def delete_template(
-    template_id: uuid.UUID, principal: CurrentUser, session: SessionDep, context: ActorContextDep
+    template_id: str, principal: CurrentUser, session: SessionDep, context: ActorContextDep
 ) -> None:
-    """Remove a saved template (its author or an administrator); studies made from it stay."""
-    await templates.delete_saved(session, context, principal, template_id)
+    """Remove a saved template (its author or an administrator); studies made from it stay.
+    A built-in cannot be removed (409)."""
+    await templates.delete_template(session, context, principal, template_id)
 
 
 @router.post(

@@ -9,7 +9,7 @@ from app.services.templates.documents import (
     parse_template,
     template_schema,
 )
-from app.services.templates.saved import delete_saved, get_saved, list_saved, save_template
+from app.services.templates.saved import delete_template, get_saved, list_saved, save_template
 
 __all__ = [
     "BuiltinTemplate",
@@ -17,7 +17,7 @@ __all__ = [
     "apply_template",
     "builtin_template",
     "builtin_templates",
-    "delete_saved",
+    "delete_template",
     "export_study",
     "get_saved",
     "list_saved",

@@ -17,13 +17,14 @@ from sqlalchemy import ColumnElement, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.clock import utcnow
-from app.core.errors import NotFoundError, field_error
+from app.core.errors import ConflictError, NotFoundError, field_error
 from app.models.audit import AuditCategory
 from app.models.template import SavedTemplate
 from app.services.audit import AuditContext
 from app.services.audit_subjects import AuditSubject, record_about
 from app.services.policy import require_study_creator
 from app.services.principals import StaffPrincipal
+from app.services.templates.builtins import builtin_templates
 from app.services.templates.documents import export_study, parse_template
 
 
@@ -103,11 +104,20 @@ async def get_saved(
     return template
 
 
-async def delete_saved(
-    session: AsyncSession, context: AuditContext, principal: StaffPrincipal, template_id: uuid.UUID
+async def delete_template(
+    session: AsyncSession, context: AuditContext, principal: StaffPrincipal, template_id: str
 ) -> None:
-    """Remove a saved template (its author or an administrator); studies made from it stay."""
-    template = await get_saved(session, principal, template_id)
+    """Remove a saved template (its author or an administrator); studies made from it stay.
+    A built-in's name is a conflict (they ship with the server), anything else not found."""
+    try:
+        saved_id = uuid.UUID(template_id)
+    except ValueError:
+        if template_id in {builtin.id for builtin in builtin_templates()}:
+            raise ConflictError(
+                "Built-in templates cannot be deleted", details={"reason": "BUILTIN_TEMPLATE"}
+            ) from None
+        raise NotFoundError("Template not found") from None
+    template = await get_saved(session, principal, saved_id)
     before = _snapshot(template)
     await session.delete(template)
     await session.flush()
