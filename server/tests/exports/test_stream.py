@@ -79,3 +79,24 @@ async def test_the_stream_needs_the_export_capability(
     assert (await client.get(path)).status_code == 401
     scoped = _rows(await client.get(path, headers=world.site_researcher.headers))
     assert {r["site_code"] for r in scoped} == {"S2"}
+
+
+async def test_a_script_streams_the_trials_with_an_export_token_and_not_without(
+    client: httpx.AsyncClient, world: World
+) -> None:
+    """Personal access tokens (docs/accounts.md): `export` lets a script download the trials;
+    a read-only token is refused with the capability it lacks."""
+    tokens = {}
+    for scopes in (["read"], ["read", "export"]):
+        created = await client.post(
+            "/api/access-tokens",
+            headers=world.researcher.headers,
+            json={"name": "+".join(scopes), "scopes": scopes, "expires_in_days": 1},
+        )
+        assert created.status_code == 201, created.text
+        tokens["+".join(scopes)] = {"Authorization": f"Bearer {created.json()['token']}"}
+    path = f"/api/exports/studies/{world.study_id}/trials.csv"
+    assert len(_rows(await client.get(path, headers=tokens["read+export"]))) == 44
+    refused = await client.get(path, headers=tokens["read"])
+    assert refused.status_code == 403, refused.text
+    assert refused.json()["error"]["details"]["required"] == "export"
