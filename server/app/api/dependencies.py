@@ -20,7 +20,7 @@ from app.db.session import transaction_scope
 from app.models.audit import ActorType
 from app.models.user import UserRole
 from app.schemas.common import PageParams, Reference, SortOrder
-from app.services.access_tokens import (
+from app.services.accounts.access_tokens import (
     authenticate_personal_access_token,
     is_personal_access_token,
 )

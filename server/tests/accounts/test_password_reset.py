@@ -17,7 +17,7 @@ from starlette.types import Message
 from app.config import Settings
 from app.core.clock import utcnow
 from app.models.user import PasswordReset, UserRole, UserSession, UserStatus
-from app.services.password_resets import (
+from app.services.accounts.password_resets import (
     CONFIRM_IP_FAILURE_LIMIT,
     EMAIL_REQUEST_LIMIT,
     IP_REQUEST_LIMIT,

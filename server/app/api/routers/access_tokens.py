@@ -16,7 +16,7 @@ from app.api.dependencies import (
 from app.api.openapi import error_responses
 from app.schemas.access_tokens import AccessTokenCreate, AccessTokenCreated, AccessTokenRead
 from app.schemas.common import Page
-from app.services import access_tokens as service
+from app.services.accounts import access_tokens as service
 
 router = APIRouter(prefix="/access-tokens", tags=["access tokens"])
 

@@ -29,7 +29,7 @@ from app.schemas.invitations import (
     InvitationRead,
     InvitationTokenRequest,
 )
-from app.services import invitations as service
+from app.services.accounts import invitations as service
 from app.services.email import send_email
 
 router = APIRouter(prefix="/invitations", tags=["invitations"])

@@ -19,7 +19,7 @@ from app.api.dependencies import (
 from app.api.openapi import error_responses
 from app.config import Settings
 from app.core.logging import get_logger
-from app.services import password_resets as service
+from app.services.accounts import password_resets as service
 from app.services.audit import AuditContext
 from app.services.email import send_email
 from app.services.session_store import SessionStore

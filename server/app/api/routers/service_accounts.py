@@ -12,7 +12,7 @@ from app.models.user import UserRole
 from app.schemas.access_tokens import AccessTokenCreate, AccessTokenCreated, AccessTokenRead
 from app.schemas.common import Page
 from app.schemas.service_accounts import ServiceAccountCreate, ServiceAccountRead
-from app.services import service_accounts as service
+from app.services.accounts import service_accounts as service
 
 router = APIRouter(prefix="/service-accounts", tags=["service accounts"])
 

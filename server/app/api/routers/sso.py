@@ -15,7 +15,7 @@ from app.api.dependencies import (
 from app.api.openapi import error_responses
 from app.api.routers.auth import login_response
 from app.schemas.auth import LoginResponse
-from app.services import sso as sso_service
+from app.services.accounts import sso as sso_service
 
 router = APIRouter(prefix="/auth/sso", tags=["auth"])
 

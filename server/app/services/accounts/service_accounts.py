@@ -19,7 +19,7 @@ from app.config import Settings
 from app.core.errors import NotFoundError
 from app.models.user import User, UserKind, UserRole, UserStatus
 from app.schemas.common import PageParams, Pagination
-from app.services import access_tokens
+from app.services.accounts import access_tokens
 from app.services.audit import AuditContext
 from app.services.audit_subjects import AuditSubject, record_about
 from app.services.pagination import paginate
