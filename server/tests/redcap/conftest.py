@@ -4,21 +4,16 @@ team, and the REDCap dispatcher run in the test's own transaction."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
-from app.core.clock import utcnow
-from app.models.outbox import DeliveryStatus, OutboxDelivery
 from app.models.study import ConsentMode, MemberRole, StudyStatus
 from app.models.user import UserRole
 from app.services.outbox.dispatch import DispatchReport, SessionFactory
@@ -26,6 +21,8 @@ from app.services.redcap.dispatcher import dispatch_redcap
 from tests import factories
 from tests.conftest import make_settings
 from tests.redcap.emulator import EmulatedProject, Emulator, metadata_rows, running
+from tests.webhooks.conftest import make_due as make_due  # shared with the REDCap tests
+from tests.webhooks.conftest import sessions as sessions  # the fixture, shared
 
 TOKEN = "0123456789ABCDEF0123456789ABCDEF"
 OTHER_TOKEN = "FEDCBA9876543210FEDCBA9876543210"
@@ -61,31 +58,8 @@ def emulator() -> Iterator[Emulator]:
     yield from running(Emulator(classic_project()))
 
 
-@pytest.fixture
-def sessions(db_session: AsyncSession) -> SessionFactory:
-    @asynccontextmanager
-    async def open_session() -> AsyncIterator[AsyncSession]:
-        yield db_session
-
-    return open_session
-
-
 async def dispatch_now(sessions: SessionFactory, settings: Settings) -> DispatchReport:
     return await dispatch_redcap(sessions, settings, concurrency=1)
-
-
-async def make_due(db_session: AsyncSession) -> int:
-    rows = (
-        await db_session.scalars(
-            select(OutboxDelivery)
-            .where(OutboxDelivery.status == DeliveryStatus.FAILED)
-            .execution_options(populate_existing=True)
-        )
-    ).all()
-    for row in rows:
-        row.next_attempt_at = utcnow() - timedelta(seconds=1)
-    await db_session.commit()
-    return len(rows)
 
 
 @dataclass(frozen=True, slots=True)
