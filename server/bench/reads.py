@@ -26,12 +26,14 @@ from pathlib import Path
 
 import httpx
 
-from bench.server import running_server
-from bench.submit import create_database, drop_database
+from bench.cpu import backend_pids, pids_cpu_seconds, tree_cpu_seconds
+from bench.server import running_server_process
+from bench.submit import POSTGRES, create_database, drop_database
 
 ADMIN_PASSWORD = "Quartz-Harbor-Lattice-91!"  # noqa: S105 - a throwaway local database
 _REQUESTS_PER_SECOND = re.compile(r"Requests/sec:\s+([\d.]+)")
 _NON_2XX = re.compile(r"Non-2xx or 3xx responses:\s+(\d+)")
+_REQUESTS = re.compile(r"(\d+) requests in")
 
 
 def parse_args() -> argparse.Namespace:
@@ -41,6 +43,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--participants", type=int, default=200)
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/7")
+    parser.add_argument(
+        "--only", default="", help="run only the scenarios whose path contains this text"
+    )
     return parser.parse_args()
 
 
@@ -71,7 +76,8 @@ async def prepare(base_url: str, email: str, participants: int) -> tuple[str, st
     return token, study_id
 
 
-def wrk(url: str, token: str, seconds: int, connections: int) -> tuple[float, int]:
+def wrk(url: str, token: str, seconds: int, connections: int) -> tuple[float, int, int]:
+    """Requests per second, non-2xx responses, requests in all."""
     several_cores = (os.cpu_count() or 1) > 1
     pinned = ["taskset", "-c", "1"] if shutil.which("taskset") and several_cores else []
     result = subprocess.run(
@@ -94,9 +100,10 @@ def wrk(url: str, token: str, seconds: int, connections: int) -> tuple[float, in
     )
     rate = _REQUESTS_PER_SECOND.search(result.stdout)
     errors = _NON_2XX.search(result.stdout)
-    if rate is None:
+    total = _REQUESTS.search(result.stdout)
+    if rate is None or total is None:
         raise RuntimeError(f"wrk said: {result.stdout}\n{result.stderr}")
-    return float(rate.group(1)), int(errors.group(1)) if errors else 0
+    return float(rate.group(1)), int(errors.group(1)) if errors else 0, int(total.group(1))
 
 
 def main() -> None:
@@ -106,6 +113,10 @@ def main() -> None:
     database = f"metricis_reads_{os.getpid()}"
     asyncio.run(create_database(database))
     results: dict[str, list[float]] = {}
+    # CPU per request of the server process and of its PostgreSQL backends: unlike requests/s,
+    # it hardly moves when other work shares the machine. 1000 / app ms is the rate one worker
+    # reaches on a core of its own.
+    cpu_ms: dict[str, list[tuple[float, float]]] = {}
     try:
         with tempfile.TemporaryDirectory() as scratch:
             env = {
@@ -116,7 +127,10 @@ def main() -> None:
                 "REDIS_URL": args.redis_url,
             }
             email = f"bench-{uuid.uuid4().hex[:8]}@example.org"
-            with running_server(env, workers=1, admin=(email, ADMIN_PASSWORD), cpu=0) as base_url:
+            with running_server_process(env, workers=1, admin=(email, ADMIN_PASSWORD), cpu=0) as (
+                base_url,
+                pid,
+            ):
                 token, study_id = asyncio.run(prepare(base_url, email, args.participants))
                 scenarios = {
                     "GET /api/health": f"{base_url}/api/health",
@@ -127,20 +141,35 @@ def main() -> None:
                     ),
                 }
                 for name, url in scenarios.items():
+                    if args.only not in name:
+                        continue
                     wrk(url, token, 2, args.connections)  # warm-up
+                    backends = asyncio.run(backend_pids(POSTGRES, database))
                     for run in range(1, args.runs + 1):
-                        rate, errors = wrk(url, token, args.seconds, args.connections)
+                        app_before = tree_cpu_seconds(pid)
+                        db_before = pids_cpu_seconds(backends)
+                        rate, errors, total = wrk(url, token, args.seconds, args.connections)
+                        app_ms = 1000 * (tree_cpu_seconds(pid) - app_before) / max(total, 1)
+                        db_ms = 1000 * (pids_cpu_seconds(backends) - db_before) / max(total, 1)
                         load = os.getloadavg()[0]
-                        print(f"{name} run {run}: {rate:.0f}/s, non-2xx {errors}, load {load:.2f}")
+                        print(
+                            f"{name} run {run}: {rate:.0f}/s, non-2xx {errors}, "
+                            f"CPU per request: app {app_ms:.2f} ms, PostgreSQL {db_ms:.2f} ms, "
+                            f"load {load:.2f}"
+                        )
                         if errors:
                             raise SystemExit(f"{name}: {errors} responses were not 2xx")
                         results.setdefault(name, []).append(rate)
+                        cpu_ms.setdefault(name, []).append((app_ms, db_ms))
     finally:
         asyncio.run(drop_database(database))
     for name, rates in results.items():
+        app_cpu = statistics.median(app for app, _ in cpu_ms[name])
+        db_cpu = statistics.median(db for _, db in cpu_ms[name])
         print(
             f"{name}: median {statistics.median(rates):.0f}/s per worker "
-            f"(min {min(rates):.0f}, max {max(rates):.0f})"
+            f"(min {min(rates):.0f}, max {max(rates):.0f}); CPU per request app {app_cpu:.2f} ms "
+            f"(= {1000 / app_cpu:.0f}/s on a core of its own), PostgreSQL {db_cpu:.2f} ms"
         )
 
 
