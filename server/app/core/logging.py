@@ -132,6 +132,9 @@ def configure_logging(settings: Settings) -> None:
 
     structlog.configure(
         processors=[
+            # First: an event below the level is dropped before any processor runs (otherwise
+            # every request paid for a timestamp and a redaction pass of a line never written).
+            structlog.stdlib.filter_by_level,
             *shared_processors,
             structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
         ],
