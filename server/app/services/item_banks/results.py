@@ -34,6 +34,11 @@ SCORER: Final = "irt-eap"
 TASK_PREFIX: Final = "item-bank-"
 
 
+def scorer_version() -> str:
+    """The estimator's version (`cat.SCORER_VERSION`), for rescoring outside this package."""
+    return SCORER_VERSION
+
+
 def task_name(bank_id: uuid.UUID) -> str:
     """The task a bank's test is stored as in its assessment session."""
     return f"{TASK_PREFIX}{bank_id}"
