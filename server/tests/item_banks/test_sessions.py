@@ -338,3 +338,30 @@ async def test_who_may_run_and_read_a_test(
         json={"session_id": session_id},
     )
     assert late.status_code == 409
+
+
+async def test_erasure_removes_the_participants_tests(
+    client: httpx.AsyncClient, db_session: AsyncSession, cat_world: CatWorld
+) -> None:
+    finished = await run_online(client, cat_world, cat_world.participant, cat_world.session_id)
+    assert finished["status"] == "finished"
+    running = await new_assessment_session(client, cat_world)
+    await _start(client, cat_world, running)
+    erased = await client.post(
+        f"/api/participants/{cat_world.participant_id}/withdraw",
+        headers=cat_world.researcher,
+        json={"reason": "participant asked for erasure", "scope": "delete_data"},
+    )
+    assert erased.status_code == 200, erased.text
+    db_session.expire_all()
+    tests = await db_session.scalar(
+        select(func.count())
+        .select_from(CatSession)
+        .where(CatSession.participant_id == cat_world.participant_id)
+    )
+    steps = await db_session.scalar(
+        select(func.count())
+        .select_from(CatSessionStep)
+        .where(CatSessionStep.cat_session_id == uuid.UUID(finished["id"]))
+    )
+    assert (tests, steps) == (0, 0)
