@@ -13,7 +13,7 @@ from app.models.battery import Battery, BatteryVersion
 from app.models.consent import ConsentForm, ConsentFormStatus, ConsentRecord, SignerRole
 from app.models.export import ExportJob, ExportStatus
 from app.models.invitation import Invitation
-from app.models.item_bank import ItemBank, ItemBankVersion
+from app.models.item_bank import CatSession, CatSessionStep, ItemBank, ItemBankVersion
 from app.models.notification import (
     Notification,
     NotificationChannel,
@@ -73,6 +73,8 @@ __all__ = [
     "Base",
     "Battery",
     "BatteryVersion",
+    "CatSession",
+    "CatSessionStep",
     "ConsentForm",
     "ConsentFormStatus",
     "ConsentMode",

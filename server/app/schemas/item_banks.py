@@ -108,3 +108,74 @@ class ScoreRead(BaseModel):
     n_items: int
     version: int
     scorer_version: str
+
+
+# ---------------------------------------------------------------------------------------------
+# Stored adaptive tests
+
+
+class CatSessionStart(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    session_id: uuid.UUID = Field(
+        description="The running assessment session of the participant the test belongs to"
+    )
+
+
+class CatAnswerIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    item_id: str = Field(min_length=1, max_length=64, description="The item the test gave")
+    response: int = Field(ge=0, le=100, description="The category, 0 .. number of thresholds")
+
+
+class CatStepRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    position: int
+    item_id: str
+    response: int | None = Field(description="null: given, not answered yet")
+    theta: float | None = Field(description="The estimate after this answer")
+    se: float | None
+    given_at: datetime
+    answered_at: datetime | None
+
+
+class CatSessionRead(BaseModel):
+    id: uuid.UUID
+    bank_id: uuid.UUID
+    bank_version: int = Field(description="The bank version pinned when the test started")
+    study_id: uuid.UUID
+    participant_id: uuid.UUID
+    session_id: uuid.UUID = Field(description="The assessment session")
+    origin: str = Field(description="`online` (this API) or `offline` (uploaded by sync)")
+    status: str = Field(description="`running` or `finished`")
+    theta: float = Field(description="The current estimate; the final one once finished")
+    se: float
+    t_score: float
+    n_items: int
+    stop_reason: str | None = Field(
+        description="`se_reached`, `max_items`, `bank_exhausted`, or `ended_on_device` (offline)"
+    )
+    next_item_id: str | None = Field(description="The item given and not answered yet")
+    device_theta: float | None
+    device_se: float | None
+    started_at: datetime
+    finished_at: datetime | None
+    task: str = Field(description="The task its result is stored as: `item-bank-<bank id>`")
+    task_result_id: uuid.UUID | None
+    scorer_version: str | None
+    flags: list[dict[str, Any]] = Field(description="The task result's flags once finished")
+    steps: list[CatStepRead]
+
+
+class CatNextItemRead(BaseModel):
+    cat_session_id: uuid.UUID
+    status: str
+    finished: bool
+    position: int | None = Field(description="The step the item is given at (1, 2, ...)")
+    item: ItemRead | None = Field(description="The item to answer; null once finished")
+    theta: float
+    se: float
+    n_items: int
+    stop_reason: str | None

@@ -26,6 +26,7 @@ from app.models.study import ConsentMode, StudyStatus
 from app.schemas.assessments import MAX_TRIALS_PER_REQUEST, TaskName, TrialIn, TrialList
 from app.schemas.common import IsoDateTime, Reference
 from app.schemas.consent import ConsentFormContent, ConsentSignRequest
+from app.schemas.item_banks import CatRulesRead, ItemRead, ResponseIn
 from app.schemas.modules import ModuleRead
 from app.schemas.schedules import ManifestVisit
 
@@ -88,6 +89,19 @@ class ManifestConsent(BaseModel):
     withdrawn: bool
 
 
+class ManifestItemBank(BaseModel):
+    """A bank the study uses, as a device needs it to run adaptive tests offline."""
+
+    id: uuid.UUID
+    name: str
+    description: str | None
+    version: int = Field(description="The version a test run on this snapshot uploads")
+    task: str = Field(description="The task the test's result is stored as")
+    scorer_version: str = Field(description="The estimator the server rescores with")
+    rules: CatRulesRead
+    items: list[ItemRead]
+
+
 class SyncManifest(BaseModel):
     participant: ManifestParticipant
     study: ManifestStudy
@@ -98,8 +112,9 @@ class SyncManifest(BaseModel):
         description="The participant's open and upcoming visits, in the order their windows "
         "open (docs/sync.md)"
     )
-    item_banks: list[dict[str, Any]] = Field(
-        description="Item bank snapshots; empty until item banks exist (docs/sync.md)"
+    item_banks: list[ManifestItemBank] = Field(
+        description="Every non-archived item bank of the study at its current version: items "
+        "with their IRT parameters and texts, and the CAT rules (docs/item-banks.md)"
     )
 
 
@@ -155,16 +170,39 @@ class ConsentItem(ConsentSignRequest):
     client_time: IsoDateTime | None = None
 
 
-SyncItem = Annotated[SessionItem | ConsentItem, Field(discriminator="type")]
-SYNC_ITEM: TypeAdapter[SessionItem | ConsentItem] = TypeAdapter(SyncItem)
+class CatItem(BaseModel):
+    """An adaptive test run on a device from the manifest's bank snapshot; the server rescores
+    the responses with its own estimator (docs/item-banks.md, offline tests)."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    type: Literal["cat"]
+    id: ClientItemId
+    cat_session_id: uuid.UUID = Field(description="The client-generated id of the test")
+    session_id: uuid.UUID = Field(description="The assessment session the test ran in")
+    bank_id: uuid.UUID
+    bank_version: int = Field(ge=1, description="The snapshot's version")
+    responses: list[ResponseIn] = Field(
+        min_length=1, max_length=2000, description="In the order the items were given"
+    )
+    theta: float = Field(description="The device's final estimate")
+    se: float = Field(ge=0, description="The device's final standard error")
+    started_at: IsoDateTime | None = None
+    ended_at: IsoDateTime | None = None
+    client_time: IsoDateTime | None = None
+
+
+SyncItem = Annotated[SessionItem | ConsentItem | CatItem, Field(discriminator="type")]
+SYNC_ITEM: TypeAdapter[SessionItem | ConsentItem | CatItem] = TypeAdapter(SyncItem)
 
 
 class SyncRequest(BaseModel):
     items: list[Any] = Field(
         max_length=MAX_SYNC_ITEMS,
         description=(
-            f"At most {MAX_SYNC_ITEMS} items, each a `session` or `consent` object "
-            "(schemas SessionItem and ConsentItem); each is validated and applied on its own"
+            f"At most {MAX_SYNC_ITEMS} items, each a `session`, `consent` or `cat` object "
+            "(schemas SessionItem, ConsentItem and CatItem); each is validated and applied on "
+            "its own"
         ),
     )
     client_time: IsoDateTime | None = Field(
@@ -199,7 +237,9 @@ class SyncItemResult(BaseModel):
         default=None,
         description=(
             "accepted/duplicate: for a session `{session_id, status, receipt}`, "
-            "for a consent signature `{record_id, form_version, signed_at}`"
+            "for a consent signature `{record_id, form_version, signed_at}`, for an adaptive "
+            "test `{cat_session_id, session_id, status, theta, se, t_score, n_items, "
+            "stop_reason, flags}`"
         ),
     )
 

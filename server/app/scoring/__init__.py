@@ -9,7 +9,14 @@ trial fields each scorer reads (published by the module catalogue API) in
 
 from app.core.task_ids import TASK_ALIASES
 from app.scoring.base import Scorer, TaskScore
-from app.scoring.flags import Flag, FlagCode, session_flags, task_flags
+from app.scoring.flags import (
+    DEVICE_ESTIMATE_TOLERANCE,
+    Flag,
+    FlagCode,
+    device_estimate_flag,
+    session_flags,
+    task_flags,
+)
 from app.scoring.registry import (
     SCORER_VERSIONS,
     canonical_task_id,
@@ -19,6 +26,7 @@ from app.scoring.registry import (
 )
 
 __all__ = [
+    "DEVICE_ESTIMATE_TOLERANCE",
     "SCORER_VERSIONS",
     "TASK_ALIASES",
     "Flag",
@@ -26,6 +34,7 @@ __all__ = [
     "Scorer",
     "TaskScore",
     "canonical_task_id",
+    "device_estimate_flag",
     "registered_task_ids",
     "score_task",
     "scorer_for",

@@ -21,6 +21,8 @@ the thresholds in short:
 - FOCUS_LOST (session): device_info has `focus_lost: true`, `backgrounded: true`, a
   `visibility_changes` number above 0, or a non-empty `focus_events` list.
 - CLOCK_SKEW (session): |clock_offset_seconds| is more than 300.
+- DEVICE_ESTIMATE_DIFFERS (adaptive tests run offline): the θ or SE the device reported differs
+  from the server's rescoring by more than `DEVICE_ESTIMATE_TOLERANCE` (docs/item-banks.md).
 
 Data-quality flags, one per field, for the fields a scorer's metrics need (its `TrialFormat`):
 
@@ -62,6 +64,9 @@ COARSE_TIMER_MIN_RTS: Final = 5
 COARSE_TIMER_MIN_STEP_MS: Final = 8
 SUMMARY_RELATIVE_TOLERANCE: Final = 1e-6
 CLOCK_SKEW_LIMIT_SECONDS: Final = 300.0
+# Absolute, on θ and on its SE: far above the rounding of a faithful implementation of the
+# estimator (about 1e-12), far below a difference that matters (0.001 of a T-score point).
+DEVICE_ESTIMATE_TOLERANCE: Final = 1e-4
 _TICKS_PER_MS: Final = 1_000_000
 MAX_EVIDENCE_LABELS: Final = 10
 
@@ -76,6 +81,7 @@ class FlagCode(StrEnum):
     SUMMARY_MISMATCH = "SUMMARY_MISMATCH"
     MISSING_FIELD = "MISSING_FIELD"
     UNRECOGNISED_CONDITION = "UNRECOGNISED_CONDITION"
+    DEVICE_ESTIMATE_DIFFERS = "DEVICE_ESTIMATE_DIFFERS"
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,3 +256,33 @@ def _focus_evidence(device_info: Mapping[str, Any] | None) -> dict[str, Any] | N
     if isinstance(focus_events, list | tuple) and focus_events:
         evidence["focus_events"] = len(focus_events)
     return evidence or None
+
+
+def device_estimate_flag(
+    task: str,
+    *,
+    server_theta: float,
+    server_se: float,
+    device_theta: float,
+    device_se: float,
+    tolerance: float = DEVICE_ESTIMATE_TOLERANCE,
+) -> Flag | None:
+    """DEVICE_ESTIMATE_DIFFERS when the device's θ or SE is more than `tolerance` away from the
+    server's; the evidence names both pairs of values and the differences."""
+    theta_diff = abs(device_theta - server_theta)
+    se_diff = abs(device_se - server_se)
+    if not (theta_diff > tolerance or se_diff > tolerance):
+        return None
+    return Flag(
+        code=FlagCode.DEVICE_ESTIMATE_DIFFERS.value,
+        task=task,
+        evidence={
+            "device_theta": device_theta,
+            "device_se": device_se,
+            "server_theta": server_theta,
+            "server_se": server_se,
+            "theta_difference": theta_diff,
+            "se_difference": se_diff,
+            "tolerance": tolerance,
+        },
+    )

@@ -186,6 +186,29 @@ def eap(
     return Estimate(theta=mean, se=math.sqrt(max(var / norm, 0.0)))
 
 
+def eap_path(
+    responses: Sequence[tuple[Item, int]], quadrature: Quadrature = DEFAULT_QUADRATURE
+) -> list[Estimate]:
+    """The EAP estimate after each response in turn: element k is `eap(responses[: k + 1])`,
+    to the last bit (the same sums in the same order), in one pass instead of one per prefix."""
+    for item, response in responses:
+        _check_response(item, response)
+    log_weights = [math.log(w) for w in quadrature.weights]
+    likelihood = [0.0] * len(quadrature.nodes)
+    path: list[Estimate] = []
+    for item, response in responses:
+        for index, x in enumerate(quadrature.nodes):
+            likelihood[index] += math.log(max(category_probabilities(item, x)[response], _TINY))
+        logs = [w + ll for w, ll in zip(log_weights, likelihood, strict=True)]
+        peak = max(logs)
+        post = [math.exp(v - peak) for v in logs]
+        norm = math.fsum(post)
+        mean = math.fsum(p * x for p, x in zip(post, quadrature.nodes, strict=True)) / norm
+        var = math.fsum(p * (x - mean) ** 2 for p, x in zip(post, quadrature.nodes, strict=True))
+        path.append(Estimate(theta=mean, se=math.sqrt(max(var / norm, 0.0))))
+    return path
+
+
 def t_score(theta: float) -> float:
     return T_SCORE_MEAN + T_SCORE_SD * theta
 

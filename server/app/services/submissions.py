@@ -43,6 +43,7 @@ from app.scoring import (
 from app.services.assessment_sessions import load_session_with_context, note_tasks_received
 from app.services.audit import AuditContext
 from app.services.audit_subjects import AuditSubject, record_about
+from app.services.item_banks import results as cat_results
 from app.services.local_storage import LocalStorage, PendingDocuments
 from app.services.outbox.announce import announce_tasks_accepted
 from app.services.policy import Capability
@@ -584,14 +585,21 @@ async def rescore_session(
     rescored: list[str] = []
     for result in results:
         document = json.loads(await storage.read(result.source_path))
-        trial_documents: list[Mapping[str, Any]] = document["trials"]
-        score = score_task(result.task, trial_documents)
-        session_level = _session_level_flags(
-            document.get("device_info"), record.clock_offset_seconds
-        )
-        flags = _task_flags(
-            version, result.task, trial_documents, score, document.get("summary"), session_level
-        )
+        if result.scorer == cat_results.SCORER:
+            # An adaptive test: its responses against the bank version it ran on.
+            scores, flags = await cat_results.rescore_result(session, result, document)
+            scorer, scorer_version = cat_results.SCORER, cat_results.scorer_version()
+        else:
+            trial_documents: list[Mapping[str, Any]] = document["trials"]
+            score = score_task(result.task, trial_documents)
+            session_level = _session_level_flags(
+                document.get("device_info"), record.clock_offset_seconds
+            )
+            flags = _task_flags(
+                version, result.task, trial_documents, score, document.get("summary"), session_level
+            )
+            scores = to_json_value(dict(score.metrics))
+            scorer, scorer_version = score.scorer, score.scorer_version
         result.previous_scores = [
             *result.previous_scores,
             {
@@ -602,10 +610,10 @@ async def rescore_session(
                 "replaced_at": utcnow().isoformat(),
             },
         ]
-        result.scores = to_json_value(dict(score.metrics))
+        result.scores = scores
         result.flags = flags
-        result.scorer = score.scorer
-        result.scorer_version = score.scorer_version
+        result.scorer = scorer
+        result.scorer_version = scorer_version
         rescored.append(result.task)
     if rescored:
         await record_about(

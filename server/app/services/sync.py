@@ -2,7 +2,8 @@
 
 One service, two doors: a `session` item goes through the same `start_session`,
 `accept_submission` and `close_session` as the online routes (the caller's access checked once,
-by the start), a `consent` item through `sign_consent`. Each item runs in
+by the start), a `consent` item through `sign_consent`, a `cat` item (an adaptive test run on
+the device) through `item_banks.sessions.apply_offline`, which rescores it. Each item runs in
 a transaction of its own, so one bad item never sinks the others; replaying a batch changes
 nothing. Decisions are written up in docs/sync.md.
 """
@@ -33,16 +34,20 @@ from app.db.session import transaction_scope
 from app.models.assessment import SessionStatus
 from app.models.battery import Battery
 from app.models.consent import ConsentRecord
+from app.models.item_bank import ItemBank
 from app.schemas.assessments import SubmitRequest
+from app.schemas.item_banks import CatRulesRead, ItemRead
 from app.schemas.modules import ModuleRead
 from app.schemas.sync import (
     SYNC_ITEM,
+    CatItem,
     ConsentItem,
     ItemError,
     ItemStatus,
     ManifestBattery,
     ManifestConsent,
     ManifestConsentForm,
+    ManifestItemBank,
     ManifestParticipant,
     ManifestStudy,
     ManifestTask,
@@ -50,11 +55,16 @@ from app.schemas.sync import (
     SyncItemResult,
     SyncManifest,
 )
+from app.scoring.irt import t_score
 from app.services.assessment_sessions import close_session, start_session
 from app.services.audit import AuditContext
 from app.services.batteries import get_battery_version
 from app.services.consent.gate import consent_state
 from app.services.consent.signing import SignatureInput, sign_consent, signing_participant
+from app.services.item_banks import results as cat_results
+from app.services.item_banks import sessions as cat_sessions
+from app.services.item_banks.banks import bank_version
+from app.services.item_banks.cat import SCORER_VERSION, Response
 from app.services.local_storage import LocalStorage
 from app.services.modules import module_read
 from app.services.participants import resolve_participant
@@ -88,6 +98,45 @@ def _module_read(module_id: str) -> ModuleRead | None:
         return module_read(get_module(module_id))
     except UnknownModuleError:
         return None
+
+
+async def manifest_item_banks(session: AsyncSession, study_id: uuid.UUID) -> list[ManifestItemBank]:
+    """The snapshot of every bank the study uses: its non-archived banks, at their current
+    version (a bank belongs to one study, docs/item-banks.md)."""
+    banks = (
+        await session.scalars(
+            select(ItemBank)
+            .where(ItemBank.study_id == study_id, ItemBank.archived.is_(False))
+            .order_by(ItemBank.name, ItemBank.id)
+        )
+    ).all()
+    snapshots: list[ManifestItemBank] = []
+    for bank in banks:
+        version = await bank_version(session, bank)
+        snapshots.append(
+            ManifestItemBank(
+                id=bank.id,
+                name=version.name,
+                description=version.description,
+                version=version.version,
+                task=cat_results.task_name(bank.id),
+                scorer_version=SCORER_VERSION,
+                rules=CatRulesRead.model_validate(version.rules),
+                items=[
+                    ItemRead(
+                        id=item["id"],
+                        a=item["a"],
+                        b=item["b"],
+                        model="2pl" if len(item["b"]) == 1 else "grm",
+                        domain=item["domain"],
+                        text=item["text"],
+                        options=item["options"],
+                    )
+                    for item in version.items
+                ],
+            )
+        )
+    return snapshots
 
 
 def manifest_etag(content: SyncManifest) -> str:
@@ -155,7 +204,7 @@ async def build_manifest(
             withdrawn=state.withdrawn,
         ),
         visits=await manifest_visits(session, participant),
-        item_banks=[],
+        item_banks=await manifest_item_banks(session, study.id),
     )
     return Manifest(content=content, etag=manifest_etag(content))
 
@@ -324,6 +373,47 @@ async def _apply_consent(
     )
 
 
+async def _apply_cat(
+    session: AsyncSession,
+    storage: LocalStorage,
+    context: AuditContext,
+    principal: Principal,
+    item: CatItem,
+) -> _Applied:
+    state, created = await cat_sessions.apply_offline(
+        session,
+        storage,
+        context,
+        principal,
+        cat_sessions.OfflineTest(
+            cat_session_id=item.cat_session_id,
+            assessment_session_id=item.session_id,
+            bank_id=item.bank_id,
+            bank_version=item.bank_version,
+            responses=[Response(r.item_id, r.response) for r in item.responses],
+            device_theta=item.theta,
+            device_se=item.se,
+            started_at=item.started_at,
+            ended_at=item.ended_at,
+        ),
+    )
+    test = state.cat
+    return _Applied(
+        ItemStatus.ACCEPTED if created else ItemStatus.DUPLICATE,
+        {
+            "cat_session_id": str(test.id),
+            "session_id": str(test.assessment_session_id),
+            "status": test.status.value,
+            "theta": test.theta,
+            "se": test.se,
+            "t_score": t_score(test.theta),
+            "n_items": test.n_items,
+            "stop_reason": test.stop_reason,
+            "flags": state.result.flags if state.result is not None else [],
+        },
+    )
+
+
 def _validation_error(exc: ValidationError) -> ItemError:
     # Like the API's 422 body: field, message and type, never the submitted values.
     return ItemError(
@@ -373,7 +463,7 @@ async def _apply_item(
     storage: LocalStorage,
     context: AuditContext,
     principal: Principal,
-    item: SessionItem | ConsentItem,
+    item: SessionItem | ConsentItem | CatItem,
     offset: float | None,
 ) -> _Applied:
     """One item in a transaction of its own, run again when it collided with a concurrent writer.
@@ -407,12 +497,14 @@ async def _apply_item_once(
     storage: LocalStorage,
     context: AuditContext,
     principal: Principal,
-    item: SessionItem | ConsentItem,
+    item: SessionItem | ConsentItem | CatItem,
     offset: float | None,
 ) -> _Applied:
     async with sessions() as session, transaction_scope(session):
         if isinstance(item, SessionItem):
             return await _apply_session(session, store, storage, context, principal, item, offset)
+        if isinstance(item, CatItem):
+            return await _apply_cat(session, storage, context, principal, item)
         return await _apply_consent(session, context, principal, item)
 
 

@@ -27,6 +27,10 @@ and docs/roles.md (the capability matrix), with the routers' documented choices:
   cannot reach is 422 VALIDATION_ERROR naming `participant_id`, as for one that does not exist
   (docs/api-conventions.md, identifiers); the study it is named in, when invisible, is 404; a
   record reached by its path is 404;
+- item banks (docs/item-banks.md): read and stateless CAT by every member, written with
+  configure_study; staff only;
+- adaptive tests of a participant: start, next item and answer as an edit of the participant
+  (their own token too); the test's state read like the participant;
 - no token: 401 everywhere.
 
 Every cell runs against the same starting state (the test rolls each request back), so writes
@@ -98,6 +102,7 @@ PREFIXES = (
     "/api/redcap",
     "/api/dashboard",
     "/api/templates",
+    "/api/item-banks",
 )
 
 
@@ -883,6 +888,85 @@ DASHBOARD_STUDY = Route(
     (dashboard_view,),
 )
 
+IB = "/api/item-banks"
+BANK_ITEMS = [{"id": "q1", "a": 1.2, "b": [-0.5, 0.5], "text": {"en": "Tired?"}}]
+ITEM_BANKS_LIST = Route(
+    "item_banks.list",
+    "GET",
+    IB,
+    lambda w, _: Call(IB, params={"study_id": str(w.study_id)}),
+    (study_items,),
+)
+ITEM_BANKS_CREATE = Route(
+    "item_banks.create",
+    "POST",
+    IB,
+    lambda w, _: Call(IB, json={"study_id": str(w.study_id), "name": "B", "items": BANK_ITEMS}),
+)
+ITEM_BANKS_IMPORT = Route(
+    "item_banks.import",
+    "POST",
+    IB + "/import",
+    lambda w, _: Call(
+        IB + "/import",
+        data={"study_id": str(w.study_id), "name": "Imported"},
+        files={"file": ("bank.csv", b"id,a,b,text_en\nq1,1.2,0.3,Tired?\n", "text/csv")},
+    ),
+)
+ITEM_BANK_GET = Route(
+    "item_banks.get", "GET", IB + "/{bank_id}", lambda w, _: Call(f"{IB}/{w.bank_id}")
+)
+ITEM_BANK_VERSION = Route(
+    "item_banks.version",
+    "POST",
+    IB + "/{bank_id}/versions",
+    lambda w, _: Call(f"{IB}/{w.bank_id}/versions", json={"items": BANK_ITEMS}),
+)
+ITEM_BANK_ARCHIVE = Route(
+    "item_banks.archive", "DELETE", IB + "/{bank_id}", lambda w, _: Call(f"{IB}/{w.bank_id}")
+)
+ITEM_BANK_CAT_NEXT = Route(
+    "item_banks.cat_next",
+    "POST",
+    IB + "/{bank_id}/cat/next",
+    lambda w, _: Call(f"{IB}/{w.bank_id}/cat/next", json={"responses": []}),
+)
+ITEM_BANK_SCORE = Route(
+    "item_banks.score",
+    "POST",
+    IB + "/{bank_id}/score",
+    lambda w, _: Call(
+        f"{IB}/{w.bank_id}/score", json={"responses": [{"item_id": "f0", "response": 1}]}
+    ),
+)
+CAT_START = Route(
+    "cat_sessions.start",
+    "POST",
+    IB + "/{bank_id}/sessions",
+    lambda w, _: Call(f"{IB}/{w.bank_id}/sessions", json={"session_id": str(w.free_session_id)}),
+)
+CAT_GET = Route(
+    "cat_sessions.get",
+    "GET",
+    IB + "/{bank_id}/sessions/{cat_session_id}",
+    lambda w, _: Call(f"{IB}/{w.bank_id}/sessions/{w.cat_session_id}"),
+)
+CAT_NEXT = Route(
+    "cat_sessions.next",
+    "GET",
+    IB + "/{bank_id}/sessions/{cat_session_id}/next",
+    lambda w, _: Call(f"{IB}/{w.bank_id}/sessions/{w.cat_session_id}/next"),
+)
+CAT_ANSWER = Route(
+    "cat_sessions.answer",
+    "POST",
+    IB + "/{bank_id}/sessions/{cat_session_id}/answers",
+    lambda w, _: Call(
+        f"{IB}/{w.bank_id}/sessions/{w.cat_session_id}/answers",
+        json={"item_id": w.cat_item_id, "response": 1},
+    ),
+)
+
 
 MATRIX: tuple[Row, ...] = (
     #   route                    admin resrch coord  siteco r_only outsdr ptcpt  other  anon
@@ -960,6 +1044,18 @@ MATRIX: tuple[Row, ...] = (
     row(REDCAP_IMPORT,           404,  404,   403,   403,   403,   404,   X,     X,     401),
     row(REDCAP_ROTATE_TRIGGER,   404,  404,   403,   403,   403,   404,   X,     X,     401),
     row(DASHBOARD_STUDY,         200,  200,   200,   200,   200,   404,   X,     X,     401),
+    row(ITEM_BANKS_LIST,         200,  200,   200,   200,   200,   404,   X,     X,     401),
+    row(ITEM_BANKS_CREATE,       201,  201,   403,   403,   403,   404,   X,     X,     401),
+    row(ITEM_BANKS_IMPORT,       201,  201,   403,   403,   403,   404,   X,     X,     401),
+    row(ITEM_BANK_GET,           200,  200,   200,   200,   200,   404,   X,     X,     401),
+    row(ITEM_BANK_VERSION,       200,  200,   403,   403,   403,   404,   X,     X,     401),
+    row(ITEM_BANK_ARCHIVE,       204,  204,   403,   403,   403,   404,   X,     X,     401),
+    row(ITEM_BANK_CAT_NEXT,      200,  200,   200,   200,   200,   404,   X,     X,     401),
+    row(ITEM_BANK_SCORE,         200,  200,   200,   200,   200,   404,   X,     X,     401),
+    row(CAT_START,               201,  201,   201,   404,   403,   404,   201,   404,   401),
+    row(CAT_GET,                 200,  200,   200,   404,   200,   404,   200,   404,   401),
+    row(CAT_NEXT,                200,  200,   200,   404,   403,   404,   200,   404,   401),
+    row(CAT_ANSWER,              200,  200,   200,   404,   403,   404,   200,   404,   401),
 )  # fmt: skip
 
 ERROR_CODES: Mapping[int, str] = {

@@ -9,6 +9,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -17,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
 from app.core.clock import utcnow
+from app.models.assessment import AssessmentSession, SessionStatus
 from app.models.notification import (
     Notification,
     NotificationChannel,
@@ -75,6 +77,10 @@ class World:
     notification_id: uuid.UUID  # a failed email reminder of the target, which may be resent
     webhook_id: uuid.UUID  # a webhook of the study, to a public address nothing is sent to
     delivery_id: uuid.UUID  # its test event's delivery, pending
+    bank_id: uuid.UUID  # an item bank of the study
+    free_session_id: uuid.UUID  # a running assessment session of the target, without a test
+    cat_session_id: uuid.UUID  # the target's adaptive test on the bank, running
+    cat_item_id: str  # the item that test gave first
     headers: Mapping[Principal, Mapping[str, str]]
 
 
@@ -116,7 +122,7 @@ async def build_world(
     spare_member_id = spare_member.id
     newcomer = await factories.staff(db_session, client, UserRole.READ_ONLY)
 
-    battery_id, _ = await factories.battery(db_session, study_row, ["simple-rt"])
+    battery_id, battery_version_id = await factories.battery(db_session, study_row, ["simple-rt"])
     # Before the participants, so that their enrollment makes their visits.
     schedule = await _post(
         client,
@@ -216,6 +222,44 @@ async def build_world(
     )
     test_delivery = await _post(client, f"{webhooks}/{webhook['id']}/test", admin.headers, {})
 
+    bank = await _post(
+        client,
+        "/api/item-banks",
+        admin.headers,
+        {
+            "study_id": str(study_id),
+            "name": "Fatigue",
+            "items": [
+                {"id": f"f{i}", "a": 1.5, "b": [i - 1.0, i + 0.5], "text": {"en": f"Item {i}"}}
+                for i in range(3)
+            ],
+        },
+    )
+    # Running sessions of the target, written as rows: the study is a draft, where the session
+    # routes start none.
+    assessment_ids = [uuid.uuid4(), uuid.uuid4()]
+    for assessment_id in assessment_ids:
+        db_session.add(
+            AssessmentSession(
+                id=assessment_id,
+                study_id=study_id,
+                participant_id=target_id,
+                battery_id=battery_id,
+                battery_version_id=battery_version_id,
+                battery_version=1,
+                status=SessionStatus.STARTED,
+                started_at=utcnow(),
+                expires_at=utcnow() + timedelta(hours=24),
+            )
+        )
+    await db_session.commit()
+    test = await _post(
+        client,
+        f"/api/item-banks/{bank['id']}/sessions",
+        admin.headers,
+        {"session_id": str(assessment_ids[0])},
+    )
+
     participant_headers = await factories.participant_headers(db_session, settings, target_id)
     other_headers = await factories.participant_headers(db_session, settings, other_id)
 
@@ -251,5 +295,9 @@ async def build_world(
         notification_id=notification_id,
         webhook_id=uuid.UUID(webhook["id"]),
         delivery_id=uuid.UUID(test_delivery["id"]),
+        bank_id=uuid.UUID(bank["id"]),
+        free_session_id=assessment_ids[1],
+        cat_session_id=uuid.UUID(test["id"]),
+        cat_item_id=test["next_item_id"],
         headers=headers,
     )

@@ -1,4 +1,5 @@
-"""IRT item banks, their versions and stateless adaptive testing (docs/item-banks.md)."""
+"""IRT item banks, their versions, stateless adaptive testing and stored adaptive tests
+(docs/item-banks.md)."""
 
 from __future__ import annotations
 
@@ -7,13 +8,26 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Query, UploadFile, status
 
-from app.api.dependencies import ActorContextDep, CurrentUser, PageParamsDep, SessionDep
+from app.api.dependencies import (
+    ActorContextDep,
+    AnyActorContextDep,
+    AnyPrincipal,
+    CurrentUser,
+    PageParamsDep,
+    SessionDep,
+    StorageDep,
+)
 from app.api.openapi import error_responses
 from app.models.item_bank import ItemBank, ItemBankVersion
 from app.schemas.common import Page
 from app.schemas.item_banks import (
+    CatAnswerIn,
+    CatNextItemRead,
     CatNextRead,
     CatRulesRead,
+    CatSessionRead,
+    CatSessionStart,
+    CatStepRead,
     ItemBankCreate,
     ItemBankRead,
     ItemBankVersionCreate,
@@ -23,7 +37,7 @@ from app.schemas.item_banks import (
 )
 from app.scoring.irt import t_score
 from app.services.item_banks import banks as service
-from app.services.item_banks import cat
+from app.services.item_banks import cat, results, sessions
 
 router = APIRouter(prefix="/item-banks", tags=["item-banks"])
 
@@ -209,3 +223,104 @@ async def score_responses(
         version=result.version.version,
         scorer_version=cat.SCORER_VERSION,
     )
+
+
+def _session_read(state: sessions.CatState) -> CatSessionRead:
+    test = state.cat
+    pending = state.pending
+    return CatSessionRead(
+        id=test.id,
+        bank_id=test.bank_id,
+        bank_version=test.bank_version,
+        study_id=test.study_id,
+        participant_id=test.participant_id,
+        session_id=test.assessment_session_id,
+        origin=test.origin.value,
+        status=test.status.value,
+        theta=test.theta,
+        se=test.se,
+        t_score=t_score(test.theta),
+        n_items=test.n_items,
+        stop_reason=test.stop_reason,
+        next_item_id=pending.item_id if pending is not None else None,
+        device_theta=test.device_theta,
+        device_se=test.device_se,
+        started_at=test.started_at,
+        finished_at=test.finished_at,
+        task=results.task_name(test.bank_id),
+        task_result_id=test.task_result_id,
+        scorer_version=state.result.scorer_version if state.result is not None else None,
+        flags=state.result.flags if state.result is not None else [],
+        steps=[CatStepRead.model_validate(step) for step in state.steps],
+    )
+
+
+@router.post(
+    "/{bank_id:uuid}/sessions",
+    status_code=status.HTTP_201_CREATED,
+    responses=error_responses(404, 409),
+)
+async def start_cat_session(
+    bank_id: uuid.UUID,
+    body: CatSessionStart,
+    principal: AnyPrincipal,
+    session: SessionDep,
+    context: AnyActorContextDep,
+) -> CatSessionRead:
+    """Start an adaptive test of the assessment session's participant on the bank's current
+    version (pinned for the whole test); the first item is given at once. The participant's
+    token, or staff who may edit the participant."""
+    state = await sessions.start(session, context, principal, bank_id, body.session_id)
+    return _session_read(state)
+
+
+@router.get("/{bank_id:uuid}/sessions/{cat_session_id:uuid}")
+async def get_cat_session(
+    bank_id: uuid.UUID, cat_session_id: uuid.UUID, principal: AnyPrincipal, session: SessionDep
+) -> CatSessionRead:
+    """The test's state: estimate, status, stop reason, every step with the estimate after it."""
+    return _session_read(await sessions.get(session, principal, bank_id, cat_session_id))
+
+
+@router.get("/{bank_id:uuid}/sessions/{cat_session_id:uuid}/next")
+async def next_cat_item(
+    bank_id: uuid.UUID, cat_session_id: uuid.UUID, principal: AnyPrincipal, session: SessionDep
+) -> CatNextItemRead:
+    """The item to answer now with its texts and options (the same until it is answered), or
+    `finished` with the stop reason."""
+    state = await sessions.get_for_answering(session, principal, bank_id, cat_session_id)
+    pending = state.pending
+    return CatNextItemRead(
+        cat_session_id=state.cat.id,
+        status=state.cat.status.value,
+        finished=pending is None,
+        position=pending.position if pending is not None else None,
+        item=_item(state.item(pending.item_id)) if pending is not None else None,
+        theta=state.cat.theta,
+        se=state.cat.se,
+        n_items=state.cat.n_items,
+        stop_reason=state.cat.stop_reason,
+    )
+
+
+@router.post(
+    "/{bank_id:uuid}/sessions/{cat_session_id:uuid}/answers",
+    responses=error_responses(404, 409),
+)
+async def answer_cat_item(
+    bank_id: uuid.UUID,
+    cat_session_id: uuid.UUID,
+    body: CatAnswerIn,
+    principal: AnyPrincipal,
+    session: SessionDep,
+    storage: StorageDep,
+    context: AnyActorContextDep,
+) -> CatSessionRead:
+    """Answer the item given. The answer is stored with the estimate after it; then the next
+    item is given, or the test finishes and its result is stored in the assessment session.
+    The same answer again is answered with the current state; 409 for another answer to an
+    answered item, an item other than the one given, or a finished test."""
+    state = await sessions.answer(
+        session, storage, context, principal, bank_id, cat_session_id, body.item_id, body.response
+    )
+    return _session_read(state)
