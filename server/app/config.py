@@ -137,7 +137,8 @@ class Settings(BaseSettings):
     HOST: str = "127.0.0.1"
     PORT: int = Field(default=8000, ge=1, le=65535)
     WORKERS: int = Field(default=1, ge=1, le=64)
-    # Move start-up objects out of the garbage collector's scans (gc.freeze) once the app is up.
+    # Move start-up objects out of the garbage collector's scans (gc.freeze) once the app is up,
+    # and collect the young generation less often (see app.main).
     GC_FREEZE_AT_STARTUP: bool = True
     # On SIGTERM the server stops accepting at once and gives requests in flight this long to
     # finish; then they are cancelled and the process exits.
