@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
 from app.core.clock import utcnow
+from app.models.export import ExportJob, ExportStatus
 from app.models.notification import (
     Notification,
     NotificationChannel,
@@ -25,6 +26,7 @@ from app.models.notification import (
 )
 from app.models.study import MemberRole
 from app.models.user import UserRole
+from app.services.exports.storage import export_storage, scratch_dir
 from tests import factories
 
 
@@ -75,6 +77,7 @@ class World:
     notification_id: uuid.UUID  # a failed email reminder of the target, which may be resent
     webhook_id: uuid.UUID  # a webhook of the study, to a public address nothing is sent to
     delivery_id: uuid.UUID  # its test event's delivery, pending
+    export_id: uuid.UUID  # a ready export of the study's participants, by the researcher
     headers: Mapping[Principal, Mapping[str, str]]
 
 
@@ -85,6 +88,33 @@ async def _post(
     assert response.status_code in (200, 201, 202), (url, response.text)
     payload: dict[str, Any] = response.json()
     return payload
+
+
+async def _ready_export(
+    db_session: AsyncSession,
+    client: httpx.AsyncClient,
+    settings: Settings,
+    headers: Mapping[str, str],
+    study_id: uuid.UUID,
+) -> uuid.UUID:
+    """An export job created through the API and made ready with a small file in the storage
+    (no worker runs in the matrix)."""
+    body = {"study_id": str(study_id), "format": "csv", "dataset": "participants"}
+    created = await _post(client, "/api/exports", headers, body)
+    job = await db_session.get(ExportJob, uuid.UUID(created["id"]))
+    assert job is not None
+    key = f"{study_id}/{job.id.hex}.zip"
+    source = scratch_dir(settings) / f"{job.id.hex}.zip"
+    source.write_bytes(b"PK\x05\x06" + b"\x00" * 18)  # an empty zip
+    export_storage(settings).put(key, source)
+    job.status = ExportStatus.READY
+    job.file_path = key
+    job.file_name = "matrix.zip"
+    job.size_bytes = 22
+    job.sha256 = "0" * 64
+    job.finished_at = job.expires_at = utcnow()
+    await db_session.commit()
+    return job.id
 
 
 async def build_world(
@@ -216,6 +246,8 @@ async def build_world(
     )
     test_delivery = await _post(client, f"{webhooks}/{webhook['id']}/test", admin.headers, {})
 
+    export_id = await _ready_export(db_session, client, settings, researcher.headers, study_id)
+
     participant_headers = await factories.participant_headers(db_session, settings, target_id)
     other_headers = await factories.participant_headers(db_session, settings, other_id)
 
@@ -251,5 +283,6 @@ async def build_world(
         notification_id=notification_id,
         webhook_id=uuid.UUID(webhook["id"]),
         delivery_id=uuid.UUID(test_delivery["id"]),
+        export_id=export_id,
         headers=headers,
     )
