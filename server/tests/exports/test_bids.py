@@ -145,6 +145,8 @@ async def test_bids_export_is_a_bids_dataset_with_exact_values(
         ("ses-week4", "week-4", "1")
     ]
     assert sessions[0]["assessment_sessions"] == f"{visits['A1']};{visits['A1-second']}"
+    sessions_sidecar = json.loads(archive.read("sub-A1x2/sub-A1x2_sessions.json"))
+    assert "Units" not in sessions_sidecar["acq_time"]  # BIDS would read it as a number
     unscheduled = read_tsv(archive, "sub-B1/sub-B1_sessions.tsv")
     assert [(s["session_id"], s["visit_key"]) for s in unscheduled] == [("ses-unscheduled", "n/a")]
 

@@ -108,7 +108,8 @@ SESSION_COLUMNS: tuple[Column, ...] = (
     Column("acq_time", "datetime", "UTC", "start of the first assessment session of the visit"),
     Column("assessment_sessions", "string", "", "the server's session ids, ';'-separated"),
 )
-_UNITS = {"ms": "ms", "s": "s", "UTC": "UTC"}
+# BIDS reads `Units` as making a column numeric: times of day (acq_time) have none.
+_UNITS = {"ms": "ms", "s": "s"}
 
 
 def alphanumeric(text: str) -> str:
