@@ -245,10 +245,10 @@ async def test_bids_holds_trials_only_and_never_contact_details(
         refused = await create(client, world.researcher.headers, body)
         assert refused.status_code == 422, refused.text
         assert refused.json()["error"]["code"] == "VALIDATION_ERROR"
-    body = {"study_id": world.study_id, "format": "bids", "include_pii": True}
-    assert (await create(client, world.researcher.headers, body)).status_code == 422
-    body = {"study_id": world.study_id, "format": "bids", "dataset": "trials"}
-    assert (await create(client, world.coordinator.headers, body)).status_code == 403
+    with_pii: dict[str, Any] = {"study_id": world.study_id, "format": "bids", "include_pii": True}
+    assert (await create(client, world.researcher.headers, with_pii)).status_code == 422
+    trials = {"study_id": world.study_id, "format": "bids", "dataset": "trials"}
+    assert (await create(client, world.coordinator.headers, trials)).status_code == 403
 
 
 def test_labels_fall_back_when_empty_shared_or_reserved() -> None:
