@@ -224,6 +224,10 @@ async def test_bids_respects_the_filters(
     earlier = (utcnow() - timedelta(hours=1)).isoformat()
     _, archive = await _bids(client, runner, world, filters={"started_to": earlier})
     assert beh_files(archive) == {}
+    _, archive = await _bids(
+        client, runner, world, filters={"started_from": earlier, "started_to": later}
+    )
+    assert len(beh_files(archive)) == 6
 
     # A site-scoped researcher gets their own site only; W1 (withdrawn with deletion) never.
     _, archive = await export_archive(
