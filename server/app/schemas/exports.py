@@ -40,13 +40,23 @@ class ExportCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     study_id: uuid.UUID
-    format: Literal["csv", "json", "parquet"]
+    format: Literal["csv", "json", "parquet", "bids"]
     dataset: Literal["trials", "summaries", "sessions", "participants", "all"] = "all"
     filters: ExportFiltersIn = Field(default_factory=ExportFiltersIn)
     include_pii: bool = Field(
         default=False,
         description="participants' email and phone (needs the right to see contact details)",
     )
+
+    @model_validator(mode="after")
+    def _bids_holds_trials(self) -> ExportCreate:
+        # A BIDS dataset holds the trials (beh files) and a participants table, never scores
+        # (derived data) nor contact details.
+        if self.format == "bids" and self.dataset not in ("trials", "all"):
+            raise ValueError("the bids format holds the trials: dataset must be trials or all")
+        if self.format == "bids" and self.include_pii:
+            raise ValueError("the bids format never holds contact details")
+        return self
 
 
 class ExportProgress(BaseModel):

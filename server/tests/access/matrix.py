@@ -18,6 +18,8 @@ and docs/roles.md (the capability matrix), with the routers' documented choices:
   admin, researcher; others 403 (the world has no REDCap project: reading its configuration is
   404, and so is importing from it; a configuration naming a private address is refused
   before any call, 422);
+- exports (the `export` capability: jobs, their download and deletion, the streamed trials
+  CSV): admin, researcher; others 403 (tests/exports);
 - researcher of another study: 404 everywhere;
 - participant tokens: their own consent (status, sign, withdraw, records, PDF) and the published
   forms of their study; staff-only routes answer `STAFF_ONLY` (docs/consent.md and
@@ -103,6 +105,7 @@ PREFIXES = (
     "/api/dashboard",
     "/api/templates",
     "/api/item-banks",
+    "/api/exports",
 )
 
 
@@ -880,6 +883,37 @@ def dashboard_view(world: World, principal: Principal, response: httpx.Response)
     return problems
 
 
+E = "/api/exports"
+EXPORTS_CREATE = Route(
+    "exports.create",
+    "POST",
+    E,
+    lambda w, _: Call(E, json={"study_id": str(w.study_id), "format": "csv", "dataset": "trials"}),
+)
+EXPORTS_LIST = Route(
+    "exports.list", "GET", E, lambda w, _: Call(E, params={"study_id": str(w.study_id)})
+)
+EXPORT_GET = Route(
+    "exports.get", "GET", E + "/{export_id}", lambda w, _: Call(f"{E}/{w.export_id}")
+)
+EXPORT_DOWNLOAD = Route(
+    "exports.download",
+    "GET",
+    E + "/{export_id}/download",
+    lambda w, _: Call(f"{E}/{w.export_id}/download"),
+)
+# Deleting removes the file, which the cell's rollback does not bring back: after the download.
+EXPORT_DELETE = Route(
+    "exports.delete", "DELETE", E + "/{export_id}", lambda w, _: Call(f"{E}/{w.export_id}")
+)
+EXPORTS_STREAM = Route(
+    "exports.stream_trials_csv",
+    "GET",
+    E + "/studies/{study_id}/trials.csv",
+    lambda w, _: Call(f"{E}/studies/{w.study_id}/trials.csv"),
+)
+
+
 DASHBOARD_STUDY = Route(
     "dashboard.study",
     "GET",
@@ -1056,6 +1090,12 @@ MATRIX: tuple[Row, ...] = (
     row(CAT_GET,                 200,  200,   200,   404,   200,   404,   200,   404,   401),
     row(CAT_NEXT,                200,  200,   200,   404,   403,   404,   200,   404,   401),
     row(CAT_ANSWER,              200,  200,   200,   404,   403,   404,   200,   404,   401),
+    row(EXPORTS_CREATE,          202,  202,   403,   403,   403,   404,   X,     X,     401),
+    row(EXPORTS_LIST,            200,  200,   403,   403,   403,   404,   X,     X,     401),
+    row(EXPORT_GET,              200,  200,   403,   403,   403,   404,   X,     X,     401),
+    row(EXPORT_DOWNLOAD,         200,  200,   403,   403,   403,   404,   X,     X,     401),
+    row(EXPORT_DELETE,           200,  200,   403,   403,   403,   404,   X,     X,     401),
+    row(EXPORTS_STREAM,          200,  200,   403,   403,   403,   404,   X,     X,     401),
 )  # fmt: skip
 
 ERROR_CODES: Mapping[int, str] = {

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.config import Settings
 from app.core.clock import utcnow
 from app.models.assessment import AssessmentSession, SessionStatus
+from app.models.export import ExportJob, ExportStatus
 from app.models.notification import (
     Notification,
     NotificationChannel,
@@ -27,6 +28,7 @@ from app.models.notification import (
 )
 from app.models.study import MemberRole
 from app.models.user import UserRole
+from app.services.exports.storage import export_storage, scratch_dir
 from tests import factories
 
 
@@ -81,6 +83,7 @@ class World:
     free_session_id: uuid.UUID  # a running assessment session of the target, without a test
     cat_session_id: uuid.UUID  # the target's adaptive test on the bank, running
     cat_item_id: str  # the item that test gave first
+    export_id: uuid.UUID  # a ready export of the study's participants, by the researcher
     headers: Mapping[Principal, Mapping[str, str]]
 
 
@@ -91,6 +94,33 @@ async def _post(
     assert response.status_code in (200, 201, 202), (url, response.text)
     payload: dict[str, Any] = response.json()
     return payload
+
+
+async def _ready_export(
+    db_session: AsyncSession,
+    client: httpx.AsyncClient,
+    settings: Settings,
+    headers: Mapping[str, str],
+    study_id: uuid.UUID,
+) -> uuid.UUID:
+    """An export job created through the API and made ready with a small file in the storage
+    (no worker runs in the matrix)."""
+    body = {"study_id": str(study_id), "format": "csv", "dataset": "participants"}
+    created = await _post(client, "/api/exports", headers, body)
+    job = await db_session.get(ExportJob, uuid.UUID(created["id"]))
+    assert job is not None
+    key = f"{study_id}/{job.id.hex}.zip"
+    source = scratch_dir(settings) / f"{job.id.hex}.zip"
+    source.write_bytes(b"PK\x05\x06" + b"\x00" * 18)  # an empty zip
+    export_storage(settings).put(key, source)
+    job.status = ExportStatus.READY
+    job.file_path = key
+    job.file_name = "matrix.zip"
+    job.size_bytes = 22
+    job.sha256 = "0" * 64
+    job.finished_at = job.expires_at = utcnow()
+    await db_session.commit()
+    return job.id
 
 
 async def build_world(
@@ -259,6 +289,7 @@ async def build_world(
         admin.headers,
         {"session_id": str(assessment_ids[0])},
     )
+    export_id = await _ready_export(db_session, client, settings, researcher.headers, study_id)
 
     participant_headers = await factories.participant_headers(db_session, settings, target_id)
     other_headers = await factories.participant_headers(db_session, settings, other_id)
@@ -299,5 +330,6 @@ async def build_world(
         free_session_id=assessment_ids[1],
         cat_session_id=uuid.UUID(test["id"]),
         cat_item_id=test["next_item_id"],
+        export_id=export_id,
         headers=headers,
     )

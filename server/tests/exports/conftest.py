@@ -20,12 +20,23 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
 from app.api.routers.exports import get_stream_session
 from app.config import Settings
+from app.core.clock import utcnow
+from app.models.assessment import AssessmentSession
 from app.models.export import ExportJob
 from app.models.participant import ParticipantStatus, WithdrawalScope
+from app.models.schedule import (
+    Schedule,
+    ScheduleEvent,
+    ScheduleVersion,
+    Visit,
+    VisitAnchor,
+    VisitStatus,
+)
 from app.models.study import MemberRole, Study
 from app.services.exports.jobs import run_pending_exports
 from tests import factories
@@ -46,6 +57,7 @@ class World:
     viewer: factories.Staff
     site_researcher: factories.Staff  # a researcher scoped to S2
     outsider: factories.Staff
+    battery_id: uuid.UUID  # simple-rt and flanker
 
 
 def trials(participant: str) -> list[dict[str, object]]:
@@ -102,7 +114,118 @@ async def world(client: httpx.AsyncClient, db_session: AsyncSession, settings: S
         viewer=viewer,
         site_researcher=site_researcher,
         outsider=outsider,
+        battery_id=battery_id,
     )
+
+
+async def session_of(
+    client: httpx.AsyncClient,
+    world: World,
+    participant_id: uuid.UUID,
+    body: dict[str, object],
+    **start: object,
+) -> str:
+    """A session of the participant on the world's battery with `body` submitted: its id."""
+    started = await factories.start_session(
+        client, world.researcher.headers, participant_id, world.battery_id, **start
+    )
+    assert started.status_code == 201, started.text
+    session_id: str = started.json()["session_id"]
+    submitted = await factories.submit(client, world.researcher.headers, session_id, body)
+    assert submitted.status_code == 201, submitted.text
+    return session_id
+
+
+async def attach_visit(
+    db_session: AsyncSession,
+    world: World,
+    session_id: str,
+    event_key: str,
+    occurrence: int = 1,
+) -> None:
+    """Make the session one of its participant's visit `event_key` (occurrence), creating the
+    schedule event and the visit when they do not exist yet."""
+    record = await db_session.get(AssessmentSession, uuid.UUID(session_id))
+    assert record is not None
+    visit = await db_session.scalar(
+        select(Visit).where(
+            Visit.participant_id == record.participant_id,
+            Visit.event_key == event_key,
+            Visit.occurrence == occurrence,
+        )
+    )
+    if visit is None:
+        schedule = await db_session.scalar(
+            select(Schedule).where(Schedule.study_id == world.study.id)
+        )
+        now = utcnow()
+        if schedule is None:
+            schedule = Schedule(id=uuid.uuid4(), study_id=world.study.id, current_version=1)
+            db_session.add(schedule)
+            await db_session.flush()
+            db_session.add(
+                ScheduleVersion(
+                    id=uuid.uuid4(),
+                    schedule_id=schedule.id,
+                    version=1,
+                    name="Plan",
+                    created_at=now,
+                )
+            )
+            await db_session.flush()
+        version_id = await db_session.scalar(
+            select(ScheduleVersion.id).where(ScheduleVersion.schedule_id == schedule.id)
+        )
+        assert version_id is not None
+        event = await db_session.scalar(
+            select(ScheduleEvent).where(
+                ScheduleEvent.schedule_version_id == version_id, ScheduleEvent.key == event_key
+            )
+        )
+        if event is None:
+            event = ScheduleEvent(
+                id=uuid.uuid4(),
+                schedule_version_id=version_id,
+                position=0,
+                key=event_key,
+                label=f"Visit {event_key}",
+                anchor=VisitAnchor.ENROLLMENT_DATE,
+                offset_days=0,
+                window_before_days=0,
+                window_after_days=7,
+                battery_id=world.battery_id,
+                repeat_count=1,
+                reminders=[],
+            )
+            db_session.add(event)
+            await db_session.flush()
+        visit = Visit(
+            id=uuid.uuid4(),
+            study_id=world.study.id,
+            participant_id=record.participant_id,
+            schedule_id=schedule.id,
+            schedule_version=1,
+            schedule_event_id=event.id,
+            event_key=event_key,
+            occurrence=occurrence,
+            label=f"Visit {event_key} #{occurrence}",
+            battery_id=world.battery_id,
+            anchor=VisitAnchor.ENROLLMENT_DATE,
+            anchor_date=now.date(),
+            timezone="UTC",
+            due_date=now.date(),
+            window_start_date=now.date(),
+            window_end_date=now.date(),
+            due_at=now,
+            window_opens_at=now,
+            window_closes_at=now,
+            status=VisitStatus.COMPLETED,
+            completed_at=now,
+        )
+        db_session.add(visit)
+        await db_session.flush()
+    record.visit_id = visit.id
+    await db_session.commit()
 
 
 @pytest.fixture

@@ -22,6 +22,7 @@ from tests.exports.conftest import (
     FORMULA_SITE,
     Runner,
     World,
+    attach_visit,
     create,
     export_archive,
     read_csv,
@@ -181,6 +182,40 @@ async def test_filters_narrow_the_rows(
     outside = {**by_site, "filters": {"site_ids": [str(world.site_ids["S2"]), str(study)]}}
     refused = await create(client, world.researcher.headers, outside)
     assert refused.status_code == 422, refused.text
+
+
+async def test_the_visit_filter_keeps_the_sessions_of_those_visits_in_every_format(
+    client: httpx.AsyncClient, world: World, runner: Runner, db_session: AsyncSession
+) -> None:
+    """A1's session at visit `week-4`, B1's at `baseline`; a filter on `week-4` keeps A1's
+    rows only, in the trials, the scores and the sessions (unscheduled sessions are left out
+    by any visit filter)."""
+    await attach_visit(db_session, world, world.session_ids["A1"], "week-4")
+    await attach_visit(db_session, world, world.session_ids["B1"], "baseline")
+    week4 = {"visit_keys": ["week-4"]}
+    body = {"study_id": world.study_id, "format": "csv", "dataset": "all", "filters": week4}
+    _, archive = await export_archive(client, runner, world.researcher.headers, body)
+    trials = read_csv(archive, "trials.csv")
+    assert len(trials) == 22
+    assert {(r["participant_code"], r["visit_key"]) for r in trials} == {("A1", "week-4")}
+    assert [r["participant_code"] for r in read_csv(archive, "scores.csv")] == ["A1"]
+
+    body = {**body, "format": "json"}
+    _, archive = await export_archive(client, runner, world.researcher.headers, body)
+    assert {t["visit_key"] for t in read_jsonl(archive, "trials.jsonl")} == {"week-4"}
+    sessions = read_jsonl(archive, "sessions.jsonl")
+    assert [(s["participant_code"], s["visit_occurrence"]) for s in sessions] == [("A1", 1)]
+
+    body = {**body, "format": "parquet", "dataset": "trials"}
+    body["filters"] = {"visit_keys": ["baseline", "week-4"]}
+    _, archive = await export_archive(client, runner, world.researcher.headers, body)
+    table = pq.read_table(io.BytesIO(archive.read("trials.parquet")))
+    assert sorted(set(table.column("visit_key").to_pylist())) == ["baseline", "week-4"]
+    assert table.num_rows == 44
+
+    body["filters"] = {"visit_keys": ["no-such-visit"]}
+    _, archive = await export_archive(client, runner, world.researcher.headers, body)
+    assert pq.read_table(io.BytesIO(archive.read("trials.parquet"))).num_rows == 0
 
 
 async def test_contact_details_only_when_asked_and_allowed(

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.models.audit import AuditEvent
-from tests.exports.conftest import World
+from tests.exports.conftest import World, attach_visit
 
 pytestmark = pytest.mark.usefixtures("stream_in_test_session")
 
@@ -67,6 +67,20 @@ async def test_the_stream_holds_the_trials_in_scope(
     ).all()
     assert len(events) == 3
     assert all(event.category == "export" for event in events)
+
+
+async def test_the_stream_filters_by_visit(
+    client: httpx.AsyncClient, world: World, db_session: AsyncSession
+) -> None:
+    await attach_visit(db_session, world, world.session_ids["B1"], "week-4")
+    path = f"/api/exports/studies/{world.study_id}/trials.csv"
+    rows = _rows(
+        await client.get(path, headers=world.researcher.headers, params={"visit_key": "week-4"})
+    )
+    assert len(rows) == 22
+    assert {(r["participant_code"], r["visit_key"]) for r in rows} == {("B1", "week-4")}
+    none = await client.get(path, headers=world.researcher.headers, params={"visit_key": "other"})
+    assert _rows(none) == []
 
 
 async def test_the_stream_needs_the_export_capability(

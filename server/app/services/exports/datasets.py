@@ -119,7 +119,7 @@ def metric_unit(metric: str) -> str:
     return ""
 
 
-def _session_select(scope: ExportScope, *columns: Any) -> Select[Any]:
+def session_select(scope: ExportScope, *columns: Any) -> Select[Any]:
     return (
         select(*columns)
         .select_from(AssessmentSession)
@@ -157,7 +157,7 @@ _SESSION_SELECT_COLUMNS = (
 
 def trials_select(scope: ExportScope) -> Select[Any]:
     return (
-        _session_select(
+        session_select(
             scope,
             Trial.id.label("trial_id"),
             Trial.study_id.label("study_id"),
@@ -185,7 +185,7 @@ def trials_select(scope: ExportScope) -> Select[Any]:
 
 async def count_trials(session: AsyncSession, scope: ExportScope) -> int:
     statement = (
-        _session_select(scope, func.count(Trial.id))
+        session_select(scope, func.count(Trial.id))
         .join(Trial, Trial.session_id == AssessmentSession.id)
         .where(Trial.study_id == scope.study_id, scope.task_condition(Trial.task))
     )
@@ -214,7 +214,7 @@ async def trial_rows(session: AsyncSession, scope: ExportScope) -> AsyncIterator
 
 def _sessions_with_results(scope: ExportScope) -> Select[Any]:
     return (
-        _session_select(
+        session_select(
             scope,
             *_SESSION_SELECT_COLUMNS,
             AssessmentSession.status.label("session_status"),
@@ -238,7 +238,7 @@ def _sessions_with_results(scope: ExportScope) -> Select[Any]:
 
 
 async def count_sessions(session: AsyncSession, scope: ExportScope) -> int:
-    return int(await session.scalar(_session_select(scope, func.count(AssessmentSession.id))) or 0)
+    return int(await session.scalar(session_select(scope, func.count(AssessmentSession.id))) or 0)
 
 
 @dataclass(slots=True)
@@ -290,7 +290,7 @@ async def score_columns(session: AsyncSession, scope: ExportScope) -> tuple[Colu
     its flags and its scorer version, then the session's flags. Metric columns name the
     scorer versions that produced them."""
     statement = (
-        _session_select(scope, TaskResult.task, TaskResult.scores, TaskResult.scorer_version)
+        session_select(scope, TaskResult.task, TaskResult.scores, TaskResult.scorer_version)
         .join(TaskResult, TaskResult.session_id == AssessmentSession.id)
         .where(scope.task_condition(TaskResult.task))
     )

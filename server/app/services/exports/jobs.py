@@ -39,7 +39,7 @@ from app.models.outbox import EventType
 from app.models.study import Site, Study
 from app.services.audit import AuditContext
 from app.services.audit_subjects import AuditSubject, record_about
-from app.services.exports import datasets
+from app.services.exports import bids, datasets
 from app.services.exports.scope import ExportFilters, ExportScope
 from app.services.exports.storage import FileStorage, export_storage, scratch_dir
 from app.services.exports.writers import Table, write_archive
@@ -362,7 +362,7 @@ async def run_export(
         assert job is not None
         study = await session.get(Study, job.study_id)
         assert study is not None
-        study_code = study.code
+        study_code, study_name = study.code, study.name
     scratch = scratch_dir(settings) / f"{job.id.hex}.zip"
     key = f"{job.study_id}/{job.id.hex}.zip"
     file_name = f"{study_code}-{job.dataset}-{job.format}-{job.id.hex[:8]}.zip"
@@ -373,7 +373,11 @@ async def run_export(
         async with sessions() as reader, reader.begin():
             # Read-only: on SQLite it must not hold the write lock the progress updates need.
             await reader.connection(execution_options={"sqlite_deferred": True})
-            tables, total = await _tables(reader, job, scope, encryptor)
+            tables: list[Table] = []
+            if job.format == "bids":
+                total = await bids.count_rows(reader, scope)
+            else:
+                tables, total = await _tables(reader, job, scope, encryptor)
             await _set_progress(sessions, job.id, 0, total)
             progress = _ProgressRecorder(sessions, job.id, total)
             readme = {
@@ -388,7 +392,18 @@ async def run_export(
                 "created_at": job.created_at.isoformat(),
                 "spreadsheet_safe_csv": job.format == "csv",
             }
-            written = await write_archive(scratch, job.format, tables, readme, progress)
+            if job.format == "bids":
+                written = await bids.write_bids_archive(
+                    scratch,
+                    reader,
+                    scope,
+                    study_name=study_name,
+                    study_code=study_code,
+                    export=readme,
+                    progress=progress,
+                )
+            else:
+                written = await write_archive(scratch, job.format, tables, readme, progress)
             await progress.flush()
         storage.put(key, scratch)
     except Exception as exc:

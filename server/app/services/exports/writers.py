@@ -155,7 +155,7 @@ def codebook_entries(tables: list[tuple[str, tuple[Column, ...]]]) -> list[dict[
     return [{"table": table, **column.as_json()} for table, columns in tables for column in columns]
 
 
-def _codebook_csv(entries: list[dict[str, Any]]) -> bytes:
+def codebook_csv(entries: list[dict[str, Any]]) -> bytes:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=CODEBOOK_FIELDS, lineterminator="\r\n")
     writer.writeheader()
@@ -191,7 +191,7 @@ async def write_archive(
             with archive.open(member_name, "w", force_zip64=True) as member:
                 rows += await writer(member, table, progress)
         entries = codebook_entries([(table.name, table.columns) for table in tables])
-        archive.writestr("codebook.csv", _codebook_csv(entries))
+        archive.writestr("codebook.csv", codebook_csv(entries))
         archive.writestr("codebook.json", json.dumps(entries, indent=2, ensure_ascii=False))
         archive.writestr("export.json", json.dumps(readme, indent=2, ensure_ascii=False))
     digest = hashlib.sha256()
