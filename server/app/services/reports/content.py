@@ -1,0 +1,443 @@
+"""The data of a report, read from the database into plain values for the renderer.
+
+Reads only; the worker calls these in one read-only transaction. A participant withdrawn with
+deletion of their data is never reported (as in exports): the participant report refuses them,
+the study report leaves them out. A site-scoped job reads its site only.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.core.clock import utcnow
+from app.core.security import FieldEncryptor
+from app.models.assessment import AssessmentSession, SessionStatus, TaskResult
+from app.models.consent import ConsentForm, ConsentRecord
+from app.models.export import ExportJob
+from app.models.participant import Participant, WithdrawalScope
+from app.models.schedule import Visit
+from app.models.study import Site, Study
+from app.models.user import UserRole
+from app.services.dashboard import figures
+from app.services.dashboard.scope import StudyScope
+from app.services.policy import StudyAccess
+from app.services.reports.flag_text import explain_flag
+from app.services.reports.metrics import (
+    domain_title,
+    key_metrics,
+    number,
+    task_domain,
+    task_name,
+    unit,
+)
+
+HISTOGRAM_BINS = 12
+MAX_ENROLLMENT_POINTS = 36
+# Data quality in the study report covers the study's whole history (the dashboard: 30 days).
+QUALITY_SINCE = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+class ReportSubjectGoneError(Exception):
+    """The participant of a queued report was erased, or withdrew with deletion of their data,
+    before the worker ran it (the job fails with this name as its error)."""
+
+
+# ------------------------------------------------------------------------ participant report
+
+
+@dataclass(frozen=True, slots=True)
+class Point:
+    """One task of one session: where it sits on the x axis and its key metrics' values."""
+
+    label: str
+    started_at: datetime
+    values: dict[str, float | None]
+
+
+@dataclass(frozen=True, slots=True)
+class FlagNote:
+    label: str
+    code: str
+    sentence: str
+
+
+@dataclass(frozen=True, slots=True)
+class TaskSeries:
+    task: str
+    name: str
+    metrics: list[str]
+    units: dict[str, str]
+    points: list[Point]
+    flags: list[FlagNote]
+    scorer_versions: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class DomainSection:
+    domain: str
+    title: str
+    tasks: list[TaskSeries]
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentLine:
+    form_title: str
+    form_version: int
+    language: str
+    signer_role: str
+    signed_at: datetime
+    withdrawn_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class ParticipantReport:
+    study_code: str
+    study_name: str
+    site: str | None
+    participant_code: str
+    status: str
+    enrollment_date: date | None
+    withdrawn_at: datetime | None
+    contact_included: bool
+    email: str | None
+    phone: str | None
+    consents: list[ConsentLine]
+    sessions: int
+    sessions_completed: int
+    domains: list[DomainSection]
+    generated_at: datetime
+
+
+def _site_label(site: Site | None) -> str | None:
+    return None if site is None else f"{site.code} – {site.name}"
+
+
+def _visit_label(started_at: datetime, label: str | None, occurrence: int | None) -> str:
+    if label is None:
+        return started_at.strftime("%Y-%m-%d")
+    return label if not occurrence or occurrence == 1 else f"{label} #{occurrence}"
+
+
+async def participant_report(
+    session: AsyncSession, job: ExportJob, encryptor: FieldEncryptor | None
+) -> ParticipantReport:
+    participant_ids = job.filters.get("participant_ids") or []
+    participant = await session.get(Participant, uuid.UUID(participant_ids[0]))
+    if (
+        participant is None
+        or participant.study_id != job.study_id
+        or participant.withdrawal_scope == WithdrawalScope.DELETE_DATA
+    ):
+        raise ReportSubjectGoneError
+    study = await session.get(Study, job.study_id)
+    assert study is not None
+    site = await session.get(Site, participant.site_id) if participant.site_id else None
+
+    email = phone = None
+    if encryptor is not None:
+        email = (
+            encryptor.decrypt(participant.email_encrypted) if participant.email_encrypted else None
+        )
+        phone = (
+            encryptor.decrypt(participant.phone_encrypted) if participant.phone_encrypted else None
+        )
+
+    consent_rows = await session.execute(
+        select(ConsentRecord, ConsentForm.title, ConsentForm.language)
+        .join(ConsentForm, ConsentForm.id == ConsentRecord.form_id)
+        .where(ConsentRecord.participant_id == participant.id)
+        .order_by(ConsentRecord.signed_at, ConsentRecord.id)
+    )
+    consents = [
+        ConsentLine(
+            form_title=title,
+            form_version=record.form_version,
+            language=language,
+            signer_role=record.signer_role.value,
+            signed_at=record.signed_at,
+            withdrawn_at=record.withdrawn_at,
+        )
+        for record, title, language in consent_rows
+    ]
+
+    sessions = (
+        await session.scalars(
+            select(AssessmentSession.status).where(
+                AssessmentSession.participant_id == participant.id
+            )
+        )
+    ).all()
+    rows = await session.execute(
+        select(TaskResult, AssessmentSession.started_at, Visit.label, Visit.occurrence)
+        .join(AssessmentSession, AssessmentSession.id == TaskResult.session_id)
+        .outerjoin(Visit, Visit.id == AssessmentSession.visit_id)
+        .where(AssessmentSession.participant_id == participant.id)
+        .order_by(AssessmentSession.started_at, AssessmentSession.id, TaskResult.task)
+    )
+    by_task: dict[str, list[tuple[TaskResult, str, datetime]]] = defaultdict(list)
+    for result, started_at, label, occurrence in rows:
+        by_task[result.task].append(
+            (result, _visit_label(started_at, label, occurrence), started_at)
+        )
+
+    sections: dict[str, list[TaskSeries]] = defaultdict(list)
+    for task in sorted(by_task):
+        results = by_task[task]
+        metrics = key_metrics(task, [result.scores for result, _, _ in results])
+        points = [
+            Point(label, started_at, {m: number(result.scores.get(m)) for m in metrics})
+            for result, label, started_at in results
+        ]
+        notes = [
+            FlagNote(
+                label,
+                str(flag.get("code")),
+                explain_flag(str(flag.get("code")), flag.get("evidence")),
+            )
+            for result, label, _ in results
+            for flag in result.flags
+            if isinstance(flag, dict)
+        ]
+        versions = sorted({f"{result.scorer}/{result.scorer_version}" for result, _, _ in results})
+        sections[task_domain(task)].append(
+            TaskSeries(
+                task=task,
+                name=task_name(task),
+                metrics=metrics,
+                units={m: unit(m) for m in metrics},
+                points=points,
+                flags=notes,
+                scorer_versions=versions,
+            )
+        )
+    return ParticipantReport(
+        study_code=study.code,
+        study_name=study.name,
+        site=_site_label(site),
+        participant_code=participant.participant_code,
+        status=participant.status.value,
+        enrollment_date=participant.enrollment_date,
+        withdrawn_at=participant.withdrawn_at,
+        contact_included=encryptor is not None,
+        email=email,
+        phone=phone,
+        consents=consents,
+        sessions=len(sessions),
+        sessions_completed=sum(1 for s in sessions if s == SessionStatus.COMPLETED),
+        domains=[
+            DomainSection(domain, domain_title(domain), sections[domain])
+            for domain in sorted(sections)
+        ],
+        generated_at=utcnow(),
+    )
+
+
+# ------------------------------------------------------------------------------ study report
+
+
+@dataclass(frozen=True, slots=True)
+class SiteRow:
+    label: str
+    participants: int
+    visits_completed: int
+    visits_due: int
+    adherence: float | None
+    tasks: int = 0
+    flags: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Enrollment:
+    """Participants enrolled by the end of each period, per site (cumulative)."""
+
+    periods: list[str]
+    by_site: dict[str, list[int]]
+
+
+@dataclass(frozen=True, slots=True)
+class Histogram:
+    task: str
+    name: str
+    metric: str
+    unit: str
+    edges: list[float]
+    counts: list[int]
+    n: int
+    median: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class StudyReport:
+    study_code: str
+    study_name: str
+    study_status: str
+    site_scope: str | None
+    participants: int
+    sessions: int
+    sites: list[SiteRow]
+    enrollment: Enrollment
+    flag_codes: list[str]
+    histograms: list[Histogram]
+    generated_at: datetime
+
+
+def _kept(study_id: uuid.UUID) -> list[ColumnElement[bool]]:
+    return [
+        Participant.study_id == study_id,
+        or_(
+            Participant.withdrawal_scope.is_(None),
+            Participant.withdrawal_scope != WithdrawalScope.DELETE_DATA,
+        ),
+    ]
+
+
+def _months(first: date, last: date) -> list[date]:
+    months = []
+    current = date(first.year, first.month, 1)
+    while current <= last:
+        months.append(current)
+        current = date(current.year + current.month // 12, current.month % 12 + 1, 1)
+    return months
+
+
+def enrollment_by_site(rows: Sequence[tuple[str, date]]) -> Enrollment:
+    """Cumulative enrollment at the end of each month, at most MAX_ENROLLMENT_POINTS points
+    (longer studies are sampled every few months, the last month always included)."""
+    if not rows:
+        return Enrollment([], {})
+    months = _months(min(day for _, day in rows), max(day for _, day in rows))
+    step = -(-len(months) // MAX_ENROLLMENT_POINTS)
+    shown = months[::-1][::step][::-1]
+    by_site: dict[str, list[int]] = {}
+    for label in sorted({label for label, _ in rows}):
+        days = sorted(day for site, day in rows if site == label)
+        counts = []
+        for month in shown:
+            end = date(month.year + month.month // 12, month.month % 12 + 1, 1)
+            counts.append(sum(1 for day in days if day < end))
+        by_site[label] = counts
+    return Enrollment([month.strftime("%Y-%m") for month in shown], by_site)
+
+
+def histogram(values: Sequence[float], bins: int = HISTOGRAM_BINS) -> tuple[list[float], list[int]]:
+    """Equal-width bins from the smallest to the largest value (one bin when all are equal)."""
+    low, high = min(values), max(values)
+    if high == low:
+        return [low, high], [len(values)]
+    width = (high - low) / bins
+    counts = [0] * bins
+    for value in values:
+        counts[min(int((value - low) / width), bins - 1)] += 1
+    return [low + width * i for i in range(bins + 1)], counts
+
+
+def _median(values: Sequence[float]) -> float | None:
+    ordered = sorted(values)
+    if not ordered:
+        return None
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
+async def study_report(session: AsyncSession, job: ExportJob) -> StudyReport:
+    study = await session.get(Study, job.study_id)
+    assert study is not None
+    now = utcnow()
+    dialect = session.get_bind().dialect.name
+    await figures.without_jit(session, dialect)
+    access = StudyAccess(study_id=study.id, role=UserRole.ADMIN, site_id=job.scope_site_id)
+    scope = StudyScope(study, access)
+    scope_site = await session.get(Site, job.scope_site_id) if job.scope_site_id else None
+
+    sites = []
+    for row in await figures.site_figures(session, scope, now):
+        label = _site_label(row.site) or "No site"
+        tasks = 0
+        flags: dict[str, int] = {}
+        if row.site is not None:
+            site_scope = StudyScope(study, StudyAccess(study.id, UserRole.ADMIN, row.site.id))
+            quality = await figures.quality_figures(session, site_scope, QUALITY_SINCE, dialect)
+            tasks, flags = quality.tasks, quality.tasks_by_flag
+        sites.append(
+            SiteRow(
+                label=label,
+                participants=row.participants,
+                visits_completed=row.visits.completed,
+                visits_due=row.visits.due,
+                adherence=row.visits.adherence,
+                tasks=tasks,
+                flags=flags,
+            )
+        )
+
+    people = (
+        select(Site.code, Participant.enrollment_date, Participant.created_at)
+        .outerjoin(Site, Site.id == Participant.site_id)
+        .where(*_kept(study.id))
+    )
+    if job.scope_site_id is not None:
+        people = people.where(Participant.site_id == job.scope_site_id)
+    enrolled = [
+        (code or "No site", day or created.date())
+        for code, day, created in await session.execute(people)
+    ]
+
+    results = (
+        select(TaskResult.task, TaskResult.scores)
+        .join(AssessmentSession, AssessmentSession.id == TaskResult.session_id)
+        .join(Participant, Participant.id == AssessmentSession.participant_id)
+        .where(AssessmentSession.study_id == study.id, *_kept(study.id))
+    )
+    if job.scope_site_id is not None:
+        results = results.where(Participant.site_id == job.scope_site_id)
+    scores_by_task: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for task, scores in await session.execute(results):
+        scores_by_task[task].append(scores)
+    histograms = []
+    for task in sorted(scores_by_task):
+        metrics = key_metrics(task, scores_by_task[task])
+        if not metrics:
+            continue
+        main = metrics[0]
+        values = [v for s in scores_by_task[task] if (v := number(s.get(main))) is not None]
+        if not values:
+            continue
+        edges, counts = histogram(values)
+        histograms.append(
+            Histogram(
+                task, task_name(task), main, unit(main), edges, counts, len(values), _median(values)
+            )
+        )
+
+    sessions_statement = (
+        select(func.count())
+        .select_from(AssessmentSession)
+        .join(Participant, Participant.id == AssessmentSession.participant_id)
+        .where(AssessmentSession.study_id == study.id, *_kept(study.id))
+    )
+    if job.scope_site_id is not None:
+        sessions_statement = sessions_statement.where(Participant.site_id == job.scope_site_id)
+    session_count = int(await session.scalar(sessions_statement) or 0)
+
+    codes = sorted({code for row in sites for code in row.flags})
+    return StudyReport(
+        study_code=study.code,
+        study_name=study.name,
+        study_status=study.status.value,
+        site_scope=_site_label(scope_site),
+        participants=len(enrolled),
+        sessions=session_count,
+        sites=sites,
+        enrollment=enrollment_by_site(enrolled),
+        flag_codes=codes,
+        histograms=histograms,
+        generated_at=now,
+    )
