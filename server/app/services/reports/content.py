@@ -2,7 +2,8 @@
 
 Reads only; the worker calls these in one read-only transaction. A participant withdrawn with
 deletion of their data is never reported (as in exports): the participant report refuses them,
-the study report leaves them out. A site-scoped job reads its site only.
+the study report counts them among the enrolled (as the dashboard does) but reads none of their
+scores (erased with their data). A site-scoped job reads its site only.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, func, or_, select
@@ -41,6 +42,7 @@ from app.services.reports.metrics import (
 
 HISTOGRAM_BINS = 12
 MAX_ENROLLMENT_POINTS = 36
+WEEKLY_UP_TO_DAYS = 84
 # Data quality in the study report covers the study's whole history (the dashboard: 30 days).
 QUALITY_SINCE = datetime(2000, 1, 1, tzinfo=UTC)
 
@@ -120,9 +122,11 @@ def _site_label(site: Site | None) -> str | None:
     return None if site is None else f"{site.code} – {site.name}"
 
 
-def _visit_label(started_at: datetime, label: str | None, occurrence: int | None) -> str:
+def _visit_label(ordinal: int, label: str | None, occurrence: int | None) -> str:
+    """The visit's label (with its occurrence after the first), or `Session n` for a session
+    outside the schedule, n counting the participant's sessions from 1."""
     if label is None:
-        return started_at.strftime("%Y-%m-%d")
+        return f"Session {ordinal}"
     return label if not occurrence or occurrence == 1 else f"{label} #{occurrence}"
 
 
@@ -176,17 +180,23 @@ async def participant_report(
         )
     ).all()
     rows = await session.execute(
-        select(TaskResult, AssessmentSession.started_at, Visit.label, Visit.occurrence)
+        select(
+            TaskResult,
+            AssessmentSession.id,
+            AssessmentSession.started_at,
+            Visit.label,
+            Visit.occurrence,
+        )
         .join(AssessmentSession, AssessmentSession.id == TaskResult.session_id)
         .outerjoin(Visit, Visit.id == AssessmentSession.visit_id)
         .where(AssessmentSession.participant_id == participant.id)
         .order_by(AssessmentSession.started_at, AssessmentSession.id, TaskResult.task)
     )
     by_task: dict[str, list[tuple[TaskResult, str, datetime]]] = defaultdict(list)
-    for result, started_at, label, occurrence in rows:
-        by_task[result.task].append(
-            (result, _visit_label(started_at, label, occurrence), started_at)
-        )
+    ordinals: dict[uuid.UUID, int] = {}
+    for result, session_id, started_at, label, occurrence in rows:
+        ordinal = ordinals.setdefault(session_id, len(ordinals) + 1)
+        by_task[result.task].append((result, _visit_label(ordinal, label, occurrence), started_at))
 
     sections: dict[str, list[TaskSeries]] = defaultdict(list)
     for task in sorted(by_task):
@@ -206,7 +216,7 @@ async def participant_report(
             for flag in result.flags
             if isinstance(flag, dict)
         ]
-        versions = sorted({f"{result.scorer}/{result.scorer_version}" for result, _, _ in results})
+        versions = sorted({result.scorer_version for result, _, _ in results})
         sections[task_domain(task)].append(
             TaskSeries(
                 task=task,
@@ -299,32 +309,44 @@ def _kept(study_id: uuid.UUID) -> list[ColumnElement[bool]]:
     ]
 
 
-def _months(first: date, last: date) -> list[date]:
-    months = []
-    current = date(first.year, first.month, 1)
-    while current <= last:
-        months.append(current)
-        current = date(current.year + current.month // 12, current.month % 12 + 1, 1)
-    return months
+def _next_month(day: date) -> date:
+    return date(day.year + day.month // 12, day.month % 12 + 1, 1)
+
+
+def _period_starts(first: date, last: date) -> tuple[list[date], str]:
+    """Weeks (from Monday) when the enrollment spans at most WEEKLY_UP_TO_DAYS, else months,
+    from the period before the first enrollment (a baseline at 0) to the last one."""
+    if (last - first).days <= WEEKLY_UP_TO_DAYS:
+        start = first - timedelta(days=first.weekday() + 7)
+        weeks = [start]
+        while weeks[-1] + timedelta(days=7) <= last:
+            weeks.append(weeks[-1] + timedelta(days=7))
+        return weeks, "week"
+    month = date(first.year, first.month, 1)
+    months = [date(month.year - (month.month == 1), (month.month - 2) % 12 + 1, 1)]
+    while months[-1] < date(last.year, last.month, 1):
+        months.append(_next_month(months[-1]))
+    return months, "month"
 
 
 def enrollment_by_site(rows: Sequence[tuple[str, date]]) -> Enrollment:
-    """Cumulative enrollment at the end of each month, at most MAX_ENROLLMENT_POINTS points
-    (longer studies are sampled every few months, the last month always included)."""
+    """Cumulative enrollment at the end of each week or month, at most MAX_ENROLLMENT_POINTS
+    points (longer studies are sampled every few months, the last period always included)."""
     if not rows:
         return Enrollment([], {})
-    months = _months(min(day for _, day in rows), max(day for _, day in rows))
-    step = -(-len(months) // MAX_ENROLLMENT_POINTS)
-    shown = months[::-1][::step][::-1]
+    starts, kind = _period_starts(min(day for _, day in rows), max(day for _, day in rows))
+    step = -(-len(starts) // MAX_ENROLLMENT_POINTS)
+    shown = starts[::-1][::step][::-1]
+
+    def end(start: date) -> date:
+        return start + timedelta(days=7) if kind == "week" else _next_month(start)
+
     by_site: dict[str, list[int]] = {}
     for label in sorted({label for label, _ in rows}):
-        days = sorted(day for site, day in rows if site == label)
-        counts = []
-        for month in shown:
-            end = date(month.year + month.month // 12, month.month % 12 + 1, 1)
-            counts.append(sum(1 for day in days if day < end))
-        by_site[label] = counts
-    return Enrollment([month.strftime("%Y-%m") for month in shown], by_site)
+        days = [day for site, day in rows if site == label]
+        by_site[label] = [sum(1 for day in days if day < end(start)) for start in shown]
+    labels = [start.isoformat() if kind == "week" else start.strftime("%Y-%m") for start in shown]
+    return Enrollment(labels, by_site)
 
 
 def histogram(values: Sequence[float], bins: int = HISTOGRAM_BINS) -> tuple[list[float], list[int]]:
@@ -378,10 +400,11 @@ async def study_report(session: AsyncSession, job: ExportJob) -> StudyReport:
             )
         )
 
+    # Every participant, as on the dashboard: one withdrawn later was enrolled all the same.
     people = (
         select(Site.code, Participant.enrollment_date, Participant.created_at)
         .outerjoin(Site, Site.id == Participant.site_id)
-        .where(*_kept(study.id))
+        .where(Participant.study_id == study.id)
     )
     if job.scope_site_id is not None:
         people = people.where(Participant.site_id == job.scope_site_id)

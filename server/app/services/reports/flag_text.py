@@ -56,8 +56,9 @@ def _focus(e: Evidence) -> str:
         parts.append(f"the page was hidden {_number(e['visibility_changes'])} time(s)")
     if "focus_events" in e:
         parts.append(f"{_number(e['focus_events'])} focus change(s) were recorded")
-    detail = "; ".join(parts) or "the device reported a loss of focus"
-    return f"During the session {detail}: the participant may have been interrupted."
+    if not parts:
+        raise KeyError("focus evidence")
+    return f"During the session {'; '.join(parts)}: the participant may have been interrupted."
 
 
 def _coarse_timer(e: Evidence) -> str:

@@ -168,6 +168,15 @@ def _bounds(values: Sequence[float], *, from_zero: bool) -> tuple[float, float]:
     return (low if from_zero and low == 0 else low - pad), high + pad
 
 
+def _count_axis(chart: Any, high: int) -> None:
+    """A value axis of whole counts from 0, about five ticks."""
+    step = max(1, -(-high // 5))
+    chart.valueAxis.valueMin = 0
+    chart.valueAxis.valueMax = step * (-(-high // step) + (1 if high % step == 0 else 0))
+    chart.valueAxis.valueStep = step
+    chart.valueAxis.labelTextFormat = "%d"
+
+
 def _axis_fonts(chart: Any, styles: _Styles, size: float = 6.5) -> None:
     for axis in (chart.categoryAxis, chart.valueAxis):
         axis.labels.fontName = styles.regular
@@ -338,7 +347,7 @@ def _participant_story(report: ParticipantReport, styles: _Styles) -> list[Flowa
             ]
             for c in report.consents
         )
-        widths = [52 * mm, 14 * mm, 16 * mm, 22 * mm, 37 * mm]
+        widths = [46 * mm, 17 * mm, 19 * mm, 22 * mm, 35 * mm]
         story.append(_table(rows, styles, [*widths, FRAME_WIDTH - sum(widths)]))
     else:
         story.append(_labelled("State:", "no consent recorded", styles))
@@ -365,7 +374,7 @@ def _participant_story(report: ParticipantReport, styles: _Styles) -> list[Flowa
             for section in report.domains
             for task in section.tasks
         )
-        widths = [58 * mm, 36 * mm, 14 * mm, 12 * mm]
+        widths = [58 * mm, 34 * mm, 14 * mm, 14 * mm]
         story.append(_table(rows, styles, [*widths, FRAME_WIDTH - sum(widths)]))
     for section in report.domains:
         story.append(PageBreak())
@@ -390,7 +399,7 @@ def enrollment_chart(report: StudyReport, styles: _Styles) -> Drawing:
     chart.categoryAxis.labels.angle = 30
     chart.categoryAxis.labels.boxAnchor = "ne"
     high = max((max(counts) for _, counts in series), default=1)
-    chart.valueAxis.valueMin, chart.valueAxis.valueMax = 0, max(high * 1.1, 1)
+    _count_axis(chart, high)
     _axis_fonts(chart, styles)
     legend = Legend()
     legend.x, legend.y = width - 110, height - 20
@@ -457,8 +466,7 @@ def histogram_chart(item: Histogram, styles: _Styles, width: float, height: floa
     chart.categoryAxis.labels.boxAnchor = "ne"
     chart.groupSpacing = 1
     chart.barSpacing = 0
-    chart.valueAxis.valueMin = 0
-    chart.valueAxis.valueMax = max(max(item.counts) * 1.15, 1)
+    _count_axis(chart, max(item.counts))
     chart.bars[0].fillColor = SERIES_COLORS[0]
     chart.bars[0].strokeColor = colors.white
     _axis_fonts(chart, styles, 6)
@@ -509,8 +517,10 @@ def _study_story(report: StudyReport, styles: _Styles) -> list[Flowable]:
             styles.small,
         )
     )
-    if report.sites:
+    if any(row.adherence is not None for row in report.sites):
         story.append(adherence_chart(report, styles))
+    else:
+        story.append(_text("No visit is due yet.", styles.small))
 
     story.append(PageBreak())
     story.append(_text("Data-quality flags by site", styles.heading))
