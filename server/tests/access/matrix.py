@@ -18,6 +18,7 @@ and docs/roles.md (the capability matrix), with the routers' documented choices:
   admin, researcher; others 403 (the world has no REDCap project: reading its configuration is
   404, and so is importing from it; a configuration naming a private address is refused
   before any call, 422);
+- PDF reports (the `export` capability, as exports): admin, researcher; others 403;
 - researcher of another study: 404 everywhere;
 - participant tokens: their own consent (status, sign, withdraw, records, PDF) and the published
   forms of their study; staff-only routes answer `STAFF_ONLY` (docs/consent.md and
@@ -98,6 +99,7 @@ PREFIXES = (
     "/api/redcap",
     "/api/dashboard",
     "/api/templates",
+    "/api/reports",
 )
 
 
@@ -883,6 +885,41 @@ DASHBOARD_STUDY = Route(
     (dashboard_view,),
 )
 
+REPORTS = "/api/reports"
+REPORT_PARTICIPANT_CREATE = Route(
+    "reports.create(participant)",
+    "POST",
+    "/api/reports/studies/{study_id}/participants/{participant_id}",
+    lambda w, _: Call(f"{REPORTS}/studies/{w.study_id}/participants/{w.target_id}", json={}),
+)
+REPORT_STUDY_CREATE = Route(
+    "reports.create(study)",
+    "POST",
+    "/api/reports/studies/{study_id}",
+    lambda w, _: Call(f"{REPORTS}/studies/{w.study_id}", json={}),
+)
+REPORTS_LIST = Route(
+    "reports.list",
+    "GET",
+    REPORTS,
+    lambda w, _: Call(REPORTS, params={"study_id": str(w.study_id)}),
+)
+REPORT_GET = Route(
+    "reports.get", "GET", "/api/reports/{report_id}", lambda w, _: Call(f"{REPORTS}/{w.report_id}")
+)
+REPORT_DOWNLOAD = Route(
+    "reports.download",
+    "GET",
+    "/api/reports/{report_id}/download",
+    lambda w, _: Call(f"{REPORTS}/{w.report_id}/download"),
+)
+REPORT_DELETE = Route(
+    "reports.delete",
+    "DELETE",
+    "/api/reports/{report_id}",
+    lambda w, _: Call(f"{REPORTS}/{w.report_id}"),
+)
+
 
 MATRIX: tuple[Row, ...] = (
     #   route                    admin resrch coord  siteco r_only outsdr ptcpt  other  anon
@@ -960,6 +997,12 @@ MATRIX: tuple[Row, ...] = (
     row(REDCAP_IMPORT,           404,  404,   403,   403,   403,   404,   X,     X,     401),
     row(REDCAP_ROTATE_TRIGGER,   404,  404,   403,   403,   403,   404,   X,     X,     401),
     row(DASHBOARD_STUDY,         200,  200,   200,   200,   200,   404,   X,     X,     401),
+    row(REPORT_PARTICIPANT_CREATE, 202, 202,  403,   403,   403,   404,   X,     X,     401),
+    row(REPORT_STUDY_CREATE,     202,  202,   403,   403,   403,   404,   X,     X,     401),
+    row(REPORTS_LIST,            200,  200,   403,   403,   403,   404,   X,     X,     401),
+    row(REPORT_GET,              200,  200,   403,   403,   403,   404,   X,     X,     401),
+    row(REPORT_DOWNLOAD,         200,  200,   403,   403,   403,   404,   X,     X,     401),
+    row(REPORT_DELETE,           200,  200,   403,   403,   403,   404,   X,     X,     401),
 )  # fmt: skip
 
 ERROR_CODES: Mapping[int, str] = {

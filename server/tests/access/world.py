@@ -13,7 +13,7 @@ from enum import StrEnum
 from typing import Any
 
 import httpx
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.config import Settings
 from app.core.clock import utcnow
@@ -25,6 +25,7 @@ from app.models.notification import (
 )
 from app.models.study import MemberRole
 from app.models.user import UserRole
+from app.services.exports.jobs import run_pending_exports
 from tests import factories
 
 
@@ -75,6 +76,7 @@ class World:
     notification_id: uuid.UUID  # a failed email reminder of the target, which may be resent
     webhook_id: uuid.UUID  # a webhook of the study, to a public address nothing is sent to
     delivery_id: uuid.UUID  # its test event's delivery, pending
+    report_id: uuid.UUID  # the target's participant report, made by the worker: ready
     headers: Mapping[Principal, Mapping[str, str]]
 
 
@@ -216,6 +218,18 @@ async def build_world(
     )
     test_delivery = await _post(client, f"{webhooks}/{webhook['id']}/test", admin.headers, {})
 
+    report = await _post(
+        client, f"/api/reports/studies/{study_id}/participants/{target_id}", admin.headers, {}
+    )
+    # The worker's sessions join the test's transaction, as the request's do.
+    worker_sessions = async_sessionmaker(
+        bind=db_session.bind,
+        join_transaction_mode="create_savepoint",
+        expire_on_commit=False,
+        autoflush=False,
+    )
+    await run_pending_exports(worker_sessions, settings)
+
     participant_headers = await factories.participant_headers(db_session, settings, target_id)
     other_headers = await factories.participant_headers(db_session, settings, other_id)
 
@@ -251,5 +265,6 @@ async def build_world(
         notification_id=notification_id,
         webhook_id=uuid.UUID(webhook["id"]),
         delivery_id=uuid.UUID(test_delivery["id"]),
+        report_id=uuid.UUID(report["id"]),
         headers=headers,
     )

@@ -61,9 +61,7 @@ async def test_study_report_holds_enrollment_adherence_quality_and_histograms(
 async def test_site_scoped_study_report_covers_their_site(
     client: httpx.AsyncClient, runner: Runner, world: World
 ) -> None:
-    report, pdf = await make_report(
-        client, runner, world.site_researcher.headers, study_url(world)
-    )
+    report, pdf = await make_report(client, runner, world.site_researcher.headers, study_url(world))
     assert report["site_id"] == str(world.site_ids["S2"])
     first, quality, distributions = pdf_text(pdf)
     assert f"{folded(FORMULA_SITE)} only" in first
