@@ -5,7 +5,8 @@
 Builds the reports' plain values for a demo-like study (the demo's three tasks, simple-rt,
 flanker and digit-span, monthly visits at three sites, values drawn from a fixed seed), draws
 them with the reports' own renderer (app/services/reports/render.py) and writes page 1 of each
-as a PNG (pdfium, 80 dpi, palette), and the participant report's first domain page. Needs no database: it shows the layout, not a query.
+as a PNG (pdfium, 80 dpi, palette), and the participant report's first domain page. Needs no
+database: it shows the layout, not a query.
 """
 
 from __future__ import annotations
