@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, or_, select
+from sqlalchemy import ColumnElement, Select, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.catalogue import UnknownModuleError, get_module
 from app.core.clock import utcnow
 from app.core.security import FieldEncryptor
 from app.models.assessment import AssessmentSession, SessionStatus, TaskResult
@@ -29,6 +30,7 @@ from app.models.study import Site, Study
 from app.models.user import UserRole
 from app.services.dashboard import figures
 from app.services.dashboard.scope import StudyScope
+from app.services.dashboard.sql import member_text
 from app.services.policy import StudyAccess
 from app.services.reports.flag_text import explain_flag
 from app.services.reports.metrics import (
@@ -369,6 +371,35 @@ def _median(values: Sequence[float]) -> float | None:
     return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
 
 
+def _stored_number(value: Any) -> float | None:
+    """A metric as the database extracted it: a number, or its text (PostgreSQL's `->>`)."""
+    if isinstance(value, str):
+        try:
+            return number(float(value))
+        except ValueError:
+            return None
+    return number(value)
+
+
+async def _candidate_metrics(
+    session: AsyncSession, results: Callable[..., Select[Any]], task: str
+) -> list[str]:
+    """The task's key metrics, main first, in the order a histogram tries them (a metric no
+    result holds gives way to the next). A catalogue task's come from its summary metrics; a
+    task outside the catalogue's from the metrics its results hold."""
+    try:
+        names: Iterable[str] = get_module(task).summary_metrics
+    except UnknownModuleError:
+        found: set[str] = set()
+        for scores in await session.scalars(
+            results(TaskResult.scores).where(TaskResult.task == task)
+        ):
+            if isinstance(scores, dict):
+                found.update(name for name, value in scores.items() if number(value) is not None)
+        names = found
+    return key_metrics(task, [dict.fromkeys(names, 0.0)])
+
+
 async def study_report(session: AsyncSession, job: ExportJob) -> StudyReport:
     study = await session.get(Study, job.study_id)
     assert study is not None
@@ -413,32 +444,45 @@ async def study_report(session: AsyncSession, job: ExportJob) -> StudyReport:
         for code, day, created in await session.execute(people)
     ]
 
-    results = (
-        select(TaskResult.task, TaskResult.scores)
-        .join(AssessmentSession, AssessmentSession.id == TaskResult.session_id)
-        .join(Participant, Participant.id == AssessmentSession.participant_id)
-        .where(AssessmentSession.study_id == study.id, *_kept(study.id))
-    )
-    if job.scope_site_id is not None:
-        results = results.where(Participant.site_id == job.scope_site_id)
-    scores_by_task: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for task, scores in await session.execute(results):
-        scores_by_task[task].append(scores)
-    histograms = []
-    for task in sorted(scores_by_task):
-        metrics = key_metrics(task, scores_by_task[task])
-        if not metrics:
-            continue
-        main = metrics[0]
-        values = [v for s in scores_by_task[task] if (v := number(s.get(main))) is not None]
-        if not values:
-            continue
-        edges, counts = histogram(values)
-        histograms.append(
-            Histogram(
-                task, task_name(task), main, unit(main), edges, counts, len(values), _median(values)
-            )
+    def results(*columns: Any) -> Select[Any]:
+        statement = (
+            select(*columns)
+            .select_from(TaskResult)
+            .join(AssessmentSession, AssessmentSession.id == TaskResult.session_id)
+            .join(Participant, Participant.id == AssessmentSession.participant_id)
+            .where(AssessmentSession.study_id == study.id, *_kept(study.id))
         )
+        if job.scope_site_id is not None:
+            statement = statement.where(Participant.site_id == job.scope_site_id)
+        return statement
+
+    histograms = []
+    task_ids = (await session.scalars(results(TaskResult.task).distinct())).all()
+    for task in sorted(task_ids):
+        # The database extracts one metric's value per result: no score document is decoded
+        # here, so memory and time follow the number of results, not the size of their scores.
+        for metric in await _candidate_metrics(session, results, task):
+            raw = await session.scalars(
+                results(member_text(TaskResult.scores.expression, metric, dialect)).where(
+                    TaskResult.task == task
+                )
+            )
+            values = [v for value in raw if (v := _stored_number(value)) is not None]
+            if values:
+                edges, counts = histogram(values)
+                histograms.append(
+                    Histogram(
+                        task,
+                        task_name(task),
+                        metric,
+                        unit(metric),
+                        edges,
+                        counts,
+                        len(values),
+                        _median(values),
+                    )
+                )
+                break
 
     sessions_statement = (
         select(func.count())
