@@ -151,3 +151,24 @@ async def test_reports_and_exports_are_separate_families(
     assert [job["id"] for job in exports.json()] == [export_id]
     reports = await client.get("/api/reports", headers=headers, params={"study_id": world.study_id})
     assert [r["id"] for r in reports.json()] == [report["id"]]
+
+
+async def test_a_report_is_never_served_after_its_participant_is_erased(
+    client: httpx.AsyncClient, runner: Runner, world: World, db_session: AsyncSession
+) -> None:
+    headers = world.researcher.headers
+    report, _ = await make_report(client, runner, headers, participant_url(world, "BRAVO-002"))
+    events = (
+        await db_session.scalars(select(AuditEvent).where(AuditEvent.entity_id == report["id"]))
+    ).all()
+    assert {event.participant_id for event in events} == {world.participant_ids["BRAVO-002"]}
+
+    withdrawn = await client.post(
+        f"/api/participants/{world.participant_ids['BRAVO-002']}/withdraw",
+        headers=headers,
+        json={"reason": "asked for erasure", "scope": "delete_data"},
+    )
+    assert withdrawn.status_code == 200, withdrawn.text
+    gone = await client.get(report["download_url"], headers=headers)
+    assert gone.status_code == 410
+    assert gone.json()["error"]["details"]["status"] == "participant_erased"

@@ -42,6 +42,7 @@ from app.core.security import FieldEncryptor
 from app.models.audit import AuditCategory
 from app.models.export import ExportJob, ExportStatus
 from app.models.outbox import EventType
+from app.models.participant import Participant, WithdrawalScope
 from app.models.study import Site, Study
 from app.services.audit import AuditContext
 from app.services.audit_subjects import AuditSubject, record_about
@@ -109,8 +110,19 @@ class ExportRequest:
     include_contact_details: bool = False
 
 
+def report_participant_id(job: ExportJob) -> uuid.UUID | None:
+    """The participant a participant report is about (None for any other job)."""
+    if job.dataset != PARTICIPANT_REPORT:
+        return None
+    return uuid.UUID(job.filters["participant_ids"][0])
+
+
 def subject(job: ExportJob) -> AuditSubject:
-    return AuditSubject(AuditCategory.EXPORT, family_of(job).noun, job.id, job.study_id)
+    """The job, in its study; a participant report's events are about its participant too, so
+    the audit trail scopes them by site like any event about a participant."""
+    return AuditSubject(
+        AuditCategory.EXPORT, family_of(job).noun, job.id, job.study_id, report_participant_id(job)
+    )
 
 
 def _summary(job: ExportJob) -> dict[str, Any]:
@@ -237,6 +249,13 @@ async def download_export(
             f"This {family.noun} is not ready",
             details={"reason": "EXPORT_NOT_READY", "status": job.status},
         )
+    about = report_participant_id(job)
+    if about is not None:
+        participant = await session.get(Participant, about)
+        if participant is None or participant.withdrawal_scope == WithdrawalScope.DELETE_DATA:
+            # Made before the participant's data was erased: never served again (the sweep
+            # removes the file when it expires).
+            raise ExportGoneError(gone, details={"status": "participant_erased"})
     storage = export_storage(settings)
     if not storage.exists(job.file_path):
         raise ExportGoneError(gone, details={"status": "missing"})
