@@ -49,6 +49,7 @@ from app.api.routers import (
     participants,
     password_resets,
     redcap,
+    reports,
     schedules,
     service_accounts,
     sso,
@@ -320,6 +321,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redcap.router,
         dashboard.router,
         exports.router,
+        reports.router,
     )
     for router in routers:
         app.include_router(router, prefix="/api")

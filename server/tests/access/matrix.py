@@ -20,6 +20,7 @@ and docs/roles.md (the capability matrix), with the routers' documented choices:
   before any call, 422);
 - exports (the `export` capability: jobs, their download and deletion, the streamed trials
   CSV): admin, researcher; others 403 (tests/exports);
+- PDF reports (the `export` capability, as exports): admin, researcher; others 403;
 - researcher of another study: 404 everywhere;
 - participant tokens: their own consent (status, sign, withdraw, records, PDF) and the published
   forms of their study; staff-only routes answer `STAFF_ONLY` (docs/consent.md and
@@ -106,6 +107,7 @@ PREFIXES = (
     "/api/templates",
     "/api/item-banks",
     "/api/exports",
+    "/api/reports",
 )
 
 
@@ -1000,6 +1002,40 @@ CAT_ANSWER = Route(
         json={"item_id": w.cat_item_id, "response": 1},
     ),
 )
+REPORTS = "/api/reports"
+REPORT_PARTICIPANT_CREATE = Route(
+    "reports.create(participant)",
+    "POST",
+    "/api/reports/studies/{study_id}/participants/{participant_id}",
+    lambda w, _: Call(f"{REPORTS}/studies/{w.study_id}/participants/{w.target_id}", json={}),
+)
+REPORT_STUDY_CREATE = Route(
+    "reports.create(study)",
+    "POST",
+    "/api/reports/studies/{study_id}",
+    lambda w, _: Call(f"{REPORTS}/studies/{w.study_id}", json={}),
+)
+REPORTS_LIST = Route(
+    "reports.list",
+    "GET",
+    REPORTS,
+    lambda w, _: Call(REPORTS, params={"study_id": str(w.study_id)}),
+)
+REPORT_GET = Route(
+    "reports.get", "GET", "/api/reports/{report_id}", lambda w, _: Call(f"{REPORTS}/{w.report_id}")
+)
+REPORT_DOWNLOAD = Route(
+    "reports.download",
+    "GET",
+    "/api/reports/{report_id}/download",
+    lambda w, _: Call(f"{REPORTS}/{w.report_id}/download"),
+)
+REPORT_DELETE = Route(
+    "reports.delete",
+    "DELETE",
+    "/api/reports/{report_id}",
+    lambda w, _: Call(f"{REPORTS}/{w.report_id}"),
+)
 
 
 MATRIX: tuple[Row, ...] = (
@@ -1096,6 +1132,12 @@ MATRIX: tuple[Row, ...] = (
     row(EXPORT_DOWNLOAD,         200,  200,   403,   403,   403,   404,   X,     X,     401),
     row(EXPORT_DELETE,           200,  200,   403,   403,   403,   404,   X,     X,     401),
     row(EXPORTS_STREAM,          200,  200,   403,   403,   403,   404,   X,     X,     401),
+    row(REPORT_PARTICIPANT_CREATE, 202, 202,  403,   403,   403,   404,   X,     X,     401),
+    row(REPORT_STUDY_CREATE,     202,  202,   403,   403,   403,   404,   X,     X,     401),
+    row(REPORTS_LIST,            200,  200,   403,   403,   403,   404,   X,     X,     401),
+    row(REPORT_GET,              200,  200,   403,   403,   403,   404,   X,     X,     401),
+    row(REPORT_DOWNLOAD,         200,  200,   403,   403,   403,   404,   X,     X,     401),
+    row(REPORT_DELETE,           200,  200,   403,   403,   403,   404,   X,     X,     401),
 )  # fmt: skip
 
 ERROR_CODES: Mapping[int, str] = {

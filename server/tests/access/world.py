@@ -14,7 +14,7 @@ from enum import StrEnum
 from typing import Any
 
 import httpx
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.config import Settings
 from app.core.clock import utcnow
@@ -28,6 +28,7 @@ from app.models.notification import (
 )
 from app.models.study import MemberRole
 from app.models.user import UserRole
+from app.services.exports.jobs import run_pending_exports
 from app.services.exports.storage import export_storage, scratch_dir
 from tests import factories
 
@@ -84,6 +85,7 @@ class World:
     cat_session_id: uuid.UUID  # the target's adaptive test on the bank, running
     cat_item_id: str  # the item that test gave first
     export_id: uuid.UUID  # a ready export of the study's participants, by the researcher
+    report_id: uuid.UUID  # the target's participant report, made by the worker: ready
     headers: Mapping[Principal, Mapping[str, str]]
 
 
@@ -290,6 +292,17 @@ async def build_world(
         {"session_id": str(assessment_ids[0])},
     )
     export_id = await _ready_export(db_session, client, settings, researcher.headers, study_id)
+    report = await _post(
+        client, f"/api/reports/studies/{study_id}/participants/{target_id}", admin.headers, {}
+    )
+    # The worker's sessions join the test's transaction, as the request's do.
+    worker_sessions = async_sessionmaker(
+        bind=db_session.bind,
+        join_transaction_mode="create_savepoint",
+        expire_on_commit=False,
+        autoflush=False,
+    )
+    await run_pending_exports(worker_sessions, settings)
 
     participant_headers = await factories.participant_headers(db_session, settings, target_id)
     other_headers = await factories.participant_headers(db_session, settings, other_id)
@@ -331,5 +344,6 @@ async def build_world(
         cat_session_id=uuid.UUID(test["id"]),
         cat_item_id=test["next_item_id"],
         export_id=export_id,
+        report_id=uuid.UUID(report["id"]),
         headers=headers,
     )

@@ -7,6 +7,11 @@ request only delays the job. A worker claims one queued job at a time with a con
 progress in short transactions of their own, hands it to the storage and marks the job ready
 with the file's size and SHA-256, or failed with the kind of error. A job left running by a
 worker that died is taken again once it has not moved for the task's time limit.
+
+PDF reports (docs/reports.md) are jobs of the same table, of dataset `participant_report` or
+`study_report` and format `pdf`: one status, one worker, one storage, one expiry and one set of
+audit events, named `report.*` rather than `export.*`. Each route family sees its own jobs only
+(`EXPORTS`, `REPORTS`), so a report's id is 404 under `/api/exports` and the other way round.
 """
 
 from __future__ import annotations
@@ -16,9 +21,10 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import ColumnElement, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.config import Settings
@@ -36,13 +42,14 @@ from app.core.security import FieldEncryptor
 from app.models.audit import AuditCategory
 from app.models.export import ExportJob, ExportStatus
 from app.models.outbox import EventType
+from app.models.participant import Participant, WithdrawalScope
 from app.models.study import Site, Study
 from app.services.audit import AuditContext
 from app.services.audit_subjects import AuditSubject, record_about
 from app.services.exports import bids, datasets
 from app.services.exports.scope import ExportFilters, ExportScope
 from app.services.exports.storage import FileStorage, export_storage, scratch_dir
-from app.services.exports.writers import Table, write_archive
+from app.services.exports.writers import Table, WrittenFile, write_archive
 from app.services.outbox.writer import emit as emit_outbox_event
 from app.services.policy import Capability, StudyAccess, require_study_capability
 from app.services.principals import StaffPrincipal
@@ -55,9 +62,43 @@ ACTIVE = (ExportStatus.QUEUED, ExportStatus.RUNNING)
 PROGRESS_INTERVAL_SECONDS = 0.5
 
 
+PARTICIPANT_REPORT = "participant_report"
+STUDY_REPORT = "study_report"
+REPORT_DATASETS = frozenset({PARTICIPANT_REPORT, STUDY_REPORT})
+
+
 class ExportGoneError(DomainError):
     status_code = 410
     code = "EXPORT_GONE"
+
+
+@dataclass(frozen=True, slots=True)
+class JobFamily:
+    """Export jobs or report jobs: which rows a family's routes see, and the word their audit
+    events and messages use."""
+
+    noun: str
+    reports: bool
+
+    def holds(self, job: ExportJob) -> bool:
+        return (job.dataset in REPORT_DATASETS) == self.reports
+
+    def condition(self) -> ColumnElement[bool]:
+        if self.reports:
+            return ExportJob.dataset.in_(REPORT_DATASETS)
+        return ExportJob.dataset.not_in(REPORT_DATASETS)
+
+    @property
+    def title(self) -> str:
+        return self.noun.capitalize()
+
+
+EXPORTS = JobFamily("export", reports=False)
+REPORTS = JobFamily("report", reports=True)
+
+
+def family_of(job: ExportJob) -> JobFamily:
+    return REPORTS if job.dataset in REPORT_DATASETS else EXPORTS
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,8 +110,19 @@ class ExportRequest:
     include_contact_details: bool = False
 
 
+def report_participant_id(job: ExportJob) -> uuid.UUID | None:
+    """The participant a participant report is about (None for any other job)."""
+    if job.dataset != PARTICIPANT_REPORT:
+        return None
+    return uuid.UUID(job.filters["participant_ids"][0])
+
+
 def subject(job: ExportJob) -> AuditSubject:
-    return AuditSubject(AuditCategory.EXPORT, "export", job.id, job.study_id)
+    """The job, in its study; a participant report's events are about its participant too, so
+    the audit trail scopes them by site like any event about a participant."""
+    return AuditSubject(
+        AuditCategory.EXPORT, family_of(job).noun, job.id, job.study_id, report_participant_id(job)
+    )
 
 
 def _summary(job: ExportJob) -> dict[str, Any]:
@@ -129,34 +181,43 @@ async def create_export(
 
 
 async def _visible_job(
-    session: AsyncSession, principal: StaffPrincipal, export_id: uuid.UUID
+    session: AsyncSession, principal: StaffPrincipal, export_id: uuid.UUID, family: JobFamily
 ) -> tuple[ExportJob, StudyAccess]:
-    """A job of a study where the caller may export; a site-scoped member sees the jobs of
-    their own site only. Anything else is 404 (or 403 for a role without the capability)."""
+    """A job of the family, of a study where the caller may export; a site-scoped member sees
+    the jobs of their own site only. Anything else is 404 (or 403 for a role without the
+    capability)."""
+    missing = f"{family.title} not found"
     job = await session.get(ExportJob, export_id)
-    if job is None:
-        raise NotFoundError("Export not found")
+    if job is None or not family.holds(job):
+        raise NotFoundError(missing)
     try:
         access = await require_study_capability(session, principal, job.study_id, Capability.EXPORT)
     except NotFoundError:
-        raise NotFoundError("Export not found") from None
+        raise NotFoundError(missing) from None
     if access.site_id is not None and job.scope_site_id != access.site_id:
-        raise NotFoundError("Export not found")
+        raise NotFoundError(missing)
     return job, access
 
 
 async def get_export(
-    session: AsyncSession, principal: StaffPrincipal, export_id: uuid.UUID
+    session: AsyncSession,
+    principal: StaffPrincipal,
+    export_id: uuid.UUID,
+    family: JobFamily = EXPORTS,
 ) -> ExportJob:
-    job, _ = await _visible_job(session, principal, export_id)
+    job, _ = await _visible_job(session, principal, export_id, family)
     return job
 
 
 async def list_exports(
-    session: AsyncSession, principal: StaffPrincipal, study_id: uuid.UUID, limit: int = 100
+    session: AsyncSession,
+    principal: StaffPrincipal,
+    study_id: uuid.UUID,
+    limit: int = 100,
+    family: JobFamily = EXPORTS,
 ) -> list[ExportJob]:
     access = await require_study_capability(session, principal, study_id, Capability.EXPORT)
-    statement = select(ExportJob).where(ExportJob.study_id == study_id)
+    statement = select(ExportJob).where(ExportJob.study_id == study_id, family.condition())
     if access.site_id is not None:
         statement = statement.where(ExportJob.scope_site_id == access.site_id)
     statement = statement.order_by(ExportJob.created_at.desc(), ExportJob.id).limit(limit)
@@ -175,26 +236,34 @@ async def download_export(
     context: AuditContext,
     principal: StaffPrincipal,
     export_id: uuid.UUID,
+    family: JobFamily = EXPORTS,
 ) -> Download:
     """The file of a ready job, audited with its hash; 409 while it is being made or when it
     failed, 410 once it expired or was deleted."""
-    job, _ = await _visible_job(session, principal, export_id)
+    job, _ = await _visible_job(session, principal, export_id, family)
+    gone = f"This {family.noun}'s file no longer exists"
     if job.status in (ExportStatus.EXPIRED, ExportStatus.DELETED):
-        raise ExportGoneError(
-            "This export's file no longer exists", details={"status": job.status.value}
-        )
+        raise ExportGoneError(gone, details={"status": job.status.value})
     if job.status != ExportStatus.READY or job.file_path is None:
         raise ConflictError(
-            "This export is not ready", details={"reason": "EXPORT_NOT_READY", "status": job.status}
+            f"This {family.noun} is not ready",
+            details={"reason": "EXPORT_NOT_READY", "status": job.status},
         )
+    about = report_participant_id(job)
+    if about is not None:
+        participant = await session.get(Participant, about)
+        if participant is None or participant.withdrawal_scope == WithdrawalScope.DELETE_DATA:
+            # Made before the participant's data was erased: never served again (the sweep
+            # removes the file when it expires).
+            raise ExportGoneError(gone, details={"status": "participant_erased"})
     storage = export_storage(settings)
     if not storage.exists(job.file_path):
-        raise ExportGoneError("This export's file no longer exists", details={"status": "missing"})
+        raise ExportGoneError(gone, details={"status": "missing"})
     await record_about(
         session,
         context,
         subject(job),
-        "export.downloaded",
+        f"{family.noun}.downloaded",
         after={"sha256": job.sha256, "size_bytes": job.size_bytes, "file_name": job.file_name},
     )
     return Download(job=job, chunks=storage.iter_chunks(job.file_path))
@@ -206,14 +275,17 @@ async def delete_export(
     context: AuditContext,
     principal: StaffPrincipal,
     export_id: uuid.UUID,
+    family: JobFamily = EXPORTS,
 ) -> ExportJob:
     """Remove the file and mark the job deleted: its creator, or a researcher or administrator
     of the study. A job still queued or running cannot be deleted yet (409)."""
-    job, access = await _visible_job(session, principal, export_id)
+    job, access = await _visible_job(session, principal, export_id, family)
     if job.created_by != principal.user_id and access.role not in ("researcher", "admin"):
-        raise ForbiddenError("Only the export's creator or a researcher may delete it")
+        raise ForbiddenError(f"Only the {family.noun}'s creator or a researcher may delete it")
     if job.status in ACTIVE:
-        raise ConflictError("This export is still being made", details={"reason": "EXPORT_RUNNING"})
+        raise ConflictError(
+            f"This {family.noun} is still being made", details={"reason": "EXPORT_RUNNING"}
+        )
     if job.status == ExportStatus.DELETED:
         return job
     before = {"status": job.status.value, "sha256": job.sha256}
@@ -221,7 +293,12 @@ async def delete_export(
     job.status = ExportStatus.DELETED
     job.file_path = None
     await record_about(
-        session, context, subject(job), "export.deleted", before=before, after={"status": "deleted"}
+        session,
+        context,
+        subject(job),
+        f"{family.noun}.deleted",
+        before=before,
+        after={"status": "deleted"},
     )
     await session.flush()
     if path is not None:
@@ -356,65 +433,105 @@ async def _tables(
 async def run_export(
     sessions: async_sessionmaker[AsyncSession], settings: Settings, job_id: uuid.UUID
 ) -> ExportStatus:
-    """Make the claimed job's file; the job's final status."""
+    """Make the claimed job's file (a zip, or a report's PDF); the job's final status."""
     async with sessions() as session:
         job = await session.get(ExportJob, job_id)
         assert job is not None
         study = await session.get(Study, job.study_id)
         assert study is not None
         study_code, study_name = study.code, study.name
-    scratch = scratch_dir(settings) / f"{job.id.hex}.zip"
-    key = f"{job.study_id}/{job.id.hex}.zip"
-    file_name = f"{study_code}-{job.dataset}-{job.format}-{job.id.hex[:8]}.zip"
-    scope = ExportScope(job.study_id, ExportFilters.from_json(job.filters), job.scope_site_id)
-    encryptor = FieldEncryptor.from_settings(settings) if job.include_contact_details else None
+    is_report = job.dataset in REPORT_DATASETS
+    extension = "pdf" if is_report else "zip"
+    scratch = scratch_dir(settings) / f"{job.id.hex}.{extension}"
+    key = f"{job.study_id}/{job.id.hex}.{extension}"
+    if is_report:
+        file_name = f"{study_code}-{job.dataset.replace('_', '-')}-{job.id.hex[:8]}.pdf"
+    else:
+        file_name = f"{study_code}-{job.dataset}-{job.format}-{job.id.hex[:8]}.zip"
     storage: FileStorage = export_storage(settings)
     try:
-        async with sessions() as reader, reader.begin():
-            # Read-only: on SQLite it must not hold the write lock the progress updates need.
-            await reader.connection(execution_options={"sqlite_deferred": True})
-            tables: list[Table] = []
-            if job.format == "bids":
-                total = await bids.count_rows(reader, scope)
-            else:
-                tables, total = await _tables(reader, job, scope, encryptor)
-            await _set_progress(sessions, job.id, 0, total)
-            progress = _ProgressRecorder(sessions, job.id, total)
-            readme = {
-                "export_id": str(job.id),
-                "study_id": str(job.study_id),
-                "study_code": study_code,
-                "format": job.format,
-                "dataset": job.dataset,
-                "filters": job.filters,
-                "site_id": str(job.scope_site_id) if job.scope_site_id else None,
-                "contains_contact_details": job.include_contact_details,
-                "created_at": job.created_at.isoformat(),
-                "spreadsheet_safe_csv": job.format == "csv",
-            }
-            if job.format == "bids":
-                written = await bids.write_bids_archive(
-                    scratch,
-                    reader,
-                    scope,
-                    study_name=study_name,
-                    study_code=study_code,
-                    export=readme,
-                    progress=progress,
-                )
-            else:
-                written = await write_archive(scratch, job.format, tables, readme, progress)
-            await progress.flush()
+        if is_report:
+            written = await _write_report(sessions, settings, job, scratch)
+        else:
+            written = await _write_export(sessions, settings, job, study_code, study_name, scratch)
         storage.put(key, scratch)
     except Exception as exc:
         scratch.unlink(missing_ok=True)
-        logger.warning("export_failed", export_id=str(job.id), error=type(exc).__name__)
+        logger.warning(
+            f"{family_of(job).noun}_failed", export_id=str(job.id), error=type(exc).__name__
+        )
         await _finish_failed(sessions, job.id, type(exc).__name__)
         return ExportStatus.FAILED
     await _finish_ready(
         sessions, settings, job.id, key, file_name, written.size_bytes, written.sha256
     )
     return ExportStatus.READY
+
+
+async def _write_export(
+    sessions: async_sessionmaker[AsyncSession],
+    settings: Settings,
+    job: ExportJob,
+    study_code: str,
+    study_name: str,
+    scratch: Path,
+) -> WrittenFile:
+    scope = ExportScope(job.study_id, ExportFilters.from_json(job.filters), job.scope_site_id)
+    encryptor = FieldEncryptor.from_settings(settings) if job.include_contact_details else None
+    async with sessions() as reader, reader.begin():
+        # Read-only: on SQLite it must not hold the write lock the progress updates need.
+        await reader.connection(execution_options={"sqlite_deferred": True})
+        tables: list[Table] = []
+        if job.format == "bids":
+            total = await bids.count_rows(reader, scope)
+        else:
+            tables, total = await _tables(reader, job, scope, encryptor)
+        await _set_progress(sessions, job.id, 0, total)
+        progress = _ProgressRecorder(sessions, job.id, total)
+        readme = {
+            "export_id": str(job.id),
+            "study_id": str(job.study_id),
+            "study_code": study_code,
+            "format": job.format,
+            "dataset": job.dataset,
+            "filters": job.filters,
+            "site_id": str(job.scope_site_id) if job.scope_site_id else None,
+            "contains_contact_details": job.include_contact_details,
+            "created_at": job.created_at.isoformat(),
+            "spreadsheet_safe_csv": job.format == "csv",
+        }
+        if job.format == "bids":
+            written = await bids.write_bids_archive(
+                scratch,
+                reader,
+                scope,
+                study_name=study_name,
+                study_code=study_code,
+                export=readme,
+                progress=progress,
+            )
+        else:
+            written = await write_archive(scratch, job.format, tables, readme, progress)
+        await progress.flush()
+    return written
+
+
+async def _write_report(
+    sessions: async_sessionmaker[AsyncSession],
+    settings: Settings,
+    job: ExportJob,
+    scratch: Path,
+) -> WrittenFile:
+    """A report is one step: its progress goes from 0 of 1 to 1 of 1."""
+    # Imported here: reportlab takes a noticeable time to import, and only workers need it.
+    from app.services.reports.build import write_report
+
+    await _set_progress(sessions, job.id, 0, 1)
+    async with sessions() as reader, reader.begin():
+        await reader.connection(execution_options={"sqlite_deferred": True})
+        written = await write_report(reader, settings, job, scratch)
+    await _set_progress(sessions, job.id, 1, 1)
+    return written
 
 
 class _ProgressRecorder:
@@ -478,9 +595,14 @@ async def _finish_ready(
             "expires_at": job.expires_at.isoformat(),
             "contains_contact_details": job.include_contact_details,
         }
+        noun = family_of(job).noun
         await record_about(
-            session, AuditContext.system(), subject(job), "export.ready", after=after
+            session, AuditContext.system(), subject(job), f"{noun}.ready", after=after
         )
+        if job.dataset in REPORT_DATASETS:
+            # The `export.ready` webhook announces exports, which subscribers fetch under
+            # /api/exports; reports have no webhook event.
+            return
         await emit_outbox_event(
             session,
             EventType.EXPORT_READY,
@@ -506,7 +628,11 @@ async def _finish_failed(
         job.finished_at = utcnow()
         job.error = error
         await record_about(
-            session, AuditContext.system(), subject(job), "export.failed", after={"error": error}
+            session,
+            AuditContext.system(),
+            subject(job),
+            f"{family_of(job).noun}.failed",
+            after={"error": error},
         )
 
 
@@ -528,7 +654,7 @@ async def sweep_expired_exports(session: AsyncSession, settings: Settings, now: 
             session,
             AuditContext.system(),
             subject(job),
-            "export.expired",
+            f"{family_of(job).noun}.expired",
             before={"sha256": job.sha256},
             after={"status": "expired"},
         )
