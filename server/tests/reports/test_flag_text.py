@@ -38,6 +38,15 @@ EVIDENCE: dict[FlagCode, dict[str, object]] = {
         "trials": 20,
         "allowed": ["congruent"],
     },
+    FlagCode.DEVICE_ESTIMATE_DIFFERS: {
+        "device_theta": 0.52,
+        "device_se": 0.31,
+        "server_theta": 0.4,
+        "server_se": 0.29,
+        "theta_difference": 0.12,
+        "se_difference": 0.02,
+        "tolerance": 0.0001,
+    },
 }
 NUMBERS: dict[FlagCode, tuple[str, ...]] = {
     FlagCode.ANTICIPATIONS_HIGH: ("3 of 20", "15 %", "100 ms"),
@@ -49,6 +58,7 @@ NUMBERS: dict[FlagCode, tuple[str, ...]] = {
     FlagCode.SUMMARY_MISMATCH: ("mean_rt",),
     FlagCode.MISSING_FIELD: ("'rt'", "4 of 20"),
     FlagCode.UNRECOGNISED_CONDITION: ("<b>odd", "2 of 20"),
+    FlagCode.DEVICE_ESTIMATE_DIFFERS: ("theta = 0.52", "SE 0.31", "theta = 0.40", "SE 0.29"),
 }
 
 

@@ -84,6 +84,15 @@ def _mismatch(e: Evidence) -> str:
     )
 
 
+def _device_estimate(e: Evidence) -> str:
+    return (
+        f"The device estimated theta = {_number(e['device_theta'])} (SE {_number(e['device_se'])}) "
+        f"where the server's rescoring of the same answers gives theta = "
+        f"{_number(e['server_theta'])} (SE {_number(e['server_se'])}): the server's values are "
+        "the ones reported, and the device's adaptive test software may need checking."
+    )
+
+
 def _missing(e: Evidence) -> str:
     return (
         f"The field '{e['field']}' was missing or unusable in {_number(e['count'])} of "
@@ -113,6 +122,9 @@ GENERAL: Mapping[str, str] = {
     FlagCode.SUMMARY_MISMATCH: "The device's own summary disagreed with the server's scoring.",
     FlagCode.MISSING_FIELD: "A field the scorer needs was missing or unusable in some trials.",
     FlagCode.UNRECOGNISED_CONDITION: "Some trials held a condition the scorer does not know.",
+    FlagCode.DEVICE_ESTIMATE_DIFFERS: (
+        "The device's adaptive test estimate differed from the server's rescoring."
+    ),
 }
 
 _DETAILED: Mapping[str, Callable[[Evidence], str]] = {
@@ -125,6 +137,7 @@ _DETAILED: Mapping[str, Callable[[Evidence], str]] = {
     FlagCode.SUMMARY_MISMATCH: _mismatch,
     FlagCode.MISSING_FIELD: _missing,
     FlagCode.UNRECOGNISED_CONDITION: _unrecognised,
+    FlagCode.DEVICE_ESTIMATE_DIFFERS: _device_estimate,
 }
 
 
