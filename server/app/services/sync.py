@@ -55,13 +55,13 @@ from app.services.audit import AuditContext
 from app.services.batteries import get_battery_version
 from app.services.consent.gate import consent_state
 from app.services.consent.signing import SignatureInput, sign_consent, signing_participant
-from app.services.local_storage import LocalStorage
 from app.services.modules import module_read
 from app.services.participants import resolve_participant
 from app.services.policy import Capability
 from app.services.principals import Principal
 from app.services.schedules.visits import manifest_visits
 from app.services.session_store import SessionStore
+from app.services.source_storage import SourceStorage
 from app.services.submissions import accept_submission
 
 logger = get_logger(__name__)
@@ -181,7 +181,7 @@ class _Applied:
 async def _apply_session(
     session: AsyncSession,
     store: SessionStore,
-    storage: LocalStorage,
+    storage: SourceStorage,
     context: AuditContext,
     principal: Principal,
     item: SessionItem,
@@ -370,7 +370,7 @@ def _raw_field(raw: object, name: str) -> str | None:
 async def _apply_item(
     sessions: ItemSessionFactory,
     store: SessionStore,
-    storage: LocalStorage,
+    storage: SourceStorage,
     context: AuditContext,
     principal: Principal,
     item: SessionItem | ConsentItem,
@@ -404,7 +404,7 @@ async def _apply_item(
 async def _apply_item_once(
     sessions: ItemSessionFactory,
     store: SessionStore,
-    storage: LocalStorage,
+    storage: SourceStorage,
     context: AuditContext,
     principal: Principal,
     item: SessionItem | ConsentItem,
@@ -419,7 +419,7 @@ async def _apply_item_once(
 async def apply_batch(
     sessions: ItemSessionFactory,
     store: SessionStore,
-    storage: LocalStorage,
+    storage: SourceStorage,
     context: AuditContext,
     principal: Principal,
     items: Sequence[object],

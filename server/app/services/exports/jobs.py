@@ -11,6 +11,7 @@ worker that died is taken again once it has not moved for the task's time limit.
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import Iterator
@@ -41,8 +42,8 @@ from app.services.audit import AuditContext
 from app.services.audit_subjects import AuditSubject, record_about
 from app.services.exports import datasets
 from app.services.exports.scope import ExportFilters, ExportScope
-from app.services.exports.storage import FileStorage, export_storage, scratch_dir
 from app.services.exports.writers import Table, write_archive
+from app.services.file_storage import FileStorage, export_storage, scratch_dir
 from app.services.outbox.writer import emit as emit_outbox_event
 from app.services.policy import Capability, StudyAccess, require_study_capability
 from app.services.principals import StaffPrincipal
@@ -166,7 +167,10 @@ async def list_exports(
 @dataclass(frozen=True, slots=True)
 class Download:
     job: ExportJob
-    chunks: Iterator[bytes]
+    chunks: Iterator[bytes]  # read lazily: nothing is fetched unless iterated
+    # A short-lived address of the file in the object store, when the storage has one: the
+    # client fetches it from there instead of through this server.
+    url: str | None = None
 
 
 async def download_export(
@@ -188,7 +192,8 @@ async def download_export(
             "This export is not ready", details={"reason": "EXPORT_NOT_READY", "status": job.status}
         )
     storage = export_storage(settings)
-    if not storage.exists(job.file_path):
+    path = job.file_path
+    if not await asyncio.to_thread(storage.exists, path):
         raise ExportGoneError("This export's file no longer exists", details={"status": "missing"})
     await record_about(
         session,
@@ -197,7 +202,10 @@ async def download_export(
         "export.downloaded",
         after={"sha256": job.sha256, "size_bytes": job.size_bytes, "file_name": job.file_name},
     )
-    return Download(job=job, chunks=storage.iter_chunks(job.file_path))
+    url = await asyncio.to_thread(
+        storage.download_url, path, job.file_name or f"{job.id.hex}.zip", "application/zip"
+    )
+    return Download(job=job, chunks=storage.iter_chunks(path), url=url)
 
 
 async def delete_export(
@@ -225,7 +233,7 @@ async def delete_export(
     )
     await session.flush()
     if path is not None:
-        export_storage(settings).delete(path)
+        await asyncio.to_thread(export_storage(settings).delete, path)
     return job
 
 
@@ -390,7 +398,8 @@ async def run_export(
             }
             written = await write_archive(scratch, job.format, tables, readme, progress)
             await progress.flush()
-        storage.put(key, scratch)
+        # Blocking (a rename, or an upload in parts): in a thread, never on the event loop.
+        await asyncio.to_thread(storage.put, key, scratch)
     except Exception as exc:
         scratch.unlink(missing_ok=True)
         logger.warning("export_failed", export_id=str(job.id), error=type(exc).__name__)
@@ -518,5 +527,5 @@ async def sweep_expired_exports(session: AsyncSession, settings: Settings, now: 
             after={"status": "expired"},
         )
         if path is not None:
-            storage.delete(path)
+            await asyncio.to_thread(storage.delete, path)
     return len(jobs)
