@@ -430,6 +430,8 @@ class Settings(BaseSettings):
             raise ValueError("STORAGE_BACKEND=s3 needs S3_BUCKET: the bucket the files go to")
         if (self.S3_ACCESS_KEY_ID is None) != (self.S3_SECRET_ACCESS_KEY is None):
             raise ValueError("S3_ACCESS_KEY_ID and S3_SECRET_ACCESS_KEY are set together or not")
+        if {".", ".."} & set(self.S3_PREFIX.split("/")):
+            raise ValueError("S3_PREFIX must not hold '.' or '..' as a folder")
         return self
 
     @property

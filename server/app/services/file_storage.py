@@ -62,7 +62,8 @@ class FileStorage(Protocol):
     location: str  # where the area is, for logs and health: never a secret
 
     def put(self, key: str, source: Path) -> None:
-        """Store the finished local file `source` under `key` (the source is consumed)."""
+        """Store the finished local file `source` under `key`; the source is consumed once
+        stored (after a failure it is left to the caller)."""
 
     def put_new(self, items: Sequence[tuple[str, bytes]]) -> None:
         """Write each (key, bytes) under a key no earlier write used; all are durable when this
@@ -212,6 +213,7 @@ class LocalDirectoryStorage:
                     yield StoredFile(path.relative_to(self.root).as_posix(), modified)
 
     def download_url(self, key: str, file_name: str, content_type: str) -> str | None:
+        check_key(key)
         return None
 
 
@@ -244,13 +246,9 @@ class S3Storage:
         return self.prefix + check_key(key)
 
     def put(self, key: str, source: Path) -> None:
-        try:
-            # One PutObject below the threshold, a multipart upload above it (aborted on error).
-            self.client.upload_file(
-                str(source), self.bucket, self._object(key), Config=self._transfer
-            )
-        finally:
-            source.unlink(missing_ok=True)
+        # One PutObject below the threshold, a multipart upload above it (aborted on error).
+        self.client.upload_file(str(source), self.bucket, self._object(key), Config=self._transfer)
+        source.unlink(missing_ok=True)
 
     def put_new(self, items: Sequence[tuple[str, bytes]]) -> None:
         # Durable once S3 answered: it acknowledges a PutObject only after storing it.
