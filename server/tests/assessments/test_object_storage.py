@@ -16,7 +16,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
 from app.models.assessment import AssessmentSession, TaskResult
-from app.services import source_documents
 from app.services.audit import AuditContext
 from app.services.source_documents import sweep_orphans
 from app.services.source_storage import SourceStorage
@@ -142,7 +141,7 @@ async def test_the_sweep_finds_and_removes_orphaned_objects(
 
     # S3 sets the modification time itself: the sweep runs "two days later".
     two_days_later = time.time() + 2 * 86400
-    monkeypatch.setattr(source_documents.time, "time", lambda: two_days_later)
+    monkeypatch.setattr(time, "time", lambda: two_days_later)
     report = await sweep_orphans(db_session, storage, grace_seconds=86400, remove=False)
     assert sorted(report.orphans) == orphans
     assert report.checked == 3

@@ -10,6 +10,7 @@ import uuid
 import zipfile
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -35,8 +36,8 @@ def settings(database_url: str, tmp_path: Path, s3_bucket: str) -> Settings:
 
 
 async def _ready_job(
-    client: httpx.AsyncClient, runner: Runner, world: World, body: dict[str, object]
-) -> dict[str, object]:
+    client: httpx.AsyncClient, runner: Runner, world: World, body: dict[str, Any]
+) -> dict[str, Any]:
     created = await create(client, world.researcher.headers, body)
     assert created.status_code == 202, created.text
     assert (await runner.run())["ready"] == 1
