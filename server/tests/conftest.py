@@ -4,7 +4,8 @@ the lifespan run.
 
 Environment:
 - METRICIS_TEST_DATABASE=postgres|sqlite picks the backend (default: PostgreSQL when reachable).
-- METRICIS_REQUIRE_SERVICES=1 turns a missing PostgreSQL or Redis into a failure, not a skip.
+- METRICIS_REQUIRE_SERVICES=1 turns a missing PostgreSQL, Redis or S3 server into a failure, not a
+  skip.
 - METRICIS_TEST_POSTGRES_URL / METRICIS_TEST_REDIS_URL override where they are;
   METRICIS_TEST_S3_PORT the port of the S3 API server the run starts (tests/s3.py).
 """
