@@ -280,7 +280,7 @@ class Settings(BaseSettings):
     STORAGE_BACKEND: StorageBackend = StorageBackend.LOCAL
     S3_BUCKET: str | None = None
     # Unset: Amazon S3 itself (S3_REGION picks the region); set for another S3-compatible store.
-    S3_ENDPOINT_URL: str | None = None
+    S3_ENDPOINT_URL: str | None = Field(default=None, pattern=r"^https?://\S+$")
     S3_REGION: str | None = None
     # Unset (both): boto3's own chain (environment, shared files, the instance's role).
     S3_ACCESS_KEY_ID: str | None = None
@@ -538,6 +538,9 @@ class Settings(BaseSettings):
         for key, provider in self.OIDC_PROVIDERS.items():
             if not provider.issuer.startswith("https://"):
                 problems.append(f"OIDC_PROVIDERS['{key}'].issuer is not an https address")
+        if self.S3_ENDPOINT_URL and not self.S3_ENDPOINT_URL.startswith("https://"):
+            # Research data and signed download addresses would cross the network in clear.
+            problems.append("S3_ENDPOINT_URL is not an https address")
         if self.uses_embedded_broker:
             problems.append(
                 "background work would use the embedded broker; production needs Redis "

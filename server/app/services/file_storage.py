@@ -74,8 +74,9 @@ class FileStorage(Protocol):
     def iter_chunks(self, key: str) -> Iterator[bytes]:
         """The stored bytes, in chunks of at most CHUNK_BYTES."""
 
-    def delete(self, key: str) -> None:
-        """Remove the file; a missing one is not an error."""
+    def delete(self, key: str, *, prune: bool = False) -> None:
+        """Remove the file; a missing one is not an error. `prune`: the local folder it leaves
+        empty goes too (object stores have no folders)."""
 
     def delete_under(self, prefix: str) -> int:
         """Remove every file whose key starts with the folder `prefix`; how many went."""
@@ -83,7 +84,8 @@ class FileStorage(Protocol):
     def exists(self, key: str) -> bool: ...
 
     def list_under(self, prefix: str) -> Iterator[StoredFile]:
-        """The files under the folder `prefix` ("" for the whole area), in key order."""
+        """The files under the folder `prefix` ("" for the whole area), sorted by key within a
+        folder, and a folder's files (its subfolders' too) listed together."""
 
     def download_url(self, key: str, file_name: str, content_type: str) -> str | None:
         """A short-lived address the file can be fetched from without the API, or None when
@@ -173,12 +175,12 @@ class LocalDirectoryStorage:
             while chunk := handle.read(CHUNK_BYTES):
                 yield chunk
 
-    def delete(self, key: str) -> None:
+    def delete(self, key: str, *, prune: bool = False) -> None:
         path = self._path(key)
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
-        # The folder it leaves empty goes too (one level: a participant's session folder).
-        if path.parent != self.root:
+        # Only when asked: a writer may be about to put a file in that folder (one level).
+        if prune and path.parent != self.root:
             with contextlib.suppress(OSError):
                 path.parent.rmdir()
 
@@ -267,7 +269,7 @@ class S3Storage:
         finally:
             body.close()
 
-    def delete(self, key: str) -> None:
+    def delete(self, key: str, *, prune: bool = False) -> None:
         # DeleteObject succeeds for a key that does not exist.
         self.client.delete_object(Bucket=self.bucket, Key=self._object(key))
 
@@ -275,10 +277,14 @@ class S3Storage:
         keys = [stored.key for stored in self.list_under(prefix)]
         for start in range(0, len(keys), _DELETE_BATCH):
             batch = keys[start : start + _DELETE_BATCH]
-            self.client.delete_objects(
+            answer = self.client.delete_objects(
                 Bucket=self.bucket,
                 Delete={"Objects": [{"Key": self.prefix + key} for key in batch], "Quiet": True},
             )
+            # Quiet: only the keys that could not be deleted are listed.
+            if answer.get("Errors"):
+                codes = sorted({error.get("Code", "?") for error in answer["Errors"]})
+                raise OSError(f"{len(answer['Errors'])} objects not deleted: {', '.join(codes)}")
         return len(keys)
 
     def exists(self, key: str) -> bool:

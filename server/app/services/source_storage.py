@@ -162,8 +162,9 @@ class SourceStorage:
             yield ParticipantFiles(current[0], current[1], found)
 
     def remove_files(self, relative_paths: Sequence[str]) -> None:
+        """Remove orphans found by the sweep, with the (local) folders they leave empty."""
         for relative_path in relative_paths:
-            self.files.delete(self._key(relative_path))
+            self.files.delete(self._key(relative_path), prune=True)
 
 
 def _as_uuid(name: str) -> uuid.UUID | None:
