@@ -317,10 +317,6 @@ class S3Storage:
             ExpiresIn=self._presign_seconds,
         )
 
-    def check_bucket(self) -> None:
-        """HeadBucket: the bucket exists and these credentials may use it."""
-        self.client.head_bucket(Bucket=self.bucket)
-
 
 # One client per configuration for the process: creating one takes tens of milliseconds, and a
 # client is safe to share between threads.
@@ -328,22 +324,25 @@ _clients: dict[tuple[Any, ...], S3Client] = {}
 _clients_lock = threading.Lock()
 
 
-def s3_client(settings: Settings) -> S3Client:
+def s3_client(settings: Settings, *, probe: bool = False) -> S3Client:
+    """The process's client for these settings. `probe`: one attempt with short timeouts, for
+    the health check, so a store that is down never holds a thread for long."""
     secret = settings.S3_SECRET_ACCESS_KEY
     identity = (
         settings.S3_ENDPOINT_URL,
         settings.S3_REGION,
         settings.S3_ACCESS_KEY_ID,
         secret.get_secret_value() if secret is not None else None,
+        probe,
     )
     with _clients_lock:
         client = _clients.get(identity)
         if client is None:
             config = BotoConfig(
                 signature_version="s3v4",
-                connect_timeout=5,
-                read_timeout=60,
-                retries={"max_attempts": 4, "mode": "standard"},
+                connect_timeout=2 if probe else 5,
+                read_timeout=2 if probe else 60,
+                retries={"max_attempts": 1 if probe else 4, "mode": "standard"},
                 # Another S3-compatible store is addressed by path (bucket in the path, not
                 # the host name), which works without a DNS name per bucket.
                 s3={"addressing_style": "path" if settings.S3_ENDPOINT_URL else "auto"},
@@ -372,6 +371,12 @@ def storage_for(settings: Settings, area: StorageArea) -> FileStorage:
             presign_seconds=settings.S3_PRESIGN_SECONDS,
         )
     return LocalDirectoryStorage(settings.STORAGE_DIR / area.value)
+
+
+def check_object_storage(settings: Settings) -> None:
+    """HeadBucket on the configured bucket (blocking): it exists and the credentials may use it."""
+    assert settings.S3_BUCKET is not None
+    s3_client(settings, probe=True).head_bucket(Bucket=settings.S3_BUCKET)
 
 
 def export_storage(settings: Settings) -> FileStorage:

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from app.config import Settings, StorageBackend
 from app.core.clock import utcnow
-from app.services.file_storage import S3Storage, StorageArea, storage_for
+from app.services import file_storage
 from app.services.heartbeats import BEAT_HEARTBEAT, last_heartbeat
 from app.services.session_store import SessionStore
 
@@ -79,15 +79,9 @@ async def check_storage(directory: Path) -> None:
     await asyncio.to_thread(_write_probe, directory)
 
 
-def _head_bucket(settings: Settings) -> None:
-    storage = storage_for(settings, StorageArea.EXPORTS)
-    assert isinstance(storage, S3Storage)
-    storage.check_bucket()
-
-
 async def check_object_storage(settings: Settings) -> None:
     """HeadBucket with the configured credentials; a failure names only the exception's type."""
-    await asyncio.to_thread(_head_bucket, settings)
+    await asyncio.to_thread(file_storage.check_object_storage, settings)
 
 
 def _connect_to_broker(settings: Settings) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -214,3 +215,14 @@ async def test_health_checks_the_bucket_without_showing_secrets(
     assert status["status"] == "down" and status["required"] is True
     assert SECRET_ACCESS_KEY not in down.text
     assert admin_client().list_buckets()["Buckets"]  # the server itself still answers
+
+    # A store that does not answer at all: down at once (one attempt), not after retries.
+    unreachable = s3_settings(settings, s3_bucket, S3_ENDPOINT_URL="http://127.0.0.1:5549")
+    async with lifespan_client(create_app(unreachable)) as client:
+        started = time.monotonic()
+        refused = await client.get("/api/health/detailed")
+        elapsed = time.monotonic() - started
+    assert refused.status_code == 503
+    status = refused.json()["error"]["details"]["dependencies"]["object_storage"]
+    assert status["status"] == "down" and status["error"] == "EndpointConnectionError"
+    assert elapsed < 3
