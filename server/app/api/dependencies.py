@@ -5,6 +5,7 @@ thread hop per dependency per request for functions that never block."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any
 
@@ -250,7 +251,8 @@ AnyActorContextDep = Annotated[AuditContext, Depends(get_any_actor_context)]
 async def get_storage(request: Request) -> SourceStorage:
     storage: SourceStorage | None = getattr(request.app.state, "storage", None)
     if storage is None:
-        storage = SourceStorage.from_settings(request.app.state.settings)
+        # Once per application; an S3 client's first build reads files: in a thread.
+        storage = await asyncio.to_thread(SourceStorage.from_settings, request.app.state.settings)
         request.app.state.storage = storage
     return storage
 

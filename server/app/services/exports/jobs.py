@@ -191,7 +191,8 @@ async def download_export(
         raise ConflictError(
             "This export is not ready", details={"reason": "EXPORT_NOT_READY", "status": job.status}
         )
-    storage = export_storage(settings)
+    # Building the S3 client the first time reads its service model from disk: in a thread.
+    storage = await asyncio.to_thread(export_storage, settings)
     path = job.file_path
     if not await asyncio.to_thread(storage.exists, path):
         raise ExportGoneError("This export's file no longer exists", details={"status": "missing"})
@@ -233,7 +234,8 @@ async def delete_export(
     )
     await session.flush()
     if path is not None:
-        await asyncio.to_thread(export_storage(settings).delete, path)
+        storage = await asyncio.to_thread(export_storage, settings)
+        await asyncio.to_thread(storage.delete, path)
     return job
 
 
@@ -376,7 +378,7 @@ async def run_export(
     file_name = f"{study_code}-{job.dataset}-{job.format}-{job.id.hex[:8]}.zip"
     scope = ExportScope(job.study_id, ExportFilters.from_json(job.filters), job.scope_site_id)
     encryptor = FieldEncryptor.from_settings(settings) if job.include_contact_details else None
-    storage: FileStorage = export_storage(settings)
+    storage: FileStorage = await asyncio.to_thread(export_storage, settings)
     try:
         async with sessions() as reader, reader.begin():
             # Read-only: on SQLite it must not hold the write lock the progress updates need.
@@ -513,7 +515,7 @@ async def sweep_expired_exports(session: AsyncSession, settings: Settings, now: 
             .with_for_update(skip_locked=True)
         )
     ).all()
-    storage = export_storage(settings)
+    storage = await asyncio.to_thread(export_storage, settings)
     for job in jobs:
         path = job.file_path
         job.status = ExportStatus.EXPIRED
