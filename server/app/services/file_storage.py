@@ -25,7 +25,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import boto3
 from boto3.s3.transfer import TransferConfig
@@ -338,8 +338,16 @@ def s3_client(settings: Settings, *, probe: bool = False) -> S3Client:
     with _clients_lock:
         client = _clients.get(identity)
         if client is None:
+            # Checksums beyond what S3 requires (boto3's default since 1.36, sent as trailers
+            # with chunked bodies) are refused by several S3-compatible stores; Amazon S3 itself
+            # takes them. TLS still protects the bytes on the way.
+            checksums: Literal["when_required", "when_supported"] = (
+                "when_required" if settings.S3_ENDPOINT_URL else "when_supported"
+            )
             config = BotoConfig(
                 signature_version="s3v4",
+                request_checksum_calculation=checksums,
+                response_checksum_validation=checksums,
                 connect_timeout=2 if probe else 5,
                 read_timeout=2 if probe else 60,
                 retries={"max_attempts": 1 if probe else 4, "mode": "standard"},
