@@ -46,9 +46,9 @@ from app.services.audit import (
     verify_chain,
 )
 from app.services.demo.seed import DEMO_PASSWORD, DemoSummary, seed_demo
-from app.services.local_storage import LocalStorage
 from app.services.session_store import MemorySessionStore
 from app.services.source_documents import MINIMUM_GRACE_SECONDS, SweepReport, sweep_orphans
+from app.services.source_storage import SourceStorage
 from app.services.submissions import rescore_session
 from app.services.users import create_user
 from app.serving import Companion, serve_with_reuse_port
@@ -75,7 +75,9 @@ audit_cli = typer.Typer(
     help="The audit trail's keyed chain.", no_args_is_help=True, pretty_exceptions_show_locals=False
 )
 cli.add_typer(audit_cli, name="audit")
-storage_cli = typer.Typer(help="Source documents on disk (STORAGE_DIR).", no_args_is_help=True)
+storage_cli = typer.Typer(
+    help="Source documents in storage (STORAGE_DIR or the bucket).", no_args_is_help=True
+)
 cli.add_typer(storage_cli, name="storage")
 
 
@@ -390,7 +392,7 @@ def demo() -> None:
             settings,
             FieldEncryptor.from_settings(settings),
             MemorySessionStore(),
-            LocalStorage(settings.STORAGE_DIR),
+            SourceStorage.from_settings(settings),
         )
 
     summary = _in_transaction(work)
@@ -457,7 +459,7 @@ def storage_sweep(
     """Find source documents no task result points at (left by a crash between the write and
     the commit); report them, or remove them with --remove."""
     settings = get_settings()
-    storage = LocalStorage(settings.STORAGE_DIR)
+    storage = SourceStorage.from_settings(settings)
 
     async def work(session: AsyncSession) -> SweepReport:
         return await sweep_orphans(
@@ -485,7 +487,7 @@ def rescore(
         record = await session.scalar(select(Study).where(Study.code == study.strip().upper()))
         if record is None:
             raise NotFoundError(f"No study with code {study}")
-        storage = LocalStorage(settings.STORAGE_DIR)
+        storage = SourceStorage.from_settings(settings)
         sessions = (
             await session.scalars(
                 select(AssessmentSession)

@@ -41,6 +41,11 @@ class SessionStorageBackend(StrEnum):
     REDIS = "redis"
 
 
+class StorageBackend(StrEnum):
+    LOCAL = "local"
+    S3 = "s3"
+
+
 class EmailBackend(StrEnum):
     CONSOLE = "console"
     FILE = "file"
@@ -270,6 +275,23 @@ class Settings(BaseSettings):
     MAX_REQUEST_BODY_BYTES: int = Field(default=10 * 1024 * 1024, ge=1024)
 
     STORAGE_DIR: Path = Path("./data")
+    # Where exports, reports and source documents live (docs/configuration.md, file storage):
+    # `local`, folders under STORAGE_DIR, or `s3`, an S3-compatible bucket every API machine and
+    # worker shares. Scratch files, the embedded broker and audit checkpoints stay in STORAGE_DIR.
+    STORAGE_BACKEND: StorageBackend = StorageBackend.LOCAL
+    S3_BUCKET: str | None = None
+    # Unset: Amazon S3 itself (S3_REGION picks the region); set for another S3-compatible store.
+    S3_ENDPOINT_URL: str | None = Field(default=None, pattern=r"^https?://\S+$")
+    S3_REGION: str | None = None
+    # Unset (both): boto3's own chain (environment, shared files, the instance's role).
+    S3_ACCESS_KEY_ID: str | None = None
+    S3_SECRET_ACCESS_KEY: SecretStr | None = None
+    # Put before every key, so one bucket can hold several deployments ("metricis/prod/").
+    S3_PREFIX: str = Field(default="", max_length=200, pattern=r"^([A-Za-z0-9._-]+/)*$")
+    # How long a download link to an export file is valid.
+    S3_PRESIGN_SECONDS: int = Field(default=300, ge=10, le=3600)
+    # Files larger than this are uploaded in parts of this size (S3's minimum part is 5 MiB).
+    S3_MULTIPART_BYTES: int = Field(default=16 * 1024 * 1024, ge=5 * 1024 * 1024)
 
     # How outgoing mail leaves: `smtp` (the SMTP_* settings), `console` (printed on standard
     # output, sign-in links included) or `file` (one .eml file per message in EMAIL_FILE_DIR).
@@ -403,6 +425,16 @@ class Settings(BaseSettings):
             raise ValueError("OUTBOX_LEASE_SECONDS must be longer than WEBHOOK_TIMEOUT_SECONDS")
         return self
 
+    @model_validator(mode="after")
+    def _object_storage_is_complete(self) -> Settings:
+        if self.STORAGE_BACKEND is StorageBackend.S3 and not self.S3_BUCKET:
+            raise ValueError("STORAGE_BACKEND=s3 needs S3_BUCKET: the bucket the files go to")
+        if (self.S3_ACCESS_KEY_ID is None) != (self.S3_SECRET_ACCESS_KEY is None):
+            raise ValueError("S3_ACCESS_KEY_ID and S3_SECRET_ACCESS_KEY are set together or not")
+        if {".", ".."} & set(self.S3_PREFIX.split("/")):
+            raise ValueError("S3_PREFIX must not hold '.' or '..' as a folder")
+        return self
+
     @property
     def is_sqlite(self) -> bool:
         return self.DATABASE_URL.startswith("sqlite")
@@ -507,6 +539,9 @@ class Settings(BaseSettings):
         for key, provider in self.OIDC_PROVIDERS.items():
             if not provider.issuer.startswith("https://"):
                 problems.append(f"OIDC_PROVIDERS['{key}'].issuer is not an https address")
+        if self.S3_ENDPOINT_URL and not self.S3_ENDPOINT_URL.startswith("https://"):
+            # Research data and signed download addresses would cross the network in clear.
+            problems.append("S3_ENDPOINT_URL is not an https address")
         if self.uses_embedded_broker:
             problems.append(
                 "background work would use the embedded broker; production needs Redis "

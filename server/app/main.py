@@ -90,6 +90,7 @@ def _lifespan(settings: Settings) -> Any:
             environment=settings.ENVIRONMENT.value,
             database=engine.dialect.name,
             session_store=app.state.session_store.backend,
+            file_storage=settings.STORAGE_BACKEND.value,
             version=__version__,
         )
         warn_if_derived(settings)

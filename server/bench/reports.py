@@ -33,7 +33,7 @@ from app.db.session import create_engine, create_sessionmaker
 from app.models.assessment import AssessmentSession
 from app.models.export import ExportJob, ExportStatus
 from app.services.exports.jobs import PARTICIPANT_REPORT, STUDY_REPORT, run_pending_exports
-from app.services.exports.storage import export_storage
+from app.services.file_storage import report_storage
 from bench.dashboard import populate
 from bench.submit import POSTGRES, create_database, drop_database
 
@@ -117,7 +117,7 @@ async def run(settings: Settings, dsn: str, args: argparse.Namespace) -> None:
             async with sessions() as session:
                 done = await session.get(ExportJob, job.id)
                 assert done is not None and done.file_path is not None, report
-                data = b"".join(export_storage(settings).iter_chunks(done.file_path))
+                data = b"".join(report_storage(settings).iter_chunks(done.file_path))
             pages = len(PdfReader(io.BytesIO(data)).pages)
             print(
                 f"{dataset}: {elapsed:.2f} s, {len(data) / 1024:.0f} KB, {pages} pages, "

@@ -4,8 +4,10 @@ the lifespan run.
 
 Environment:
 - METRICIS_TEST_DATABASE=postgres|sqlite picks the backend (default: PostgreSQL when reachable).
-- METRICIS_REQUIRE_SERVICES=1 turns a missing PostgreSQL or Redis into a failure, not a skip.
-- METRICIS_TEST_POSTGRES_URL / METRICIS_TEST_REDIS_URL override where they are.
+- METRICIS_REQUIRE_SERVICES=1 turns a missing PostgreSQL, Redis or S3 server into a failure, not a
+  skip.
+- METRICIS_TEST_POSTGRES_URL / METRICIS_TEST_REDIS_URL override where they are;
+  METRICIS_TEST_S3_PORT the port of the S3 API server the run starts (tests/s3.py).
 """
 
 from __future__ import annotations
@@ -35,6 +37,9 @@ from app.db.session import create_engine, transaction_scope
 from app.main import create_app
 from app.models.worker import WorkerHeartbeat
 from app.services.sync import ItemSessionFactory
+
+# moto's S3 server for the object storage tests, started only when a test asks for it.
+pytest_plugins = ("tests.s3",)
 
 # One database per test run, dropped at the end, so runs side by side never share a schema.
 POSTGRES_URL = os.environ.get(

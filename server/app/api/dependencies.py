@@ -5,6 +5,7 @@ thread hop per dependency per request for functions that never block."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any
 
@@ -26,10 +27,10 @@ from app.services.accounts.access_tokens import (
 )
 from app.services.audit import AuditContext
 from app.services.auth import authenticate_access_claims
-from app.services.local_storage import LocalStorage
 from app.services.participant_auth import authenticate_participant_claims
 from app.services.principals import ParticipantPrincipal, Principal, StaffPrincipal
 from app.services.session_store import SessionStore
+from app.services.source_storage import SourceStorage
 
 
 async def get_app_settings(request: Request) -> Settings:
@@ -247,15 +248,16 @@ async def get_any_actor_context(
 AnyActorContextDep = Annotated[AuditContext, Depends(get_any_actor_context)]
 
 
-async def get_storage(request: Request) -> LocalStorage:
-    storage: LocalStorage | None = getattr(request.app.state, "storage", None)
+async def get_storage(request: Request) -> SourceStorage:
+    storage: SourceStorage | None = getattr(request.app.state, "storage", None)
     if storage is None:
-        storage = LocalStorage(request.app.state.settings.STORAGE_DIR)
+        # Once per application; an S3 client's first build reads files: in a thread.
+        storage = await asyncio.to_thread(SourceStorage.from_settings, request.app.state.settings)
         request.app.state.storage = storage
     return storage
 
 
-StorageDep = Annotated[LocalStorage, Depends(get_storage)]
+StorageDep = Annotated[SourceStorage, Depends(get_storage)]
 
 # What each dependency can refuse by itself, published on every operation that uses it, directly or
 # through another dependency (app/api/openapi.py): `Depends` carries no responses of its own.

@@ -14,8 +14,9 @@ from kombu import Connection
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from app.config import Settings
+from app.config import Settings, StorageBackend
 from app.core.clock import utcnow
+from app.services import file_storage
 from app.services.heartbeats import BEAT_HEARTBEAT, last_heartbeat
 from app.services.session_store import SessionStore
 
@@ -78,6 +79,11 @@ async def check_storage(directory: Path) -> None:
     await asyncio.to_thread(_write_probe, directory)
 
 
+async def check_object_storage(settings: Settings) -> None:
+    """HeadBucket with the configured credentials; a failure names only the exception's type."""
+    await asyncio.to_thread(file_storage.check_object_storage, settings)
+
+
 def _connect_to_broker(settings: Settings) -> None:
     with Connection(
         settings.broker_url, transport_options=settings.broker_transport_options
@@ -109,14 +115,17 @@ async def check_beat(engine: AsyncEngine, stale_after_seconds: float) -> datetim
 async def check_dependencies(
     engine: AsyncEngine, session_store: SessionStore, settings: Settings
 ) -> list[DependencyStatus]:
-    """Database, storage and Redis (as session store) are required: without them no request can
-    be served. The broker and beat only delay background work, so they degrade the status."""
+    """Database, storage (the local folder, and the bucket with STORAGE_BACKEND=s3) and Redis (as
+    session store) are required: without them no request can be served. The broker and beat
+    only delay background work, so they degrade the status."""
     checks = [
         _timed("database", True, lambda: check_database(engine)),
         _timed("storage", True, lambda: check_storage(settings.STORAGE_DIR)),
         _timed("broker", False, lambda: check_broker(settings)),
         _timed("beat", False, lambda: check_beat(engine, settings.beat_stale_after_seconds)),
     ]
+    if settings.STORAGE_BACKEND is StorageBackend.S3:
+        checks.append(_timed("object_storage", True, lambda: check_object_storage(settings)))
     if session_store.backend == "redis":
         checks.append(_timed("redis", True, session_store.ping))
     return list(await asyncio.gather(*checks))

@@ -7,7 +7,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
-from pathlib import Path
 from typing import Any, Protocol, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
@@ -34,7 +33,6 @@ from app.models.study import Site, Study
 from app.schemas.common import PageParams, Pagination
 from app.services.audit import AuditContext
 from app.services.audit_subjects import AuditSubject, record_about
-from app.services.local_storage import LocalStorage
 from app.services.notifications.scheduling import (
     CancelReason,
     cancel_pending,
@@ -69,6 +67,7 @@ from app.services.schedules.lifecycle import (
     refresh_participant_visits,
 )
 from app.services.schedules.timing import local_date
+from app.services.source_storage import SourceStorage
 
 
 def email_index(settings: Settings, email: str) -> str:
@@ -90,7 +89,8 @@ SOURCE_DOCUMENTS_ERASED = "participant.source_documents_erased"
 
 
 async def _remove_source_documents(event: DomainEvent) -> None:
-    storage = LocalStorage(Path(str(event.payload["storage_root"])))
+    # The storage this process wrote with, found by its location (the event holds no secrets).
+    storage = SourceStorage.opened_at(str(event.payload["storage"]))
     await storage.delete_tree(str(event.payload["directory"]))
 
 
@@ -448,7 +448,7 @@ async def withdraw_participant(
     *,
     scope: WithdrawalScope,
     reason: str,
-    storage_root: str | None = None,
+    storage: SourceStorage | None = None,
 ) -> tuple[Participant, StudyAccess]:
     participant, access = await get_participant(
         session, principal, participant_id, Capability.EDIT_PARTICIPANTS
@@ -469,7 +469,7 @@ async def withdraw_participant(
     participant.withdrawal_reason = reason
     erased: dict[str, Any] = {}
     if scope is WithdrawalScope.DELETE_DATA:
-        erased = await erase_participant_data(session, participant, storage_root)
+        erased = await erase_participant_data(session, participant, storage)
     # Visit rows are written before the withdrawal's audit event (docs/schedules.md, locks).
     await cancel_visits_on_withdrawal(session, context, participant, now)
     cancelled = await cancel_pending(
@@ -496,12 +496,12 @@ async def withdraw_participant(
 
 
 async def erase_participant_data(
-    session: AsyncSession, participant: Participant, storage_root: str | None = None
+    session: AsyncSession, participant: Participant, storage: SourceStorage | None = None
 ) -> dict[str, Any]:
     """Erase contact details, credentials and research data; the audit trail keeps the record.
 
     Sessions go with their task results and trials (foreign keys cascade). The source documents
-    are removed from disk after the commit (an erasure that rolls back must leave them).
+    are removed from storage after the commit (an erasure that rolls back must leave them).
     Consent records stay: they document what the participant agreed to and when.
     """
     session_ids = list(
@@ -526,12 +526,12 @@ async def erase_participant_data(
         await session.execute(
             delete(AssessmentSession).where(AssessmentSession.id.in_(session_ids))
         )
-        if storage_root is not None:
+        if storage is not None:
             emit(
                 session,
                 SOURCE_DOCUMENTS_ERASED,
                 {
-                    "storage_root": storage_root,
+                    "storage": storage.location,
                     "directory": f"sources/{participant.study_id}/{participant.id}",
                 },
             )

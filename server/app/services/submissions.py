@@ -4,7 +4,7 @@ Each task of a session is accepted once. The same content again is a replay and 
 original receipt; other content for a stored task is a conflict (409, audited, nothing changed).
 For a new task: the server scores it (app.scoring), writes the raw task as a source document
 (durable before the commit of the row that points at it, removed if that commit does not
-happen: app.services.local_storage), stores the receipt row and the trials as rows, in bulk:
+happen: app.services.source_storage), stores the receipt row and the trials as rows, in bulk:
 COPY on PostgreSQL, executemany elsewhere.
 """
 
@@ -44,11 +44,11 @@ from app.services.assessment_sessions import load_session_with_context, note_tas
 from app.services.audit import AuditContext
 from app.services.audit_subjects import AuditSubject, record_about
 from app.services.item_banks import results as cat_results
-from app.services.local_storage import LocalStorage, PendingDocuments
 from app.services.outbox.announce import announce_tasks_accepted
 from app.services.policy import Capability
 from app.services.principals import Principal
 from app.services.session_store import SessionStore
+from app.services.source_storage import PendingDocuments, SourceStorage
 
 TRIAL_COLUMNS = (
     "study_id",
@@ -411,7 +411,7 @@ _RESULT_COLUMNS = tuple(column.key for column in TaskResult.__table__.columns)
 
 async def _accept_new(
     session: AsyncSession,
-    storage: LocalStorage,
+    storage: SourceStorage,
     record: AssessmentSession,
     new: Sequence[tuple[TaskResult, bytes]],
     tasks: Mapping[str, _PreparedTask],
@@ -419,7 +419,7 @@ async def _accept_new(
     """Start writing the source documents (taken back if the transaction does not commit),
     then insert the result rows (one statement, no ORM flush) and the trials in bulk."""
     paths = [
-        LocalStorage.source_path(
+        SourceStorage.source_path(
             record.study_id, record.participant_id, record.id, result.task, result.id
         )
         for result, _ in new
@@ -497,7 +497,7 @@ def _receipt(record: AssessmentSession, results: Sequence[TaskResult]) -> dict[s
 async def submit(
     session: AsyncSession,
     store: SessionStore,
-    storage: LocalStorage,
+    storage: SourceStorage,
     context: AuditContext,
     principal: Principal,
     payload: SubmitRequest,
@@ -531,7 +531,7 @@ async def submit(
 async def accept_submission(
     session: AsyncSession,
     store: SessionStore,
-    storage: LocalStorage,
+    storage: SourceStorage,
     context: AuditContext,
     record: AssessmentSession,
     payload: SubmitRequest,
@@ -571,7 +571,7 @@ async def accept_submission(
 
 async def rescore_session(
     session: AsyncSession,
-    storage: LocalStorage,
+    storage: SourceStorage,
     context: AuditContext,
     record: AssessmentSession,
 ) -> list[str]:

@@ -65,13 +65,13 @@ from app.services.item_banks import results as cat_results
 from app.services.item_banks import sessions as cat_sessions
 from app.services.item_banks.banks import bank_version
 from app.services.item_banks.cat import SCORER_VERSION, Response
-from app.services.local_storage import LocalStorage
 from app.services.modules import module_read
 from app.services.participants import resolve_participant
 from app.services.policy import Capability
 from app.services.principals import Principal
 from app.services.schedules.visits import manifest_visits
 from app.services.session_store import SessionStore
+from app.services.source_storage import SourceStorage
 from app.services.submissions import accept_submission
 
 logger = get_logger(__name__)
@@ -230,7 +230,7 @@ class _Applied:
 async def _apply_session(
     session: AsyncSession,
     store: SessionStore,
-    storage: LocalStorage,
+    storage: SourceStorage,
     context: AuditContext,
     principal: Principal,
     item: SessionItem,
@@ -375,7 +375,7 @@ async def _apply_consent(
 
 async def _apply_cat(
     session: AsyncSession,
-    storage: LocalStorage,
+    storage: SourceStorage,
     context: AuditContext,
     principal: Principal,
     item: CatItem,
@@ -460,7 +460,7 @@ def _raw_field(raw: object, name: str) -> str | None:
 async def _apply_item(
     sessions: ItemSessionFactory,
     store: SessionStore,
-    storage: LocalStorage,
+    storage: SourceStorage,
     context: AuditContext,
     principal: Principal,
     item: SessionItem | ConsentItem | CatItem,
@@ -494,7 +494,7 @@ async def _apply_item(
 async def _apply_item_once(
     sessions: ItemSessionFactory,
     store: SessionStore,
-    storage: LocalStorage,
+    storage: SourceStorage,
     context: AuditContext,
     principal: Principal,
     item: SessionItem | ConsentItem | CatItem,
@@ -511,7 +511,7 @@ async def _apply_item_once(
 async def apply_batch(
     sessions: ItemSessionFactory,
     store: SessionStore,
-    storage: LocalStorage,
+    storage: SourceStorage,
     context: AuditContext,
     principal: Principal,
     items: Sequence[object],

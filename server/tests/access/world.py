@@ -29,7 +29,7 @@ from app.models.notification import (
 from app.models.study import MemberRole
 from app.models.user import UserRole
 from app.services.exports.jobs import run_pending_exports
-from app.services.exports.storage import export_storage, scratch_dir
+from app.services.file_storage import export_storage, scratch_dir
 from tests import factories
 
 

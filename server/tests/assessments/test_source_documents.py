@@ -15,8 +15,9 @@ from sqlalchemy import event, func, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from app.models.assessment import TaskResult
-from app.services.local_storage import LocalStorage
+from app.services.file_storage import LocalDirectoryStorage
 from app.services.source_documents import sweep_orphans
+from app.services.source_storage import SourceStorage
 from tests.assessments.conftest import World, start
 from tests.factories import simple_rt_trials, submit
 
@@ -117,7 +118,7 @@ async def test_sweep_reports_and_removes_only_old_files_no_row_names(
         path.write_bytes(b"{}")
     for path in (old_orphan, lost_session, kept):
         os.utime(path, (two_days_ago, two_days_ago))
-    storage = LocalStorage(storage_dir)
+    storage = SourceStorage(LocalDirectoryStorage(storage_dir / "sources"))
     expected = sorted(
         path.relative_to(storage_dir).as_posix() for path in (old_orphan, lost_session)
     )

@@ -22,8 +22,8 @@ from app.services.demo.seed import (
     DemoSummary,
     seed_demo,
 )
-from app.services.local_storage import LocalStorage
 from app.services.session_store import MemorySessionStore
+from app.services.source_storage import SourceStorage
 
 BATTERY_TASKS = ["digit-span", "flanker", "simple-rt"]
 
@@ -34,7 +34,7 @@ async def _seed(db_session: AsyncSession, settings: Settings) -> DemoSummary:
         settings,
         FieldEncryptor.from_settings(settings),
         MemorySessionStore(),
-        LocalStorage(settings.STORAGE_DIR),
+        SourceStorage.from_settings(settings),
     )
     await db_session.commit()
     return summary

@@ -43,6 +43,10 @@ def test_safe_production_settings_pass() -> None:
         ({"EMAIL_BACKEND": "file"}, "EMAIL_BACKEND is file; production needs smtp"),
         ({"CELERY_BROKER_URL": None}, "embedded broker"),
         ({"AUDIT_CHAIN_KEYS": None}, "AUDIT_CHAIN_KEYS is not set"),
+        (
+            {"STORAGE_BACKEND": "s3", "S3_BUCKET": "b", "S3_ENDPOINT_URL": "http://minio:9000"},
+            "S3_ENDPOINT_URL is not an https address",
+        ),
     ],
 )
 def test_production_refuses_unsafe_settings(override: dict[str, object], complaint: str) -> None:

@@ -15,8 +15,8 @@ from app.core.security import FieldEncryptor
 from app.models.notification import NotificationStatus
 from app.models.participant import Participant
 from app.services.demo.seed import reminder_demo_zone, seed_demo
-from app.services.local_storage import LocalStorage
 from app.services.session_store import MemorySessionStore
+from app.services.source_storage import SourceStorage
 from tests.reminders.conftest import reminders_of, scan
 
 
@@ -35,7 +35,7 @@ async def test_the_demo_participant_gets_a_reminder_due_now(
         settings,
         FieldEncryptor.from_settings(settings),
         MemorySessionStore(),
-        LocalStorage(settings.STORAGE_DIR),
+        SourceStorage.from_settings(settings),
     )
     assert summary.reminder_participant_code is not None
     participant = await db_session.scalar(
@@ -57,7 +57,7 @@ async def test_the_demo_participant_gets_a_reminder_due_now(
         settings,
         FieldEncryptor.from_settings(settings),
         MemorySessionStore(),
-        LocalStorage(settings.STORAGE_DIR),
+        SourceStorage.from_settings(settings),
     )
     if utcnow().hour == now.hour:
         assert again.reminder_participant_code is None

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, status
-from fastapi.responses import StreamingResponse
+from fastapi.responses import RedirectResponse, Response, StreamingResponse
 from pydantic import AwareDatetime
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -159,6 +159,15 @@ async def get_export(
     response_class=StreamingResponse,
     responses={
         200: {"content": {"application/zip": {}}},
+        307: {
+            "description": "With object storage (STORAGE_BACKEND=s3): the file is fetched from "
+            "the address in `Location`, valid for S3_PRESIGN_SECONDS, without further "
+            "authorisation.",
+            "headers": {
+                "Location": {"schema": {"type": "string"}},
+                "X-Content-SHA256": {"schema": {"type": "string"}},
+            },
+        },
         **error_responses(403, 404, 409, 410),
     },
 )
@@ -168,10 +177,18 @@ async def download_export(
     session: SessionDep,
     settings: SettingsDep,
     context: ActorContextDep,
-) -> StreamingResponse:
-    """The export's zip, streamed; `X-Content-SHA256` holds its hash."""
+) -> Response:
+    """The export's zip, streamed; `X-Content-SHA256` holds its hash. With object storage the
+    answer is a 307 redirect to a short-lived signed address of the file in the bucket
+    (docs/exports.md, storage); the download is audited either way."""
     download = await service.download_export(session, settings, context, principal, export_id)
     job = download.job
+    if download.url is not None:
+        return RedirectResponse(
+            download.url,
+            status_code=status.HTTP_307_TEMPORARY_REDIRECT,
+            headers={"X-Content-SHA256": job.sha256 or "", "Cache-Control": "no-store"},
+        )
     return StreamingResponse(
         download.chunks,
         media_type="application/zip",

@@ -13,6 +13,7 @@ from app.api.dependencies import (
     SessionDep,
     SettingsDep,
     SiteQuery,
+    StorageDep,
 )
 from app.api.openapi import error_responses
 from app.core.security import FieldEncryptor
@@ -150,7 +151,7 @@ async def withdraw_participant(
     body: WithdrawRequest,
     principal: CurrentUser,
     session: SessionDep,
-    settings: SettingsDep,
+    storage: StorageDep,
     encryptor: EncryptorDep,
     context: ActorContextDep,
 ) -> ParticipantRead:
@@ -163,7 +164,7 @@ async def withdraw_participant(
         participant_id,
         scope=body.scope,
         reason=body.reason,
-        storage_root=str(settings.STORAGE_DIR),
+        storage=storage,
     )
     return _read(participant, encryptor, access)
 

@@ -8,7 +8,7 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Query, status
-from fastapi.responses import StreamingResponse
+from fastapi.responses import RedirectResponse, Response, StreamingResponse
 
 from app.api.dependencies import ActorContextDep, CurrentUser, SessionDep, SettingsDep
 from app.api.openapi import error_responses
@@ -123,6 +123,15 @@ async def get_report(
     response_class=StreamingResponse,
     responses={
         200: {"content": {"application/pdf": {}}},
+        307: {
+            "description": "With object storage (STORAGE_BACKEND=s3): the file is fetched from "
+            "the address in `Location`, valid for S3_PRESIGN_SECONDS, without further "
+            "authorisation.",
+            "headers": {
+                "Location": {"schema": {"type": "string"}},
+                "X-Content-SHA256": {"schema": {"type": "string"}},
+            },
+        },
         **error_responses(403, 404, 409, 410),
     },
 )
@@ -132,11 +141,18 @@ async def download_report(
     session: SessionDep,
     settings: SettingsDep,
     context: ActorContextDep,
-) -> StreamingResponse:
+) -> Response:
     """The report's PDF, streamed; `X-Content-SHA256` holds its hash. 409 until it is ready,
-    410 once it expired or was deleted."""
+    410 once it expired or was deleted. With object storage the answer is a 307 redirect to a
+    short-lived signed address of the file, as for exports (docs/exports.md, storage)."""
     download = await jobs.download_export(session, settings, context, principal, report_id, REPORTS)
     job = download.job
+    if download.url is not None:
+        return RedirectResponse(
+            download.url,
+            status_code=status.HTTP_307_TEMPORARY_REDIRECT,
+            headers={"X-Content-SHA256": job.sha256 or "", "Cache-Control": "no-store"},
+        )
     return StreamingResponse(
         download.chunks,
         media_type="application/pdf",

@@ -36,10 +36,10 @@ from app.services.audit import AuditContext
 from app.services.consent import forms, signing
 from app.services.consent.gate import consent_gate
 from app.services.demo import content
-from app.services.local_storage import LocalStorage
 from app.services.principals import StaffPrincipal
 from app.services.schedules import definitions
 from app.services.session_store import SessionStore
+from app.services.source_storage import SourceStorage
 from app.services.users import create_user
 
 DEMO_STUDY_CODE = "DEMO-2026-001"
@@ -269,7 +269,7 @@ async def _ensure_schedule(
 async def _ensure_completed_visit(
     session: AsyncSession,
     store: SessionStore,
-    storage: LocalStorage,
+    storage: SourceStorage,
     coordinator: _Actor,
     study: Study,
     battery: Battery,
@@ -404,7 +404,7 @@ async def seed_demo(
     settings: Settings,
     encryptor: FieldEncryptor,
     store: SessionStore,
-    storage: LocalStorage,
+    storage: SourceStorage,
 ) -> DemoSummary:
     """Create what is missing of the demo and issue P001 a fresh access code. Does not commit."""
     context = AuditContext(actor_type=ActorType.SYSTEM, actor_id="demo", user_agent="metricis-demo")

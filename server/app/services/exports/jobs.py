@@ -16,6 +16,7 @@ audit events, named `report.*` rather than `export.*`. Each route family sees it
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import Iterator
@@ -48,8 +49,8 @@ from app.services.audit import AuditContext
 from app.services.audit_subjects import AuditSubject, record_about
 from app.services.exports import bids, datasets
 from app.services.exports.scope import ExportFilters, ExportScope
-from app.services.exports.storage import FileStorage, export_storage, scratch_dir
 from app.services.exports.writers import Table, WrittenFile, write_archive
+from app.services.file_storage import FileStorage, export_storage, report_storage, scratch_dir
 from app.services.outbox.writer import emit as emit_outbox_event
 from app.services.policy import Capability, StudyAccess, require_study_capability
 from app.services.principals import StaffPrincipal
@@ -115,6 +116,14 @@ def report_participant_id(job: ExportJob) -> uuid.UUID | None:
     if job.dataset != PARTICIPANT_REPORT:
         return None
     return uuid.UUID(job.filters["participant_ids"][0])
+
+
+def job_storage(settings: Settings, job: ExportJob) -> FileStorage:
+    """Where a job's file lives: reports in the reports area, exports in the exports area.
+    Blocking the first time (an S3 client reads its service model): call it in a thread."""
+    if job.dataset in REPORT_DATASETS:
+        return report_storage(settings)
+    return export_storage(settings)
 
 
 def subject(job: ExportJob) -> AuditSubject:
@@ -227,7 +236,10 @@ async def list_exports(
 @dataclass(frozen=True, slots=True)
 class Download:
     job: ExportJob
-    chunks: Iterator[bytes]
+    chunks: Iterator[bytes]  # read lazily: nothing is fetched unless iterated
+    # A short-lived address of the file in the object store, when the storage has one: the
+    # client fetches it from there instead of through this server.
+    url: str | None = None
 
 
 async def download_export(
@@ -256,8 +268,10 @@ async def download_export(
             # Made before the participant's data was erased: never served again (the sweep
             # removes the file when it expires).
             raise ExportGoneError(gone, details={"status": "participant_erased"})
-    storage = export_storage(settings)
-    if not storage.exists(job.file_path):
+    # Building the S3 client the first time reads its service model from disk: in a thread.
+    storage = await asyncio.to_thread(job_storage, settings, job)
+    path = job.file_path
+    if not await asyncio.to_thread(storage.exists, path):
         raise ExportGoneError(gone, details={"status": "missing"})
     await record_about(
         session,
@@ -266,7 +280,14 @@ async def download_export(
         f"{family.noun}.downloaded",
         after={"sha256": job.sha256, "size_bytes": job.size_bytes, "file_name": job.file_name},
     )
-    return Download(job=job, chunks=storage.iter_chunks(job.file_path))
+    is_report = job.dataset in REPORT_DATASETS
+    url = await asyncio.to_thread(
+        storage.download_url,
+        path,
+        job.file_name or f"{job.id.hex}.{'pdf' if is_report else 'zip'}",
+        "application/pdf" if is_report else "application/zip",
+    )
+    return Download(job=job, chunks=storage.iter_chunks(path), url=url)
 
 
 async def delete_export(
@@ -302,7 +323,8 @@ async def delete_export(
     )
     await session.flush()
     if path is not None:
-        export_storage(settings).delete(path)
+        storage = await asyncio.to_thread(job_storage, settings, job)
+        await asyncio.to_thread(storage.delete, path)
     return job
 
 
@@ -448,13 +470,14 @@ async def run_export(
         file_name = f"{study_code}-{job.dataset.replace('_', '-')}-{job.id.hex[:8]}.pdf"
     else:
         file_name = f"{study_code}-{job.dataset}-{job.format}-{job.id.hex[:8]}.zip"
-    storage: FileStorage = export_storage(settings)
+    storage: FileStorage = await asyncio.to_thread(job_storage, settings, job)
     try:
         if is_report:
             written = await _write_report(sessions, settings, job, scratch)
         else:
             written = await _write_export(sessions, settings, job, study_code, study_name, scratch)
-        storage.put(key, scratch)
+        # Blocking (a rename, or an upload in parts): in a thread, never on the event loop.
+        await asyncio.to_thread(storage.put, key, scratch)
     except Exception as exc:
         scratch.unlink(missing_ok=True)
         logger.warning(
@@ -645,8 +668,8 @@ async def sweep_expired_exports(session: AsyncSession, settings: Settings, now: 
             .with_for_update(skip_locked=True)
         )
     ).all()
-    storage = export_storage(settings)
     for job in jobs:
+        storage = await asyncio.to_thread(job_storage, settings, job)
         path = job.file_path
         job.status = ExportStatus.EXPIRED
         job.file_path = None
@@ -659,5 +682,5 @@ async def sweep_expired_exports(session: AsyncSession, settings: Settings, now: 
             after={"status": "expired"},
         )
         if path is not None:
-            storage.delete(path)
+            await asyncio.to_thread(storage.delete, path)
     return len(jobs)

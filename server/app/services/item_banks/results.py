@@ -27,8 +27,8 @@ from app.scoring import device_estimate_flag
 from app.scoring.irt import Estimate, eap, t_score
 from app.services.item_banks.cat import SCORER_VERSION, Response, paired_responses
 from app.services.item_banks.content import irt_items
-from app.services.local_storage import LocalStorage
 from app.services.outbox.announce import announce_tasks_accepted
+from app.services.source_storage import SourceStorage
 
 SCORER: Final = "irt-eap"
 TASK_PREFIX: Final = "item-bank-"
@@ -84,7 +84,7 @@ def flags_of(task: str, estimate: Estimate, device: DeviceEstimate | None) -> li
 
 async def store_result(
     session: AsyncSession,
-    storage: LocalStorage,
+    storage: SourceStorage,
     record: AssessmentSession,
     cat: CatSession,
     responses: Sequence[Response],
@@ -135,7 +135,7 @@ async def store_result(
         accepted_at=received_at,
         completed_at=cat.finished_at,
     )
-    path = LocalStorage.source_path(
+    path = SourceStorage.source_path(
         record.study_id, record.participant_id, record.id, task, result.id
     )
     pending = storage.write_for_transaction(session, [(path, document)])

@@ -44,10 +44,10 @@ from app.services.item_banks.banks import bank_version
 from app.services.item_banks.cat import Response, paired_responses, step_for
 from app.services.item_banks.content import cat_rules, irt_items
 from app.services.item_banks.results import DeviceEstimate, store_result
-from app.services.local_storage import LocalStorage
 from app.services.participants import participant_row_for
 from app.services.policy import Capability
 from app.services.principals import Principal, StaffPrincipal
+from app.services.source_storage import SourceStorage
 
 # An offline test the bank's rules had not stopped when the device ended it.
 STOP_ENDED_ON_DEVICE = "ended_on_device"
@@ -241,7 +241,7 @@ async def get_for_answering(
 
 async def answer(
     session: AsyncSession,
-    storage: LocalStorage,
+    storage: SourceStorage,
     context: AuditContext,
     principal: Principal,
     bank_id: uuid.UUID,
@@ -338,7 +338,7 @@ async def answer(
 
 async def _finish(
     session: AsyncSession,
-    storage: LocalStorage,
+    storage: SourceStorage,
     context: AuditContext,
     record: AssessmentSession,
     cat: CatSession,
@@ -391,7 +391,7 @@ def _same_upload(state: CatState, test: OfflineTest) -> bool:
 
 async def apply_offline(
     session: AsyncSession,
-    storage: LocalStorage,
+    storage: SourceStorage,
     context: AuditContext,
     principal: Principal,
     test: OfflineTest,
