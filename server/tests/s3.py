@@ -1,5 +1,6 @@
 """A real S3 API for the object storage tests: moto's standalone server, started once per run as
-a process on 127.0.0.1 (port METRICIS_TEST_S3_PORT, default 5541) and stopped at the end.
+a process on 127.0.0.1 (port METRICIS_TEST_S3_PORT, default a free one, so test runs side by
+side do not share it) and stopped at the end.
 
 `s3_bucket` gives a test a bucket of its own; `s3_settings(settings, bucket)` the settings that
 put the test's files there. When the server cannot start the tests that need it are skipped, or
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -28,7 +30,15 @@ from app.config import Settings, StorageBackend
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
 
-S3_PORT = int(os.environ.get("METRICIS_TEST_S3_PORT", "5541"))
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+S3_PORT = int(os.environ.get("METRICIS_TEST_S3_PORT") or _free_port())
 S3_ENDPOINT = f"http://127.0.0.1:{S3_PORT}"
 START_SECONDS = 60
 # Any value: moto accepts every key, and signs and checks with what it is given.

@@ -8,11 +8,12 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, status
-from fastapi.responses import RedirectResponse, Response, StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 from pydantic import AwareDatetime
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.api.dependencies import ActorContextDep, CurrentUser, SessionDep, SettingsDep
+from app.api.downloads import download_responses, file_response
 from app.api.openapi import error_responses
 from app.core.clock import utcnow
 from app.models.export import ExportJob
@@ -157,19 +158,7 @@ async def get_export(
 @router.get(
     "/{export_id}/download",
     response_class=StreamingResponse,
-    responses={
-        200: {"content": {"application/zip": {}}},
-        307: {
-            "description": "With object storage (STORAGE_BACKEND=s3): the file is fetched from "
-            "the address in `Location`, valid for S3_PRESIGN_SECONDS, without further "
-            "authorisation.",
-            "headers": {
-                "Location": {"schema": {"type": "string"}},
-                "X-Content-SHA256": {"schema": {"type": "string"}},
-            },
-        },
-        **error_responses(403, 404, 409, 410),
-    },
+    responses={**download_responses("application/zip"), **error_responses(403, 404, 409, 410)},
 )
 async def download_export(
     export_id: uuid.UUID,
@@ -182,22 +171,7 @@ async def download_export(
     answer is a 307 redirect to a short-lived signed address of the file in the bucket
     (docs/exports.md, storage); the download is audited either way."""
     download = await service.download_export(session, settings, context, principal, export_id)
-    job = download.job
-    if download.url is not None:
-        return RedirectResponse(
-            download.url,
-            status_code=status.HTTP_307_TEMPORARY_REDIRECT,
-            headers={"X-Content-SHA256": job.sha256 or "", "Cache-Control": "no-store"},
-        )
-    return StreamingResponse(
-        download.chunks,
-        media_type="application/zip",
-        headers={
-            "Content-Disposition": f'attachment; filename="{job.file_name}"',
-            "Content-Length": str(job.size_bytes),
-            "X-Content-SHA256": job.sha256 or "",
-        },
-    )
+    return file_response(download, "application/zip")
 
 
 @router.delete("/{export_id}", responses=error_responses(403, 404, 409))

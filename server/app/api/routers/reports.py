@@ -8,9 +8,10 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Query, status
-from fastapi.responses import RedirectResponse, Response, StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 
 from app.api.dependencies import ActorContextDep, CurrentUser, SessionDep, SettingsDep
+from app.api.downloads import download_responses, file_response
 from app.api.openapi import error_responses
 from app.models.export import ExportJob, ExportStatus
 from app.schemas.exports import ExportProgress
@@ -121,19 +122,7 @@ async def get_report(
 @router.get(
     "/{report_id}/download",
     response_class=StreamingResponse,
-    responses={
-        200: {"content": {"application/pdf": {}}},
-        307: {
-            "description": "With object storage (STORAGE_BACKEND=s3): the file is fetched from "
-            "the address in `Location`, valid for S3_PRESIGN_SECONDS, without further "
-            "authorisation.",
-            "headers": {
-                "Location": {"schema": {"type": "string"}},
-                "X-Content-SHA256": {"schema": {"type": "string"}},
-            },
-        },
-        **error_responses(403, 404, 409, 410),
-    },
+    responses={**download_responses("application/pdf"), **error_responses(403, 404, 409, 410)},
 )
 async def download_report(
     report_id: uuid.UUID,
@@ -146,22 +135,7 @@ async def download_report(
     410 once it expired or was deleted. With object storage the answer is a 307 redirect to a
     short-lived signed address of the file, as for exports (docs/exports.md, storage)."""
     download = await jobs.download_export(session, settings, context, principal, report_id, REPORTS)
-    job = download.job
-    if download.url is not None:
-        return RedirectResponse(
-            download.url,
-            status_code=status.HTTP_307_TEMPORARY_REDIRECT,
-            headers={"X-Content-SHA256": job.sha256 or "", "Cache-Control": "no-store"},
-        )
-    return StreamingResponse(
-        download.chunks,
-        media_type="application/pdf",
-        headers={
-            "Content-Disposition": f'attachment; filename="{job.file_name}"',
-            "Content-Length": str(job.size_bytes),
-            "X-Content-SHA256": job.sha256 or "",
-        },
-    )
+    return file_response(download, "application/pdf")
 
 
 @router.delete("/{report_id}", responses=error_responses(403, 404, 409))
