@@ -9,7 +9,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from pydantic_core import InitErrorDetails
 
 from app.models.assessment import SessionStatus
-from app.schemas.common import IsoDateTime
+from app.schemas.common import IsoDateTime, VersionNumber
 from app.scoring import scorer_for
 from app.scoring.trial_format import (
     RT_MAX_MS,
@@ -116,7 +116,7 @@ class SessionStartRequest(BaseModel):
         min_length=1, max_length=64, description="The participant's UUID or its study code"
     )
     battery_id: uuid.UUID
-    battery_version: int | None = Field(default=None, ge=1)
+    battery_version: VersionNumber | None = None
     visit_id: uuid.UUID | None = None
     session_id: uuid.UUID | None = Field(
         default=None, description="A client-generated id, for sessions started offline"

@@ -60,6 +60,14 @@ def _iso_8601_only(value: object) -> object:
 # Every date-time a client sends: an ISO 8601 string with an offset, nothing else.
 IsoDateTime = Annotated[AwareDatetime, BeforeValidator(_iso_8601_only)]
 
+# The largest value of an INTEGER column (PostgreSQL's int4; SQLite's are wider). A number a
+# client sends that is compared with such a column must not exceed it: the database would
+# refuse the query itself (a 500) where a larger number can only be a mistake (a 422).
+DB_INTEGER_MAX = 2**31 - 1
+
+# A version number (of a battery, an item bank, ...) as a client names it.
+VersionNumber = Annotated[int, Field(ge=1, le=DB_INTEGER_MAX)]
+
 # A participant or a site as a person names it in a body or a query: its UUID or its code
 # (docs/api-conventions.md, identifiers; resolved by app.services.references).
 Reference = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]

@@ -8,6 +8,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.schemas.common import DB_INTEGER_MAX
+
 _ITEMS_DESCRIPTION = (
     "Items: `{id, a, b, domain?, text: {lang: text}, options?: {lang: [labels]}}`; `b` is a "
     "number (2PL) or the ordered thresholds (graded response model). Problems are reported as "
@@ -86,7 +88,10 @@ class ResponsesIn(BaseModel):
 
     responses: list[ResponseIn] = Field(default_factory=list, max_length=2000)
     version: int | None = Field(
-        default=None, ge=1, description="The bank version the test runs on; default the current"
+        default=None,
+        ge=1,
+        le=DB_INTEGER_MAX,
+        description="The bank version the test runs on; default the current",
     )
 
 

@@ -24,7 +24,7 @@ from pydantic import (
 from app.models.participant import ParticipantActor, ParticipantStatus
 from app.models.study import ConsentMode, StudyStatus
 from app.schemas.assessments import MAX_TRIALS_PER_REQUEST, TaskName, TrialIn, TrialList
-from app.schemas.common import IsoDateTime, Reference
+from app.schemas.common import DB_INTEGER_MAX, IsoDateTime, Reference, VersionNumber
 from app.schemas.consent import ConsentFormContent, ConsentSignRequest
 from app.schemas.item_banks import CatRulesRead, ItemRead, ResponseIn
 from app.schemas.modules import ModuleRead
@@ -136,7 +136,7 @@ class SessionItem(BaseModel):
         "it out",
     )
     battery_id: uuid.UUID
-    battery_version: int = Field(ge=1)
+    battery_version: VersionNumber
     visit_id: uuid.UUID | None = None
     started_at: IsoDateTime
     ended_at: IsoDateTime | None = None
@@ -181,7 +181,7 @@ class CatItem(BaseModel):
     cat_session_id: uuid.UUID = Field(description="The client-generated id of the test")
     session_id: uuid.UUID = Field(description="The assessment session the test ran in")
     bank_id: uuid.UUID
-    bank_version: int = Field(ge=1, description="The snapshot's version")
+    bank_version: int = Field(ge=1, le=DB_INTEGER_MAX, description="The snapshot's version")
     responses: list[ResponseIn] = Field(
         min_length=1, max_length=2000, description="In the order the items were given"
     )

@@ -32,7 +32,7 @@ from app.core.errors import ConflictError, NotFoundError, ValidationFailedError
 from app.models.battery import Battery, BatteryVersion
 from app.models.study import Study, StudyStatus
 from app.schemas.batteries import MAX_BATTERY_TASKS
-from app.schemas.common import PageParams, Pagination
+from app.schemas.common import DB_INTEGER_MAX, PageParams, Pagination
 from app.services.audit import AuditContext
 from app.services.audit_subjects import AuditSubject, record_about
 from app.services.pagination import paginate
@@ -205,7 +205,8 @@ async def get_battery_version(
     if battery is None:
         raise NotFoundError("Battery not found")
     wanted = battery.current_version if version is None else version
-    row = await _version_row(session, battery.id, wanted)
+    # A number no INTEGER column holds names no version (the database would refuse the query).
+    row = await _version_row(session, battery.id, wanted) if 1 <= wanted <= DB_INTEGER_MAX else None
     if row is None:
         raise NotFoundError(
             "Battery version not found", details={"battery_id": str(battery_id), "version": wanted}

@@ -105,3 +105,7 @@ async def test_sessions_keep_their_battery_version(client: httpx.AsyncClient, wo
     # An offline client that still runs version 1 may start a version-1 session explicitly.
     pinned = await start(client, world, battery_version=1, session_id=str(uuid.uuid4()))
     assert pinned.status_code == 201 and pinned.json()["battery"]["version"] == 1
+    # A version beyond any INTEGER column is refused before it reaches the database.
+    huge = await start(client, world, battery_version=2**63, session_id=str(uuid.uuid4()))
+    assert huge.status_code == 422, huge.text
+    assert huge.json()["error"]["details"]["errors"][0]["field"] == "body.battery_version"

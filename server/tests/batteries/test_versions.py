@@ -191,6 +191,9 @@ async def test_missing_battery_or_version_is_404(client: httpx.AsyncClient, worl
         ("GET", f"{URL}/{missing}/versions/1"),
         ("GET", f"{URL}/{battery_id}/versions/2"),
         ("GET", f"{URL}/{battery_id}/versions/0"),
+        # Beyond any INTEGER column: no such version either, not a query the database refuses.
+        ("GET", f"{URL}/{battery_id}/versions/{2**31}"),
+        ("GET", f"{URL}/{battery_id}/versions/{2**63}"),
     ):
         response = await client.request(
             method,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import uuid
 
 import httpx
 import pytest
@@ -81,6 +82,37 @@ async def test_the_stream_filters_by_visit(
     assert {(r["participant_code"], r["visit_key"]) for r in rows} == {("B1", "week-4")}
     none = await client.get(path, headers=world.researcher.headers, params={"visit_key": "other"})
     assert _rows(none) == []
+
+
+async def test_a_site_that_is_not_the_studys_is_refused_as_in_a_job(
+    client: httpx.AsyncClient, world: World, db_session: AsyncSession
+) -> None:
+    """A site filter naming no site of the study is 422, as in a job's filters, not an empty
+    CSV that reads like a site without data; nothing is audited."""
+    path = f"/api/exports/studies/{world.study_id}/trials.csv"
+    stranger = str(uuid.uuid4())
+    refused = await client.get(
+        path,
+        headers=world.researcher.headers,
+        params={"site_id": [str(world.site_ids["S2"]), stranger]},
+    )
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["error"]["code"] == "VALIDATION_ERROR"
+    assert refused.json()["error"]["details"] == {"site_id": [stranger]}
+    events = (
+        await db_session.scalars(
+            select(AuditEvent).where(
+                AuditEvent.action == "export.streamed", AuditEvent.entity_id == world.study_id
+            )
+        )
+    ).all()
+    assert events == []
+    own = _rows(
+        await client.get(
+            path, headers=world.researcher.headers, params={"site_id": str(world.site_ids["S2"])}
+        )
+    )
+    assert {r["site_code"] for r in own} == {"S2"}
 
 
 async def test_the_stream_needs_the_export_capability(

@@ -112,3 +112,29 @@ async def test_responses_that_do_not_fit_the_bank_are_named(
         json={"responses": [], "version": 7},
     )
     assert response.status_code == 404
+
+
+async def test_a_version_beyond_any_stored_number_is_refused_not_a_server_error(
+    client: httpx.AsyncClient, world: World
+) -> None:
+    """A version no INTEGER column can hold is a 422 naming it, on every route that takes one
+    (it used to reach the database, which refused the query: a 500)."""
+    bank = await create_bank(client, world)
+    for huge in (2**31, 2**63):
+        for route in ("cat/next", "score"):
+            response = await client.post(
+                f"{URL}/{bank['id']}/{route}",
+                headers=world.coordinator,
+                json={"responses": [], "version": huge},
+            )
+            assert field_errors(response) == ["body.version"], (route, huge)
+        response = await client.get(
+            f"{URL}/{bank['id']}", headers=world.coordinator, params={"version": huge}
+        )
+        assert field_errors(response) == ["query.version"], huge
+    largest = await client.post(
+        f"{URL}/{bank['id']}/score",
+        headers=world.coordinator,
+        json={"responses": [], "version": 2**31 - 1},
+    )
+    assert largest.status_code == 404

@@ -256,6 +256,7 @@ async def test_bad_uploads_are_refused_and_change_nothing(
         ({**good, "responses": []}, "VALIDATION_ERROR", "cat.responses"),
         ({**good, "bank_id": str(uuid.uuid4())}, "NOT_FOUND", None),
         ({**good, "bank_version": 9}, "NOT_FOUND", None),
+        ({**good, "bank_version": 2**63}, "VALIDATION_ERROR", "cat.bank_version"),
         ({**good, "session_id": str(uuid.uuid4())}, "NOT_FOUND", None),
         ({**good, "theta": "NaN"}, "VALIDATION_ERROR", "cat.theta"),
     ]

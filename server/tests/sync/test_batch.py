@@ -97,6 +97,8 @@ async def test_a_batch_mixing_new_replayed_conflicting_and_invalid_items(
     )
     someone_else = session_item(world, participant_id=str(world.other_participant_id))
     wrong_version = {**synced, "id": "other-version", "battery_version": 2}
+    # Beyond any INTEGER column: refused by the item's checks, not by the database.
+    huge_version = {**session_item(world, day=3), "id": "huge-version", "battery_version": 2**63}
     not_an_object = 42
     unknown_type = {"type": "reminder", "id": "r-1"}
     batch: dict[str, Any] = {
@@ -108,6 +110,7 @@ async def test_a_batch_mixing_new_replayed_conflicting_and_invalid_items(
             unknown_task,
             someone_else,
             wrong_version,
+            huge_version,
             not_an_object,
             unknown_type,
         ]
@@ -124,6 +127,7 @@ async def test_a_batch_mixing_new_replayed_conflicting_and_invalid_items(
         "conflict",
         "rejected",
         "rejected",
+        "rejected",
     ]
     items = response.json()["items"]
     assert items[2]["error"]["code"] == "SUBMISSION_CONFLICT"
@@ -135,8 +139,11 @@ async def test_a_batch_mixing_new_replayed_conflicting_and_invalid_items(
     assert items[5]["error"]["code"] == "VALIDATION_ERROR"
     assert items[5]["error"]["details"]["errors"][0]["field"] == "participant_id"
     assert items[6]["error"]["code"] == "CONFLICT"
-    assert items[7]["id"] is None and items[7]["error"]["code"] == "VALIDATION_ERROR"
-    assert items[8]["id"] == "r-1"
+    assert items[7]["id"] == "huge-version"
+    assert items[7]["error"]["code"] == "VALIDATION_ERROR"
+    assert items[7]["error"]["details"]["errors"][0]["field"] == "session.battery_version"
+    assert items[8]["id"] is None and items[8]["error"]["code"] == "VALIDATION_ERROR"
+    assert items[9]["id"] == "r-1"
 
     after = await counts(db_session)
     # Only the new session is stored: its start, task result and trials. The conflict leaves an

@@ -19,7 +19,7 @@ from app.api.dependencies import (
 )
 from app.api.openapi import error_responses
 from app.models.item_bank import ItemBank, ItemBankVersion
-from app.schemas.common import Page
+from app.schemas.common import DB_INTEGER_MAX, Page
 from app.schemas.item_banks import (
     CatAnswerIn,
     CatNextItemRead,
@@ -143,7 +143,7 @@ async def get_item_bank(
     bank_id: uuid.UUID,
     principal: CurrentUser,
     session: SessionDep,
-    version: Annotated[int | None, Query(ge=1)] = None,
+    version: Annotated[int | None, Query(ge=1, le=DB_INTEGER_MAX)] = None,
 ) -> ItemBankRead:
     """The bank at its current version, or at `?version=`."""
     bank, row = await service.get_bank(session, principal, bank_id, version)

@@ -144,6 +144,28 @@ def _summary(job: ExportJob) -> dict[str, Any]:
     }
 
 
+async def _require_sites_of_study(
+    session: AsyncSession, study_id: uuid.UUID, site_ids: list[uuid.UUID], field: str
+) -> None:
+    """422 naming `field` when a site filter names a site that is not one of the study's (a
+    site of another study, or no site at all): such a filter is a mistake, not an empty
+    selection."""
+    if not site_ids:
+        return
+    known = set(
+        (
+            await session.scalars(
+                select(Site.id).where(Site.study_id == study_id, Site.id.in_(site_ids))
+            )
+        ).all()
+    )
+    unknown = [str(s) for s in site_ids if s not in known]
+    if unknown:
+        raise ValidationFailedError(
+            "These sites are not sites of the study", details={field: unknown}
+        )
+
+
 async def create_export(
     session: AsyncSession,
     context: AuditContext,
@@ -156,21 +178,7 @@ async def create_export(
     access = await require_study_capability(session, principal, request.study_id, Capability.EXPORT)
     if request.include_contact_details:
         access.require(Capability.SEE_CONTACT_DETAILS)
-    if request.filters.site_ids:
-        known = set(
-            (
-                await session.scalars(
-                    select(Site.id).where(
-                        Site.study_id == request.study_id, Site.id.in_(request.filters.site_ids)
-                    )
-                )
-            ).all()
-        )
-        unknown = [str(s) for s in request.filters.site_ids if s not in known]
-        if unknown:
-            raise ValidationFailedError(
-                "These sites are not sites of the study", details={"site_ids": unknown}
-            )
+    await _require_sites_of_study(session, request.study_id, request.filters.site_ids, "site_ids")
     job = ExportJob(
         id=uuid.uuid4(),
         study_id=request.study_id,
@@ -338,8 +346,10 @@ async def authorize_trials_stream(
     spreadsheet_safe: bool,
 ) -> ExportScope:
     """The scope of a direct streamed trials CSV, audited before the first byte leaves (a
-    stream has no file, so no hash: the event records the filters)."""
+    stream has no file, so no hash: the event records the filters). A `site_id` that is not
+    a site of the study is 422, as in a job's filters."""
     access = await require_study_capability(session, principal, study_id, Capability.EXPORT)
+    await _require_sites_of_study(session, study_id, filters.site_ids, "site_id")
     await record_about(
         session,
         context,
