@@ -150,8 +150,33 @@ def _sqlstate_class(exc: sa_exc.SQLAlchemyError) -> str | None:
 
 def _is_unstorable_value(exc: sa_exc.SQLAlchemyError) -> bool:
     # SQLSTATE class 22 (data exception): a NUL character, an untranslatable character, a number
-    # out of range. Drivers do not all raise these as DataError.
+    # out of range (asyncpg's refusal of an integer beyond its column's type, before sending it,
+    # carries 22000 too). Drivers do not all raise these as DataError.
     return isinstance(exc, sa_exc.DataError) or _sqlstate_class(exc) == "22"
+
+
+_DATABASE_MODULES = ("sqlalchemy.", "sqlite3", "aiosqlite", "asyncpg")
+
+
+def _raised_by_the_database_layer(exc: BaseException) -> bool:
+    """The driver raised it while binding a parameter (sqlite3 raises a bare OverflowError for
+    an integer beyond 64 bits, which SQLAlchemy does not wrap): not an overflow in our code."""
+    frame = exc.__traceback__
+    while frame is not None:
+        module = frame.tb_frame.f_globals.get("__name__", "")
+        if isinstance(module, str) and module.startswith(_DATABASE_MODULES):
+            return True
+        frame = frame.tb_next
+    return False
+
+
+def _unstorable_value() -> JSONResponse:
+    return error_response(
+        422,
+        "VALIDATION_ERROR",
+        "The request contains a value the database cannot store "
+        "(for example a NUL character or an out-of-range number)",
+    )
 
 
 def _database_unavailable() -> JSONResponse:
@@ -194,13 +219,16 @@ def _install_exception_handlers(app: FastAPI) -> None:
             # A value the database cannot store (a NUL character, an out-of-range number):
             # the request's fault, and its transaction has been rolled back.
             logger.info("database_refused_value", error=type(getattr(exc, "orig", exc)).__name__)
-            return error_response(
-                422,
-                "VALIDATION_ERROR",
-                "The request contains a value the database cannot store "
-                "(for example a NUL character or an out-of-range number)",
-            )
+            return _unstorable_value()
         logger.exception("database_error")
+        return error_response(500, "INTERNAL_ERROR", "An unexpected error occurred")
+
+    @app.exception_handler(OverflowError)
+    async def overflow_error(_: Request, exc: OverflowError) -> JSONResponse:
+        if _raised_by_the_database_layer(exc):
+            logger.info("database_refused_value", error="OverflowError")
+            return _unstorable_value()
+        logger.exception("unexpected_error")
         return error_response(500, "INTERNAL_ERROR", "An unexpected error occurred")
 
     @app.exception_handler(ConnectionError)

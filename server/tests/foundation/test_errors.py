@@ -9,10 +9,13 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from pydantic import BaseModel, Field
+from sqlalchemy import select
 
+from app.api.dependencies import SessionDep
 from app.config import Settings
 from app.core.errors import ConflictError
 from app.main import create_app
+from app.models.item_bank import ItemBankVersion
 from tests.conftest import lifespan_client, make_settings
 
 
@@ -154,3 +157,34 @@ async def test_database_shutting_down_is_503_not_500(app: FastAPI) -> None:
     error = assert_envelope(response, 503, "SERVICE_UNAVAILABLE")
     assert error["details"] == {"retry_after_seconds": 5}
     assert response.headers["Retry-After"] == "5"
+
+
+async def test_an_integer_too_large_for_its_column_is_422_not_500(
+    app: FastAPI, is_postgres: bool
+) -> None:
+    """The safety net under every route: PostgreSQL's driver refuses an integer beyond the
+    column's type before sending it, SQLite's raises a bare OverflowError beyond 64 bits."""
+
+    @app.get("/api/_probe/version/{number}")
+    async def version(number: int, session: SessionDep) -> None:
+        await session.execute(select(ItemBankVersion.id).where(ItemBankVersion.version == number))
+
+    async with lifespan_client(app) as client:
+        # PostgreSQL's column is 32 bits, SQLite's integers 64.
+        for number in (3_000_000_000, 10**30) if is_postgres else (10**30,):
+            response = await client.get(f"/api/_probe/version/{number}")
+            assert_envelope(response, 422, "VALIDATION_ERROR")
+        fine = await client.get("/api/_probe/version/3")
+        assert fine.status_code == 200, fine.text
+
+
+async def test_an_overflow_in_our_own_code_stays_a_500(app: FastAPI) -> None:
+    import math
+
+    @app.get("/api/_probe/overflow")
+    async def overflow() -> None:
+        math.exp(10_000)
+
+    async with lifespan_client(app) as client:
+        response = await client.get("/api/_probe/overflow")
+    assert_envelope(response, 500, "INTERNAL_ERROR")
