@@ -69,6 +69,19 @@ beat_init.connect(_prepare_on_start, weak=False)
 worker_init.connect(_warn_on_worker_start, weak=False)
 
 
+# A tick's message takes up to the transport's polling interval (a second on the embedded
+# filesystem broker) and the end of the task in hand to reach the worker's pool; a tick that
+# expired exactly one interval after it was sent was discarded on arrival whenever the interval
+# was short. The margin lets a tick through on an idle queue; a backlog still dies out.
+TICK_EXPIRY_MARGIN_SECONDS = 5.0
+
+
+def tick_expiry(interval_seconds: float) -> float:
+    """Seconds after which a periodic tick nobody has started is useless (the next one does
+    the same work)."""
+    return interval_seconds + TICK_EXPIRY_MARGIN_SECONDS
+
+
 def create_celery_app(settings: Settings) -> Celery:
     app = Celery("metricis", include=["app.workers.tasks"])
     app.conf.update(
@@ -115,51 +128,53 @@ def create_celery_app(settings: Settings) -> Celery:
             "audit-chain": {
                 "task": AUDIT_CHAIN_TASK,
                 "schedule": timedelta(seconds=settings.AUDIT_CHAIN_INTERVAL_SECONDS),
-                "options": {"expires": settings.AUDIT_CHAIN_INTERVAL_SECONDS},
+                "options": {"expires": tick_expiry(settings.AUDIT_CHAIN_INTERVAL_SECONDS)},
             },
             "advance-visit-statuses": {
                 "task": ADVANCE_VISIT_STATUSES_TASK,
                 "schedule": timedelta(seconds=settings.VISIT_STATUS_SCAN_SECONDS),
                 # Each run catches up on everything due, so a tick left waiting in the queue
                 # behind a newer one is useless.
-                "options": {"expires": settings.VISIT_STATUS_SCAN_SECONDS},
+                "options": {"expires": tick_expiry(settings.VISIT_STATUS_SCAN_SECONDS)},
             },
             # Each run plans everything due within the horizon; a tick left waiting behind a
             # newer one is useless.
             "scan-visit-reminders": {
                 "task": SCAN_VISIT_REMINDERS_TASK,
                 "schedule": timedelta(seconds=settings.REMINDER_SCAN_SECONDS),
-                "options": {"expires": settings.REMINDER_SCAN_SECONDS},
+                "options": {"expires": tick_expiry(settings.REMINDER_SCAN_SECONDS)},
             },
             "dispatch-notifications": {
                 "task": DISPATCH_NOTIFICATIONS_TASK,
                 "schedule": timedelta(seconds=settings.NOTIFICATION_DISPATCH_INTERVAL_SECONDS),
                 # The next tick does the same work: a backlog of ticks is useless.
-                "options": {"expires": settings.NOTIFICATION_DISPATCH_INTERVAL_SECONDS},
+                "options": {
+                    "expires": tick_expiry(settings.NOTIFICATION_DISPATCH_INTERVAL_SECONDS)
+                },
             },
             # Due retries, and deliveries whose kick after commit was lost; the outbox rows are
             # the record, so a missed tick only delays them.
             "outbox-webhooks": {
                 "task": DISPATCH_WEBHOOKS_TASK,
                 "schedule": timedelta(seconds=settings.OUTBOX_SCAN_SECONDS),
-                "options": {"expires": settings.OUTBOX_SCAN_SECONDS},
+                "options": {"expires": tick_expiry(settings.OUTBOX_SCAN_SECONDS)},
             },
             "outbox-redcap": {
                 "task": DISPATCH_REDCAP_TASK,
                 "schedule": timedelta(seconds=settings.OUTBOX_SCAN_SECONDS),
-                "options": {"expires": settings.OUTBOX_SCAN_SECONDS},
+                "options": {"expires": tick_expiry(settings.OUTBOX_SCAN_SECONDS)},
             },
             # Queued export jobs whose request to run was lost; the jobs are rows, so a missed
             # tick only delays them.
             "run-exports": {
                 "task": RUN_EXPORTS_TASK,
                 "schedule": timedelta(seconds=settings.EXPORT_SCAN_SECONDS),
-                "options": {"expires": settings.EXPORT_SCAN_SECONDS},
+                "options": {"expires": tick_expiry(settings.EXPORT_SCAN_SECONDS)},
             },
             "sweep-exports": {
                 "task": SWEEP_EXPORTS_TASK,
                 "schedule": timedelta(seconds=settings.EXPORT_SWEEP_SECONDS),
-                "options": {"expires": settings.EXPORT_SWEEP_SECONDS},
+                "options": {"expires": tick_expiry(settings.EXPORT_SWEEP_SECONDS)},
             },
         },
         beat_schedule_filename=str(settings.STORAGE_DIR / "celerybeat-schedule"),

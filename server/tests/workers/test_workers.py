@@ -23,7 +23,11 @@ from app.db.session import create_engine
 from app.models.audit import AuditCategory
 from app.services.audit import AuditContext, ChainSettings, record_event, verify_chain
 from app.services.heartbeats import BEAT_HEARTBEAT, last_heartbeat
-from app.workers.celery_app import create_celery_app, prepare_embedded_broker
+from app.workers.celery_app import (
+    TICK_EXPIRY_MARGIN_SECONDS,
+    create_celery_app,
+    prepare_embedded_broker,
+)
 from app.workers.tasks import AUDIT_CHAIN_TASK, BEAT_HEARTBEAT_TASK
 from tests.audit.helpers import KEY_2, encoded, stored_links
 from tests.conftest import make_settings
@@ -279,3 +283,20 @@ def _group_gone(group_id: int) -> bool:
             return True
         time.sleep(0.2)
     return False
+
+
+def test_a_periodic_tick_outlives_its_interval_by_the_delivery_margin(tmp_path: Path) -> None:
+    """A tick expiring exactly one interval after it was sent was discarded on arrival on the
+    embedded broker (which polls once a second) whenever the interval was a second or two."""
+    settings = make_settings(
+        f"sqlite+aiosqlite:///{tmp_path / 'x.db'}",
+        tmp_path,
+        REMINDER_SCAN_SECONDS=1,
+        NOTIFICATION_DISPATCH_INTERVAL_SECONDS=1,
+    )
+    schedule = create_celery_app(settings).conf.beat_schedule
+    expiring = {name: entry for name, entry in schedule.items() if "expires" in entry["options"]}
+    assert {"scan-visit-reminders", "dispatch-notifications", "run-exports"} <= set(expiring)
+    for name, entry in expiring.items():
+        interval = entry["schedule"].total_seconds()
+        assert entry["options"]["expires"] >= interval + TICK_EXPIRY_MARGIN_SECONDS, name
