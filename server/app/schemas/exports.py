@@ -64,6 +64,16 @@ class ExportProgress(BaseModel):
     rows_total: int | None
     percent: float | None
 
+    @classmethod
+    def of(cls, rows_done: int, rows_total: int | None) -> ExportProgress:
+        """The progress of a job (an export or a report), percent to one decimal."""
+        percent = None
+        if rows_total is not None:
+            percent = (
+                round(min(rows_done, rows_total) * 100.0 / rows_total, 1) if rows_total else 100.0
+            )
+        return cls(rows_done=rows_done, rows_total=rows_total, percent=percent)
+
 
 class ExportRead(BaseModel):
     id: uuid.UUID

@@ -19,13 +19,14 @@ import pypdfium2
 import pytest
 from PIL import Image
 from pypdf import PdfReader
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
-from app.models.export import ExportJob
 from app.models.study import ConsentMode, MemberRole, Study
-from app.services.exports.jobs import run_pending_exports
 from tests import factories
+from tests.exports.conftest import Runner as Runner  # shared with the export tests
+from tests.exports.conftest import job_sessions as job_sessions  # the fixture, shared
+from tests.exports.conftest import runner as runner  # the fixture, shared
 
 MARKUP_SITE = "<b>x</b> & <i>unclosed <font"
 FORMULA_SITE = '=HYPERLINK("http://evil.example","x")'
@@ -160,40 +161,6 @@ async def world(client: httpx.AsyncClient, db_session: AsyncSession, settings: S
         site_researcher=site_researcher,
         outsider=outsider,
     )
-
-
-@pytest.fixture
-def job_sessions(db_connection: AsyncConnection) -> async_sessionmaker[AsyncSession]:
-    """Sessions that join the test's transaction (their commits are savepoints), as the
-    worker's own sessions would join the database."""
-    return async_sessionmaker(
-        bind=db_connection,
-        join_transaction_mode="create_savepoint",
-        expire_on_commit=False,
-        autoflush=False,
-    )
-
-
-@dataclass
-class Runner:
-    sessions: async_sessionmaker[AsyncSession]
-    settings: Settings
-    db_session: AsyncSession
-
-    async def run(self) -> dict[str, int]:
-        report = await run_pending_exports(self.sessions, self.settings)
-        # The request session keeps the jobs it read: read them again.
-        for row in list(self.db_session.identity_map.values()):
-            if isinstance(row, ExportJob):
-                self.db_session.expire(row)
-        return report
-
-
-@pytest.fixture
-def runner(
-    job_sessions: async_sessionmaker[AsyncSession], settings: Settings, db_session: AsyncSession
-) -> Runner:
-    return Runner(job_sessions, settings, db_session)
 
 
 def participant_url(world: World, code: str) -> str:

@@ -26,10 +26,6 @@ router = APIRouter(prefix="/exports", tags=["exports"])
 
 
 def _read(job: ExportJob) -> ExportRead:
-    total = job.rows_total
-    percent = None
-    if total is not None:
-        percent = 100.0 if total == 0 else round(min(job.rows_done, total) * 100.0 / total, 1)
     return ExportRead(
         id=job.id,
         study_id=job.study_id,
@@ -40,7 +36,7 @@ def _read(job: ExportJob) -> ExportRead:
         filters=job.filters,
         include_pii=job.include_contact_details,
         status=job.status,
-        progress=ExportProgress(rows_done=job.rows_done, rows_total=total, percent=percent),
+        progress=ExportProgress.of(job.rows_done, job.rows_total),
         file_name=job.file_name,
         size_bytes=job.size_bytes,
         sha256=job.sha256,

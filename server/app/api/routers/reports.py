@@ -25,10 +25,6 @@ router = APIRouter(prefix="/reports", tags=["reports"])
 
 def _read(job: ExportJob) -> ReportRead:
     participant_ids = job.filters.get("participant_ids") or []
-    total = job.rows_total
-    percent = None
-    if total is not None:
-        percent = 100.0 if total == 0 else round(min(job.rows_done, total) * 100.0 / total, 1)
     ready = job.status == ExportStatus.READY
     return ReportRead(
         id=job.id,
@@ -39,7 +35,7 @@ def _read(job: ExportJob) -> ReportRead:
         created_by=job.created_by,
         include_pii=job.include_contact_details,
         status=job.status,
-        progress=ExportProgress(rows_done=job.rows_done, rows_total=total, percent=percent),
+        progress=ExportProgress.of(job.rows_done, job.rows_total),
         file_name=job.file_name,
         size_bytes=job.size_bytes,
         sha256=job.sha256,
