@@ -92,7 +92,8 @@ async def request_id(request: Request) -> str:
 RequestIdDep = Annotated[str, Depends(request_id)]
 
 
-async def get_audit_context(request: Request) -> AuditContext:
+def audit_context_of(request: Request) -> AuditContext:
+    """Who sent the request, as far as the network says (the actor is added once known)."""
     settings: Settings = request.app.state.settings
     return AuditContext(
         actor_type=ActorType.ANONYMOUS,
@@ -100,6 +101,10 @@ async def get_audit_context(request: Request) -> AuditContext:
         user_agent=request.headers.get("user-agent"),
         request_id=request.scope.get("state", {}).get("request_id"),
     )
+
+
+async def get_audit_context(request: Request) -> AuditContext:
+    return audit_context_of(request)
 
 
 async def get_encryptor(request: Request) -> FieldEncryptor:
@@ -117,22 +122,28 @@ EncryptorDep = Annotated[FieldEncryptor, Depends(get_encryptor)]
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/auth/login", auto_error=False)
 
 
+# The principal dependencies take the application's settings and store from the request rather
+# than as dependencies of their own: each sub-dependency costs FastAPI's solver a pass on every
+# authenticated request, and these two never vary within an application.
+
+
 async def get_principal_allowing_password_change(
     request: Request,
     session: SessionDep,
-    store: SessionStoreDep,
-    settings: SettingsDep,
-    context: RequestAuditContextDep,
     token: Annotated[str | None, Depends(oauth2_scheme)],
 ) -> StaffPrincipal:
+    settings: Settings = request.app.state.settings
     if token and is_personal_access_token(token):
-        return await _personal_access_token_principal(request, session, settings, context, token)
+        return await _personal_access_token_principal(request, session, settings, token)
     claims = _access_claims(settings, token)
     if claims["typ"] == TokenType.PARTICIPANT_ACCESS:
         # A valid participant token is an authenticated caller without the right: 403, not 401,
         # so the client keeps its token. An invalid one is still 401.
         raise ForbiddenError("This route is for staff", details={"reason": "STAFF_ONLY"})
-    return await authenticate_access_claims(session, store, settings, context, claims)
+    store: SessionStore = request.app.state.session_store
+    return await authenticate_access_claims(
+        session, store, settings, audit_context_of(request), claims
+    )
 
 
 PrincipalAllowingPasswordChange = Annotated[
@@ -182,12 +193,16 @@ async def _personal_access_token_principal(
     request: Request,
     session: AsyncSession,
     settings: Settings,
-    context: AuditContext,
     token: str,
 ) -> StaffPrincipal:
     """A personal access token (docs/accounts.md): the user, narrowed by the token's scopes."""
     return await authenticate_personal_access_token(
-        session, settings, context.ip, token, method=request.method, path=request.url.path
+        session,
+        settings,
+        client_ip(request.scope, settings.TRUSTED_PROXIES),
+        token,
+        method=request.method,
+        path=request.url.path,
     )
 
 
@@ -208,20 +223,21 @@ def _access_claims(settings: Settings, token: str | None) -> dict[str, Any]:
 async def get_any_principal(
     request: Request,
     session: SessionDep,
-    store: SessionStoreDep,
-    settings: SettingsDep,
-    context: RequestAuditContextDep,
     token: Annotated[str | None, Depends(oauth2_scheme)],
 ) -> Principal:
     """Staff or participant: for the routes both may call (sessions, consent, sync)."""
+    settings: Settings = request.app.state.settings
     if token and is_personal_access_token(token):
         return await get_current_principal(
-            await _personal_access_token_principal(request, session, settings, context, token)
+            await _personal_access_token_principal(request, session, settings, token)
         )
     claims = _access_claims(settings, token)
     if claims["typ"] == TokenType.PARTICIPANT_ACCESS:
         return await authenticate_participant_claims(session, claims)
-    principal = await authenticate_access_claims(session, store, settings, context, claims)
+    store: SessionStore = request.app.state.session_store
+    principal = await authenticate_access_claims(
+        session, store, settings, audit_context_of(request), claims
+    )
     return await get_current_principal(principal)
 
 

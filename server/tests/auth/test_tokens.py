@@ -6,6 +6,7 @@ import base64
 import json
 import uuid
 from datetime import timedelta
+from types import SimpleNamespace
 
 import httpx
 import jwt
@@ -14,6 +15,7 @@ from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
+from app.core import security
 from app.core.clock import utcnow
 from app.core.security import TokenType, create_token
 from app.models.user import UserSession
@@ -93,6 +95,25 @@ async def test_expired_token_is_refused(
         session_id=uuid.UUID(str(claims["sid"])),
     )
     await _assert_refused(client, expired.token)
+
+
+async def test_a_token_accepted_before_is_refused_once_it_expires(
+    client: httpx.AsyncClient,
+    researcher: Account,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A verified token is remembered by the process; its expiry is still checked every time."""
+    assert (
+        await client.get("/api/auth/me", headers=bearer(researcher.access_token))
+    ).status_code == 200
+    expires = int(_claims(researcher, settings)["exp"])  # type: ignore[call-overload]
+    monkeypatch.setattr(security, "time", SimpleNamespace(time=lambda: expires - 0.5))
+    assert (
+        await client.get("/api/auth/me", headers=bearer(researcher.access_token))
+    ).status_code == 200
+    monkeypatch.setattr(security, "time", SimpleNamespace(time=lambda: float(expires)))
+    await _assert_refused(client, researcher.access_token)
 
 
 async def test_refresh_and_mfa_tokens_are_not_access_tokens(
