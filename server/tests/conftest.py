@@ -25,15 +25,15 @@ import httpx
 import pytest
 import redis
 import redis.asyncio as aioredis
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
-from app.api.dependencies import get_db
+from app.api.dependencies import get_db, request_transaction
 from app.api.routers.sync import get_item_sessionmaker
 from app.config import Environment, Settings
 from app.db import migrations
-from app.db.session import create_engine, transaction_scope
+from app.db.session import create_engine
 from app.main import create_app
 from app.models.worker import WorkerHeartbeat
 from app.services.sync import ItemSessionFactory
@@ -319,9 +319,9 @@ def settings(database_url: str, storage_dir: Path) -> Settings:
 def app(settings: Settings, db_session: AsyncSession) -> FastAPI:
     application = create_app(settings)
 
-    async def test_db() -> AsyncIterator[AsyncSession]:
-        async with transaction_scope(db_session) as session:
-            yield session
+    async def test_db(request: Request) -> AsyncIterator[AsyncSession]:
+        async with request_transaction(request, db_session):
+            yield db_session
 
     application.dependency_overrides[get_db] = test_db
     return application

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 from fastapi import Depends, Query, Request
@@ -26,7 +27,7 @@ from app.services.accounts.access_tokens import (
     is_personal_access_token,
 )
 from app.services.audit import AuditContext
-from app.services.auth import authenticate_access_claims
+from app.services.auth import authenticate_access_claims, mark_changed_users
 from app.services.participant_auth import authenticate_participant_claims
 from app.services.principals import ParticipantPrincipal, Principal, StaffPrincipal
 from app.services.session_store import SessionStore
@@ -60,8 +61,19 @@ async def get_db(request: Request) -> AsyncIterator[AsyncSession]:
     of a 2xx for a write that never happened.
     """
     sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
-    async with sessionmaker() as session, transaction_scope(session):
+    async with sessionmaker() as session, request_transaction(request, session):
         yield session
+
+
+@asynccontextmanager
+async def request_transaction(request: Request, session: AsyncSession) -> AsyncIterator[None]:
+    """The request's transaction (`transaction_scope`), then what must follow it: the accounts
+    it changed get new version marks, so no cached principal shows them as they were."""
+    try:
+        async with transaction_scope(session):
+            yield
+    finally:
+        await mark_changed_users(session, request.app.state.session_store)
 
 
 # scope="function": commit before the response is sent (see get_db).

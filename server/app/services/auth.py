@@ -14,8 +14,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pyotp
-from sqlalchemy import select, update
+from sqlalchemy import event, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import object_session
 
 from app.config import Settings
 from app.core.clock import utcnow
@@ -42,7 +43,7 @@ from app.models.user import User, UserKind, UserRole, UserSession, UserStatus
 from app.services.audit import AuditContext
 from app.services.audit_subjects import AuditSubject, record_about
 from app.services.passwords import check_password_policy
-from app.services.principals import StaffPrincipal
+from app.services.principals import StaffPrincipal, UserProfile
 from app.services.session_store import (
     SessionStore,
     SessionStoreUnavailableError,
@@ -551,8 +552,13 @@ async def authenticate_access_claims(
         raise UnauthorizedError("The access token is invalid or has expired") from exc
 
     now = utcnow()
-    cached = await _cached_principal(store, session_id)
-    if cached is not None and cached.get("user_id") == str(user_id):
+    cached, user_version = await _cached_principal(store, session_id, user_id)
+    if (
+        cached is not None
+        and cached.get("user_id") == str(user_id)
+        and "profile" in cached
+        and cached.get("user_version") == user_version
+    ):
         last_seen = datetime.fromisoformat(str(cached["last_seen_at"]))
         idle_limit = timedelta(minutes=settings.SESSION_IDLE_TIMEOUT_MINUTES)
         if now - last_seen <= idle_limit and now - last_seen < LAST_SEEN_WRITE_INTERVAL:
@@ -585,21 +591,83 @@ async def authenticate_access_claims(
         name=user.name,
         role=user.role,
         must_change_password=user.must_change_password,
+        profile=UserProfile.of(user),
     )
-    await _cache_principal(store, principal, login_session.last_seen_at)
+    await _cache_principal(store, principal, login_session.last_seen_at, user_version)
     return principal
 
 
-async def _cached_principal(store: SessionStore, session_id: uuid.UUID) -> dict[str, Any] | None:
+# The principal cache holds the account's details too (`GET /api/auth/me` answers from it), so
+# an entry must not outlive a change to the account. Every committed change to a `users` row
+# gives the account a new version mark (`user-version:{id}`, a random value: never one seen
+# before); an entry remembers the mark it was read under and is used only while the mark is
+# unchanged. Mark and entry are read in one round trip.
+USER_VERSION_SECONDS = 24 * 3600.0
+_CHANGED_USERS_KEY = "metricis_changed_users"
+
+
+def _user_version_key(user_id: uuid.UUID) -> str:
+    return f"user-version:{user_id}"
+
+
+@event.listens_for(User, "after_update")
+@event.listens_for(User, "after_delete")
+def _note_changed_user(_mapper: Any, _connection: Any, user: User) -> None:
+    session = object_session(user)
+    if session is not None:
+        session.info.setdefault(_CHANGED_USERS_KEY, set()).add(user.id)
+
+
+async def mark_changed_users(session: AsyncSession, store: SessionStore) -> None:
+    """After the transaction of `session`: new version marks for the accounts it changed, so
+    cached principals read before the change are read again from the database. Also after a
+    rollback (a mark too many costs one query); when the store is unreachable the entries
+    expire within PRINCIPAL_CACHE_SECONDS."""
+    changed: set[uuid.UUID] = session.info.pop(_CHANGED_USERS_KEY, set())
+    for user_id in changed:
+        try:
+            await store.set(
+                _user_version_key(user_id), {"mark": uuid.uuid4().hex}, USER_VERSION_SECONDS
+            )
+        except SessionStoreUnavailableError:
+            logger.warning("session_store_unavailable", operation="mark_changed_user")
+
+
+async def _cached_principal(
+    store: SessionStore, session_id: uuid.UUID, user_id: uuid.UUID
+) -> tuple[dict[str, Any] | None, str | None]:
+    """The cached entry of a login session (None when missing or unreadable) and the account's
+    current version mark (None when it has none)."""
     try:
-        return await store.get(_principal_key(session_id))
+        entry, version = await store.get_many(
+            [_principal_key(session_id), _user_version_key(user_id)]
+        )
     except SessionStoreUnavailableError:
-        return None
+        return None, None
+    mark = None if version is None else version.get("mark")
+    return entry, mark if isinstance(mark, str) else None
+
+
+def _profile_json(profile: UserProfile) -> dict[str, Any]:
+    def instant(value: datetime | None) -> str | None:
+        return None if value is None else value.isoformat()
+
+    return {
+        "status": profile.status.value,
+        "terms_accepted_at": instant(profile.terms_accepted_at),
+        "totp_enabled": profile.totp_enabled,
+        "last_login_at": instant(profile.last_login_at),
+        "created_at": profile.created_at.isoformat(),
+    }
 
 
 async def _cache_principal(
-    store: SessionStore, principal: StaffPrincipal, last_seen_at: datetime
+    store: SessionStore,
+    principal: StaffPrincipal,
+    last_seen_at: datetime,
+    user_version: str | None,
 ) -> None:
+    assert principal.profile is not None
     try:
         await store.set(
             _principal_key(principal.session_id),
@@ -610,6 +678,8 @@ async def _cache_principal(
                 "role": principal.role.value,
                 "must_change_password": principal.must_change_password,
                 "last_seen_at": last_seen_at.isoformat(),
+                "user_version": user_version,
+                "profile": _profile_json(principal.profile),
             },
             PRINCIPAL_CACHE_SECONDS,
         )
@@ -618,13 +688,35 @@ async def _cache_principal(
 
 
 def _principal_from_cache(cached: dict[str, Any], session_id: uuid.UUID) -> StaffPrincipal:
+    def instant(value: Any) -> datetime | None:
+        return None if value is None else datetime.fromisoformat(str(value))
+
+    user_id = uuid.UUID(str(cached["user_id"]))
+    email, name = str(cached["email"]), str(cached["name"])
+    role = UserRole(str(cached["role"]))
+    must_change_password = bool(cached["must_change_password"])
+    details = cached["profile"]
+    created_at = instant(details["created_at"])
+    assert created_at is not None
     return StaffPrincipal(
-        user_id=uuid.UUID(str(cached["user_id"])),
+        user_id=user_id,
         session_id=session_id,
-        email=str(cached["email"]),
-        name=str(cached["name"]),
-        role=UserRole(str(cached["role"])),
-        must_change_password=bool(cached["must_change_password"]),
+        email=email,
+        name=name,
+        role=role,
+        must_change_password=must_change_password,
+        profile=UserProfile(
+            id=user_id,
+            email=email,
+            name=name,
+            role=role,
+            status=UserStatus(str(details["status"])),
+            must_change_password=must_change_password,
+            terms_accepted_at=instant(details["terms_accepted_at"]),
+            totp_enabled=bool(details["totp_enabled"]),
+            last_login_at=instant(details["last_login_at"]),
+            created_at=created_at,
+        ),
     )
 
 

@@ -10,8 +10,42 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 
-from app.models.user import UserRole
+from app.models.user import User, UserRole, UserStatus
+
+
+@dataclass(frozen=True, slots=True)
+class UserProfile:
+    """The account as `GET /api/auth/me` shows it, read with the principal: from the database
+    row the request loaded, or from the principal cache while no change to the account has been
+    committed since (see `app.services.auth`)."""
+
+    id: uuid.UUID
+    email: str
+    name: str
+    role: UserRole
+    status: UserStatus
+    must_change_password: bool
+    terms_accepted_at: datetime | None
+    totp_enabled: bool
+    last_login_at: datetime | None
+    created_at: datetime
+
+    @classmethod
+    def of(cls, user: User) -> UserProfile:
+        return cls(
+            id=user.id,
+            email=user.email,
+            name=user.name,
+            role=user.role,
+            status=user.status,
+            must_change_password=user.must_change_password,
+            terms_accepted_at=user.terms_accepted_at,
+            totp_enabled=user.totp_enabled,
+            last_login_at=user.last_login_at,
+            created_at=user.created_at,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +62,8 @@ class StaffPrincipal:
     # the scopes that narrow what the user may do through it. None: a login session.
     token_id: uuid.UUID | None = None
     token_scopes: frozenset[str] | None = None
+    # The account's details when they were read with the principal; None: read them on demand.
+    profile: UserProfile | None = None
 
     @property
     def is_admin(self) -> bool:

@@ -11,6 +11,7 @@ import asyncio
 import json
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -34,6 +35,11 @@ class SessionStore(ABC):
 
     @abstractmethod
     async def get(self, key: str) -> JSONValue | None: ...
+
+    async def get_many(self, keys: Sequence[str]) -> list[JSONValue | None]:
+        """The values of `keys`, in order (None where missing): one round trip where the store
+        allows it."""
+        return [await self.get(key) for key in keys]
 
     @abstractmethod
     async def set(self, key: str, value: JSONValue, ttl_seconds: float) -> None: ...
@@ -176,6 +182,13 @@ class RedisSessionStore(SessionStore):
         except RedisError as exc:
             raise SessionStoreUnavailableError(str(exc)) from exc
         return None if raw is None else json.loads(raw)
+
+    async def get_many(self, keys: Sequence[str]) -> list[JSONValue | None]:
+        try:
+            raws = await self._redis.mget([self._key(key) for key in keys])
+        except RedisError as exc:
+            raise SessionStoreUnavailableError(str(exc)) from exc
+        return [None if raw is None else json.loads(raw) for raw in raws]
 
     async def set(self, key: str, value: JSONValue, ttl_seconds: float) -> None:
         try:

@@ -24,6 +24,7 @@ from app.services.auth import (
 )
 from app.services.pagination import paginate
 from app.services.passwords import check_password_policy
+from app.services.principals import StaffPrincipal, UserProfile
 from app.services.session_store import SessionStore
 
 
@@ -99,6 +100,14 @@ async def get_user(session: AsyncSession, user_id: uuid.UUID) -> User:
     if user is None:
         raise NotFoundError("User not found")
     return user
+
+
+async def current_user(session: AsyncSession, principal: StaffPrincipal) -> User | UserProfile:
+    """The caller's account: as read with the principal when it was (no change to it has been
+    committed since), otherwise from the database."""
+    if principal.profile is not None:
+        return principal.profile
+    return await get_user(session, principal.user_id)
 
 
 async def list_users(

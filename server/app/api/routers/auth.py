@@ -163,7 +163,7 @@ async def logout(
 
 @router.get("/me")
 async def me(principal: PrincipalAllowingPasswordChange, session: SessionDep) -> UserDetailRead:
-    return UserDetailRead.model_validate(await users_service.get_user(session, principal.user_id))
+    return UserDetailRead.model_validate(await users_service.current_user(session, principal))
 
 
 @router.post("/change-password", status_code=status.HTTP_204_NO_CONTENT)

@@ -35,7 +35,7 @@ from app.services.audit import AuditContext
 from app.services.audit_subjects import AuditSubject, record_about
 from app.services.pagination import paginate
 from app.services.policy import STUDY_CREATORS, Capability, StudyAccess
-from app.services.principals import StaffPrincipal
+from app.services.principals import StaffPrincipal, UserProfile
 
 TOKEN_PREFIX = "mtk_"  # noqa: S105 - marks the kind of token, not a secret
 SCOPES = ("read", "export", "write")
@@ -243,4 +243,5 @@ async def authenticate_personal_access_token(
         must_change_password=user.must_change_password,
         token_id=token.id,
         token_scopes=scopes,
+        profile=UserProfile.of(user),
     )
