@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select, true
+from sqlalchemy import Select, bindparam, func, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.clock import utcnow
@@ -239,6 +239,32 @@ class LoadedSession:
     version: BatteryVersion | None
 
 
+def _session_with_context(*, lock: bool, with_version: bool) -> Select[*tuple[Any, ...]]:
+    statement: Select[*tuple[Any, ...]] = (
+        select(AssessmentSession, Participant, Study)
+        .join(Participant, Participant.id == AssessmentSession.participant_id)
+        .join(Study, Study.id == AssessmentSession.study_id)
+        .where(AssessmentSession.id == bindparam("session_id"))
+    )
+    if with_version:
+        statement = statement.add_columns(BatteryVersion).join(
+            BatteryVersion, BatteryVersion.id == AssessmentSession.battery_version_id
+        )
+    if lock:
+        # Only the session's row: a lock on its participant or study would queue unrelated work.
+        statement = statement.with_for_update(of=AssessmentSession)
+    return statement
+
+
+# Built once per variant (every submission runs one): building and keying the statement cost
+# more than running it.
+_SESSION_WITH_CONTEXT = {
+    (lock, with_version): _session_with_context(lock=lock, with_version=with_version)
+    for lock in (False, True)
+    for with_version in (False, True)
+}
+
+
 async def load_session_for(
     session: AsyncSession,
     principal: Principal,
@@ -265,20 +291,8 @@ async def load_session_with_context(
     """As `load_session_for`, in one statement with the session's participant and study (and,
     `with_version`, the battery version it runs): the access check, and the caller for as long
     as it holds the result, find them without asking the database again."""
-    statement = (
-        select(AssessmentSession, Participant, Study)
-        .join(Participant, Participant.id == AssessmentSession.participant_id)
-        .join(Study, Study.id == AssessmentSession.study_id)
-        .where(AssessmentSession.id == session_id)
-    )
-    if with_version:
-        statement = statement.add_columns(BatteryVersion).join(
-            BatteryVersion, BatteryVersion.id == AssessmentSession.battery_version_id
-        )
-    if lock:
-        # Only the session's row: a lock on its participant or study would queue unrelated work.
-        statement = statement.with_for_update(of=AssessmentSession)
-    row = (await session.execute(statement)).first()
+    statement = _SESSION_WITH_CONTEXT[(lock, with_version)]
+    row = (await session.execute(statement, {"session_id": session_id})).first()
     if row is None:
         raise NotFoundError("Session not found")
     columns: tuple[Any, ...] = tuple(row)

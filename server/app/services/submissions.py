@@ -16,11 +16,11 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from pydantic import TypeAdapter
-from sqlalchemy import insert, select
+from sqlalchemy import Table, bindparam, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.catalogue import chance_accuracy_for
@@ -303,6 +303,14 @@ def _prepare(content: _TaskContent) -> _PreparedTask:
     )
 
 
+# Built once, with parameters: a statement built per request costs more to build and key than
+# to run.
+_STORED_RESULTS = select(TaskResult).where(
+    TaskResult.session_id == bindparam("session_id"),
+    TaskResult.task.in_(bindparam("tasks", expanding=True)),
+)
+
+
 async def _replayed_results(
     session: AsyncSession,
     context: AuditContext,
@@ -315,11 +323,7 @@ async def _replayed_results(
     `keep_changes`, so the audit event commits while nothing else was changed.
     """
     stored = (
-        await session.scalars(
-            select(TaskResult).where(
-                TaskResult.session_id == record.id, TaskResult.task.in_(list(tasks))
-            )
-        )
+        await session.scalars(_STORED_RESULTS, {"session_id": record.id, "tasks": list(tasks)})
     ).all()
     replayed = {result.task: result for result in stored}
     conflicts = sorted(
@@ -407,6 +411,8 @@ def _new_result(
 
 
 _RESULT_COLUMNS = tuple(column.key for column in TaskResult.__table__.columns)
+# Core on the table: the ORM's bulk insert of dictionaries only adds work here.
+_INSERT_RESULTS = insert(cast(Table, TaskResult.__table__))
 
 
 async def _accept_new(
@@ -433,7 +439,7 @@ async def _accept_new(
         result.source_bytes = stored.size
     accepted = [result for result, _ in new]
     await session.execute(
-        insert(TaskResult),
+        _INSERT_RESULTS,
         [{key: getattr(result, key) for key in _RESULT_COLUMNS} for result in accepted],
     )
     await _store_trials(session, record, accepted, tasks)

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import bindparam, delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core import events as after_commit
@@ -153,6 +153,22 @@ async def _write(
     after_commit.emit(session, OUTBOX_WRITTEN, {})
 
 
+# Built once, with parameters: every accepted submission asks both (see `emit_many`).
+_ACTIVE_SUBSCRIPTIONS = select(
+    WebhookSubscription.study_id, WebhookSubscription.id, WebhookSubscription.event_types
+).where(
+    WebhookSubscription.study_id.in_(bindparam("studies", expanding=True)),
+    WebhookSubscription.active.is_(True),
+)
+_REDCAP_PROJECTS = select(
+    RedcapProject.study_id,
+    RedcapProject.id,
+    RedcapProject.site_id,
+    RedcapProject.enabled,
+    RedcapProject.field_mapping,
+).where(RedcapProject.study_id.in_(bindparam("studies", expanding=True)))
+
+
 async def _webhook_destinations(
     session: AsyncSession, study_ids: Iterable[uuid.UUID]
 ) -> dict[uuid.UUID, list[tuple[uuid.UUID, frozenset[str]]]]:
@@ -161,13 +177,7 @@ async def _webhook_destinations(
     studies = list(study_ids)
     if not studies:
         return found
-    rows = await session.execute(
-        select(
-            WebhookSubscription.study_id,
-            WebhookSubscription.id,
-            WebhookSubscription.event_types,
-        ).where(WebhookSubscription.study_id.in_(studies), WebhookSubscription.active.is_(True))
-    )
+    rows = await session.execute(_ACTIVE_SUBSCRIPTIONS, {"studies": studies})
     for study_id, subscription_id, types in rows:
         found.setdefault(study_id, []).append((subscription_id, frozenset(types)))
     return found
@@ -189,15 +199,7 @@ async def _redcap_destinations(
     studies = list(study_ids)
     if not studies:
         return found
-    rows = await session.execute(
-        select(
-            RedcapProject.study_id,
-            RedcapProject.id,
-            RedcapProject.site_id,
-            RedcapProject.enabled,
-            RedcapProject.field_mapping,
-        ).where(RedcapProject.study_id.in_(studies))
-    )
+    rows = await session.execute(_REDCAP_PROJECTS, {"studies": studies})
     for study_id, project_id, site_id, enabled, mapping in rows:
         found.setdefault(study_id, []).append(
             _RedcapDestination(project_id, site_id, enabled, dict(mapping))
