@@ -3,10 +3,11 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, Final, Literal, NotRequired
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, with_config
 from pydantic_core import InitErrorDetails
+from typing_extensions import TypedDict
 
 from app.models.assessment import SessionStatus
 from app.schemas.common import IsoDateTime, VersionNumber
@@ -30,7 +31,12 @@ TaskName = Annotated[
 _JSON_TYPE_ERRORS: Final[Mapping[str, str]] = {"number": "float_type", "integer": "int_type"}
 
 
-class TrialIn(BaseModel):
+# A typed dictionary rather than a model: a submission holds hundreds of trials, and every step
+# after validation (hashing, the source document, COPY, scoring) wants plain dictionaries, so a
+# model per trial was built only to be dumped again. Validation fills the defaults: every trial
+# has every field below, exactly as dumping the model gave (stored content hashes depend on it).
+@with_config(ConfigDict(extra="allow", allow_inf_nan=False, strict=True))
+class TrialIn(TypedDict):
     """One trial as the client sent it; fields beyond these are kept as they came.
 
     Strict: a number must be a JSON number and a boolean a JSON boolean (`"350"` and `"true"`
@@ -38,16 +44,14 @@ class TrialIn(BaseModel):
     task's published trial format.
     """
 
-    model_config = ConfigDict(extra="allow", allow_inf_nan=False, strict=True)
-
     task: TaskName
-    trial_index: int = Field(ge=0, le=TRIAL_INDEX_MAX)
-    rt: float | None = Field(default=None, ge=RT_MIN_MS, le=RT_MAX_MS)
-    response: Any = None
-    stimulus: Any = None
-    correct: bool | None = None
-    is_practice: bool = False
-    condition: str | None = Field(default=None, max_length=64)
+    trial_index: Annotated[int, Field(ge=0, le=TRIAL_INDEX_MAX)]
+    rt: NotRequired[Annotated[float | None, Field(default=None, ge=RT_MIN_MS, le=RT_MAX_MS)]]
+    response: NotRequired[Annotated[Any, Field(default=None)]]
+    stimulus: NotRequired[Annotated[Any, Field(default=None)]]
+    correct: NotRequired[Annotated[bool | None, Field(default=None)]]
+    is_practice: NotRequired[Annotated[bool, Field(default=False)]]
+    condition: NotRequired[Annotated[str | None, Field(default=None, max_length=64)]]
 
 
 def _format_numbers_are_numbers(trials: list[TrialIn]) -> list[TrialIn]:
@@ -60,12 +64,13 @@ def _format_numbers_are_numbers(trials: list[TrialIn]) -> list[TrialIn]:
     formats: dict[str, TrialFormat] = {}
     errors: list[InitErrorDetails] = []
     for index, trial in enumerate(trials):
-        trial_format = formats.get(trial.task)
+        task = trial["task"]
+        trial_format = formats.get(task)
         if trial_format is None:
-            trial_format = formats[trial.task] = scorer_for(trial.task).trial_format
+            trial_format = formats[task] = scorer_for(task).trial_format
         if not trial_format.has_numeric_fields:
             continue
-        values = {**trial.__dict__, **(trial.model_extra or {})}
+        values: Mapping[str, Any] = trial
         errors.extend(
             InitErrorDetails(
                 type=_JSON_TYPE_ERRORS[error.json_type],

@@ -150,7 +150,7 @@ class SessionItem(BaseModel):
     @field_validator("trials")
     @classmethod
     def _trials_per_task(cls, trials: list[TrialIn]) -> list[TrialIn]:
-        counts = Counter(trial.task for trial in trials)
+        counts = Counter(trial["task"] for trial in trials)
         over = sorted(task for task, count in counts.items() if count > MAX_TRIALS_PER_TASK)
         if over:
             raise ValueError(

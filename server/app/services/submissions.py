@@ -19,7 +19,6 @@ from datetime import datetime
 from typing import Any, cast
 
 import orjson
-from pydantic import TypeAdapter
 from sqlalchemy import Table, bindparam, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -96,12 +95,13 @@ def _group_by_task(payload: SubmitRequest) -> dict[str, _TaskContent]:
     tasks: dict[str, _TaskContent] = {}
     by_name: dict[str, _TaskContent] = {}
     for trial in payload.trials:
-        content = by_name.get(trial.task)
+        name = trial["task"]
+        content = by_name.get(name)
         if content is None:
-            task_id = canonical_task_id(trial.task)
+            task_id = canonical_task_id(name)
             content = tasks.setdefault(task_id, _TaskContent(task_id))
-            content.sent_as.add(trial.task)
-            by_name[trial.task] = content
+            content.sent_as.add(name)
+            by_name[name] = content
         content.trials.append(trial)
     for name, summary in payload.task_summaries.items():
         task_id = canonical_task_id(name)
@@ -114,16 +114,6 @@ def _group_by_task(payload: SubmitRequest) -> dict[str, _TaskContent]:
             )
         content.summary = summary
     return tasks
-
-
-_TRIAL_LIST = TypeAdapter(list[TrialIn])
-
-
-def _trial_documents(trials: list[TrialIn]) -> list[dict[str, Any]]:
-    """The trials as JSON values, in one serializer call (not one `model_dump` per trial):
-    the same dictionaries, extra fields included, in the same key order."""
-    documents: list[dict[str, Any]] = _TRIAL_LIST.dump_python(trials, mode="json")
-    return documents
 
 
 def _content_hash(task: str, trials_json: bytes, summary: dict[str, Any] | None) -> str:
@@ -293,7 +283,8 @@ async def _validate_request(
 
 
 def _prepare(content: _TaskContent) -> _PreparedTask:
-    documents = _trial_documents(content.trials)
+    # Validated trials are JSON values already (`TrialIn`): they are the documents.
+    documents = cast(list[dict[str, Any]], content.trials)
     trials_json = _canonical_json(documents)
     return _PreparedTask(
         content=content,

@@ -16,7 +16,7 @@ from app.models.assessment import TaskResult, Trial
 from app.models.study import Study
 from app.schemas.assessments import SubmitRequest
 from app.services.modules import module_read
-from app.services.submissions import _trial_documents
+from app.services.submissions import _group_by_task, _prepare
 from tests import factories
 from tests.assessments.conftest import World, start
 from tests.assessments.test_sessions_and_submit import count
@@ -179,12 +179,13 @@ async def test_every_published_example_submits_and_scores_without_flags(
         assert all(scores[metric] is not None for metric in module.summary_metrics), module.id
 
 
-def test_trial_documents_are_what_model_dump_gives_for_each_trial() -> None:
-    """The one-call serializer gives the dictionaries the content hash and the source document
-    were always built from: same values, extra fields included, same key order."""
-    trials = SubmitRequest.model_validate(
+def test_validated_trials_hash_as_they_always_did() -> None:
+    """Validation fills every trial's defaults and keeps extra fields as sent, so the canonical
+    trials and content hash of a task are the ones stored by earlier versions (pinned here): a
+    device resending a submission accepted before an upgrade gets a replay, not a conflict."""
+    payload = SubmitRequest.model_validate(
         {
-            "session_id": str(uuid.uuid4()),
+            "session_id": "6f1c1d55-6f7a-4cf0-9d8e-0d3f1c9b2a10",
             "trials": [
                 {
                     "task": "digit-span",
@@ -204,10 +205,24 @@ def test_trial_documents_are_what_model_dump_gives_for_each_trial() -> None:
                     "condition": "go",
                     "nested": {"b": 1, "a": [1.5, None]},
                 },
+                {"task": "simple-rt", "trial_index": 2, "rt": 350},
+                {"condition": "x", "task": "simple-rt", "trial_index": 3, "extra_first": "é"},
             ],
         }
-    ).trials
-    expected = [trial.model_dump(mode="json") for trial in trials]
-    documents = _trial_documents(trials)
-    assert documents == expected
-    assert [list(document) for document in documents] == [list(d) for d in expected]
+    )
+    prepared = {task: _prepare(content) for task, content in _group_by_task(payload).items()}
+    assert prepared["simple-rt"].documents[1] == {
+        "task": "simple-rt",
+        "trial_index": 2,
+        "rt": 350.0,
+        "response": None,
+        "stimulus": None,
+        "correct": None,
+        "is_practice": False,
+        "condition": None,
+    }
+    assert isinstance(prepared["simple-rt"].documents[1]["rt"], float)
+    assert {task: found.content_hash for task, found in prepared.items()} == {
+        "digit-span": "432e8e82f6e125c15b95fe9de4ea222aedbd6bff1278bd84980dd89bcce96acb",
+        "simple-rt": "c45e865cd801fbc15a73ed8fdf63475f192a0e5743644e96ae88ae614946ed4c",
+    }
