@@ -49,8 +49,6 @@ from app.scoring.common import (
     Metrics,
     Trial,
     as_number,
-    count_anticipations,
-    count_responses,
     response_rt,
     scored_trials,
 )
@@ -106,15 +104,17 @@ def task_flags(
     scored = scored_trials(trials)
     measures_reaction_time = scorer.measures_reaction_time
     count_timeouts = scorer.count_timeouts
+    # The response times, read once for the two flags that look at them.
+    rts = [rt for trial in scored if (rt := response_rt(trial)) is not None]
     evidence_by_code: dict[FlagCode, dict[str, Any] | None] = {
         FlagCode.ANTICIPATIONS_HIGH: (
-            _anticipations_evidence(scored) if measures_reaction_time else None
+            _anticipations_evidence(rts) if measures_reaction_time else None
         ),
         FlagCode.TIMEOUTS_HIGH: (
             _timeouts_evidence(count_timeouts(scored)) if count_timeouts is not None else None
         ),
         FlagCode.ACCURACY_AT_CHANCE: _chance_evidence(score.metrics, chance_accuracy),
-        FlagCode.COARSE_TIMER: _coarse_timer_evidence(scored) if measures_reaction_time else None,
+        FlagCode.COARSE_TIMER: _coarse_timer_evidence(rts) if measures_reaction_time else None,
         FlagCode.SUMMARY_MISMATCH: _mismatch_evidence(score.metrics, client_summary),
     }
     return _data_quality_flags(task_id, scorer.trial_format, scored) + [
@@ -163,9 +163,10 @@ def _data_quality_flags(
     return flags
 
 
-def _anticipations_evidence(scored: Sequence[Trial]) -> dict[str, Any] | None:
-    responses = count_responses(scored)
-    anticipations = count_anticipations(scored)
+def _anticipations_evidence(rts: Sequence[float]) -> dict[str, Any] | None:
+    """`rts`: the response times of the scored trials (a response is a usable `rt`)."""
+    responses = len(rts)
+    anticipations = sum(1 for rt in rts if rt < ANTICIPATION_LIMIT_MS)
     # Exact fractions: 1 in 10 is at the limit, not over it because of float rounding.
     if not responses or Fraction(anticipations, responses) <= ANTICIPATION_SHARE_LIMIT:
         return None
@@ -211,8 +212,7 @@ def _grid_step_ms(rts: Sequence[float]) -> float | None:
     return step / _TICKS_PER_MS if step else None
 
 
-def _coarse_timer_evidence(scored: Sequence[Trial]) -> dict[str, Any] | None:
-    rts = [rt for trial in scored if (rt := response_rt(trial)) is not None]
+def _coarse_timer_evidence(rts: Sequence[float]) -> dict[str, Any] | None:
     if len(rts) < COARSE_TIMER_MIN_RTS:
         return None
     step = _grid_step_ms(rts)

@@ -10,6 +10,7 @@ COPY on PostgreSQL, executemany elsewhere.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import uuid
@@ -189,11 +190,19 @@ async def _store_trials(
 def _chance_accuracy(version: BatteryVersion, task: str) -> float | None:
     for entry in version.tasks:
         if entry.get("module_id") == task:
-            try:
-                return chance_accuracy_for(task, entry.get("config") or {})
-            except CatalogueError:
-                return None
+            return _chance_accuracy_of(task, _canonical_json(entry.get("config") or {}))
     return None
+
+
+@functools.lru_cache(maxsize=1024)
+def _chance_accuracy_of(task: str, config_json: bytes) -> float | None:
+    """Chance accuracy of a task under a configuration, which the catalogue (static) decides:
+    remembered per configuration rather than validated against the task's schema again on
+    every submission."""
+    try:
+        return chance_accuracy_for(task, orjson.loads(config_json))
+    except CatalogueError:
+        return None
 
 
 def _flag_json(flag: Flag) -> dict[str, Any]:
