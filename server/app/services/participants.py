@@ -307,7 +307,7 @@ _PARTICIPANT_SORTS: dict[str, InstrumentedAttribute[Any]] = {
 _DEFAULT_PARTICIPANT_SORT = "participant_id"
 
 
-@lru_cache(maxsize=128)
+@lru_cache(maxsize=128)  # 128 shapes: four filters, four sorts, two orders
 def _study_participant_page(
     site_scoped: bool,
     by_status: bool,

@@ -204,7 +204,7 @@ _STUDY_SORTS: dict[str, InstrumentedAttribute[Any]] = {
 }
 
 
-@lru_cache(maxsize=64)
+@lru_cache(maxsize=128)  # 80 shapes: three filters, five sorts, two orders
 def _study_page(
     members_only: bool, by_status: bool, searched: bool, sort_key: str, descending: bool
 ) -> PreparedPage[Study]:
