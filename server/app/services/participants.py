@@ -10,9 +10,10 @@ from functools import lru_cache
 from typing import Any, Protocol, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
-from sqlalchemy import delete, func, or_, select, true
+from sqlalchemy import String, bindparam, delete, func, or_, select, true
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
 
 from app.config import Settings
 from app.core.clock import utcnow
@@ -43,7 +44,13 @@ from app.services.outbox.announce import (
     announce_participant_withdrawn,
 )
 from app.services.outbox.writer import forget_participant
-from app.services.pagination import paginate
+from app.services.pagination import (
+    PreparedPage,
+    paginate,
+    prepare_page,
+    run_prepared_page,
+    sort_key_of,
+)
 from app.services.participant_auth import (
     generate_access_code,
     hash_access_code,
@@ -291,6 +298,46 @@ async def _visible_to(
     return access if access.sees_site(participant.site_id) else None
 
 
+_PARTICIPANT_SORTS: dict[str, InstrumentedAttribute[Any]] = {
+    "participant_id": Participant.participant_code,
+    "created_at": Participant.created_at,
+    "enrollment_date": Participant.enrollment_date,
+    "status": Participant.status,
+}
+_DEFAULT_PARTICIPANT_SORT = "participant_id"
+
+
+@lru_cache(maxsize=128)  # 128 shapes: four filters, four sorts, two orders
+def _study_participant_page(
+    site_scoped: bool,
+    by_status: bool,
+    by_site: bool,
+    searched: bool,
+    sort_key: str,
+    descending: bool,
+) -> PreparedPage[Participant]:
+    """The page statement of one study's participants for one combination of filters and sort;
+    the values are bound at execution (`study_id`, `scope_site_id`, `status`, `site_id`,
+    `pattern`)."""
+    statement = select(Participant).where(Participant.study_id == bindparam("study_id"))
+    if site_scoped:
+        statement = statement.where(Participant.site_id == bindparam("scope_site_id"))
+    if by_status:
+        statement = statement.where(Participant.status == bindparam("status"))
+    if by_site:
+        statement = statement.where(Participant.site_id == bindparam("site_id"))
+    if searched:
+        statement = statement.where(
+            Participant.participant_code.ilike(bindparam("pattern", type_=String))
+        )
+    return prepare_page(
+        statement,
+        sort=_PARTICIPANT_SORTS[sort_key],
+        descending=descending,
+        tie_breaker=Participant.id,
+    )
+
+
 async def list_participants(
     session: AsyncSession,
     principal: StaffPrincipal,
@@ -302,14 +349,65 @@ async def list_participants(
     q: str | None,
 ) -> tuple[Sequence[Participant], Pagination, dict[uuid.UUID, StudyAccess] | None]:
     """`site` is the site's UUID or, with `study_id`, its code."""
-    statement = select(Participant)
     memberships = await member_study_access(session, principal)
-    if study_id is not None:
-        access = await study_access(session, principal, study_id)
-        statement = statement.where(Participant.study_id == study_id)
-        if access.site_id is not None:
-            statement = statement.where(Participant.site_id == access.site_id)
-    elif memberships is not None:
+    if study_id is None:
+        return await _participants_of_all_studies(
+            session, params, memberships, status=status, site=site, q=q
+        )
+    # The caller's access to the study: their membership, read above (as `study_access` would
+    # read it again). An administrator's study is looked up only when the page cannot show
+    # that it exists (it is empty), or before a refusal that must not come first (an unknown
+    # site or sort of a study that does not exist is 404).
+    scope_site_id: uuid.UUID | None = None
+    if memberships is not None:
+        access = memberships.get(study_id)
+        if access is None:
+            raise NotFoundError("Study not found")
+        scope_site_id = access.site_id
+    study_seen = memberships is not None
+    unknown_sort = (params.sort or _DEFAULT_PARTICIPANT_SORT) not in _PARTICIPANT_SORTS
+    if not study_seen and (site is not None or unknown_sort):
+        await study_access(session, principal, study_id)
+        study_seen = True
+    values: dict[str, Any] = {"study_id": study_id}
+    if scope_site_id is not None:
+        values["scope_site_id"] = scope_site_id
+    if status is not None:
+        values["status"] = status
+    if site is not None:
+        site_row = await find_site(session, site, study_id)
+        if site_row is None or (memberships is not None and site_row.study_id not in memberships):
+            raise unknown_site()
+        values["site_id"] = site_row.id
+    if q:
+        values["pattern"] = f"%{q.strip()}%"
+    sort_key = sort_key_of(params, _PARTICIPANT_SORTS, _DEFAULT_PARTICIPANT_SORT)
+    prepared = _study_participant_page(
+        scope_site_id is not None,
+        status is not None,
+        site is not None,
+        bool(q),
+        sort_key,
+        params.order == "desc",
+    )
+    rows, pagination = await run_prepared_page(session, prepared, params, values)
+    if not rows and not study_seen:
+        await study_access(session, principal, study_id)
+    return rows, pagination, memberships
+
+
+async def _participants_of_all_studies(
+    session: AsyncSession,
+    params: PageParams,
+    memberships: dict[uuid.UUID, StudyAccess] | None,
+    *,
+    status: ParticipantStatus | None,
+    site: str | None,
+    q: str | None,
+) -> tuple[Sequence[Participant], Pagination, dict[uuid.UUID, StudyAccess] | None]:
+    """`list_participants` without a study: every study the caller can see."""
+    statement = select(Participant)
+    if memberships is not None:
         visible = [
             (Participant.study_id == sid)
             & ((Participant.site_id == a.site_id) if a.site_id is not None else true())
@@ -321,9 +419,9 @@ async def list_participants(
     if status is not None:
         statement = statement.where(Participant.status == status)
     if site is not None:
-        if study_id is None and as_uuid(site) is None:
+        if as_uuid(site) is None:
             raise code_without_study("site_id", "site")
-        site_row = await find_site(session, site, study_id)
+        site_row = await find_site(session, site, None)
         if site_row is None or (memberships is not None and site_row.study_id not in memberships):
             raise unknown_site()
         statement = statement.where(Participant.site_id == site_row.id)
@@ -333,13 +431,8 @@ async def list_participants(
         session,
         statement,
         params,
-        sortable={
-            "participant_id": Participant.participant_code,
-            "created_at": Participant.created_at,
-            "enrollment_date": Participant.enrollment_date,
-            "status": Participant.status,
-        },
-        default_sort="participant_id",
+        sortable=_PARTICIPANT_SORTS,
+        default_sort=_DEFAULT_PARTICIPANT_SORT,
         tie_breaker=Participant.id,
     )
     return rows, pagination, memberships

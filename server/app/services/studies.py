@@ -7,11 +7,24 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import (
+    CompoundSelect,
+    Integer,
+    Select,
+    String,
+    bindparam,
+    func,
+    literal_column,
+    select,
+    type_coerce,
+    union_all,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
 
 from app.core.errors import ConflictError, NotFoundError, field_error
 from app.models.assessment import AssessmentSession, SessionStatus
@@ -29,12 +42,18 @@ from app.models.user import User, UserRole, UserStatus
 from app.schemas.common import PageParams, Pagination
 from app.services.audit import AuditContext
 from app.services.audit_subjects import AuditSubject, record_about, record_change
-from app.services.pagination import paginate, paginate_rows
+from app.services.pagination import (
+    PreparedPage,
+    paginate,
+    paginate_rows,
+    prepare_page,
+    run_prepared_page,
+    sort_key_of,
+)
 from app.services.participants import valid_timezone
 from app.services.policy import (
     Capability,
     StudyAccess,
-    limit_to_readable_studies,
     member_study_access,
     require_study_capability,
     require_study_creator,
@@ -176,6 +195,34 @@ async def get_study(session: AsyncSession, principal: StaffPrincipal, study_id: 
     return study
 
 
+_STUDY_SORTS: dict[str, InstrumentedAttribute[Any]] = {
+    "code": Study.code,
+    "name": Study.name,
+    "created_at": Study.created_at,
+    "status": Study.status,
+    "start_date": Study.start_date,
+}
+
+
+@lru_cache(maxsize=128)  # 80 shapes: three filters, five sorts, two orders
+def _study_page(
+    members_only: bool, by_status: bool, searched: bool, sort_key: str, descending: bool
+) -> PreparedPage[Study]:
+    """The page statement of the study list for one combination of filters and sort; the
+    values are bound at execution (`study_ids`, `status`, `pattern`)."""
+    statement = select(Study)
+    if members_only:
+        statement = statement.where(Study.id.in_(bindparam("study_ids", expanding=True)))
+    if by_status:
+        statement = statement.where(Study.status == bindparam("status"))
+    if searched:
+        pattern = bindparam("pattern", type_=String)
+        statement = statement.where(Study.code.ilike(pattern) | Study.name.ilike(pattern))
+    return prepare_page(
+        statement, sort=_STUDY_SORTS[sort_key], descending=descending, tie_breaker=Study.id
+    )
+
+
 async def list_studies(
     session: AsyncSession,
     principal: StaffPrincipal,
@@ -183,29 +230,25 @@ async def list_studies(
     *,
     status: StudyStatus | None,
     q: str | None,
-) -> tuple[Sequence[Study], Pagination]:
-    statement = await limit_to_readable_studies(session, principal, select(Study), Study.id, None)
-    if statement is None:
+) -> tuple[list[StudyView], Pagination]:
+    """One page of the studies the caller can see (members: theirs; administrators: all), as
+    `study_views` gives them."""
+    sort_key = sort_key_of(params, _STUDY_SORTS, "code")
+    access = await member_study_access(session, principal)
+    if access is not None and not access:
         return [], Pagination.empty(params)
+    values: dict[str, Any] = {}
+    if access is not None:
+        values["study_ids"] = list(access)
     if status is not None:
-        statement = statement.where(Study.status == status)
+        values["status"] = status
     if q:
-        pattern = f"%{q.strip()}%"
-        statement = statement.where(Study.code.ilike(pattern) | Study.name.ilike(pattern))
-    return await paginate(
-        session,
-        statement,
-        params,
-        sortable={
-            "code": Study.code,
-            "name": Study.name,
-            "created_at": Study.created_at,
-            "status": Study.status,
-            "start_date": Study.start_date,
-        },
-        default_sort="code",
-        tie_breaker=Study.id,
+        values["pattern"] = f"%{q.strip()}%"
+    prepared = _study_page(
+        access is not None, status is not None, bool(q), sort_key, params.order == "desc"
     )
+    studies, pagination = await run_prepared_page(session, prepared, params, values)
+    return await _views(session, studies, access), pagination
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,45 +269,63 @@ def _counts_for(
     return scope is None or scope.sees_site(site_id)
 
 
+def _stats_statement() -> CompoundSelect[int, uuid.UUID, uuid.UUID | None, str, int]:
+    """Participants by status, then assessment sessions by status, per study and site, in one
+    round trip (`kind` 0 and 1). Statuses come as their stored strings: the two enums share
+    the column. Built once: only `study_ids` changes."""
+    participants: Select[int, uuid.UUID, uuid.UUID | None, str, int] = (
+        select(
+            literal_column("0", Integer).label("kind"),
+            Participant.study_id,
+            Participant.site_id,
+            type_coerce(Participant.status, String).label("status"),
+            func.count().label("count"),
+        )
+        .where(Participant.study_id.in_(bindparam("study_ids", expanding=True)))
+        .group_by(Participant.study_id, Participant.site_id, Participant.status)
+    )
+    sessions: Select[int, uuid.UUID, uuid.UUID | None, str, int] = (
+        select(
+            literal_column("1", Integer),
+            AssessmentSession.study_id,
+            Participant.site_id,
+            type_coerce(AssessmentSession.status, String),
+            func.count(),
+        )
+        .join(Participant, Participant.id == AssessmentSession.participant_id)
+        .where(AssessmentSession.study_id.in_(bindparam("study_ids", expanding=True)))
+        .group_by(AssessmentSession.study_id, Participant.site_id, AssessmentSession.status)
+    )
+    return union_all(participants, sessions)
+
+
+_STUDY_STATS = _stats_statement()
+_PARTICIPANT_COUNTS = 0
+
+
 async def study_stats(
     session: AsyncSession,
     study_ids: Sequence[uuid.UUID],
     access: dict[uuid.UUID, StudyAccess] | None,
 ) -> dict[uuid.UUID, StudyStats]:
-    """Participants by status and assessment sessions per study, in two grouped queries;
+    """Participants by status and assessment sessions per study, in one grouped query;
     site-scoped members count their site only. The completion rate is completed sessions over
     all sessions (0 when there are none)."""
     counts: dict[uuid.UUID, dict[ParticipantStatus, int]] = {sid: {} for sid in study_ids}
-    if study_ids:
-        rows = await session.execute(
-            select(Participant.study_id, Participant.site_id, Participant.status, func.count())
-            .where(Participant.study_id.in_(list(study_ids)))
-            .group_by(Participant.study_id, Participant.site_id, Participant.status)
-        )
-        for study_id, site_id, status, count in rows:
-            if not _counts_for(access, study_id, site_id):
-                continue
-            by_status = counts[study_id]
-            by_status[status] = by_status.get(status, 0) + int(count)
     sessions: dict[uuid.UUID, list[int]] = {sid: [0, 0] for sid in study_ids}  # total, completed
     if study_ids:
-        session_rows = await session.execute(
-            select(
-                AssessmentSession.study_id,
-                Participant.site_id,
-                AssessmentSession.status,
-                func.count(),
-            )
-            .join(Participant, Participant.id == AssessmentSession.participant_id)
-            .where(AssessmentSession.study_id.in_(list(study_ids)))
-            .group_by(AssessmentSession.study_id, Participant.site_id, AssessmentSession.status)
-        )
-        for study_id, site_id, session_status, count in session_rows:
+        rows = await session.execute(_STUDY_STATS, {"study_ids": list(study_ids)})
+        for kind, study_id, site_id, status, count in rows:
             if not _counts_for(access, study_id, site_id):
                 continue
-            sessions[study_id][0] += int(count)
-            if session_status == SessionStatus.COMPLETED:
-                sessions[study_id][1] += int(count)
+            if kind == _PARTICIPANT_COUNTS:
+                by_status = counts[study_id]
+                participant_status = ParticipantStatus(status)
+                by_status[participant_status] = by_status.get(participant_status, 0) + int(count)
+            else:
+                sessions[study_id][0] += int(count)
+                if status == SessionStatus.COMPLETED.value:
+                    sessions[study_id][1] += int(count)
     result: dict[uuid.UUID, StudyStats] = {}
     for study_id, by_status in counts.items():
         full = {status: by_status.get(status, 0) for status in ParticipantStatus}
@@ -292,7 +353,16 @@ async def study_views(
     session: AsyncSession, principal: StaffPrincipal, studies: Sequence[Study]
 ) -> list[StudyView]:
     """The read model of studies the caller can see, whichever route returns them."""
-    access = await member_study_access(session, principal)
+    return await _views(session, studies, await member_study_access(session, principal))
+
+
+async def _views(
+    session: AsyncSession,
+    studies: Sequence[Study],
+    access: dict[uuid.UUID, StudyAccess] | None,
+) -> list[StudyView]:
+    """`study_views` for the caller's memberships already read (`access`, None for an
+    administrator)."""
     stats = await study_stats(session, [study.id for study in studies], access)
     return [
         StudyView(

@@ -321,3 +321,37 @@ async def test_access_code_shown_once_and_replaced(
     assert await count_events(db_session, "participant.access_code_issued") == 2
     detail = await client.get(f"/api/participants/{participant.id}", headers=researcher.headers)
     assert "access_code" not in detail.json() and detail.json()["has_access_code"] is True
+
+
+async def test_list_of_one_study_is_404_when_the_caller_cannot_see_it(
+    client: httpx.AsyncClient, db_session: AsyncSession
+) -> None:
+    researcher, study, paris = await setup_study(client, db_session)
+    other = await factories.study(db_session)
+    admin = await factories.staff(db_session, client, UserRole.ADMIN)
+    await factories.participant(db_session, study, "P001", paris)
+    study_id, paris_id, other_id, missing = study.id, paris.id, other.id, uuid.uuid4()
+    # A member sees their studies only; another study is "not found", like a missing one.
+    for study_ref in (other_id, missing):
+        refused = await client.get(
+            f"/api/participants?study_id={study_ref}", headers=researcher.headers
+        )
+        assert refused.status_code == 404, refused.text
+    # An administrator sees every study, an empty one as an empty page ...
+    empty = await client.get(f"/api/participants?study_id={other_id}", headers=admin.headers)
+    assert empty.status_code == 200, empty.text
+    assert empty.json()["data"] == [] and empty.json()["pagination"]["total"] == 0
+    past_end = await client.get(
+        f"/api/participants?study_id={study_id}&page=3", headers=admin.headers
+    )
+    assert past_end.json()["data"] == [] and past_end.json()["pagination"]["total"] == 1
+    # ... and a missing one as 404, before a site or a sort it would otherwise refuse.
+    for query in ("", f"&site_id={paris_id}", "&site_id=PARIS", "&sort=email"):
+        missing_study = await client.get(
+            f"/api/participants?study_id={missing}{query}", headers=admin.headers
+        )
+        assert missing_study.status_code == 404, (query, missing_study.text)
+    bad_sort = await client.get(
+        f"/api/participants?study_id={study_id}&sort=email", headers=admin.headers
+    )
+    assert bad_sort.status_code == 422

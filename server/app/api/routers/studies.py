@@ -31,13 +31,17 @@ from app.services.principals import StaffPrincipal
 router = APIRouter(prefix="/studies", tags=["studies"])
 
 
+def _view_reads(views: Sequence[service.StudyView]) -> list[StudyRead]:
+    return [
+        StudyRead.from_study(view.study, view.role, StudyStatsRead.model_validate(view.stats))
+        for view in views
+    ]
+
+
 async def _study_reads(
     session: AsyncSession, principal: StaffPrincipal, studies: Sequence[Study]
 ) -> list[StudyRead]:
-    return [
-        StudyRead.from_study(view.study, view.role, StudyStatsRead.model_validate(view.stats))
-        for view in await service.study_views(session, principal, studies)
-    ]
+    return _view_reads(await service.study_views(session, principal, studies))
 
 
 async def _study_read(session: AsyncSession, principal: StaffPrincipal, study: Study) -> StudyRead:
@@ -65,10 +69,8 @@ async def list_studies(
     q: Annotated[str | None, Query(max_length=100)] = None,
 ) -> Page[StudyRead]:
     """The studies the caller can see, each with participants by status and completion."""
-    studies, pagination = await service.list_studies(session, principal, page, status=status, q=q)
-    return Page[StudyRead](
-        data=await _study_reads(session, principal, studies), pagination=pagination
-    )
+    views, pagination = await service.list_studies(session, principal, page, status=status, q=q)
+    return Page[StudyRead](data=_view_reads(views), pagination=pagination)
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, responses=error_responses(409))
