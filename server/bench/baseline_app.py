@@ -20,11 +20,18 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from app.schemas.assessments import SubmitRequest
+from app.schemas.assessments import SubmitRequest, TrialIn
 
 DSN = os.environ.get("BASELINE_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 TABLE = "bench_baseline_trials"
 COLUMNS = ["session_id", "task", "trial_index", "rt", "correct", "response", "stimulus", "extra"]
+
+
+_KNOWN_FIELDS = frozenset(TrialIn.__annotations__)
+
+
+def _extra_fields(trial: TrialIn) -> dict[str, object]:
+    return {key: value for key, value in trial.items() if key not in _KNOWN_FIELDS}
 
 
 async def submit(request: Request) -> JSONResponse:
@@ -35,13 +42,13 @@ async def submit(request: Request) -> JSONResponse:
     records = [
         (
             payload.session_id,
-            trial.task,
-            trial.trial_index,
-            trial.rt,
-            trial.correct,
-            None if trial.response is None else str(trial.response),
-            None if trial.stimulus is None else str(trial.stimulus),
-            json.dumps(trial.model_extra) if trial.model_extra else None,
+            trial["task"],
+            trial["trial_index"],
+            trial["rt"],
+            trial["correct"],
+            None if trial["response"] is None else str(trial["response"]),
+            None if trial["stimulus"] is None else str(trial["stimulus"]),
+            json.dumps(extra) if (extra := _extra_fields(trial)) else None,
         )
         for trial in payload.trials
     ]
