@@ -135,18 +135,7 @@ async def _run_undos(session: AsyncSession) -> None:
             logger.warning("undo_after_rollback_failed", exc_info=True)
 
 
-def _has_work(session: AsyncSession) -> bool:
-    """Whether committing would do anything: a transaction begun, or objects added, changed or
-    deleted that a flush would write. A request that read nothing from the database (a cached
-    principal answered it) skips the commit, which would otherwise begin and end an empty
-    transaction in the ORM."""
-    return session.in_transaction() or bool(session.new or session.dirty or session.deleted)
-
-
 async def _commit(session: AsyncSession) -> None:
-    if not _has_work(session):
-        session.info.pop(_UNDO_KEY, None)
-        return
     try:
         await session.commit()
     except _UNKNOWN_OUTCOME:
