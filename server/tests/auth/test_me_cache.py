@@ -16,7 +16,7 @@ from sqlalchemy.orm import ORMExecuteState
 
 from app.config import SessionStorageBackend, Settings
 from app.main import create_app
-from tests.auth.conftest import Account, Accounts
+from tests.auth.conftest import Account
 from tests.conftest import lifespan_client, make_settings
 
 
@@ -90,21 +90,27 @@ async def test_the_users_own_change_shows_at_once(
 async def test_a_change_made_in_another_worker_shows_at_once(
     app: FastAPI,
     client: httpx.AsyncClient,
-    accounts: Accounts,
     researcher: Account,
     admin: Account,
-    settings: Settings,
+    database_url: str,
+    storage_dir: Path,
+    redis_url: str,
 ) -> None:
     """Two applications on one Redis: the principal cached by one is not used by it once the
-    other has committed a change to the account."""
-    if settings.SESSION_STORAGE_BACKEND is not SessionStorageBackend.REDIS:
-        pytest.skip("a memory store belongs to one process")
-    other_worker = create_app(settings)
-    other_worker.dependency_overrides = app.dependency_overrides
-    async with lifespan_client(other_worker) as other_client:
-        assert (await _me(other_client, researcher))["name"] != "Changed Elsewhere"
-        renamed = await client.patch(
+    other has committed a change to the account (only with Redis: a memory store belongs to one
+    process, so the test's own application is not the one whose cache is checked)."""
+    shared = make_settings(
+        database_url,
+        storage_dir,
+        SESSION_STORAGE_BACKEND=SessionStorageBackend.REDIS,
+        REDIS_URL=redis_url,
+    )
+    first_worker, other_worker = create_app(shared), create_app(shared)
+    first_worker.dependency_overrides = other_worker.dependency_overrides = app.dependency_overrides
+    async with lifespan_client(first_worker) as first, lifespan_client(other_worker) as other:
+        assert (await _me(other, researcher))["name"] != "Changed Elsewhere"
+        renamed = await first.patch(
             f"/api/users/{researcher.id}", json={"name": "Changed Elsewhere"}, headers=admin.headers
         )
         assert renamed.status_code == 200, renamed.text
-        assert (await _me(other_client, researcher))["name"] == "Changed Elsewhere"
+        assert (await _me(other, researcher))["name"] == "Changed Elsewhere"
