@@ -39,7 +39,7 @@ from app.core.security import (
     verify_password,
 )
 from app.models.audit import ActorType, AuditCategory
-from app.models.user import User, UserKind, UserRole, UserSession, UserStatus
+from app.models.user import User, UserKind, UserSession, UserStatus
 from app.services.audit import AuditContext
 from app.services.audit_subjects import AuditSubject, record_about
 from app.services.passwords import check_password_policy
@@ -553,16 +553,17 @@ async def authenticate_access_claims(
 
     now = utcnow()
     cached, user_version = await _cached_principal(store, session_id, user_id)
+    profile = cached.get("profile") if cached is not None else None
     if (
         cached is not None
-        and cached.get("user_id") == str(user_id)
-        and "profile" in cached
+        and isinstance(profile, dict)
+        and profile.get("id") == str(user_id)
         and cached.get("user_version") == user_version
     ):
         last_seen = datetime.fromisoformat(str(cached["last_seen_at"]))
         idle_limit = timedelta(minutes=settings.SESSION_IDLE_TIMEOUT_MINUTES)
         if now - last_seen <= idle_limit and now - last_seen < LAST_SEEN_WRITE_INTERVAL:
-            return _principal_from_cache(cached, session_id)
+            return StaffPrincipal.of_login(UserProfile.from_json(profile), session_id)
 
     row = (
         await session.execute(
@@ -584,15 +585,7 @@ async def authenticate_access_claims(
         await _end_idle(session, store, context, login_session)
     if now - login_session.last_seen_at >= LAST_SEEN_WRITE_INTERVAL:
         login_session.last_seen_at = now
-    principal = StaffPrincipal(
-        user_id=user.id,
-        session_id=login_session.id,
-        email=user.email,
-        name=user.name,
-        role=user.role,
-        must_change_password=user.must_change_password,
-        profile=UserProfile.of(user),
-    )
+    principal = StaffPrincipal.of_login(UserProfile.of(user), login_session.id)
     await _cache_principal(store, principal, login_session.last_seen_at, user_version)
     return principal
 
@@ -648,19 +641,6 @@ async def _cached_principal(
     return entry, mark if isinstance(mark, str) else None
 
 
-def _profile_json(profile: UserProfile) -> dict[str, Any]:
-    def instant(value: datetime | None) -> str | None:
-        return None if value is None else value.isoformat()
-
-    return {
-        "status": profile.status.value,
-        "terms_accepted_at": instant(profile.terms_accepted_at),
-        "totp_enabled": profile.totp_enabled,
-        "last_login_at": instant(profile.last_login_at),
-        "created_at": profile.created_at.isoformat(),
-    }
-
-
 async def _cache_principal(
     store: SessionStore,
     principal: StaffPrincipal,
@@ -672,52 +652,14 @@ async def _cache_principal(
         await store.set(
             _principal_key(principal.session_id),
             {
-                "user_id": str(principal.user_id),
-                "email": principal.email,
-                "name": principal.name,
-                "role": principal.role.value,
-                "must_change_password": principal.must_change_password,
+                "profile": principal.profile.to_json(),
                 "last_seen_at": last_seen_at.isoformat(),
                 "user_version": user_version,
-                "profile": _profile_json(principal.profile),
             },
             PRINCIPAL_CACHE_SECONDS,
         )
     except SessionStoreUnavailableError:
         logger.warning("session_store_unavailable", operation="cache_principal")
-
-
-def _principal_from_cache(cached: dict[str, Any], session_id: uuid.UUID) -> StaffPrincipal:
-    def instant(value: Any) -> datetime | None:
-        return None if value is None else datetime.fromisoformat(str(value))
-
-    user_id = uuid.UUID(str(cached["user_id"]))
-    email, name = str(cached["email"]), str(cached["name"])
-    role = UserRole(str(cached["role"]))
-    must_change_password = bool(cached["must_change_password"])
-    details = cached["profile"]
-    created_at = instant(details["created_at"])
-    assert created_at is not None
-    return StaffPrincipal(
-        user_id=user_id,
-        session_id=session_id,
-        email=email,
-        name=name,
-        role=role,
-        must_change_password=must_change_password,
-        profile=UserProfile(
-            id=user_id,
-            email=email,
-            name=name,
-            role=role,
-            status=UserStatus(str(details["status"])),
-            must_change_password=must_change_password,
-            terms_accepted_at=instant(details["terms_accepted_at"]),
-            totp_enabled=bool(details["totp_enabled"]),
-            last_login_at=instant(details["last_login_at"]),
-            created_at=created_at,
-        ),
-    )
 
 
 async def logout(

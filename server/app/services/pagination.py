@@ -89,13 +89,7 @@ async def _page_statement(
     default_sort: str,
     tie_breaker: ColumnElement[Any] | InstrumentedAttribute[Any],
 ) -> tuple[Select[*ColumnsT], Pagination]:
-    sort_key = params.sort or default_sort
-    if sort_key not in sortable:
-        raise ValidationFailedError(
-            f"Cannot sort by '{sort_key}'",
-            details={"field": "sort", "allowed": sorted(sortable)},
-        )
-    column = sortable[sort_key]
+    column = sortable[sort_key_of(params, sortable, default_sort)]
     ordering = column.desc() if params.order == "desc" else column.asc()
     total = await session.scalar(
         select(func.count()).select_from(statement.order_by(None).subquery())
@@ -133,32 +127,13 @@ async def paginate(
             tie_breaker=tie_breaker,
         )
         return (await session.scalars(page_statement)).all(), pagination
-    sort_key = params.sort or default_sort
-    if sort_key not in sortable:
-        raise ValidationFailedError(
-            f"Cannot sort by '{sort_key}'",
-            details={"field": "sort", "allowed": sorted(sortable)},
-        )
-    column = sortable[sort_key]
-    ordering = column.desc() if params.order == "desc" else column.asc()
-    page_statement = (
-        statement.add_columns(func.count().over().label("total_rows"))
-        .order_by(ordering, tie_breaker)
-        .offset(params.offset)
-        .limit(params.per_page)
+    prepared = prepare_page(
+        statement,
+        sort=sortable[sort_key_of(params, sortable, default_sort)],
+        descending=params.order == "desc",
+        tie_breaker=tie_breaker,
     )
-    found = (await session.execute(page_statement)).all()
-    if found:
-        total = int(found[0]._mapping["total_rows"])
-    else:
-        total = (
-            await session.scalar(
-                select(func.count()).select_from(statement.order_by(None).subquery())
-            )
-            or 0
-        )
-    rows: list[RowT] = [row[0] for row in found]
-    return rows, Pagination.build(page=params.page, per_page=params.per_page, total=total)
+    return await run_prepared_page(session, prepared, params, {})
 
 
 async def paginate_rows(

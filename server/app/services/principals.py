@@ -9,8 +9,10 @@ in `app.services.participants`: `resolve_participant` for one a request names,
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from app.models.user import User, UserRole, UserStatus
 
@@ -47,6 +49,43 @@ class UserProfile:
             created_at=user.created_at,
         )
 
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": str(self.id),
+            "email": self.email,
+            "name": self.name,
+            "role": self.role.value,
+            "status": self.status.value,
+            "must_change_password": self.must_change_password,
+            "terms_accepted_at": _instant_json(self.terms_accepted_at),
+            "totp_enabled": self.totp_enabled,
+            "last_login_at": _instant_json(self.last_login_at),
+            "created_at": self.created_at.isoformat(),
+        }
+
+    @classmethod
+    def from_json(cls, value: Mapping[str, Any]) -> UserProfile:
+        return cls(
+            id=uuid.UUID(str(value["id"])),
+            email=str(value["email"]),
+            name=str(value["name"]),
+            role=UserRole(str(value["role"])),
+            status=UserStatus(str(value["status"])),
+            must_change_password=bool(value["must_change_password"]),
+            terms_accepted_at=_instant(value["terms_accepted_at"]),
+            totp_enabled=bool(value["totp_enabled"]),
+            last_login_at=_instant(value["last_login_at"]),
+            created_at=datetime.fromisoformat(str(value["created_at"])),
+        )
+
+
+def _instant_json(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def _instant(value: object) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(str(value))
+
 
 @dataclass(frozen=True, slots=True)
 class StaffPrincipal:
@@ -64,6 +103,19 @@ class StaffPrincipal:
     token_scopes: frozenset[str] | None = None
     # The account's details when they were read with the principal; None: read them on demand.
     profile: UserProfile | None = None
+
+    @classmethod
+    def of_login(cls, profile: UserProfile, session_id: uuid.UUID) -> StaffPrincipal:
+        """The principal of a login session of the account `profile` shows."""
+        return cls(
+            user_id=profile.id,
+            session_id=session_id,
+            email=profile.email,
+            name=profile.name,
+            role=profile.role,
+            must_change_password=profile.must_change_password,
+            profile=profile,
+        )
 
     @property
     def is_admin(self) -> bool:
