@@ -41,15 +41,20 @@ _TARGET_LABELS: Final = {"target": TARGET, "go": TARGET, "nontarget": NONTARGET,
 TARGET_LABELS: Final = tuple(_TARGET_LABELS)
 """`condition` labels of respond-to-targets tasks, canonical spelling."""
 _STANDARD_NORMAL: Final = statistics.NormalDist()
+# Integers up to 2**53 convert to float exactly and never overflow: the fast path of `as_number`.
+_EXACT_INT_LIMIT: Final = 2**53
 
 
 # --- reading fields -------------------------------------------------------------------------
 
 
 def as_number(value: object) -> float | None:
-    # The common case first: scoring reads every trial's rt several times.
+    # The common cases first (exact types, no subclass checks): scoring reads every trial's rt
+    # several times.
     if type(value) is float:
         return value if math.isfinite(value) else None
+    if type(value) is int and -_EXACT_INT_LIMIT <= value <= _EXACT_INT_LIMIT:
+        return float(value)
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
     try:
@@ -67,16 +72,31 @@ def as_count(value: object) -> int | None:
 
 
 def as_flag(value: object) -> bool | None:
-    return value if isinstance(value, bool) else None
+    return value if value is True or value is False else None
 
 
 def as_label(value: object) -> str | None:
     if not isinstance(value, str):
         return None
+    label = _LABELS.get(value)
+    if label is None:
+        label = _normalised_label(value)
+        if len(_LABELS) < _LABELS_REMEMBERED:
+            _LABELS[value] = label
+    return label or None
+
+
+# A task's labels are a handful of strings repeated over hundreds of trials: each is normalised
+# once per process. Bounded, since the strings come from clients.
+_LABELS: dict[str, str] = {}
+_LABELS_REMEMBERED: Final = 4096
+
+
+def _normalised_label(value: str) -> str:
     label = value.strip().casefold()
     for separator in ("-", "_", " "):
         label = label.replace(separator, "")
-    return label or None
+    return label
 
 
 def scored_trials(trials: Iterable[object]) -> list[Trial]:
@@ -84,7 +104,9 @@ def scored_trials(trials: Iterable[object]) -> list[Trial]:
     return [
         trial
         for trial in trials
-        if isinstance(trial, Mapping) and as_flag(trial.get("is_practice")) is not True
+        # `type(...) is dict` first: the ABC check is slow and almost every trial is a dict.
+        if (type(trial) is dict or isinstance(trial, Mapping))
+        and trial.get("is_practice") is not True
     ]
 
 
@@ -97,7 +119,7 @@ def has_response(trial: Trial) -> bool:
 
 
 def is_correct(trial: Trial) -> bool:
-    return as_flag(trial.get("correct")) is True
+    return trial.get("correct") is True
 
 
 def is_anticipation(trial: Trial) -> bool:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import math
 from statistics import NormalDist
+from types import MappingProxyType
 from typing import Any
 
 import pytest
 
+from app.scoring import common
 from app.scoring.common import (
     GoNoGoCounts,
     as_count,
@@ -38,6 +40,11 @@ z = NormalDist().inv_cdf
         (math.inf, None),
         (-math.inf, None),
         (10**400, None),
+        # Either side of the exact-integer fast path (2**53) gives what float() gives.
+        (2**53, float(2**53)),
+        (-(2**53), -float(2**53)),
+        (2**53 + 1, float(2**53 + 1)),
+        (10**300, 1e300),
         ([350], None),
         ({"rt": 350}, None),
     ],
@@ -68,6 +75,20 @@ def test_counts_are_non_negative_integers(value: object, expected: int | None) -
 )
 def test_labels_ignore_case_spacing_and_separators(value: object, expected: str | None) -> None:
     assert as_label(value) == expected
+
+
+def test_a_label_read_again_is_read_the_same_and_the_remembered_set_is_bounded() -> None:
+    for _ in range(2):
+        assert as_label(" Non_Target ") == "nontarget"
+        assert as_label(" - ") is None
+    many = [f"Label-{index}" for index in range(common._LABELS_REMEMBERED + 10)]
+    assert [as_label(value) for value in many] == [f"label{index}" for index in range(len(many))]
+    assert len(common._LABELS) <= common._LABELS_REMEMBERED
+
+
+def test_a_mapping_that_is_not_a_dict_is_a_trial_too() -> None:
+    trials: list[Any] = [MappingProxyType({"rt": 1}), MappingProxyType({"is_practice": True})]
+    assert scored_trials(trials) == trials[:1]
 
 
 def test_practice_trials_and_non_mappings_are_not_scored() -> None:
