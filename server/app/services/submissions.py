@@ -321,6 +321,11 @@ async def _replayed_results(
 
     A task stored with other content is a conflict: audited, then 409 for the whole request with
     `keep_changes`, so the audit event commits while nothing else was changed.
+
+    A statement of its own, after the session's row lock is held: joined to the locking
+    statement, the results would be read from the snapshot taken before waiting for the lock,
+    and a concurrent identical submission that just committed would look absent (tried: the
+    concurrency test then fails on the unique key).
     """
     stored = (
         await session.scalars(_STORED_RESULTS, {"session_id": record.id, "tasks": list(tasks)})
