@@ -9,9 +9,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.routing import APIRoute
 from pydantic import BaseModel
 from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -250,6 +251,68 @@ def _install_exception_handlers(app: FastAPI) -> None:
 HAND_PARSED_BODIES: tuple[type[BaseModel], ...] = (SubmitRequest,)
 
 
+API_PREFIX = "/api"
+# The routers in the order the API document presents them: sign-in first, then the study's life.
+ROUTERS_IN_DOCUMENT_ORDER: tuple[APIRouter, ...] = (
+    health.router,
+    auth.router,
+    participant_auth.router,
+    invitations.auth_router,
+    invitations.router,
+    access_tokens.router,
+    password_resets.router,
+    sso.router,
+    service_accounts.router,
+    users.router,
+    user_sessions.router,
+    audit.router,
+    studies.router,
+    participant_import.router,
+    participants.router,
+    notifications.router,
+    consent.router,
+    assessments.router,
+    modules.router,
+    batteries.router,
+    item_banks.router,
+    schedules.router,
+    templates.router,
+    sync.router,
+    webhooks.router,
+    redcap.trigger_router,
+    redcap.router,
+    dashboard.router,
+    exports.router,
+    reports.router,
+)
+# Routing tries routes one by one in inclusion order (~170 of them): the routers every device
+# and dashboard calls all day are tried first, which took ~0.1 ms off a list request. The API
+# document keeps the order above (`_in_document_order`); a test checks that no route is
+# shadowed in either order.
+ROUTED_FIRST: tuple[APIRouter, ...] = (
+    health.router,
+    assessments.router,
+    sync.router,
+    auth.router,
+    participants.router,
+    studies.router,
+)
+
+
+def _routing_order() -> tuple[APIRouter, ...]:
+    first = {id(router) for router in ROUTED_FIRST}  # routers compare by value: by identity here
+    return ROUTED_FIRST + tuple(r for r in ROUTERS_IN_DOCUMENT_ORDER if id(r) not in first)
+
+
+def _in_document_order(paths: dict[str, Any]) -> dict[str, Any]:
+    position: dict[str, int] = {}
+    for router in ROUTERS_IN_DOCUMENT_ORDER:
+        for route in router.routes:
+            if isinstance(route, APIRoute):
+                position.setdefault(API_PREFIX + route.path_format, len(position))
+    return dict(sorted(paths.items(), key=lambda item: position.get(item[0], len(position))))
+
+
 def _complete_openapi(app: FastAPI) -> None:
     """Publish the hand-parsed bodies and declare every operation's error responses."""
     generate = app.openapi
@@ -258,6 +321,7 @@ def _complete_openapi(app: FastAPI) -> None:
         if app.openapi_schema is not None:
             return app.openapi_schema
         document = generate()
+        document["paths"] = _in_document_order(document["paths"])
         for model in HAND_PARSED_BODIES:
             publish_schema(document, model)
         declare_error_responses(
@@ -320,40 +384,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.add_middleware(RequestContextMiddleware)
 
-    routers = (
-        health.router,
-        auth.router,
-        participant_auth.router,
-        invitations.auth_router,
-        invitations.router,
-        access_tokens.router,
-        password_resets.router,
-        sso.router,
-        service_accounts.router,
-        users.router,
-        user_sessions.router,
-        audit.router,
-        studies.router,
-        participant_import.router,
-        participants.router,
-        notifications.router,
-        consent.router,
-        assessments.router,
-        modules.router,
-        batteries.router,
-        item_banks.router,
-        schedules.router,
-        templates.router,
-        sync.router,
-        webhooks.router,
-        redcap.trigger_router,
-        redcap.router,
-        dashboard.router,
-        exports.router,
-        reports.router,
-    )
-    for router in routers:
-        app.include_router(router, prefix="/api")
+    for router in _routing_order():
+        app.include_router(router, prefix=API_PREFIX)
     _complete_openapi(app)
     install_docs(app)
     return app
