@@ -10,7 +10,7 @@ from functools import lru_cache
 from typing import Any, Protocol, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
-from sqlalchemy import String, bindparam, delete, func, or_, select, true
+from sqlalchemy import Select, String, bindparam, delete, func, or_, select, true
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
@@ -46,7 +46,6 @@ from app.services.outbox.announce import (
 from app.services.outbox.writer import forget_participant
 from app.services.pagination import (
     PreparedPage,
-    paginate,
     prepare_page,
     run_prepared_page,
     sort_key_of,
@@ -307,19 +306,15 @@ _PARTICIPANT_SORTS: dict[str, InstrumentedAttribute[Any]] = {
 _DEFAULT_PARTICIPANT_SORT = "participant_id"
 
 
-@lru_cache(maxsize=128)  # 128 shapes: four filters, four sorts, two orders
-def _study_participant_page(
-    site_scoped: bool,
-    by_status: bool,
-    by_site: bool,
-    searched: bool,
-    sort_key: str,
-    descending: bool,
-) -> PreparedPage[Participant]:
-    """The page statement of one study's participants for one combination of filters and sort;
-    the values are bound at execution (`study_id`, `scope_site_id`, `status`, `site_id`,
-    `pattern`)."""
-    statement = select(Participant).where(Participant.study_id == bindparam("study_id"))
+@lru_cache(maxsize=256)  # 256 shapes: in a study or not, four filters, four sorts, two orders
+def _participants_where(
+    in_study: bool, site_scoped: bool, by_status: bool, by_site: bool, searched: bool
+) -> Select[Participant]:
+    """The participants one combination of filters selects; the values are bound at execution
+    (`study_id`, `scope_site_id`, `status`, `site_id`, `pattern`)."""
+    statement = select(Participant)
+    if in_study:
+        statement = statement.where(Participant.study_id == bindparam("study_id"))
     if site_scoped:
         statement = statement.where(Participant.site_id == bindparam("scope_site_id"))
     if by_status:
@@ -330,12 +325,34 @@ def _study_participant_page(
         statement = statement.where(
             Participant.participant_code.ilike(bindparam("pattern", type_=String))
         )
+    return statement
+
+
+def _participant_page(
+    statement: Select[Participant], sort_key: str, descending: bool
+) -> PreparedPage[Participant]:
     return prepare_page(
         statement,
         sort=_PARTICIPANT_SORTS[sort_key],
         descending=descending,
         tie_breaker=Participant.id,
     )
+
+
+@lru_cache(maxsize=512)
+def _prepared_participant_page(
+    in_study: bool,
+    site_scoped: bool,
+    by_status: bool,
+    by_site: bool,
+    searched: bool,
+    sort_key: str,
+    descending: bool,
+) -> PreparedPage[Participant]:
+    """The page statement of one shape of request (one study's participants, or every
+    study's for an administrator), built once."""
+    statement = _participants_where(in_study, site_scoped, by_status, by_site, searched)
+    return _participant_page(statement, sort_key, descending)
 
 
 async def list_participants(
@@ -382,7 +399,8 @@ async def list_participants(
     if q:
         values["pattern"] = f"%{q.strip()}%"
     sort_key = sort_key_of(params, _PARTICIPANT_SORTS, _DEFAULT_PARTICIPANT_SORT)
-    prepared = _study_participant_page(
+    prepared = _prepared_participant_page(
+        True,
         scope_site_id is not None,
         status is not None,
         site is not None,
@@ -406,35 +424,35 @@ async def _participants_of_all_studies(
     q: str | None,
 ) -> tuple[Sequence[Participant], Pagination, dict[uuid.UUID, StudyAccess] | None]:
     """`list_participants` without a study: every study the caller can see."""
-    statement = select(Participant)
-    if memberships is not None:
-        visible = [
-            (Participant.study_id == sid)
-            & ((Participant.site_id == a.site_id) if a.site_id is not None else true())
-            for sid, a in memberships.items()
-        ]
-        if not visible:
-            return [], Pagination.empty(params), {}
-        statement = statement.where(or_(*visible))
+    if memberships is not None and not memberships:
+        return [], Pagination.empty(params), {}
+    values: dict[str, Any] = {}
     if status is not None:
-        statement = statement.where(Participant.status == status)
+        values["status"] = status
     if site is not None:
         if as_uuid(site) is None:
             raise code_without_study("site_id", "site")
         site_row = await find_site(session, site, None)
         if site_row is None or (memberships is not None and site_row.study_id not in memberships):
             raise unknown_site()
-        statement = statement.where(Participant.site_id == site_row.id)
+        values["site_id"] = site_row.id
     if q:
-        statement = statement.where(Participant.participant_code.ilike(f"%{q.strip()}%"))
-    rows, pagination = await paginate(
-        session,
-        statement,
-        params,
-        sortable=_PARTICIPANT_SORTS,
-        default_sort=_DEFAULT_PARTICIPANT_SORT,
-        tie_breaker=Participant.id,
-    )
+        values["pattern"] = f"%{q.strip()}%"
+    sort_key = sort_key_of(params, _PARTICIPANT_SORTS, _DEFAULT_PARTICIPANT_SORT)
+    shape = (False, False, status is not None, site is not None, bool(q))
+    descending = params.order == "desc"
+    if memberships is None:
+        prepared = _prepared_participant_page(*shape, sort_key, descending)
+    else:
+        # A member's studies and sites differ per caller: that part is added per request.
+        visible = [
+            (Participant.study_id == sid)
+            & ((Participant.site_id == a.site_id) if a.site_id is not None else true())
+            for sid, a in memberships.items()
+        ]
+        statement = _participants_where(*shape).where(or_(*visible))
+        prepared = _participant_page(statement, sort_key, descending)
+    rows, pagination = await run_prepared_page(session, prepared, params, values)
     return rows, pagination, memberships
 
 

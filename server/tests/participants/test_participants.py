@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.config import Settings
 from app.core.security import FieldEncryptor
 from app.models.audit import AuditEvent
-from app.models.participant import Participant
+from app.models.participant import Participant, ParticipantStatus
 from app.models.study import MemberRole
 from app.models.user import UserRole
 from tests import factories
@@ -355,3 +355,45 @@ async def test_list_of_one_study_is_404_when_the_caller_cannot_see_it(
         f"/api/participants?study_id={study_id}&sort=email", headers=admin.headers
     )
     assert bad_sort.status_code == 422
+
+
+async def test_list_of_every_study_filters_the_same_for_administrators_and_members(
+    client: httpx.AsyncClient, db_session: AsyncSession
+) -> None:
+    """Without `study_id`: an administrator's list (one statement built once per shape) and a
+    member's (narrowed to their studies and site per request) take the same filters."""
+    first = await factories.study(db_session)
+    second = await factories.study(db_session)
+    paris = await factories.site(db_session, first, "PARIS")
+    for index in range(6):
+        status = ParticipantStatus.WITHDRAWN if index % 3 == 0 else ParticipantStatus.ENROLLED
+        await factories.participant(
+            db_session, first, f"A{index}", paris if index % 2 else None, status=status
+        )
+        await factories.participant(db_session, second, f"B{index}", status=status)
+    admin = await factories.staff(db_session, client, UserRole.ADMIN)
+    coordinator = await factories.study_member(
+        db_session, client, first, MemberRole.COORDINATOR, paris
+    )
+    outsider = await factories.staff(db_session, client, UserRole.RESEARCHER)
+    paris_id = paris.id
+
+    async def codes(caller: factories.Staff, query: str) -> list[str]:
+        response = await client.get(f"/api/participants?{query}", headers=caller.headers)
+        assert response.status_code == 200, response.text
+        return [row["participant_id"] for row in response.json()["data"]]
+
+    assert await codes(admin, "per_page=100") == [f"A{i}" for i in range(6)] + [
+        f"B{i}" for i in range(6)
+    ]
+    assert await codes(admin, "status=withdrawn&order=desc") == ["B3", "B0", "A3", "A0"]
+    assert await codes(admin, f"site_id={paris_id}") == ["A1", "A3", "A5"]
+    assert await codes(admin, "q=b&sort=participant_id") == [f"B{i}" for i in range(6)]
+    assert await codes(admin, "q=5&status=enrolled") == ["A5", "B5"]
+    assert await codes(coordinator, "") == ["A1", "A3", "A5"]
+    assert await codes(coordinator, "status=enrolled&order=desc") == ["A5", "A1"]
+    assert await codes(coordinator, "q=a3") == ["A3"]
+    assert await codes(outsider, "status=enrolled") == []
+    page = await client.get("/api/participants?per_page=5&page=3", headers=admin.headers)
+    assert page.json()["pagination"]["total"] == 12
+    assert [row["participant_id"] for row in page.json()["data"]] == ["B4", "B5"]
