@@ -306,7 +306,7 @@ _PARTICIPANT_SORTS: dict[str, InstrumentedAttribute[Any]] = {
 _DEFAULT_PARTICIPANT_SORT = "participant_id"
 
 
-@lru_cache(maxsize=256)  # 256 shapes: in a study or not, four filters, four sorts, two orders
+@lru_cache(maxsize=32)  # 32 shapes: five filters, each used or not
 def _participants_where(
     in_study: bool, site_scoped: bool, by_status: bool, by_site: bool, searched: bool
 ) -> Select[Participant]:
@@ -339,7 +339,7 @@ def _participant_page(
     )
 
 
-@lru_cache(maxsize=512)
+@lru_cache(maxsize=256)  # 256 shapes: the filters' 32, four sorts, two orders
 def _prepared_participant_page(
     in_study: bool,
     site_scoped: bool,
