@@ -306,6 +306,7 @@ class Settings(BaseSettings):
     SMTP_START_TLS: bool = False
     SMTP_TIMEOUT_SECONDS: float = Field(default=10.0, gt=0)
     EMAIL_FROM: str = "Metricis <no-reply@localhost>"
+    # Unset: this server on this machine, at the port it listens on (`_links_follow_the_port`).
     PUBLIC_BASE_URL: str = "http://127.0.0.1:8000"
 
     # How SMS leaves: `twilio` (a Twilio-compatible REST API), `console` (a redacted log line,
@@ -415,6 +416,14 @@ class Settings(BaseSettings):
                 "WORKER_TASK_TIME_LIMIT_SECONDS: a row still being sent by a live task would "
                 "otherwise be reported as interrupted"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _links_follow_the_port(self) -> Settings:
+        # Links in emails point at the server as it was started: `PORT=8100 make run` must not
+        # send the demo's participants to port 8000.
+        if "PUBLIC_BASE_URL" not in self.model_fields_set:
+            self.PUBLIC_BASE_URL = f"http://127.0.0.1:{self.PORT}"
         return self
 
     @model_validator(mode="after")

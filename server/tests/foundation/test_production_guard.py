@@ -103,3 +103,16 @@ def test_malformed_audit_chain_keys_are_refused_without_echoing_them(
         Settings(AUDIT_CHAIN_KEYS=value)
     assert complaint in str(raised.value)
     assert value.split(":")[-1] not in str(raised.value)
+
+
+def test_links_point_at_the_port_the_server_listens_on_unless_set(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("PUBLIC_BASE_URL", raising=False)
+    monkeypatch.delenv("PORT", raising=False)
+    assert Settings(_env_file=None).PUBLIC_BASE_URL == "http://127.0.0.1:8000"
+    assert Settings(_env_file=None, PORT=8123).PUBLIC_BASE_URL == "http://127.0.0.1:8123"
+    monkeypatch.setenv("PORT", "8124")
+    assert Settings(_env_file=None).PUBLIC_BASE_URL == "http://127.0.0.1:8124"
+    given = Settings(_env_file=None, PORT=8123, PUBLIC_BASE_URL="https://metricis.example.org")
+    assert given.PUBLIC_BASE_URL == "https://metricis.example.org"
