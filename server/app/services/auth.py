@@ -563,7 +563,7 @@ async def authenticate_access_claims(
         last_seen = datetime.fromisoformat(str(cached["last_seen_at"]))
         idle_limit = timedelta(minutes=settings.SESSION_IDLE_TIMEOUT_MINUTES)
         if now - last_seen <= idle_limit and now - last_seen < LAST_SEEN_WRITE_INTERVAL:
-            return StaffPrincipal.of_login(UserProfile.from_json(profile), session_id)
+            return StaffPrincipal.of_login(UserProfile.model_validate(profile), session_id)
 
     row = (
         await session.execute(
@@ -585,7 +585,7 @@ async def authenticate_access_claims(
         await _end_idle(session, store, context, login_session)
     if now - login_session.last_seen_at >= LAST_SEEN_WRITE_INTERVAL:
         login_session.last_seen_at = now
-    principal = StaffPrincipal.of_login(UserProfile.of(user), login_session.id)
+    principal = StaffPrincipal.of_login(UserProfile.model_validate(user), login_session.id)
     await _cache_principal(store, principal, login_session.last_seen_at, user_version)
     return principal
 
@@ -652,7 +652,7 @@ async def _cache_principal(
         await store.set(
             _principal_key(principal.session_id),
             {
-                "profile": principal.profile.to_json(),
+                "profile": principal.profile.model_dump(mode="json"),
                 "last_seen_at": last_seen_at.isoformat(),
                 "user_version": user_version,
             },

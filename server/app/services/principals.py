@@ -9,82 +9,21 @@ in `app.services.participants`: `resolve_participant` for one a request names,
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
 
-from app.models.user import User, UserRole, UserStatus
+from pydantic import ConfigDict
+
+from app.models.user import UserRole
+from app.schemas.auth import UserDetailRead
 
 
-@dataclass(frozen=True, slots=True)
-class UserProfile:
+class UserProfile(UserDetailRead):
     """The account as `GET /api/auth/me` shows it, read with the principal: from the database
-    row the request loaded, or from the principal cache while no change to the account has been
-    committed since (see `app.services.auth`)."""
+    row the request loaded (`model_validate(user)`), or from the principal cache while no change
+    to the account has been committed since (see `app.services.auth`). Frozen: principals are
+    values."""
 
-    id: uuid.UUID
-    email: str
-    name: str
-    role: UserRole
-    status: UserStatus
-    must_change_password: bool
-    terms_accepted_at: datetime | None
-    totp_enabled: bool
-    last_login_at: datetime | None
-    created_at: datetime
-
-    @classmethod
-    def of(cls, user: User) -> UserProfile:
-        return cls(
-            id=user.id,
-            email=user.email,
-            name=user.name,
-            role=user.role,
-            status=user.status,
-            must_change_password=user.must_change_password,
-            terms_accepted_at=user.terms_accepted_at,
-            totp_enabled=user.totp_enabled,
-            last_login_at=user.last_login_at,
-            created_at=user.created_at,
-        )
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "id": str(self.id),
-            "email": self.email,
-            "name": self.name,
-            "role": self.role.value,
-            "status": self.status.value,
-            "must_change_password": self.must_change_password,
-            "terms_accepted_at": _instant_json(self.terms_accepted_at),
-            "totp_enabled": self.totp_enabled,
-            "last_login_at": _instant_json(self.last_login_at),
-            "created_at": self.created_at.isoformat(),
-        }
-
-    @classmethod
-    def from_json(cls, value: Mapping[str, Any]) -> UserProfile:
-        return cls(
-            id=uuid.UUID(str(value["id"])),
-            email=str(value["email"]),
-            name=str(value["name"]),
-            role=UserRole(str(value["role"])),
-            status=UserStatus(str(value["status"])),
-            must_change_password=bool(value["must_change_password"]),
-            terms_accepted_at=_instant(value["terms_accepted_at"]),
-            totp_enabled=bool(value["totp_enabled"]),
-            last_login_at=_instant(value["last_login_at"]),
-            created_at=datetime.fromisoformat(str(value["created_at"])),
-        )
-
-
-def _instant_json(value: datetime | None) -> str | None:
-    return None if value is None else value.isoformat()
-
-
-def _instant(value: object) -> datetime | None:
-    return None if value is None else datetime.fromisoformat(str(value))
+    model_config = ConfigDict(from_attributes=True, frozen=True)
 
 
 @dataclass(frozen=True, slots=True)

@@ -243,5 +243,5 @@ async def authenticate_personal_access_token(
         must_change_password=user.must_change_password,
         token_id=token.id,
         token_scopes=scopes,
-        profile=UserProfile.of(user),
+        profile=UserProfile.model_validate(user),
     )
